@@ -1,0 +1,252 @@
+"""The Python builder API: the one way a :class:`~abccalc.graph.Graph` gets made.
+
+>>> b = GraphBuilder("mlp")
+>>> b.dim("d_in", size=3).dim("width", base=8).dim("d_out", size=1)
+GraphBuilder('mlp')
+>>> _ = b.node("x", "input", dims=["d_in"])
+>>> _ = b.node("h", "linear", inputs=["x"], dims=["width"], weight="W1")
+>>> _ = b.node("f", "linear", inputs=["h"], dims=["d_out"], weight="W2")
+>>> _ = b.node("y", "output", inputs=["f"])
+>>> sorted(b.build().params)
+['W1', 'W2']
+
+A repeated block (``repeat``) is expanded at :meth:`GraphBuilder.build` time, so a count
+named by a value can be changed with :meth:`GraphBuilder.set` (``--set n_layer=96``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from fractions import Fraction
+
+import networkx as nx
+
+from abccalc.errors import AbcError
+from abccalc.graph import Dim, Graph, Node, Param, Use
+from abccalc.ops import OPS
+
+NODE_FIELDS = {f.name for f in fields(Node)}
+
+
+@dataclass
+class Block:
+    """A block of nodes repeated ``count`` times; iteration i reads the previous one's
+    ``output`` node under the name ``carry`` (the first reads ``input``). Inside, node and
+    parameter names become ``<name>.<i>.<local name>``; after the block, ``name`` refers to
+    the last iteration's output."""
+
+    name: str
+    count: int | str
+    input: str
+    carry: str
+    output: str
+    nodes: list[Node] = field(default_factory=list)
+
+    def node(self, name: str, op: str, **kw) -> Block:
+        self.nodes.append(_make_node(name, op, kw))
+        return self
+
+
+def _make_node(name: str, op: str, kw: dict) -> Node:
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
+    return Node(name=name, op=op, **kw)
+
+
+class GraphBuilder:
+    """Collects dims, values and nodes; :meth:`build` validates them into a frozen Graph."""
+
+    def __init__(self, name: str, source: str = "<graph>") -> None:
+        self.name = name
+        self.source = source
+        self._dims: dict[str, dict] = {}
+        self._values: dict[str, int] = {}
+        self._items: list[Node | Block] = []
+
+    def __repr__(self) -> str:
+        return f"GraphBuilder({self.name!r})"
+
+    def err(self, what: str, msg: str) -> AbcError:
+        return AbcError(f"{self.source}: {what}: {msg}")
+
+    def dim(self, name: str, size: int | None = None, *, base: int | None = None,
+            of: str | None = None, times: float | Fraction | None = None) -> GraphBuilder:
+        """A finite dim (``size``), an infinite one (``base``), or an infinite multiple
+        ``times × of`` of another infinite dim."""
+        if name in self._dims:
+            raise self.err(f"dim '{name}'", "duplicate name")
+        if sum(x is not None for x in (size, base, of)) != 1 or (of is None) != (times is None):
+            raise self.err(f"dim '{name}'", "give exactly one of size (finite), base "
+                           "(infinite) or times+of (a multiple of another dim)")
+        for v in (size, base):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise self.err(f"dim '{name}'", f"size {v!r} is not a positive integer")
+        self._dims[name] = {"size": size, "base": base, "of": of, "times": times}
+        return self
+
+    def value(self, name: str, value: int) -> GraphBuilder:
+        """A named integer, e.g. a repeat count."""
+        if name in self._values:
+            raise self.err(f"value '{name}'", "duplicate name")
+        self._values[name] = value
+        return self
+
+    def set(self, name: str, value: str | int) -> GraphBuilder:
+        """Override a value or a dim's size/base (the CLI's ``--set NAME=VALUE``)."""
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise AbcError(f"{self.source}: --set {name}={value}: not an integer") from None
+        if number < 0 or (name in self._dims and number < 1):
+            raise AbcError(f"{self.source}: --set {name}={value}: must be positive")
+        if name in self._values:
+            self._values[name] = number
+        elif name in self._dims and self._dims[name]["of"] is None:
+            key = "size" if self._dims[name]["size"] is not None else "base"
+            self._dims[name][key] = number
+        else:
+            known = sorted([*self._values, *(d for d in self._dims if not self._dims[d]["of"])])
+            raise AbcError(f"{self.source}: --set {name}={value}: unknown name '{name}' "
+                           f"(known: {', '.join(known)})")
+        return self
+
+    def node(self, name: str, op: str, **kw) -> GraphBuilder:
+        """Add a node; ``kw`` are :class:`~abccalc.graph.Node` fields."""
+        unknown = set(kw) - NODE_FIELDS
+        if unknown:
+            raise self.err(f"node '{name}'", f"unknown field(s) {sorted(unknown)}")
+        self._items.append(_make_node(name, op, kw))
+        return self
+
+    def repeat(self, name: str, count: int | str, *, input: str, carry: str,
+               output: str) -> Block:
+        """Start a repeated block; add its nodes with ``Block.node``."""
+        block = Block(name, count, input, carry, output)
+        self._items.append(block)
+        return block
+
+    # -- build --------------------------------------------------------------------------
+    def _resolve_dims(self) -> dict[str, Dim]:
+        dims: dict[str, Dim] = {}
+
+        def get(name: str, seen: tuple[str, ...] = ()) -> Dim:
+            if name in dims:
+                return dims[name]
+            if name not in self._dims:
+                raise self.err(f"dim '{seen[-1]}'", f"is a multiple of unknown dim '{name}'")
+            if name in seen:
+                raise self.err(f"dim '{name}'", "is defined as a multiple of itself")
+            d = self._dims[name]
+            if d["of"] is not None:
+                base = get(d["of"], (*seen, name))
+                if not base.infinite:
+                    raise self.err(f"dim '{name}'", f"is a multiple of finite dim '{d['of']}'")
+                times = Fraction(d["times"]).limit_denominator(10**6)
+                if times <= 0 or (times * base.size).denominator != 1:
+                    raise self.err(f"dim '{name}'", f"times {d['times']} × base "
+                                   f"{base.size} of '{d['of']}' is not a positive integer")
+                dims[name] = Dim(name, True, int(times * base.size), d["of"], times)
+            else:
+                infinite = d["base"] is not None
+                dims[name] = Dim(name, infinite, d["base"] if infinite else d["size"])
+            return dims[name]
+
+        for name in self._dims:
+            get(name)
+        return dims
+
+    def _expand(self) -> list[Node]:
+        nodes: list[Node] = []
+        alias: dict[str, str] = {}  # block name -> its last iteration's output node
+        for item in self._items:
+            if isinstance(item, Node):
+                nodes.append(item)
+                continue
+            count = self._values.get(item.count, item.count) if isinstance(item.count, str) \
+                else item.count
+            if isinstance(count, str):
+                raise self.err(f"repeat '{item.name}'", f"unknown count value '{count}'")
+            if not isinstance(count, int) or count < 0:
+                raise self.err(f"repeat '{item.name}'", f"count {count!r} is not an integer ≥ 0")
+            local = {n.name for n in item.nodes}
+            if item.output not in local:
+                raise self.err(f"repeat '{item.name}'",
+                               f"output '{item.output}' is not a node of the block")
+            prev = alias.get(item.input, item.input)
+            for i in range(count):
+                pre = f"{item.name}.{i}."
+
+                def ref(x: str, pre: str = pre, prev: str = prev) -> str:
+                    return pre + x if x in local else prev if x == item.carry else x
+
+                nodes.extend(replace(
+                    n, name=pre + n.name, inputs=tuple(ref(x) for x in n.inputs),
+                    **{k: pre + p for k, p in (("weight", n.weight), ("bias", n.bias),
+                                               ("gain", n.gain)) if p is not None})
+                    for n in item.nodes)
+                prev = pre + item.output
+            alias[item.name] = prev
+        return [replace(n, inputs=tuple(alias.get(x, x) for x in n.inputs)) for n in nodes]
+
+    def build(self) -> Graph:
+        """Validate and freeze. Raises :class:`AbcError` naming the culprit."""
+        dims = self._resolve_dims()
+        nodes = self._expand()
+        if not any(d.infinite for d in dims.values()):
+            raise AbcError(f"{self.source}: no infinite dim; mark the width dim(s) with "
+                           "'base: SIZE'")
+        names: dict[str, Node] = {}
+        for n in nodes:
+            if n.name in names:
+                raise self.err(f"node '{n.name}'", "duplicate name")
+            if n.name in dims:
+                raise self.err(f"node '{n.name}'", "duplicate name (also a dim)")
+            if n.op not in OPS:
+                raise self.err(f"node '{n.name}'", f"unknown op '{n.op}' (known: "
+                               f"{', '.join(sorted(OPS))})")
+            for d in (*n.dims, *n.in_dims, *n.over, *([n.vocab] if n.vocab else [])):
+                if d not in dims:
+                    raise self.err(f"node '{n.name}'", f"unknown dim '{d}'")
+            names[n.name] = n
+        for n in nodes:
+            for i in n.inputs:
+                if i not in names:
+                    raise self.err(f"node '{n.name}'", f"unknown input '{i}'")
+        g = nx.DiGraph()
+        g.add_nodes_from(names)
+        g.add_edges_from((i, n.name) for n in nodes for i in n.inputs)
+        try:
+            cycle = nx.find_cycle(g)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle:
+            path = " -> ".join([e[0] for e in cycle] + [cycle[0][0]])
+            raise self.err(f"node '{cycle[0][0]}'", f"is on a cycle: {path}")
+        shaped: dict[str, Node] = {}
+        uses: dict[str, list[tuple[Use, tuple[str, ...]]]] = {}
+        for name in nx.lexicographical_topological_sort(g):
+            n = names[name]
+            err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
+            result = OPS[n.op](n, [shaped[i].dims for i in n.inputs], dims, err)
+            shaped[name] = result.node
+            for use, shape in result.uses:
+                if use.param in names or use.param in dims:
+                    raise self.err(f"parameter '{use.param}'", "duplicate name (also a node "
+                                   "or dim)")
+                uses.setdefault(use.param, []).append((use, shape))
+        first = {}
+        for i, n in enumerate(nodes):
+            for _, p in n.param_fields:
+                first.setdefault(p, i)
+        params: dict[str, Param] = {}
+        for pname in sorted(uses, key=first.__getitem__):
+            (use0, shape0), *rest = uses[pname]
+            for use, shape in rest:
+                if sorted(shape) != sorted(shape0):
+                    raise self.err(f"parameter '{pname}'", f"is tied but has shape "
+                                   f"{list(shape)} at node '{use.node}' and {list(shape0)} "
+                                   f"at node '{use0.node}'")
+            params[pname] = Param(pname, shape0, tuple(u for u, _ in uses[pname]))
+        frozen = tuple(shaped[n.name] for n in nodes)
+        if not any(n.op == "output" for n in frozen):
+            raise AbcError(f"{self.source}: no output node; end the graph with 'op: output'")
+        return Graph(self.name, dims, frozen, params, dict(self._values), self.source)

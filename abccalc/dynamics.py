@@ -1,0 +1,186 @@
+"""Forward and backward propagation of size exponents through a graph.
+
+:class:`Sizes` walks a graph in topological order with the rules of
+:mod:`abccalc.calculus`. The solver drives it while it chooses exponents
+(:mod:`abccalc.solver`); :func:`propagate` drives it for a given parametrization, which is
+how ``check`` and ``classify`` find what blows up or vanishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from abccalc.calculus import (
+    HALF,
+    NEG_INF,
+    ONE,
+    ZERO,
+    Exp,
+    Optimizer,
+    backward_term,
+    init_term,
+    w0_dx_term,
+)
+from abccalc.graph import Graph, Kind, Node, Use
+from abccalc.ops import NORMS
+
+UseKey = tuple[str, str]  # (node, param): one use of a parameter
+
+
+def key(use: Use) -> UseKey:
+    return (use.node, use.param)
+
+
+@dataclass
+class Sizes:
+    """Exponents per activation: ``s0`` at init, ``sd`` of the change, ``g`` of ∂L/∂v."""
+
+    graph: Graph
+    optimizer: Optimizer
+    s0: dict[str, Exp] = field(default_factory=dict)
+    sd: dict[str, Exp] = field(default_factory=dict)
+    g: dict[str, Exp] = field(default_factory=dict)
+
+    def st(self, name: str) -> Exp:
+        """The operative size during training, max(s0, sd)."""
+        return max(self.s0[name], self.sd.get(name, NEG_INF))
+
+    def uses(self, node: Node) -> list[tuple[Use, int, int]]:
+        """The node's parameter uses with their infinite fan_in / fan_out counts."""
+        params = self.graph.params
+        out = []
+        for _, pname in node.param_fields:
+            use = next(u for u in params[pname].uses if u.node == node.name)
+            out.append((use, self.graph.inf(use.fan_in), self.graph.inf(use.fan_out)))
+        return out
+
+    def operand(self, node: Node, use: Use) -> tuple[Exp, Exp]:
+        """(s0, sd) of what the use multiplies: x, the normalized x̂, or the constant 1."""
+        if use.kind is Kind.BIAS or node.op == "embedding":
+            return ZERO, NEG_INF
+        x = node.inputs[0]
+        if node.op in NORMS:
+            return ZERO, self.sd.get(x, NEG_INF) - self.st(x)
+        return self.s0[x], self.sd.get(x, NEG_INF)
+
+    def forward(self, node: Node, init: Mapping[UseKey, Exp], alpha: Exp | None,
+                upd: Callable[[Use], Exp]) -> None:
+        """Set s0 and sd of ``node`` from its inputs (TP4 §3; TP5 App. J)."""
+        ins = node.inputs
+        s0 = [self.s0[i] for i in ins]
+        sd = [self.sd.get(i, NEG_INF) for i in ins]
+        st = [self.st(i) for i in ins]
+        op = node.op
+        if op == "input":
+            new0, newd = ZERO, NEG_INF
+        elif op in ("linear", "embedding") or op in NORMS:
+            if op in NORMS:
+                x0, xd = self.operand(node, Use(node.name, "", Kind.GAIN, (), ()))
+                terms0 = [] if node.gain else [x0]
+                termsd = [] if node.gain else [xd]
+            else:
+                terms0, termsd = [], []
+            for use, k_in, k_out in self.uses(node):
+                x0, xd = self.operand(node, use)
+                i = init[key(use)]
+                terms0.append(init_term(i, k_in, x0))
+                termsd += [upd(use), w0_dx_term(i, k_in, k_out, xd)]
+            new0, newd = max(terms0), max(termsd)
+        elif op == "add":
+            new0, newd = max(s0), max(sd)
+        elif op == "multiply":
+            new0, newd = s0[0] + s0[1], max(sd[0] + st[1], st[0] + sd[1])
+        elif op == "scale":
+            new0, newd = -alpha + s0[0], -alpha + sd[0]
+        elif op == "contract":
+            k = self.graph.inf(node.over)
+            # independent at init (CLT, ½ per dim); correlated once trained (LLN, 1 per dim)
+            new0 = -alpha + s0[0] + s0[1] + HALF * k
+            newd = -alpha + max(sd[0] + st[1], st[0] + sd[1]) + k * ONE
+        elif op == "softmax":
+            new0, newd = ZERO, min(ZERO, sd[0])
+        else:  # elementwise and output
+            new0, newd = s0[0], sd[0]
+        self.s0[node.name] = new0
+        self.sd[node.name] = newd
+
+    def backward(self, init: Mapping[UseKey, Exp], alpha: Mapping[str, Exp]) -> None:
+        """Set g of every node, from g(output) = 0 backwards (TP4 §5)."""
+        g: dict[str, list[Exp]] = {n.name: [] for n in self.graph.nodes}
+        for node in reversed(self.graph.order):
+            name = node.name
+            gh = ZERO if node.op == "output" else max(g[name], default=NEG_INF)
+            self.g[name] = gh
+            ins = node.inputs
+            op = node.op
+            if op in ("input", "embedding"):
+                continue
+            if op not in ("linear", "multiply", "scale", "contract", *NORMS):
+                for i in ins:  # elementwise, add, softmax, output: Θ(1) Jacobians
+                    g[i].append(gh)
+            elif op == "linear":
+                for use, _, k_out in self.uses(node):
+                    if use.kind is Kind.WEIGHT:
+                        g[ins[0]].append(backward_term(init[key(use)], k_out, gh))
+            elif op in NORMS:
+                ghat = gh - init[(name, node.gain)] if node.gain else gh
+                g[ins[0]].append(ghat - self.st(ins[0]))
+            elif op == "multiply":
+                g[ins[0]].append(gh + self.st(ins[1]))
+                g[ins[1]].append(gh + self.st(ins[0]))
+            elif op == "scale":
+                g[ins[0]].append(gh - alpha[name])
+            elif op == "contract":
+                nodes = self.graph.node
+                for u, v in ((ins[0], ins[1]), (ins[1], ins[0])):
+                    shared = set(nodes[v].dims) & set(node.dims) - set(nodes[u].dims)
+                    g[u].append(-alpha[name] + gh + self.st(v) + self.graph.inf(list(shared)))
+
+
+@dataclass(frozen=True)
+class ABC:
+    """A concrete parametrization: ``a`` per use, ``b`` and ``c`` per parameter, and the
+    multiplier exponent of each parameter-free constant."""
+
+    a: dict[UseKey, Exp]
+    b: dict[str, Exp]
+    c: dict[str, Exp]
+    alpha: dict[str, Exp]
+
+
+def propagate(graph: Graph, optimizer: Optimizer, abc: ABC, max_rounds: int = 16) -> Sizes:
+    """Sizes of every activation under ``abc``, iterated to a fixed point.
+
+    SGD gradients depend on training-time sizes and vice versa, so the backward and
+    forward passes alternate until nothing changes (two rounds for a stable
+    parametrization; a blow-up stops growing after at most ``max_rounds``).
+    A tied parameter's gradient is the largest of its uses' contributions.
+    """
+    sizes = Sizes(graph, optimizer)
+    init = {u: abc.a[u] + abc.b[u[1]] for u in abc.a}
+    for node in graph.order:  # init sizes first, with no change yet
+        sizes.forward(node, init, abc.alpha.get(node.name), lambda use: NEG_INF)
+        sizes.sd[node.name] = NEG_INF
+
+    def upd(use: Use) -> Exp:
+        uses = graph.params[use.param].uses
+        a_u, c = abc.a[key(use)], abc.c[use.param]
+        node = graph.node[use.node]
+        stx = max(sizes.operand(node, use))
+        if optimizer is Optimizer.ADAM:
+            entries = -a_u - c
+        else:
+            grad = max(-abc.a[key(v)] + sizes.g[v.node] + max(
+                sizes.operand(graph.node[v.node], v)) for v in uses)
+            entries = -a_u - c + grad
+        return entries + graph.inf(use.fan_in) + stx
+
+    for _ in range(max_rounds):
+        before = (dict(sizes.s0), dict(sizes.sd), dict(sizes.g))
+        sizes.backward(init, abc.alpha)
+        for node in graph.order:
+            sizes.forward(node, init, abc.alpha.get(node.name), upd)
+        if (sizes.s0, sizes.sd, sizes.g) == before:
+            break
+    return sizes

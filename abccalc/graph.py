@@ -1,0 +1,163 @@
+"""The frozen computation graph: dims, parameters and nodes.
+
+A dim is *finite* (its size stays fixed as the model widens) or *infinite* (it scales like
+the width n; TP5 Appendix B, "Matrix-Like, Vector-Like, Scalar-Like Parameters"). Every
+infinite dim is Θ(n); its base size only matters for rules written with width ratios.
+Graphs are built by :class:`abccalc.builder.GraphBuilder` (or read from YAML by
+:mod:`abccalc.spec`), which validates them; nothing here mutates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from fractions import Fraction
+from functools import cached_property
+
+import networkx as nx
+
+
+@dataclass(frozen=True)
+class Dim:
+    """A named dimension.
+
+    ``size`` is the size of a finite dim and the base size of an infinite one. An infinite
+    dim may be declared a fixed multiple of another (``d_ff = 4·d_model``): ``of`` names it
+    and ``times`` is the factor, so its base size is ``times × base(of)``.
+    """
+
+    name: str
+    infinite: bool
+    size: int
+    of: str | None = None
+    times: Fraction | None = None
+
+
+class Role(str, Enum):
+    """The columns of TP5 Table 3 plus scalar-like (TP5 Appendix B)."""
+
+    INPUT = "input"
+    HIDDEN = "hidden"
+    OUTPUT = "output"
+    SCALAR = "scalar"
+
+
+class Kind(str, Enum):
+    WEIGHT = "weight"
+    BIAS = "bias"
+    GAIN = "gain"
+
+
+@dataclass(frozen=True)
+class Use:
+    """One op reading a parameter: the effective weight of this use is ``n^-a · w``.
+
+    ``fan_in`` are the dims the use sums over (empty for biases, gains and embedding
+    lookups, whose fan_in is 1) and ``fan_out`` the dims it writes.
+    """
+
+    node: str
+    param: str
+    kind: Kind
+    fan_in: tuple[str, ...]
+    fan_out: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A named trainable tensor; tied tensors are one Param with several uses."""
+
+    name: str
+    shape: tuple[str, ...]
+    uses: tuple[Use, ...]
+
+    @property
+    def kind(self) -> Kind:
+        return self.uses[0].kind
+
+
+@dataclass(frozen=True)
+class Node:
+    """One op. ``dims`` are the dims of the activation it produces.
+
+    Op-specific fields: ``weight``/``bias``/``gain`` name parameters; ``in_dims`` are the
+    dims a ``linear`` contracts; ``over`` the dims of a ``contract``, ``softmax`` or norm;
+    ``vocab`` the finite dim an ``embedding`` looks up; ``value`` the tunable constant of
+    a ``scale``.
+    """
+
+    name: str
+    op: str
+    inputs: tuple[str, ...] = ()
+    dims: tuple[str, ...] = ()
+    weight: str | None = None
+    bias: str | None = None
+    gain: str | None = None
+    in_dims: tuple[str, ...] = ()
+    over: tuple[str, ...] = ()
+    vocab: str | None = None
+    value: float | None = None
+
+    @property
+    def param_fields(self) -> Iterator[tuple[Kind, str]]:
+        for kind, name in ((Kind.WEIGHT, self.weight), (Kind.BIAS, self.bias),
+                           (Kind.GAIN, self.gain)):
+            if name is not None:
+                yield kind, name
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A validated computation graph. ``nodes`` keep the order they were declared in."""
+
+    name: str
+    dims: dict[str, Dim]
+    nodes: tuple[Node, ...]
+    params: dict[str, Param]
+    values: dict[str, int] = field(default_factory=dict)
+    source: str = field(default="<graph>", compare=False)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    @cached_property
+    def node(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
+    @cached_property
+    def order(self) -> tuple[Node, ...]:
+        """Nodes in a topological order that does not depend on declaration order."""
+        g = nx.DiGraph()
+        g.add_nodes_from(n.name for n in self.nodes)
+        g.add_edges_from((i, n.name) for n in self.nodes for i in n.inputs)
+        return tuple(self.node[name] for name in nx.lexicographical_topological_sort(g))
+
+    @cached_property
+    def consumers(self) -> dict[str, tuple[str, ...]]:
+        out: dict[str, list[str]] = {n.name: [] for n in self.nodes}
+        for n in self.order:
+            for i in n.inputs:
+                out[i].append(n.name)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def inf(self, dims: tuple[str, ...] | list[str]) -> int:
+        """The width exponent of the product of ``dims``: the count of infinite ones."""
+        return sum(1 for d in dims if self.dims[d].infinite)
+
+    def size(self, dims: tuple[str, ...], widths: dict[str, int] | None = None) -> int:
+        """The product of the sizes of ``dims``, at base sizes or at ``widths``."""
+        return math.prod(self.dim_size(d, widths) for d in dims)
+
+    def dim_size(self, name: str, widths: dict[str, int] | None = None) -> int:
+        dim = self.dims[name]
+        if widths and name in widths:
+            return widths[name]
+        if dim.of is not None and widths:
+            return int(dim.times * self.dim_size(dim.of, widths))
+        return dim.size
+
+    @property
+    def outputs(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.order if n.op == "output")

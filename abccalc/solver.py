@@ -1,0 +1,145 @@
+"""Solve the μP desiderata (TP5 J.1) for every parameter's gauge invariants.
+
+One forward pass fixes each use's init invariant a+b and each parameter-free constant;
+one backward pass gives gradient sizes; then each use's LR invariant k·a+c follows.
+No equation system is solved: each desideratum is linear in one unknown once the sizes
+upstream (forward) or downstream (backward) are known, so the cost is linear in the graph.
+
+Desiderata, per use h = W·x (TP5 J.1; TP4 §5, Prop. 5.5, Thm. 5.6):
+
+* Θ(1) at init:  −(a+b) + ½·inf(fan_in) + st(x) = 0, with st the size during training so
+  that a layer after a bottleneck is Θ(1) once trained (TP4 Cor. 3.10).
+* maximal readout init (vector-like, fan_out finite):  −(a+b) + inf(fan_in) + sd(x) = 0.
+* maximal update:  ΔW·x = Θ(1), which fixes k·a+c (see :mod:`abccalc.calculus`).
+* a contraction of two activations is Θ(1) once they are correlated (LLN), which gives
+  attention 1/d rather than 1/√d (TP5 Def. 4.1 and footnote 8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from abccalc.calculus import HALF, NEG_INF, ZERO, Exp, Optimizer
+from abccalc.dynamics import Sizes, UseKey, key
+from abccalc.errors import AbcError
+from abccalc.graph import Graph, Kind, Role, Use
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of a derivation: what was fixed, by which rule, from which sizes."""
+
+    what: str
+    rule: str
+    value: Exp
+    deps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Invariants:
+    """The gauge-invariant exponents of one use (TP4 Eq. 5; TP5 Lemma J.1)."""
+
+    use: Use
+    role: Role
+    init: Exp  # a + b
+    lr: Exp  # k·a + c
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The solver's result: invariants per use, constants, sizes and the derivation trace."""
+
+    graph: Graph
+    optimizer: Optimizer
+    sizes: Sizes
+    invariants: dict[UseKey, Invariants]
+    alpha: dict[str, Exp]
+    trace: dict[str, Step]
+
+
+def role_of(graph: Graph, use: Use) -> Role:
+    """TP5 Table 3 columns by infinite dims: input (finite→inf, and every vector-like bias
+    or gain), output (inf→finite), hidden (inf→inf), scalar (finite→finite)."""
+    k_in, k_out = graph.inf(use.fan_in), graph.inf(use.fan_out)
+    if k_in and k_out:
+        return Role.HIDDEN
+    if k_in:
+        return Role.OUTPUT
+    return Role.INPUT if k_out else Role.SCALAR
+
+
+def _fmt(e: Exp) -> str:
+    return "-∞" if e == NEG_INF else str(e)
+
+
+def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
+    """Derive μP for ``graph`` under ``optimizer`` (``sgd`` or ``adam``)."""
+    opt = Optimizer.parse(optimizer) if isinstance(optimizer, str) else optimizer
+    sizes = Sizes(graph, opt)
+    init: dict[UseKey, Exp] = {}
+    alpha: dict[str, Exp] = {}
+    trace: dict[str, Step] = {}
+
+    for node in graph.order:
+        name = node.name
+        for use, k_in, k_out in sizes.uses(node):
+            x0, xd = sizes.operand(node, use)
+            operand = "1" if use.kind is Kind.BIAS or node.op == "embedding" else \
+                ("x̂" if use.kind is Kind.GAIN else node.inputs[0])
+            deps = () if operand == "1" else (f"size {node.inputs[0]}",)
+            if use.kind is Kind.WEIGHT and k_in and not k_out:
+                if xd == NEG_INF:
+                    raise AbcError(f"{graph.source}: node '{name}': readout of '{operand}', "
+                                   "which never changes in training")
+                value = k_in + xd
+                rule = (f"maximal readout init (TP4 Prop. 5.5): W₀·Δx = n^(-(a+b) + "
+                        f"{k_in}·1 + sd({operand})) with sd = {_fmt(xd)} must be Θ(1)")
+            else:
+                value = HALF * k_in + max(x0, xd)
+                rule = (f"Θ(1) at init (TP5 J.1): W₀·x = n^(-(a+b) + {k_in}/2 + "
+                        f"st({operand})) with st = {_fmt(max(x0, xd))} must be Θ(1)")
+            init[key(use)] = value
+            trace[f"init {use.param}@{name}"] = Step(
+                f"a + b of {use.param} at node {name}", rule, value, deps)
+        if node.op == "contract":
+            u, v = node.inputs
+            k = graph.inf(node.over)
+            alpha[name] = sizes.st(u) + sizes.st(v) + k
+            trace[f"alpha {name}"] = Step(
+                f"multiplier exponent of contract {name}",
+                f"Θ(1) once trained (LLN, TP5 Def. 4.1 fn. 8): n^(-α + st({u}) + st({v}) + "
+                f"{k}·1) with st = {_fmt(sizes.st(u))}, {_fmt(sizes.st(v))} must be Θ(1)",
+                alpha[name], (f"size {u}", f"size {v}"))
+        elif node.op == "scale":
+            x = node.inputs[0]
+            alpha[name] = sizes.st(x)
+            trace[f"alpha {name}"] = Step(
+                f"multiplier exponent of scale {name}",
+                f"Θ(1) during training: n^(-α + st({x})) with st = {_fmt(sizes.st(x))}",
+                alpha[name], (f"size {x}",))
+        sizes.forward(node, init, alpha.get(name), lambda use: ZERO)
+
+    sizes.backward(init, alpha)
+
+    invariants: dict[UseKey, Invariants] = {}
+    for node in graph.order:
+        for use, k_in, _ in sizes.uses(node):
+            x0, xd = sizes.operand(node, use)
+            stx = max(x0, xd)
+            lr = k_in + stx
+            deps: tuple[str, ...] = ()
+            if opt is Optimizer.ADAM:
+                rule = (f"maximal update (TP4b): Adam ΔW has Θ(n^-(a+c)) entries; ΔW·x = "
+                        f"n^(-(a+c) + {k_in}·1 + st(x)) with st(x) = {_fmt(stx)} must be Θ(1)")
+            else:
+                gh = sizes.g[node.name]
+                lr += gh + stx
+                rule = (f"maximal update (TP4 Def. 5.2): SGD ΔW has n^(-(2a+c) + g({node.name})"
+                        f" + st(x)) entries; ΔW·x = n^(-(2a+c) + g + 2·st(x) + {k_in}·1) with "
+                        f"g = {_fmt(gh)}, st(x) = {_fmt(stx)} must be Θ(1)")
+                deps = (f"grad {node.name}",)
+            step_key = f"lr {use.param}@{node.name}"
+            trace[step_key] = Step(f"{opt.k}a + c of {use.param} at node {node.name}",
+                                   rule, lr, deps)
+            invariants[key(use)] = Invariants(use, role_of(graph, use), init[key(use)], lr)
+    return Analysis(graph, opt, sizes, invariants, alpha, trace)
