@@ -1,0 +1,5 @@
+"""``python -m abccalc`` runs the CLI."""
+
+from cli import main
+
+main()

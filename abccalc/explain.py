@@ -1,0 +1,71 @@
+"""The derivation trace of one parameter, as text a researcher can follow."""
+
+from __future__ import annotations
+
+from abccalc.calculus import NEG_INF, Exp
+from abccalc.errors import AbcError
+from abccalc.parametrization import Parametrization
+from abccalc.rules import fmt, rule
+
+
+def _e(x: Exp) -> str:
+    return "-∞" if x == NEG_INF else str(x)
+
+
+def _size_line(p: Parametrization, name: str) -> tuple[str, list[str]]:
+    s = p.analysis.sizes
+    node = p.graph.node[name]
+    line = (f"size {name} ({node.op}): s0 = {_e(s.s0[name])} at init, sd = {_e(s.sd[name])} "
+            f"for its change")
+    return line, [f"size {i}" for i in node.inputs]
+
+
+def _grad_line(p: Parametrization, name: str) -> tuple[str, list[str]]:
+    g = p.analysis.sizes.g[name]
+    consumers = p.graph.consumers[name]
+    if p.graph.node[name].op == "output":
+        return f"grad {name}: g = 0 (the loss is Θ(1) in the finite output)", []
+    return (f"grad {name}: g = {_e(g)}, the largest of what its consumers "
+            f"{', '.join(consumers)} send back", [f"grad {c}" for c in consumers])
+
+
+def explain(p: Parametrization, pname: str, max_steps: int = 40) -> str:
+    """Every constraint that fixed ``pname``'s exponents, then the sizes they used."""
+    if pname not in p.params:
+        raise AbcError(f"{p.graph.source}: unknown parameter '{pname}' (known: "
+                       f"{', '.join(p.params)})")
+    r = p.params[pname]
+    ru = rule(p, r)
+    trace = p.analysis.trace
+    k = p.optimizer.k
+    out = [f"{pname}: {r.role.value} {r.kind.value}, shape {' x '.join(r.shape)}, "
+           f"{p.optimizer.value}, variant {p.variant}",
+           f"  result: a = {r.a}, b = {r.b}, c = {r.c}: init var {fmt(ru.init_var)}, "
+           f"multiplier {fmt(ru.multiplier)}, LR {fmt(ru.lr)}", ""]
+    queue: list[str] = []
+    for use in r.uses:
+        for kind in ("init", "lr"):
+            step = trace[f"{kind} {pname}@{use.node}"]
+            out.append(f"  {step.what} = {step.value}")
+            out.append(f"    because {step.rule}")
+            queue += step.deps
+    a = r.a_by_use[(r.use.node, pname)]
+    out.append(f"  gauge {p.variant}: a = {a} ⇒ b = (a+b) − a = {r.b}, "
+               f"c = ({k}a+c) − {k}a = {r.c}" + (
+                   f" (shifted by θ = {p.shifts[pname]})" if pname in p.shifts else ""))
+    out += ["", "  where the sizes come from:"]
+    seen: set[str] = set()
+    steps = 0
+    while queue and steps < max_steps:
+        item = queue.pop(0)
+        if item in seen:
+            continue
+        seen.add(item)
+        kind, name = item.split(" ", 1)
+        line, deps = (_size_line if kind == "size" else _grad_line)(p, name)
+        out.append("    " + line)
+        queue += deps
+        steps += 1
+    if queue:
+        out.append(f"    … ({len(set(queue) - seen)} more steps up the graph)")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,150 @@
+"""Fix the gauge: from gauge invariants to concrete (a, b, c) per parameter.
+
+The desiderata fix only a+b and k·a+c of each use (k = 2 for SGD, 1 for Adam); every
+choice of a is the same training dynamics (TP4 Eq. 5, TP4b Prop. 2.2.3, TP5 Lemma J.1).
+A *variant* picks a for every use:
+
+* ``table3``: a = 0 on every use (TP5 Table 3: no multipliers).
+* ``table8``: a = inf(fan_in) on an output (vector-like readout) use, else 0 (TP5 Table 8:
+  "a multiplier of order 1/fan_in should accompany any weight that maps an infinite
+  dimension to a finite one").
+* ``table9`` / ``tp4``: a = −½·inf(fan_out) on input-like uses, ½·inf(fan_in) on output
+  uses, 0 on hidden ones (TP5 Table 9, TP4 Table 1; SGD c = 0 everywhere).
+* ``unit``: a = a+b on every use, so b = 0: unit init variance, multipliers carry the scale
+  (u-μP style).
+
+A tied parameter has one b and one c, so its uses' a must differ by exactly the
+differences of their invariants; a variant that cannot do that is a conflict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from abccalc.calculus import HALF, ZERO, Exp, Optimizer
+from abccalc.dynamics import ABC, UseKey, key
+from abccalc.errors import AbcError
+from abccalc.graph import Graph, Kind, Role, Use
+from abccalc.solver import Analysis, Invariants
+
+Gauge = Callable[[Graph, Invariants, Optimizer], Exp]
+
+
+def _table8(graph: Graph, inv: Invariants, opt: Optimizer) -> Exp:
+    return graph.inf(inv.use.fan_in) if inv.role is Role.OUTPUT and \
+        inv.use.kind is Kind.WEIGHT else ZERO
+
+
+def _table9(graph: Graph, inv: Invariants, opt: Optimizer) -> Exp:
+    if inv.role is Role.INPUT:
+        return -HALF * graph.inf(inv.use.fan_out)
+    if inv.role is Role.OUTPUT:
+        return HALF * graph.inf(inv.use.fan_in)
+    return ZERO
+
+
+GAUGES: dict[str, Gauge] = {
+    "table3": lambda graph, inv, opt: ZERO,
+    "table8": _table8,
+    "table9": _table9,
+    "tp4": _table9,
+    "unit": lambda graph, inv, opt: inv.init,
+}
+VARIANTS = tuple(GAUGES)
+
+
+@dataclass(frozen=True)
+class ParamRule:
+    """The exponents of one parameter: multiplier n^-a (per use), init std n^-b,
+    LR n^-c. ``fan_in``/``fan_out`` are those of its first use."""
+
+    name: str
+    role: Role
+    kind: Kind
+    shape: tuple[str, ...]
+    uses: tuple[Use, ...]
+    a_by_use: dict[UseKey, Exp]
+    b: Exp
+    c: Exp
+
+    @property
+    def a(self) -> Exp:
+        return self.a_by_use[key(self.uses[0])]
+
+    @property
+    def use(self) -> Use:
+        return self.uses[0]
+
+
+@dataclass(frozen=True)
+class Parametrization:
+    """A solved graph in one gauge: what the tables, code and checks render."""
+
+    analysis: Analysis
+    variant: str
+    params: dict[str, ParamRule]
+    shifts: dict[str, Exp] = field(default_factory=dict)
+
+    @property
+    def graph(self) -> Graph:
+        return self.analysis.graph
+
+    @property
+    def optimizer(self) -> Optimizer:
+        return self.analysis.optimizer
+
+    @property
+    def constants(self) -> dict[str, Exp]:
+        return self.analysis.alpha
+
+    def abc(self) -> ABC:
+        """The (a, b, c) assignment, for :func:`abccalc.dynamics.propagate`."""
+        return ABC({k: a for p in self.params.values() for k, a in p.a_by_use.items()},
+                   {p.name: p.b for p in self.params.values()},
+                   {p.name: p.c for p in self.params.values()}, dict(self.constants))
+
+
+def _conflict(graph: Graph, variant: str, pname: str, what: str,
+              invs: list[Invariants], values: list[Exp]) -> AbcError:
+    uses = "; ".join(f"{v} at node '{i.use.node}' ({i.role.value})"
+                     for i, v in zip(invs, values, strict=True))
+    hint = " (use --variant table8, which puts a 1/fan_in multiplier on the readout use)" \
+        if variant != "table8" else ""
+    return AbcError(f"{graph.source}: parameter '{pname}': tied uses conflict under "
+                    f"{variant}: they need {what} = {uses}{hint}")
+
+
+def parametrize(analysis: Analysis, variant: str = "table3",
+                shifts: dict[str, Exp] | None = None) -> Parametrization:
+    """Apply ``variant``'s gauge, then any per-parameter abc-symmetry ``shifts`` θ:
+    (a+θ, b−θ, c−kθ) with k = 2 for SGD and 1 for Adam (TP5 Lemma J.1)."""
+    if variant not in GAUGES:
+        raise AbcError(f"unknown variant '{variant}' (known: {', '.join(VARIANTS)})")
+    graph, opt = analysis.graph, analysis.optimizer
+    shifts = dict(shifts or {})
+    for name in shifts:
+        if name not in graph.params:
+            raise AbcError(f"{graph.source}: --shift {name}: unknown parameter '{name}'")
+    gauge = GAUGES[variant]
+    rules: dict[str, ParamRule] = {}
+    for pname, param in graph.params.items():
+        invs = [analysis.invariants[key(u)] for u in param.uses]
+        theta = shifts.get(pname, ZERO)
+        a_first = gauge(graph, invs[0], opt) + theta
+        b = invs[0].init - a_first
+        c = invs[0].lr - opt.k * a_first
+        a_by_use = {}
+        for inv in invs:
+            a_u = inv.init - b  # the a that this use's init invariant needs
+            a_gauge = gauge(graph, inv, opt) + theta
+            if inv.lr - opt.k * a_u != c:
+                raise _conflict(graph, variant, pname, "a+b and k·a+c of",
+                                invs, [f"({i.init}, {i.lr})" for i in invs])
+            if a_u != a_gauge and variant == "table3":  # table3 fixes a on every use
+                raise _conflict(graph, variant, pname, "a+b", invs,
+                                [str(i.init) for i in invs])
+            a_by_use[key(inv.use)] = a_u
+        rules[pname] = ParamRule(pname, invs[0].role, param.kind, param.shape, param.uses,
+                                 a_by_use, b, c)
+    return Parametrization(analysis, variant, rules, shifts)

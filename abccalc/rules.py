@@ -1,0 +1,95 @@
+"""Exponents as the papers write them: rules in fan_in and fan_out.
+
+An exponent e of width (n^e) is written with the parameter's infinite fan: fan_in when it
+is infinite (hidden and output weights; TP5 J.2.1 "replace n with fan-in"), else fan_out
+(input weights and biases). An init variance whose width exponent is 0 keeps the standard
+1/fan_in (finite for input weights), as in TP5 Tables 3, 8, 9; in the ``unit`` variant
+that finite factor moves into the multiplier. Biases, gains and embedding lookups have
+fan_in 1 (TP5 Table 3 caption).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from abccalc.calculus import Exp, Optimizer
+from abccalc.graph import Graph, Use
+from abccalc.parametrization import Parametrization, ParamRule
+
+FAN_IN = sympy.Symbol("fan_in", positive=True)
+FAN_OUT = sympy.Symbol("fan_out", positive=True)
+
+
+def width_expr(e: Exp, k_in: int, k_out: int, dim_symbol: sympy.Expr | None = None
+               ) -> sympy.Expr:
+    """n^e written with fan_in (preferred) or fan_out; a fan with k infinite dims is n^k."""
+    if e == 0:
+        return sympy.Integer(1)
+    if k_in:
+        return FAN_IN ** (e / k_in)
+    if k_out:
+        return FAN_OUT ** (e / k_out)
+    raise ValueError(f"exponent {e} on a scalar-like quantity")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One parameter's rules as expressions in fan_in / fan_out."""
+
+    init_var: sympy.Expr
+    multiplier: sympy.Expr
+    lr: sympy.Expr
+
+
+def rule(p: Parametrization, rule: ParamRule, use: Use | None = None) -> Rule:
+    """The rules of ``rule`` at ``use`` (default: its first use)."""
+    graph = p.graph
+    use = use or rule.use
+    k_in, k_out = graph.inf(use.fan_in), graph.inf(use.fan_out)
+    a = rule.a_by_use[(use.node, use.param)]
+    finite = sympy.Integer(1) if k_in else 1 / FAN_IN
+    var = width_expr(-2 * rule.b, k_in, k_out)
+    mult = width_expr(-a, k_in, k_out)
+    if p.variant == "unit":
+        mult *= sympy.sqrt(finite) if rule.b == 0 else 1
+    elif rule.b == 0:
+        var *= finite
+    return Rule(var, mult, width_expr(-rule.c, k_in, k_out))
+
+
+def constant_expr(graph: Graph, node: str, alpha: Exp) -> sympy.Expr:
+    """A parameter-free constant n^-α, written with the dim it sums over (1/d_head)."""
+    n = graph.node[node]
+    dims = [d for d in (*n.over, *n.dims) if graph.dims[d].infinite]
+    if alpha == 0:
+        return sympy.Integer(1)
+    if not dims:
+        raise ValueError(f"constant {node} has exponent {alpha} but no infinite dim")
+    return sympy.Symbol(dims[0], positive=True) ** (-alpha)
+
+
+def fmt(expr: sympy.Expr) -> str:
+    """ASCII form used in tables and golden files: ``1/fan_in^2``, ``sqrt(fan_out)``."""
+    num, den = [], []
+    for base, power in sorted(sympy.Mul.make_args(expr) and
+                              expr.as_powers_dict().items(), key=lambda kv: str(kv[0])):
+        if base == 1:
+            continue
+        if not base.is_Symbol:
+            coeff = base ** power
+            (num if coeff >= 1 else den).append(str(coeff if coeff >= 1 else 1 / coeff))
+            continue
+        target = num if power > 0 else den
+        power = abs(power)
+        target.append(str(base) if power == 1 else f"sqrt({base})" if power == sympy.S.Half
+                      else f"{base}^{power}" if power.is_Integer else f"{base}^({power})")
+    text = "*".join(num) or "1"
+    if den:
+        text += "/" + (den[0] if len(den) == 1 else "(" + "*".join(den) + ")")
+    return text
+
+
+def lr_header(optimizer: Optimizer) -> str:
+    return "SGD LR" if optimizer is Optimizer.SGD else "Adam LR"
