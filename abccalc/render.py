@@ -51,12 +51,13 @@ def constants(p: Parametrization) -> list[dict]:
             for name, alpha in p.constants.items()]
 
 
-def grouped(p: Parametrization) -> list[tuple[str, dict[Role, str]]]:
+def grouped(p: Parametrization, param_rows: list[dict] | None = None
+            ) -> list[tuple[str, dict[Role, str]]]:
     """TP5 Table 3-style rows (Init. Var., Multiplier, LR) by role column; a cell lists
     every distinct rule of that role."""
     cells: dict[str, dict[Role, list[str]]] = {}
     names = ("Init. Var.", "Multiplier", lr_header(p.optimizer))
-    for row in rows(p):
+    for row in param_rows or rows(p):
         role = Role(row["role"])
         mults = [u["multiplier"] for u in row.get("uses", [])] or [row["multiplier"]]
         for title, values in zip(names, ([row["init_var"]], mults, [row["lr"]]), strict=True):
@@ -86,14 +87,15 @@ PARAM_COLS = ("name", "role", "kind", "a", "b", "c", "init_var", "multiplier", "
 
 def markdown(p: Parametrization) -> str:
     roles = _roles(p)
+    param_rows = rows(p)
     title = (f"## μP for `{p.graph.name}` ({p.optimizer.value}, variant {p.variant})\n\n"
              "Rules give the width scaling; tunable constants multiply them (TP5 Eq. 4).")
     table = _md_table([""] + [ROLE_TITLES[r] for r in roles],
-                      [[t, *(c.get(r, "—") for r in roles)] for t, c in grouped(p)])
+                      [[t, *(c.get(r, "—") for r in roles)] for t, c in grouped(p, param_rows)])
     params = _md_table(["parameter", "role", "kind", "shape", "a", "b", "c", "init var",
                         "multiplier", lr_header(p.optimizer)],
                        [[r["name"], r["role"], r["kind"], "×".join(r["shape"]),
-                         *(r[k] for k in PARAM_COLS[3:])] for r in rows(p)])
+                         *(r[k] for k in PARAM_COLS[3:])] for r in param_rows])
     out = [title, table, "### Parameters", params]
     consts = constants(p)
     if consts:

@@ -11,6 +11,7 @@ fan_in 1 (TP5 Table 3 caption).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy
 
@@ -22,8 +23,8 @@ FAN_IN = sympy.Symbol("fan_in", positive=True)
 FAN_OUT = sympy.Symbol("fan_out", positive=True)
 
 
-def width_expr(e: Exp, k_in: int, k_out: int, dim_symbol: sympy.Expr | None = None
-               ) -> sympy.Expr:
+@lru_cache(maxsize=4096)
+def width_expr(e: Exp, k_in: int, k_out: int) -> sympy.Expr:
     """n^e written with fan_in (preferred) or fan_out; a fan with k infinite dims is n^k."""
     if e == 0:
         return sympy.Integer(1)
@@ -70,11 +71,11 @@ def constant_expr(graph: Graph, node: str, alpha: Exp) -> sympy.Expr:
     return sympy.Symbol(dims[0], positive=True) ** (-alpha)
 
 
+@lru_cache(maxsize=4096)
 def fmt(expr: sympy.Expr) -> str:
     """ASCII form used in tables and golden files: ``1/fan_in^2``, ``sqrt(fan_out)``."""
     num, den = [], []
-    for base, power in sorted(sympy.Mul.make_args(expr) and
-                              expr.as_powers_dict().items(), key=lambda kv: str(kv[0])):
+    for base, power in sorted(expr.as_powers_dict().items(), key=lambda kv: str(kv[0])):
         if base == 1:
             continue
         if not base.is_Symbol:
