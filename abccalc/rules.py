@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import sympy
 
-from abccalc.calculus import Exp, Optimizer
+from abccalc.calculus import ZERO, Exp, Optimizer
 from abccalc.graph import Graph, Use
 from abccalc.parametrization import Parametrization, ParamRule
 
@@ -94,3 +94,35 @@ def fmt(expr: sympy.Expr) -> str:
 
 def lr_header(optimizer: Optimizer) -> str:
     return "SGD LR" if optimizer is Optimizer.SGD else "Adam LR"
+
+
+SIGMA, ETA, ALPHA = sympy.symbols("sigma eta alpha", positive=True)
+M = sympy.Symbol("m", positive=True)
+
+
+def sp_exponents(k_in: int) -> tuple[int, int, int]:
+    """Width exponents of SP's (init var, multiplier, LR): 1/fan_in, 1, 1 (TP5 Eq. 2)."""
+    return -k_in, 0, 0
+
+
+def ratio_exponents(p: Parametrization, rule: ParamRule, use: Use | None = None
+                    ) -> tuple[Exp, Exp, Exp]:
+    """Exponents of m = fan/base_fan in (init var, multiplier, LR) relative to SP, so that
+    init var = σ²·SP var·m^e₁, multiplier = α·m^e₂, LR = η·m^e₃ (TP5 Eq. 4). At the base
+    width (m = 1) this is SP up to σ, α, η. ``m`` is the ratio of the parameter's infinite
+    fan (fan_in if infinite, else fan_out), and a fan with k infinite dims counts as n^k."""
+    graph = p.graph
+    use = use or rule.use
+    k_in, k_out = graph.inf(use.fan_in), graph.inf(use.fan_out)
+    k = k_in or k_out
+    if not k:
+        return ZERO, ZERO, ZERO
+    a = rule.a_by_use[(use.node, use.param)]
+    var0, mult0, lr0 = sp_exponents(k_in)
+    return ((-2 * rule.b - var0) / k, (-a - mult0) / k, (-rule.c - lr0) / k)
+
+
+def ratio_rule(p: Parametrization, rule: ParamRule, use: Use | None = None) -> Rule:
+    """The rules with base width and tunable constants: σ²·SP var·m^e, α·m^e, η·m^e."""
+    ev, em, el = ratio_exponents(p, rule, use)
+    return Rule(SIGMA**2 / FAN_IN * M**ev, ALPHA * M**em, ETA * M**el)
