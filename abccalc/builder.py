@@ -80,6 +80,11 @@ class GraphBuilder:
         for v in (size, base):
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise self.err(f"dim '{name}'", f"size {v!r} is not a positive integer")
+        if times is not None and (isinstance(times, bool)
+                                  or not isinstance(times, int | float | Fraction)):
+            raise self.err(f"dim '{name}'", f"times {times!r} is not a number")
+        if of is not None and not isinstance(of, str):
+            raise self.err(f"dim '{name}'", f"of {of!r} is not a dim name")
         self._dims[name] = {"size": size, "base": base, "of": of, "times": times}
         return self
 

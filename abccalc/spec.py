@@ -30,8 +30,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise AbcError(f"a mapping key must be a name, got {type(key).__name__} "
+                               f"(line {key_node.start_mark.line + 1})")
             if key in seen:
-                raise AbcError(f"duplicate name '{key}' (line {key_node.start_mark.line + 1})")
+                raise AbcError(f"duplicate key '{key}' (line {key_node.start_mark.line + 1})")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -40,9 +43,11 @@ def read_builder(path: str | Path) -> GraphBuilder:
     """Parse a YAML spec file into a builder (call ``.build()`` for the Graph)."""
     source = str(path)
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise AbcError(f"{source}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise AbcError(f"{source}: not UTF-8 text (byte {e.start})") from None
     return parse_builder(text, source)
 
 
@@ -107,7 +112,12 @@ def from_dict(data: Any, source: str = "<spec>") -> GraphBuilder:
     unknown = set(data) - {"graph", "dims", "values", "nodes"}
     if unknown:
         raise AbcError(f"{source}: unknown top-level key(s) {sorted(unknown)}")
-    b = GraphBuilder(str(data.get("graph", Path(source).stem)), source)
+    name = data.get("graph", Path(source).stem)
+    if not isinstance(name, str):
+        raise AbcError(f"{source}: 'graph' must be a name, got {name!r}")
+    if not isinstance(data.get("values") or {}, dict):
+        raise AbcError(f"{source}: 'values' must be a mapping of names to integers")
+    b = GraphBuilder(name, source)
     for name, d in data["dims"].items():
         if isinstance(d, int) and not isinstance(d, bool):
             b.dim(name, size=d)
@@ -126,6 +136,11 @@ def from_dict(data: Any, source: str = "<spec>") -> GraphBuilder:
             if missing or set(entry) - _BLOCK_KEYS:
                 raise _bad(source, f"nodes[{i}]", f"a repeat block has keys "
                            f"{sorted(_BLOCK_KEYS)}; missing {sorted(missing)}")
+            for k in ("name", "input", "carry", "output"):
+                if not isinstance(entry[k], str):
+                    raise _bad(source, f"nodes[{i}]", f"repeat block '{k}' must be a name")
+            if not isinstance(entry["nodes"], list):
+                raise _bad(source, f"repeat '{entry['name']}'", "'nodes' must be a list")
             block = b.repeat(entry["name"], entry["repeat"], input=entry["input"],
                              carry=entry["carry"], output=entry["output"])
             for j, sub in enumerate(entry["nodes"]):
