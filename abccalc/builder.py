@@ -208,7 +208,8 @@ class GraphBuilder:
             if n.op not in OPS:
                 raise self.err(f"node '{n.name}'", f"unknown op '{n.op}' (known: "
                                f"{', '.join(sorted(OPS))})")
-            for d in (*n.dims, *n.in_dims, *n.over, *([n.vocab] if n.vocab else [])):
+            for d in (*n.dims, *n.in_dims, *n.over, *n.kernel, *n.causal,
+                      *(x for pair in n.rename for x in pair), *([n.vocab] if n.vocab else [])):
                 if d not in dims:
                     raise self.err(f"node '{n.name}'", f"unknown dim '{d}'")
             names[n.name] = n
@@ -231,7 +232,10 @@ class GraphBuilder:
         for name in nx.lexicographical_topological_sort(g):
             n = names[name]
             err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
-            result = OPS[n.op](n, [shaped[i].dims for i in n.inputs], dims, err)
+            ins = [shaped[i].dims for i in n.inputs]
+            if n.rename and ins:
+                ins[-1] = tuple(dict(n.rename).get(d, d) for d in ins[-1])
+            result = OPS[n.op](n, ins, dims, err)
             shaped[name] = result.node
             for use, shape in result.uses:
                 if use.param in names or use.param in dims:

@@ -132,9 +132,11 @@ class Sizes:
             elif op == "scale":
                 g[ins[0]].append(gh - alpha[name])
             elif op == "contract":
-                nodes = self.graph.node
-                for u, v in ((ins[0], ins[1]), (ins[1], ins[0])):
-                    shared = set(nodes[v].dims) & set(node.dims) - set(nodes[u].dims)
+                du, dv = self.graph.operand_dims(node)
+                for (u, v), (own, other) in zip(((ins[0], ins[1]), (ins[1], ins[0])),
+                                                ((du, dv), (dv, du)), strict=True):
+                    # LLN over the dims the other operand shares with the output (TP5 Table 14)
+                    shared = set(other) & set(node.dims) - set(own)
                     g[u].append(-alpha[name] + gh + self.st(v) + self.graph.inf(list(shared)))
 
 

@@ -85,7 +85,9 @@ class Node:
     Op-specific fields: ``weight``/``bias``/``gain`` name parameters; ``in_dims`` are the
     dims a ``linear`` contracts; ``over`` the dims of a ``contract``, ``softmax`` or norm;
     ``vocab`` the finite dim an ``embedding`` looks up; ``value`` the tunable constant of
-    a ``scale``.
+    a ``scale``; ``kernel`` the finite kernel dims of a ``conv``; ``rename`` maps dims of a
+    ``contract``'s second input to new names (key positions ``ctx → ctx_k``); ``causal``
+    names the (query, key) dims a ``softmax`` masks to key ≤ query.
     """
 
     name: str
@@ -99,6 +101,9 @@ class Node:
     over: tuple[str, ...] = ()
     vocab: str | None = None
     value: float | None = None
+    kernel: tuple[str, ...] = ()
+    rename: tuple[tuple[str, str], ...] = ()
+    causal: tuple[str, ...] = ()
 
     @property
     def param_fields(self) -> Iterator[tuple[Kind, str]]:
@@ -157,6 +162,14 @@ class Graph:
         if dim.of is not None and widths:
             return int(dim.times * self.dim_size(dim.of, widths))
         return dim.size
+
+    def operand_dims(self, node: Node) -> list[tuple[str, ...]]:
+        """The dims of ``node``'s inputs as the node sees them (after a contract's rename)."""
+        dims = [self.node[i].dims for i in node.inputs]
+        if node.rename:
+            rename = dict(node.rename)
+            dims[-1] = tuple(rename.get(d, d) for d in dims[-1])
+        return dims
 
     @property
     def outputs(self) -> tuple[Node, ...]:

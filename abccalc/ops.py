@@ -148,17 +148,15 @@ def _check_contract(node, ins, dims, err) -> Shaped:
         raise err("a contract needs the dims it sums 'over'")
     u, v = ins
     for d in node.over:
-        if dims[d].infinite and not (d in u and d in v):
-            raise err(f"contracts over infinite dim '{d}', which both inputs must have")
-        if d not in u and d not in v:
-            raise err(f"contracts over '{d}', which neither input has")
+        if not (d in u and d in v):
+            raise err(f"contracts over '{d}', which both inputs must have (dims {list(u)} "
+                      f"and {list(v)})")
     if not node.dims:
         raise err("a contract needs its output dims")
-    free = {d for d in (*u, *v) if dims[d].infinite and d not in node.over}
-    got = {d for d in node.dims if dims[d].infinite}
-    if free != got:
-        raise err(f"output dims {list(node.dims)} must keep exactly the inputs' uncontracted "
-                  f"infinite dims {sorted(free)}")
+    free = {d for d in (*u, *v) if d not in node.over}
+    if set(node.dims) != free or len(set(node.dims)) != len(node.dims):
+        raise err(f"output dims {list(node.dims)} must be the inputs' uncontracted dims "
+                  f"{sorted(free)} (use 'rename' on the second input for key positions)")
     return Shaped(node)
 
 
@@ -172,6 +170,12 @@ def _check_softmax(node, ins, dims, err) -> Shaped:
         if dims[d].infinite:
             raise err(f"softmax over infinite dim '{d}' is not supported "
                       "(its outputs would be Θ(1/n))")
+    if node.causal:
+        if len(node.causal) != 2 or not all(d in out for d in node.causal):
+            raise err(f"causal names (query, key) dims of its input, got {list(node.causal)}")
+        q, k = node.causal
+        if dims[q].infinite or dims[q].size != dims[k].size:
+            raise err(f"causal dims '{q}' and '{k}' must be finite and of equal size")
     return Shaped(replace(node, dims=out, over=over))
 
 

@@ -19,7 +19,7 @@ from abccalc.graph import Graph, Node
 # spec key -> Node field, where they differ
 _KEY_TO_FIELD = {"in": "in_dims"}
 _FIELD_TO_KEY = {v: k for k, v in _KEY_TO_FIELD.items()}
-_LIST_FIELDS = {"inputs", "dims", "in_dims", "over"}
+_LIST_FIELDS = {"inputs", "dims", "in_dims", "over", "kernel", "causal"}
 _BLOCK_KEYS = {"repeat", "name", "input", "carry", "output", "nodes"}
 
 
@@ -94,6 +94,12 @@ def _node_kwargs(entry: Any, source: str, where: str) -> tuple[str, str, dict]:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise _bad(source, f"node '{entry['name']}'", f"'{key}' must be a name or a "
                            "list of names")
+        elif fld == "rename":
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise _bad(source, f"node '{entry['name']}'", "'rename' must map dim names "
+                           "to dim names")
+            value = tuple(value.items())
         elif fld == "value":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise _bad(source, f"node '{entry['name']}'", "'value' must be a number")
@@ -161,9 +167,12 @@ def _dim_dict(dim) -> int | dict:
 
 def _node_dict(node: Node) -> dict:
     out: dict[str, Any] = {"name": node.name, "op": node.op}
-    for fld in ("inputs", "dims", "weight", "bias", "gain", "in_dims", "over", "vocab", "value"):
+    for fld in ("inputs", "dims", "weight", "bias", "gain", "in_dims", "over", "vocab", "value",
+                "kernel", "rename", "causal"):
         value = getattr(node, fld)
-        if value not in (None, ()):
+        if fld == "rename" and value:
+            out["rename"] = dict(value)
+        elif value not in (None, ()):
             out[_FIELD_TO_KEY.get(fld, fld)] = list(value) if isinstance(value, tuple) else value
     return out
 
