@@ -78,6 +78,18 @@ TABLES = {
 }
 
 
+def codegen_text(optimizer: str) -> str:
+    """The generated module for examples/mlp.yaml (Table 3, with --model): the golden
+    ``tests/golden/codegen_mlp_<optimizer>.py``."""
+    from abccalc.codegen import generate, load_parametrization
+
+    p = load_parametrization(load_graph(MLP), optimizer, "table3")
+    return generate(p, model=True, source="examples/mlp.yaml")
+
+
+CODEGEN_GOLDENS = {f"codegen_mlp_{opt}.py": opt for opt in ("sgd", "adam")}
+
+
 def render(name: str) -> str:
     header, build = TABLES[name]
     buf = io.StringIO()
@@ -107,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
                 drift.append(str(path))
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    golden_dir = ROOT / "tests" / "golden"
+    for fname, opt in CODEGEN_GOLDENS.items():
+        path, text = golden_dir / fname, codegen_text(opt)
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                drift.append(str(path))
+        else:
             path.write_text(text)
     for path in drift:
         print(f"drifted: {path} (run python -m abccalc.goldens)", file=sys.stderr)

@@ -1,0 +1,331 @@
+"""Generate a standalone PyTorch module that applies a parametrization.
+
+The module imports only ``math`` and ``torch``. Every rule is written relative to SP at
+the base width (TP5 Eq. 4): init var = σ²/fan_in·m^e₁, multiplier = m^e₂, LR = η·m^e₃,
+where m = fan/base_fan of the parameter's infinite fan, read from the tensor's shape.
+Expressions are printed with sympy's Python code printer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sympy
+import yaml
+from sympy.printing.pycode import pycode
+
+from abccalc import __version__
+from abccalc.codegen_model import model_source
+from abccalc.errors import AbcError
+from abccalc.graph import Graph, Kind, Use
+from abccalc.calculus import Optimizer
+from abccalc.parametrization import Parametrization, ParamRule, parametrize
+from abccalc.presets import sp
+from abccalc.rules import M, fmt, ratio_exponents, rule
+from abccalc.solver import solve
+
+TABLE_TITLES = {"table3": "TP5 Table 3", "table8": "TP5 Table 8", "table9": "TP5 Table 9",
+                "tp4": "TP4 Table 1 (TP5 Table 9)", "unit": "unit-variance (u-muP style)"}
+COLUMN = {"input": "input weights & all biases", "output": "output weights",
+          "hidden": "hidden weights", "scalar": "scalar-like"}
+
+
+def load_parametrization(graph: Graph, optimizer: str, variant: str, preset: str = "mup"
+                         ) -> Parametrization:
+    """μP in ``variant`` for ``optimizer`` (``adamw`` is Adam-like), or SP (``preset='sp'``)."""
+    analysis = solve(graph, Optimizer.parse(optimizer))
+    return sp(analysis) if preset == "sp" else parametrize(analysis, variant)
+
+
+def read_names(path: str) -> dict[str, str]:
+    """A ``--names`` file: a YAML mapping of graph parameter to module parameter name."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise AbcError(f"{path}: cannot read the name map: {e}") from None
+    if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise AbcError(f"{path}: a name map is a mapping of parameter names to module "
+                       "parameter names")
+    return data
+
+
+def default_names(graph: Graph) -> dict[str, str]:
+    """Graph parameter → module parameter name: ``<node>.weight`` / ``.bias``; a norm's
+    gain is ``<node>.weight`` (PyTorch's LayerNorm naming)."""
+    names = {}
+    for pname, param in graph.params.items():
+        use = param.uses[0]
+        attr = "bias" if use.kind is Kind.BIAS else "weight"
+        names[pname] = f"{use.node}.{attr}"
+    return names
+
+
+def check_names(graph: Graph, names: dict[str, str], source: str) -> None:
+    missing = [p for p in graph.params if p not in names]
+    if missing:
+        raise AbcError(f"{source}: name map misses parameter '{missing[0]}'")
+    unknown = [p for p in names if p not in graph.params]
+    if unknown:
+        raise AbcError(f"{source}: name map names '{unknown[0]}', which is not a parameter "
+                       f"of graph '{graph.name}'")
+
+
+def check_model_names(graph: Graph, names: dict[str, str]) -> None:
+    """With ``--model`` the generated Model owns the names: each node's parameters must
+    live on one module, as ``weight`` (weights, gains) and ``bias``."""
+    for node in graph.nodes:
+        modules = set()
+        for kind, pname in node.param_fields:
+            module, _, attr = names[pname].rpartition(".")
+            want = "bias" if kind is Kind.BIAS else "weight"
+            if attr != want or not module:
+                raise AbcError(f"--names: '{pname}' maps to '{names[pname]}', but the "
+                               f"generated Model names it '<module>.{want}'")
+            modules.add(module)
+        if len(modules) > 1:
+            raise AbcError(f"--names: the parameters of node '{node.name}' map to different "
+                           f"modules {sorted(modules)}")
+
+
+def _fan_axes(graph: Graph, use: Use) -> tuple[tuple[int, ...], tuple[int, ...], str]:
+    """(fan_in axes, width-scaling fan axes, which fan) in PyTorch's layout: a Linear
+    weight is (fan_out, fan_in), a conv weight (out, in, *kernel), an Embedding
+    (vocab, fan_out) with fan_in 1, a bias or gain (fan_out,) with fan_in 1."""
+    node = graph.node[use.node]
+    weight = use.kind is Kind.WEIGHT and node.op != "embedding"
+    fan_in_axes = tuple(range(1, 2 + len(node.kernel))) if weight else ()
+    if graph.inf(use.fan_in):
+        return fan_in_axes, fan_in_axes, "fan_in"
+    if graph.inf(use.fan_out):
+        return fan_in_axes, ((1,) if node.op == "embedding" else (0,)), "fan_out"
+    return fan_in_axes, (), ""
+
+
+def _py(expr: sympy.Expr) -> str:
+    return pycode(expr, fully_qualified_modules=True)
+
+
+def _entry(p: Parametrization, r: ParamRule, module_name: str) -> list[str]:
+    graph = p.graph
+    use = r.use
+    ev, em, el = ratio_exponents(p, r)
+    in_axes, axes, which = _fan_axes(graph, use)
+    base_fan = graph.size(use.fan_in if which == "fan_in" else use.fan_out) if which else 1
+    ru = rule(p, r)
+    init = "zeros" if r.kind is Kind.BIAS else "ones" if r.kind is Kind.GAIN else "normal"
+    title = TABLE_TITLES.get(p.variant, p.variant)
+    return [
+        f"    # {title}, {COLUMN[r.role.value]}: init var {fmt(ru.init_var)}, multiplier "
+        f"{fmt(ru.multiplier)}, {p.optimizer.value} LR {fmt(ru.lr)}",
+        f"    # (a, b, c) = ({r.a}, {r.b}, {r.c}); vs SP at base width: var x m^{ev}, "
+        f"mult x m^{em}, LR x m^{el}",
+        f"    {r.name!r}: Rule(",
+        f"        module_param={module_name!r}, role={r.role.value!r}, init={init!r},",
+        f"        fan_in_axes={in_axes!r}, fan_axes={axes!r}, base_fan={base_fan},",
+        f"        var_scale=lambda m: {_py(M**ev)},",
+        f"        multiplier=lambda m: {_py(M**em)},",
+        f"        lr_scale=lambda m: {_py(M**el)},",
+        "    ),",
+    ]
+
+
+def _constants(p: Parametrization) -> list[str]:
+    """One function per distinct parameter-free constant, e.g. the attention scale."""
+    graph = p.graph
+    out: list[str] = []
+    seen: set[str] = set()
+    for name, alpha in p.constants.items():
+        local = name.rsplit(".", 1)[-1]
+        node = graph.node[name]
+        dims = [d for d in node.over if graph.dims[d].infinite]
+        if local in seen or not dims:
+            continue
+        seen.add(local)
+        d = sympy.Symbol(dims[0], positive=True)
+        base = graph.dims[dims[0]].size
+        sp_alpha = sympy.Rational(len(dims), 2)  # SP: 1/sqrt(d) per contracted dim
+        expr = d ** (-sp_alpha) * (d / base) ** (sp_alpha - alpha)
+        out += [
+            "",
+            "",
+            f"def {local}_scale({dims[0]}: int) -> float:",
+            f'    """Multiplier of `{local}`: {fmt(d ** -alpha)} scaling (TP5 Def. 4.1).',
+            "",
+            f"    Use it in your forward in place of 1/sqrt({dims[0]}):",
+            "",
+            f"        {local} = (q @ k.transpose(-2, -1)) * {local}_scale({dims[0]})",
+            "",
+            f"    It equals 1/sqrt({dims[0]}) at the base {dims[0]} = {base} "
+            '(TP5 App. B.1)."""',
+            f"    return {_py(expr)}",
+        ]
+    return out
+
+
+HEADER = '''"""{title}
+
+Generated by abccalc {version} from {source}: graph `{graph}`, optimizer {optimizer},
+variant {variant}. Do not edit; regenerate with `abccalc codegen`.
+
+Use:
+
+    init_(model)                                     # initialize every parameter
+    apply_multipliers(model)                         # forward multipliers (hooks)
+    opt = torch.optim.{opt_class}(param_groups(model, lr=...))
+
+Rules are written relative to the standard parametrization (SP) at the base widths
+BASE_WIDTHS (TP5 Eq. 4): with m = fan / base_fan of a parameter's width-scaling fan,
+init var = sigma^2 / fan_in * var_scale(m), multiplier = multiplier(m),
+LR = lr * lr_scale(m). At the base widths every factor is 1 and the model is SP.
+
+Forward multipliers are forward hooks, not torch.nn.utils.parametrize: hooks leave the
+parameters and the state_dict keys exactly as in your model (checkpoints stay
+interchangeable with non-muP code), attach nothing to tensors, and are traced by
+torch.compile and kept by DistributedDataParallel (register them before wrapping).
+A weight-only multiplier is a pre-hook on the module's input (W(ax) = (aW)x leaves the
+bias alone); a multiplier shared by weight and bias, or on an embedding, scales the output.
+
+Weight decay (TP5 B.3): `weight_decay` is passed unchanged to every group, i.e. width
+independent, which is right for SGD and for AdamW's decoupled decay. With torch.optim.Adam
+the decay is coupled (added to the gradient before normalization), which muP Adam does not
+support: its effect then changes with width; use AdamW.
+"""
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+BASE_WIDTHS: dict[str, int] = {base_widths}
+OPTIMIZER = {optimizer!r}
+VARIANT = {variant!r}
+
+
+class Rule(NamedTuple):
+    """How one parameter scales; m is its width ratio fan / base_fan."""
+
+    module_param: str
+    role: str
+    init: str  # "normal", "zeros" (biases) or "ones" (gains)
+    fan_in_axes: tuple[int, ...]  # tensor axes whose product is fan_in (none: fan_in 1)
+    fan_axes: tuple[int, ...]  # tensor axes whose product is the width-scaling fan
+    base_fan: int
+    var_scale: Callable[[float], float]
+    multiplier: Callable[[float], float]
+    lr_scale: Callable[[float], float]
+
+
+PARAMETERS: dict[str, Rule] = {{
+'''
+
+FUNCTIONS = '''
+
+def _params(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    named = dict(model.named_parameters())
+    missing = [r.module_param for r in PARAMETERS.values() if r.module_param not in named]
+    if missing:
+        raise KeyError(f"model has no parameter {missing[0]!r} (see PARAMETERS)")
+    return named
+
+
+def width_ratio(rule: Rule, tensor: torch.Tensor) -> float:
+    """m = fan / base_fan, from the tensor's actual shape."""
+    fan = math.prod(tensor.shape[i] for i in rule.fan_axes)
+    return fan / rule.base_fan
+
+
+@torch.no_grad()
+def init_(model: torch.nn.Module, *, sigma: float = 1.0) -> None:
+    """Initialize every parameter in place: weights N(0, sigma^2/fan_in * var_scale(m)),
+    biases 0, gains 1 (TP5 Eq. 3; zero variance satisfies every rule, TP5 App. B)."""
+    named = _params(model)
+    for rule in PARAMETERS.values():
+        p = named[rule.module_param]
+        if rule.init == "zeros":
+            p.zero_()
+        elif rule.init == "ones":
+            p.fill_(1.0)
+        else:
+            fan_in = math.prod(p.shape[i] for i in rule.fan_in_axes)
+            std = sigma * math.sqrt(rule.var_scale(width_ratio(rule, p)) / fan_in)
+            p.normal_(0.0, std)
+
+
+def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0
+                 ) -> list[dict]:
+    """Parameter groups with per-parameter LR lr * lr_scale(m), ready for
+    torch.optim.SGD / Adam / AdamW. Parameters of equal LR share a group."""
+    named = _params(model)
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for rule in PARAMETERS.values():
+        p = named[rule.module_param]
+        groups.setdefault(lr * rule.lr_scale(width_ratio(rule, p)), []).append(p)
+    return [{"params": ps, "lr": g, "weight_decay": weight_decay}
+            for g, ps in groups.items()]
+
+
+def multipliers(model: torch.nn.Module) -> dict[str, float]:
+    """The forward multiplier of every parameter at the model's widths."""
+    named = _params(model)
+    return {name: rule.multiplier(width_ratio(rule, named[rule.module_param]))
+            for name, rule in PARAMETERS.items()}
+
+
+def apply_multipliers(model: torch.nn.Module) -> list:
+    """Register the forward multipliers as hooks; returns the handles (``.remove()``)."""
+    mults = multipliers(model)
+    by_module: dict[str, dict[str, float]] = {}
+    for name, rule in PARAMETERS.items():
+        module, _, attr = rule.module_param.rpartition(".")
+        by_module.setdefault(module, {})[attr] = mults[name]
+    handles = []
+    for module_name, attrs in by_module.items():
+        w, b = attrs.get("weight", 1.0), attrs.get("bias", 1.0)
+        if w == 1.0 and b == 1.0:
+            continue
+        module = model.get_submodule(module_name)
+        if b == 1.0 and not isinstance(module, torch.nn.Embedding):
+            handles.append(module.register_forward_pre_hook(_scale_input(w)))
+        elif w == b or "bias" not in attrs:
+            handles.append(module.register_forward_hook(_scale_output(w)))
+        else:
+            raise ValueError(f"{module_name}: weight and bias multipliers differ "
+                             f"({w} vs {b}); apply them in your forward")
+    return handles
+
+
+def _scale_input(a: float):
+    def hook(module, args):
+        return (args[0] * a, *args[1:])
+    return hook
+
+
+def _scale_output(a: float):
+    def hook(module, args, output):
+        return output * a
+    return hook
+'''
+
+
+def generate(p: Parametrization, *, names: dict[str, str] | None = None,
+             model: bool = False, source: str = "") -> str:
+    """The module's text; deterministic for the same inputs."""
+    graph = p.graph
+    names = names if names is not None else default_names(graph)
+    check_names(graph, names, "--names")
+    opt_class = {"sgd": "SGD", "adam": "AdamW"}[p.optimizer.value]
+    base = {d.name: d.size for d in graph.dims.values() if d.infinite}
+    text = HEADER.format(
+        title=f"muP for `{graph.name}`: init, parameter groups and forward multipliers.",
+        version=__version__, source=source or graph.source, graph=graph.name,
+        optimizer=p.optimizer.value, variant=p.variant, opt_class=opt_class,
+        base_widths=repr(base))
+    lines = [line for r in p.params.values() for line in _entry(p, r, names[r.name])]
+    text += "\n".join(lines) + "\n}\n" + FUNCTIONS
+    text += "\n".join(_constants(p)) + ("\n" if p.constants else "")
+    if model:
+        check_model_names(graph, names)
+        text += model_source(p, names)
+    return text
