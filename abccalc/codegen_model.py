@@ -101,7 +101,7 @@ def _to(x: torch.Tensor, have: list[str], want: list[str]) -> torch.Tensor:
 class Model(torch.nn.Module):
     """The graph as a module: ``Model(widths)``, e.g. ``Model({{{example}}})``.
     ``forward`` takes the graph's inputs in declaration order, each with a leading batch
-    axis, and returns its output."""
+    axis, and returns its output; pass ``capture={{}}`` to also collect every activation."""
 
     def __init__(self, widths: dict[str, int]) -> None:
         super().__init__()
@@ -145,7 +145,7 @@ class Model(torch.nn.Module):
     def _dims(name: str) -> list[str]:
         return next(n["dims"] for n in NODES if n["name"] == name)
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor, capture: dict | None = None) -> torch.Tensor:
         env: dict[str, torch.Tensor] = {{}}
         feed = iter(inputs)
         s = self.sizes
@@ -187,6 +187,8 @@ class Model(torch.nn.Module):
             else:  # linear / conv
                 y = self._linear(n, xs[0], ins[0])
             env[n["name"]] = y
+            if capture is not None:
+                capture[n["name"]] = y.detach()
         return out
 
     def _module(self, n: dict) -> torch.nn.Module:

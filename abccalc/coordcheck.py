@@ -1,0 +1,175 @@
+"""Empirical coordinate check (microsoft/mup's coord check; TP5 Figure 5).
+
+Build the generated model at several widths, train a few steps on seeded synthetic data,
+and record the RMS coordinate size of every activation's change x_t − x_0 on a fixed
+batch (t = 0: of x_0 itself). Each activation's log–log slope against width estimates its
+width exponent; the symbolic propagation (:func:`abccalc.dynamics.propagate`) predicts it.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from dataclasses import dataclass
+
+from abccalc.calculus import NEG_INF
+from abccalc.codegen import generate
+from abccalc.dynamics import propagate
+from abccalc.errors import AbcError
+from abccalc.parametrization import Parametrization
+
+THRESHOLD = 0.1  # |slope| above this counts as growing or shrinking with width
+
+
+@dataclass(frozen=True)
+class Series:
+    """RMS sizes of one activation: ``rms[step][i]`` at ``widths[i]``."""
+
+    name: str
+    rms: list[list[float]]
+    slopes: list[float]
+    predicted_init: float
+    predicted_change: float
+
+
+@dataclass(frozen=True)
+class CoordCheck:
+    graph: str
+    parametrization: str
+    optimizer: str
+    widths: list[int]
+    steps: int
+    lr: float
+    seed: int
+    series: list[Series]
+
+    def verdicts(self) -> list[tuple[str, str, float, float]]:
+        """(activation, verdict, slope after the last step, predicted exponent)."""
+        out = []
+        for s in self.series:
+            slope = s.slopes[-1]
+            verdict = "grows" if slope > THRESHOLD else "shrinks" if slope < -THRESHOLD \
+                else "flat"
+            out.append((s.name, verdict, slope, s.predicted_change))
+        return out
+
+    @property
+    def flat(self) -> bool:
+        return all(v == "flat" for _, v, _, _ in self.verdicts())
+
+
+def slope(widths: list[int], values: list[float]) -> float:
+    """Least-squares slope of log(value) against log(width)."""
+    xs = [math.log(w) for w in widths]
+    ys = [math.log(max(v, 1e-30)) for v in values]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mx) ** 2 for x in xs)
+
+
+def check_widths(widths: list[int]) -> None:
+    if len(widths) < 3:
+        raise AbcError(f"--widths {','.join(map(str, widths))}: give at least 3 widths "
+                       "to fit a slope")
+    if any(b <= a for a, b in zip(widths, widths[1:], strict=False)):
+        raise AbcError(f"--widths {','.join(map(str, widths))}: widths must increase")
+
+
+def import_torch() -> types.ModuleType:
+    try:
+        import torch
+    except ImportError:
+        raise AbcError("coordcheck needs PyTorch: pip install 'abccalc[torch]'") from None
+    return torch
+
+
+def _module(p: Parametrization) -> types.ModuleType:
+    module = types.ModuleType(f"abccalc_generated_{p.graph.name}")
+    exec(compile(generate(p, model=True), module.__name__, "exec"), module.__dict__)  # noqa: S102
+    return module
+
+
+def _widths_for(p: Parametrization, width: int) -> dict[str, int]:
+    """All independent infinite dims scaled by width / base of the first one."""
+    dims = [d for d in p.graph.dims.values() if d.infinite and d.of is None]
+    ratio = width / dims[0].size
+    return {d.name: max(1, round(d.size * ratio)) for d in dims}
+
+
+def _batch(torch, p: Parametrization, sizes: dict[str, int], batch: int, gen):
+    """Seeded inputs (ids for embedding inputs, N(0, 1) otherwise) and class targets over
+    the output's last dim."""
+    graph = p.graph
+    inputs = []
+    for node in graph.nodes:
+        if node.op != "input":
+            continue
+        shape = (batch, *(sizes[d] for d in node.dims))
+        vocab = [graph.node[c].vocab for c in graph.consumers[node.name]
+                 if graph.node[c].op == "embedding"]
+        if vocab:
+            inputs.append(torch.randint(0, sizes[vocab[0]], shape, generator=gen))
+        else:
+            inputs.append(torch.randn(shape, generator=gen))
+    out = graph.outputs[0]
+    shape = (batch, *(sizes[d] for d in out.dims[:-1]))
+    targets = torch.randint(0, sizes[out.dims[-1]], shape, generator=gen)
+    return inputs, targets
+
+
+LOSSES = ("linear", "xent")
+
+
+def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | None = None,
+        seed: int = 0, batch: int = 8, name: str = "mup", loss: str = "linear"
+        ) -> CoordCheck:
+    """Train each width ``steps`` steps and fit per-activation slopes."""
+    check_widths(widths)
+    torch = import_torch()
+    gen_module = _module(p)
+    adam = p.optimizer.value == "adam"
+    lr = lr if lr is not None else (1e-2 if adam else 0.1)
+    sizes = propagate(p.graph, p.optimizer, p.abc())
+    names = [n.name for n in p.graph.order if n.op not in ("input", "output")]
+    rms: dict[str, list[list[float]]] = {n: [[] for _ in range(steps + 1)] for n in names}
+    for width in widths:
+        torch.manual_seed(seed)
+        model = gen_module.Model(_widths_for(p, width))
+        gen_module.init_(model)
+        groups = gen_module.param_groups(model, lr)
+        opt = torch.optim.Adam(groups) if adam else torch.optim.SGD(groups)
+        g = torch.Generator().manual_seed(seed)
+        probe, _ = _batch(torch, p, model.sizes, batch, g)
+        x0: dict[str, torch.Tensor] = {}
+        for step in range(steps + 1):
+            acts: dict = {}
+            with torch.no_grad():
+                model(*probe, capture=acts)
+            for n in names:
+                x = acts[n].float()
+                if step == 0:
+                    x0[n] = x
+                    rms[n][0].append(x.pow(2).mean().sqrt().item())
+                else:
+                    rms[n][step].append((x - x0[n]).pow(2).mean().sqrt().item())
+            if step == steps:
+                break
+            inputs, targets = _batch(torch, p, model.sizes, batch, g)
+            logits = model(*inputs)
+            if loss == "xent":
+                value = torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            else:  # ∂L/∂f = −y whatever f is: no finite-width effect of f_0 (TP5 D.2)
+                y = torch.nn.functional.one_hot(targets, logits.shape[-1]).float()
+                value = -(logits * (2 * y - 1)).mean()
+            opt.zero_grad()
+            value.backward()
+            opt.step()
+    series = []
+    for n in names:
+        change = sizes.sd[n]
+        series.append(Series(n, rms[n], [slope(widths, r) for r in rms[n]],
+                             float(sizes.s0[n]),
+                             float("-inf") if change == NEG_INF else float(change)))
+    return CoordCheck(p.graph.name, name, p.optimizer.value, list(widths), steps, lr,
+                      seed, series)
