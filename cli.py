@@ -7,11 +7,19 @@ import sys
 import click
 
 from abccalc import __version__
+from abccalc.codegen import generate, load_parametrization, read_names
 from abccalc.errors import AbcError
 from abccalc.explain import explain
+from abccalc.graph import Graph
 from abccalc.output import write_output
-from abccalc.parametrization import VARIANTS, parametrize
-from abccalc.render import FORMATS, RENDERERS
+from abccalc.parametrization import (
+    VARIANTS,
+    parametrize,
+    parametrize_all,
+    parametrize_auto,
+    parse_shifts,
+)
+from abccalc.render import ALL_RENDERERS, FORMATS, FORMS, RENDERERS, View
 from abccalc.solver import solve
 from abccalc.spec import load_graph
 
@@ -43,21 +51,85 @@ def cli() -> None:
     """Derive μP (Tensor Programs IV/V) for a computation graph, symbolically."""
 
 
+def _load_with_base(path: str, sets: dict[str, str], bases: dict[str, str]) -> Graph:
+    """Load GRAPH with ``--set``, then ``--base`` overrides of infinite dims' base sizes (a
+    ``times`` dim follows the dim it is a multiple of)."""
+    g = load_graph(path, sets)
+    for name, value in bases.items():
+        dim = g.dims.get(name)
+        where = f"{g.source}: --base {name}={value}"
+        if dim is None or not dim.infinite or dim.of is not None:
+            settable = ", ".join(d.name for d in g.dims.values() if d.infinite and not d.of)
+            why = (f"unknown dim '{name}'" if dim is None else
+                   f"'{name}' is finite (size {dim.size})" if not dim.infinite else
+                   f"'{name}' is {dim.times} × {dim.of} and follows its base")
+            raise AbcError(f"{where}: {why}; --base sets one of {settable or '(none)'}")
+        if not (value.isascii() and value.isdigit()) or int(value) < 1:
+            raise AbcError(f"{where}: the base size must be a positive integer")
+    return load_graph(path, {**sets, **bases}) if bases else g
+
+
 @cli.command()
 @graph_arg
 @optimizer_opt
-@variant_opt
+@click.option("--variant", type=click.Choice((*VARIANTS, "all", "auto")), default="table3",
+              show_default=True, help="Gauge (equivalent formulation) to print; 'all' prints "
+              "every one, 'auto' the first of table3, table8, table9, unit without a conflict.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="markdown",
               show_default=True, help="Output format; the JSON schema is documented.")
+@click.option("--form", type=click.Choice(FORMS), default="fan", show_default=True,
+              help="fan: rules in fan_in/fan_out; ratio: relative to SP at the base widths, "
+              "with sigma, alpha, eta and m = fan/base_fan (TP5 Eq. 4).")
+@click.option("--shift", "shifts", multiple=True, metavar="PARAM=THETA",
+              help="abc-symmetry shift of PARAM by the rational THETA: (a+θ, b−θ, c−2θ) for "
+              "SGD, (a+θ, b−θ, c−θ) for Adam; repeatable.")
+@click.option("--base", "bases", multiple=True, metavar="DIM=SIZE",
+              help="Base size of an infinite dim (for --form ratio); repeatable.")
 @set_opt
 @click.option("-o", "output", type=click.Path(dir_okay=False), help="Write to this file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
-def table(graph: str, optimizer: str, variant: str, fmt: str, sets: tuple[str, ...],
+def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
+          shifts: tuple[str, ...], bases: tuple[str, ...], sets: tuple[str, ...],
           output: str | None, force: bool) -> None:
     """Print the μP table of GRAPH (TP5 Table 3 style, then one row per parameter)."""
-    g = load_graph(graph, _pairs(sets, "--set"))
-    p = parametrize(solve(g, optimizer), variant)
-    write_output(RENDERERS[fmt](p), output, force)
+    g = _load_with_base(graph, _pairs(sets, "--set"), _pairs(bases, "--base"))
+    theta = parse_shifts(g, _pairs(shifts, "--shift"))
+    analysis = solve(g, optimizer)
+    view = View(form, show_base=bool(bases))
+    if variant == "all":
+        text = ALL_RENDERERS[fmt](parametrize_all(analysis, VARIANTS, theta), view)
+    elif variant == "auto":
+        p, skipped = parametrize_auto(analysis, theta)
+        text = RENDERERS[fmt](p, View(form, bool(bases), skipped))
+    else:
+        text = RENDERERS[fmt](parametrize(analysis, variant, theta), view)
+    write_output(text, output, force)
+
+
+@cli.command()
+@graph_arg
+@click.option("--optimizer", type=click.Choice(("sgd", "adam", "adamw")), required=True,
+              help="The optimizer the code is for (adamw behaves as adam, TP5 B.3).")
+@variant_opt
+@click.option("--base", "bases", multiple=True, metavar="NAME=SIZE",
+              help="Base size of an infinite dim (where the code equals SP); repeatable.")
+@click.option("--params", "params_preset", type=click.Choice(("mup", "sp")), default="mup",
+              show_default=True, help="Generate muP, or the standard parametrization (SP).")
+@click.option("--model", is_flag=True, help="Also emit class Model(torch.nn.Module).")
+@click.option("--names", type=click.Path(dir_okay=False),
+              help="YAML map: graph parameter -> module parameter name.")
+@set_opt
+@click.option("-o", "output", type=click.Path(dir_okay=False), required=True,
+              help="The .py file to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
+def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
+            params_preset: str, model: bool, names: str | None, sets: tuple[str, ...],
+            output: str, force: bool) -> None:
+    """Write a standalone PyTorch module (init_, param_groups, multipliers) for GRAPH."""
+    g = _load_with_base(graph, _pairs(sets, "--set"), _pairs(bases, "--base"))
+    p = load_parametrization(g, optimizer, variant, params_preset)
+    write_output(generate(p, names=read_names(names) if names else None, model=model,
+                          source=graph), output, force)
 
 
 @cli.command("explain")

@@ -180,8 +180,9 @@ class GraphBuilder:
             for i in range(count):
                 pre = f"{item.name}.{i}."
 
-                def ref(x: str, pre: str = pre, prev: str = prev) -> str:
-                    return pre + x if x in local else prev if x == item.carry else x
+                def ref(x: str, pre: str = pre, prev: str = prev, local: set = local,
+                        carry: str = item.carry) -> str:
+                    return pre + x if x in local else prev if x == carry else x
 
                 nodes.extend(replace(
                     n, name=pre + n.name, inputs=tuple(ref(x) for x in n.inputs),

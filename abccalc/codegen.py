@@ -15,10 +15,10 @@ import yaml
 from sympy.printing.pycode import pycode
 
 from abccalc import __version__
+from abccalc.calculus import Optimizer
 from abccalc.codegen_model import model_source
 from abccalc.errors import AbcError
 from abccalc.graph import Graph, Kind, Use
-from abccalc.calculus import Optimizer
 from abccalc.parametrization import Parametrization, ParamRule, parametrize
 from abccalc.presets import sp
 from abccalc.rules import M, fmt, ratio_exponents, rule

@@ -8,6 +8,7 @@ width exponent; the symbolic propagation (:func:`abccalc.dynamics.propagate`) pr
 
 from __future__ import annotations
 
+import itertools
 import math
 import types
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ def check_widths(widths: list[int]) -> None:
     if len(widths) < 3:
         raise AbcError(f"--widths {','.join(map(str, widths))}: give at least 3 widths "
                        "to fit a slope")
-    if any(b <= a for a, b in zip(widths, widths[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(widths)):
         raise AbcError(f"--widths {','.join(map(str, widths))}: widths must increase")
 
 
@@ -85,7 +86,7 @@ def import_torch() -> types.ModuleType:
 
 def _module(p: Parametrization) -> types.ModuleType:
     module = types.ModuleType(f"abccalc_generated_{p.graph.name}")
-    exec(compile(generate(p, model=True), module.__name__, "exec"), module.__dict__)  # noqa: S102
+    exec(compile(generate(p, model=True), module.__name__, "exec"), module.__dict__)
     return module
 
 
@@ -121,7 +122,7 @@ LOSSES = ("linear", "xent")
 
 
 def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | None = None,
-        seed: int = 0, batch: int = 8, name: str = "mup", loss: str = "linear"
+        seed: int = 0, batch: int = 1, name: str = "mup", loss: str = "linear"
         ) -> CoordCheck:
     """Train each width ``steps`` steps and fit per-activation slopes."""
     check_widths(widths)
@@ -137,9 +138,13 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
         model = gen_module.Model(_widths_for(p, width))
         gen_module.init_(model)
         groups = gen_module.param_groups(model, lr)
-        opt = torch.optim.Adam(groups) if adam else torch.optim.SGD(groups)
+        # ε negligible, as the derivations assume (TP5 B.3): Adam's default 1e-8 is not,
+        # once μP gradients shrink with width
+        opt = torch.optim.Adam(groups, eps=1e-12) if adam else torch.optim.SGD(groups)
         g = torch.Generator().manual_seed(seed)
-        probe, _ = _batch(torch, p, model.sizes, batch, g)
+        # one fixed batch, trained on and measured: ΔW is built from the same inputs it is
+        # measured on, as in mup's coord check (LLN correlation, TP5 Table 14)
+        probe, targets = _batch(torch, p, model.sizes, batch, g)
         x0: dict[str, torch.Tensor] = {}
         for step in range(steps + 1):
             acts: dict = {}
@@ -154,14 +159,13 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
                     rms[n][step].append((x - x0[n]).pow(2).mean().sqrt().item())
             if step == steps:
                 break
-            inputs, targets = _batch(torch, p, model.sizes, batch, g)
-            logits = model(*inputs)
+            logits = model(*probe)
             if loss == "xent":
                 value = torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
             else:  # ∂L/∂f = −y whatever f is: no finite-width effect of f_0 (TP5 D.2)
                 y = torch.nn.functional.one_hot(targets, logits.shape[-1]).float()
-                value = -(logits * (2 * y - 1)).mean()
+                value = -(logits * (2 * y - 1)).sum(-1).mean()
             opt.zero_grad()
             value.backward()
             opt.step()
@@ -173,3 +177,68 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
                              float("-inf") if change == NEG_INF else float(change)))
     return CoordCheck(p.graph.name, name, p.optimizer.value, list(widths), steps, lr,
                       seed, series)
+
+
+def markdown(cc: CoordCheck) -> str:
+    """Per activation: the slope after the last step, the verdict and the prediction."""
+    lines = [f"## Coordinate check: `{cc.graph}`, {cc.parametrization}, {cc.optimizer}",
+             "",
+             f"Widths {', '.join(map(str, cc.widths))}; {cc.steps} steps at LR {cc.lr:g}; "
+             f"seed {cc.seed}. Slope of log RMS(x_t − x_0) against log width; "
+             f"|slope| > {THRESHOLD} counts as growing or shrinking.",
+             "",
+             "| activation | verdict | slope (last step) | slopes by step 1…T | predicted |",
+             "|---|---|---|---|---|"]
+    for s, (_, verdict, last, pred) in zip(cc.series, cc.verdicts(), strict=True):
+        steps = ", ".join(f"{x:+.2f}" for x in s.slopes[1:])
+        lines.append(f"| {s.name} | {verdict} | {last:+.2f} | {steps} | "
+                     f"{'—' if pred == float('-inf') else f'n^{pred:g}'} |")
+    grows = [s.name for s, v in zip(cc.series, cc.verdicts(), strict=True) if v[1] != "flat"]
+    summary = "not flat: " + ", ".join(grows) if grows else \
+        "flat: every activation is width-independent"
+    lines += ["", f"**{summary}**"]
+    return "\n".join(lines) + "\n"
+
+
+def as_dict(cc: CoordCheck) -> dict:
+    return {
+        "graph": cc.graph, "parametrization": cc.parametrization, "optimizer": cc.optimizer,
+        "widths": cc.widths, "steps": cc.steps, "lr": cc.lr, "seed": cc.seed,
+        "threshold": THRESHOLD, "flat": cc.flat,
+        "activations": [
+            {"name": s.name, "verdict": v[1], "slope": s.slopes[-1], "slopes": s.slopes,
+             "rms": s.rms, "predicted_init": s.predicted_init,
+             "predicted_change": None if s.predicted_change == float("-inf")
+             else s.predicted_change}
+            for s, v in zip(cc.series, cc.verdicts(), strict=True)],
+    }
+
+
+def plot(cc: CoordCheck, path: str) -> None:
+    """mup-style coord check: one panel per step, RMS size against width, log–log."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise AbcError("--plot needs matplotlib: pip install 'abccalc[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = cc.steps + 1
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), sharex=True)
+    for t, ax in enumerate(axes):
+        for s in cc.series:
+            ax.plot(cc.widths, s.rms[t], marker="o", ms=3, lw=1, label=s.name)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title("t = 0: RMS x_0" if t == 0 else f"t = {t}: RMS(x_t − x_0)", fontsize=9)
+        ax.set_xlabel("width")
+    axes[0].set_ylabel("RMS coordinate size")
+    axes[-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.suptitle(f"{cc.graph}: {cc.parametrization}, {cc.optimizer}, LR {cc.lr:g}")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        raise AbcError(f"{path}: cannot write the plot: {e.strerror}") from None
+    finally:
+        plt.close(fig)

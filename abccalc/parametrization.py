@@ -15,12 +15,19 @@ A *variant* picks a for every use:
 
 A tied parameter has one b and one c, so its uses' a must differ by exactly the
 differences of their invariants; a variant that cannot do that is a conflict.
+
+``all`` and ``auto`` are not gauges: :func:`parametrize_all` applies every variant and keeps
+each conflict as its result; :func:`parametrize_auto` takes the first of
+:data:`AUTO_ORDER` that solves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
+
+import sympy
 
 from abccalc.calculus import HALF, ZERO, Exp, Optimizer
 from abccalc.dynamics import ABC, UseKey, key
@@ -52,6 +59,35 @@ GAUGES: dict[str, Gauge] = {
     "unit": lambda graph, inv, opt: inv.init,
 }
 VARIANTS = tuple(GAUGES)
+AUTO_ORDER = ("table3", "table8", "table9", "unit")
+"""The variants ``--variant auto`` tries, in order: the first that solves is used."""
+
+
+class Conflict(AbcError):
+    """Tied uses of a parameter that one variant's gauge cannot satisfy (another may)."""
+
+
+def parse_theta(text: str) -> Exp:
+    """An exact rational exponent shift: ``1``, ``-1/2``, ``0.5``. Raises AbcError."""
+    try:
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise AbcError(f"θ '{text}' is not an exact rational (e.g. 1/2, -1)") from None
+    return sympy.Rational(value.numerator, value.denominator)
+
+
+def parse_shifts(graph: Graph, items: dict[str, str]) -> dict[str, Exp]:
+    """``--shift PARAM=θ`` values as exponent shifts; unknown PARAM or bad θ is AbcError."""
+    out = {}
+    for name, text in items.items():
+        if name not in graph.params:
+            raise AbcError(f"{graph.source}: --shift {name}={text}: unknown parameter "
+                           f"'{name}'")
+        try:
+            out[name] = parse_theta(text)
+        except AbcError as e:
+            raise AbcError(f"{graph.source}: --shift {name}={text}: {e}") from None
+    return out
 
 
 @dataclass(frozen=True)
@@ -106,12 +142,12 @@ class Parametrization:
 
 
 def _conflict(graph: Graph, variant: str, pname: str, what: str,
-              invs: list[Invariants], values: list[Exp]) -> AbcError:
+              invs: list[Invariants], values: list[Exp]) -> Conflict:
     uses = "; ".join(f"{v} at node '{i.use.node}' ({i.role.value})"
                      for i, v in zip(invs, values, strict=True))
     hint = " (use --variant table8, which puts a 1/fan_in multiplier on the readout use)" \
         if variant != "table8" else ""
-    return AbcError(f"{graph.source}: parameter '{pname}': tied uses conflict under "
+    return Conflict(f"{graph.source}: parameter '{pname}': tied uses conflict under "
                     f"{variant}: they need {what} = {uses}{hint}")
 
 
@@ -148,3 +184,35 @@ def parametrize(analysis: Analysis, variant: str = "table3",
         rules[pname] = ParamRule(pname, invs[0].role, param.kind, param.shape, param.uses,
                                  a_by_use, b, c)
     return Parametrization(analysis, variant, rules, shifts)
+
+
+def parametrize_all(analysis: Analysis, variants: tuple[str, ...] = VARIANTS,
+                    shifts: dict[str, Exp] | None = None
+                    ) -> dict[str, Parametrization | Conflict]:
+    """Every variant of ``variants`` (with the same ``shifts``); a variant that conflicts
+    maps to its :class:`Conflict` instead of raising. Raises the first conflict when every
+    variant conflicts."""
+    out: dict[str, Parametrization | Conflict] = {}
+    for name in variants:
+        try:
+            out[name] = parametrize(analysis, name, shifts)
+        except Conflict as e:
+            out[name] = e
+    if all(isinstance(v, Conflict) for v in out.values()):
+        raise next(iter(out.values()))
+    return out
+
+
+def parametrize_auto(analysis: Analysis, shifts: dict[str, Exp] | None = None
+                     ) -> tuple[Parametrization, dict[str, str]]:
+    """The first variant of :data:`AUTO_ORDER` that solves without conflict, and the
+    conflict message of each variant tried before it."""
+    skipped: dict[str, str] = {}
+    for name in AUTO_ORDER:
+        try:
+            return parametrize(analysis, name, shifts), skipped
+        except Conflict as e:
+            skipped[name] = str(e)
+    first = next(iter(skipped.values()))
+    raise AbcError(f"--variant auto: none of {', '.join(AUTO_ORDER)} solves without a "
+                   f"conflict; {AUTO_ORDER[0]}: {first}")

@@ -5,7 +5,12 @@ The JSON schema is an interface (documented in ``docs/cli.md``)::
     {"graph", "optimizer", "variant", "parameters": [...], "constants": [...]}
 
 with each parameter ``name, role, kind, shape, a, b, c, init_var, multiplier, lr`` (and
-``uses`` for a tied parameter) and each constant ``name, exponent, multiplier``.
+``uses`` for a tied parameter) and each constant ``name, exponent, multiplier``. Options add
+keys: ``auto``/``skipped`` (``--variant auto``), ``shifts`` (``--shift``), ``form``/``base``
+(``--form ratio`` or ``--base``) and a per-parameter ``m`` in the ratio form.
+``--variant all`` wraps one such object per variant: ``{"graph", "optimizer",
+"variant": "all", "variants": {name: object}}``, where a conflicting variant's object is
+``{"graph", "optimizer", "variant", "conflict"}``.
 """
 
 from __future__ import annotations
@@ -13,12 +18,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass, field
 
 import sympy
 
-from abccalc.graph import Role
-from abccalc.parametrization import Parametrization
-from abccalc.rules import constant_expr, fmt, lr_header, rule
+from abccalc.calculus import Optimizer
+from abccalc.graph import Graph, Role
+from abccalc.parametrization import Conflict, Parametrization
+from abccalc.rules import (
+    base_widths,
+    constant_expr,
+    fmt,
+    greek,
+    lr_header,
+    m_text,
+    ratio_rule,
+    rule,
+)
 
 ROLE_TITLES = {
     Role.INPUT: "Input weights & all biases",
@@ -27,20 +43,51 @@ ROLE_TITLES = {
     Role.SCALAR: "Scalar-like",
 }
 FORMATS = ("markdown", "latex", "csv", "json")
+FORMS = ("fan", "ratio")
 
 
-def rows(p: Parametrization) -> list[dict]:
+@dataclass(frozen=True)
+class View:
+    """How to render a table.
+
+    ``form``: ``fan`` writes each rule with fan_in/fan_out (TP5 Tables 3, 8, 9); ``ratio``
+    writes it relative to SP at the base widths with the tunable constants σ, α, η and
+    m = fan/base_fan (TP5 Eq. 4). ``show_base`` reports the base widths in the fan form too
+    (``--base`` was given). ``skipped`` is set by ``--variant auto``: each variant it tried
+    before the one it used, with its conflict.
+    """
+
+    form: str = "fan"
+    show_base: bool = False
+    skipped: dict[str, str] | None = field(default=None, hash=False)
+
+    @property
+    def reports_base(self) -> bool:
+        return self.form == "ratio" or self.show_base
+
+
+PLAIN = View()
+
+
+def rows(p: Parametrization, form: str = "fan") -> list[dict]:
     """One dict per parameter, in graph order: the JSON ``parameters`` entries."""
+    ratio = form == "ratio"
+    make = ratio_rule if ratio else rule
     out = []
     for r in p.params.values():
-        ru = rule(p, r)
+        ru = make(p, r)
         row = {"name": r.name, "role": r.role.value, "kind": r.kind.value,
                "shape": list(r.shape), "a": str(r.a), "b": str(r.b), "c": str(r.c),
                "init_var": fmt(ru.init_var), "multiplier": fmt(ru.multiplier),
                "lr": fmt(ru.lr)}
+        if ratio:
+            row["m"] = m_text(p.graph, r.use)
         if len(r.uses) > 1:
             row["uses"] = [{"node": u.node, "a": str(r.a_by_use[(u.node, u.param)]),
-                            "multiplier": fmt(rule(p, r, u).multiplier)} for u in r.uses]
+                            "multiplier": fmt(make(p, r, u).multiplier)} for u in r.uses]
+            if ratio:
+                for entry, u in zip(row["uses"], r.uses, strict=True):
+                    entry["m"] = m_text(p.graph, u)
         out.append(row)
     return out
 
@@ -54,10 +101,11 @@ def constants(p: Parametrization) -> list[dict]:
 def grouped(p: Parametrization, param_rows: list[dict] | None = None
             ) -> list[tuple[str, dict[Role, str]]]:
     """TP5 Table 3-style rows (Init. Var., Multiplier, LR) by role column; a cell lists
-    every distinct rule of that role."""
+    every distinct rule of that role. The multiplier row is left out when every
+    multiplier is 1 (Table 3 has none)."""
     cells: dict[str, dict[Role, list[str]]] = {}
     names = ("Init. Var.", "Multiplier", lr_header(p.optimizer))
-    for row in param_rows or rows(p):
+    for row in param_rows if param_rows is not None else rows(p):
         role = Role(row["role"])
         mults = [u["multiplier"] for u in row.get("uses", [])] or [row["multiplier"]]
         for title, values in zip(names, ([row["init_var"]], mults, [row["lr"]]), strict=True):
@@ -71,8 +119,8 @@ def grouped(p: Parametrization, param_rows: list[dict] | None = None
     return out
 
 
-def _roles(p: Parametrization) -> list[Role]:
-    present = {r.role for r in p.params.values()}
+def _roles(ps: list[Parametrization]) -> list[Role]:
+    present = {r.role for p in ps for r in p.params.values()}
     return [r for r in (Role.INPUT, Role.OUTPUT, Role.HIDDEN, Role.SCALAR) if r in present]
 
 
@@ -85,40 +133,103 @@ def _md_table(header: list[str], body: list[list[str]]) -> str:
 PARAM_COLS = ("name", "role", "kind", "a", "b", "c", "init_var", "multiplier", "lr")
 
 
-def markdown(p: Parametrization) -> str:
-    roles = _roles(p)
-    param_rows = rows(p)
-    title = (f"## μP for `{p.graph.name}` ({p.optimizer.value}, variant {p.variant})\n\n"
-             "Rules give the width scaling; tunable constants multiply them (TP5 Eq. 4).")
-    table = _md_table([""] + [ROLE_TITLES[r] for r in roles],
-                      [[t, *(c.get(r, "—") for r in roles)] for t, c in grouped(p, param_rows)])
-    params = _md_table(["parameter", "role", "kind", "shape", "a", "b", "c", "init var",
-                        "multiplier", lr_header(p.optimizer)],
-                       [[r["name"], r["role"], r["kind"], "×".join(r["shape"]),
-                         *(r[k] for k in PARAM_COLS[3:])] for r in param_rows])
-    out = [title, table, "### Parameters", params]
+def _shift_text(p: Parametrization) -> str:
+    k = "2θ" if p.optimizer is Optimizer.SGD else "θ"
+    return (f"Shifted by the abc-symmetry (a+θ, b−θ, c−{k}), the same training dynamics "
+            "(TP5 Lemma J.1): " + ", ".join(f"`{n}` θ = {t}" for n, t in p.shifts.items())
+            + ".")
+
+
+def _auto_text(p: Parametrization, skipped: dict[str, str]) -> str:
+    why = "; ".join(f"{name}: {msg}" for name, msg in skipped.items())
+    return f"variant auto → {p.variant}" + (f" ({why})" if why else "")
+
+
+def _form_text(form: str) -> str:
+    if form == "ratio":
+        return ("Rules relative to SP at the base widths (TP5 Eq. 4): m = fan/base_fan of "
+                "each parameter's infinite fan (fan_in if it has an infinite dim, else "
+                "fan_out); at m = 1 every rule is SP up to the tunable constants σ (init), "
+                "α (multiplier) and η (LR).")
+    return "Rules give the width scaling; tunable constants multiply them (TP5 Eq. 4)."
+
+
+def _base_text(graph: Graph, form: str) -> str:
+    lines = ["Base widths" + ("" if form == "ratio" else
+                              " (used by `--form ratio`; the rules above do not depend on "
+                              "them)") + ":"]
+    for name, size, note in base_widths(graph):
+        lines.append(f"- `{name}` = {size}" + (f" ({note})" if note else ""))
+    return "\n".join(lines)
+
+
+def _md_param_rows(param_rows: list[dict], form: str) -> tuple[list[str], list[list[str]]]:
+    keys = [*PARAM_COLS[3:], *(["m"] if form == "ratio" else [])]
+    body = [[r["name"], r["role"], r["kind"], "×".join(r["shape"]),
+             *(greek(r[k]) for k in keys)] for r in param_rows]
+    return keys, body
+
+
+def _md_constants(p: Parametrization, title: str = "### Parameter-free constants"
+                  ) -> list[str]:
     consts = constants(p)
-    if consts:
-        out += ["### Parameter-free constants",
-                _md_table(["node", "exponent", "multiplier"],
-                          [[c["name"], c["exponent"], c["multiplier"]] for c in consts])]
+    if not consts:
+        return []
+    return [title, _md_table(["node", "exponent", "multiplier"],
+                             [[c["name"], c["exponent"], c["multiplier"]] for c in consts])]
+
+
+def markdown(p: Parametrization, view: View = PLAIN) -> str:
+    roles = _roles([p])
+    param_rows = rows(p, view.form)
+    title = f"## μP for `{p.graph.name}` ({p.optimizer.value}, variant {p.variant})"
+    notes = [title]
+    if view.skipped is not None:
+        notes.append(_auto_text(p, view.skipped))
+    if p.shifts:
+        notes.append(_shift_text(p))
+    notes.append(_form_text(view.form))
+    table = _md_table([""] + [ROLE_TITLES[r] for r in roles],
+                      [[t, *(greek(c.get(r, "—")) for r in roles)]
+                       for t, c in grouped(p, param_rows)])
+    keys, body = _md_param_rows(param_rows, view.form)
+    header = ["parameter", "role", "kind", "shape", "a", "b", "c", "init var",
+              "multiplier", lr_header(p.optimizer), *(["m"] if "m" in keys else [])]
+    out = ["\n\n".join(notes), table]
+    if view.reports_base:
+        out.append(_base_text(p.graph, view.form))
+    out += ["### Parameters", _md_table(header, body), *_md_constants(p)]
     return "\n\n".join(out) + "\n"
 
 
 def _latex_cell(text: str) -> str:
     expr = sympy.sympify(text.replace("^", "**"), locals={
-        n: sympy.Symbol(n, positive=True) for n in ("fan_in", "fan_out")})
+        n: sympy.Symbol(n, positive=True) for n in ("fan_in", "fan_out", "sigma", "eta",
+                                                    "alpha", "m")})
     return "$" + sympy.latex(expr, symbol_names={
         sympy.Symbol("fan_in", positive=True): r"\mathrm{fan\_in}",
         sympy.Symbol("fan_out", positive=True): r"\mathrm{fan\_out}"}) + "$"
 
 
-def latex(p: Parametrization) -> str:
-    roles = _roles(p)
-    lines = [r"\begin{tabular}{l" + "c" * len(roles) + "}", r"\toprule",
+def _latex_comments(p: Parametrization, view: View) -> list[str]:
+    out = []
+    if view.skipped is not None:
+        out.append("% " + _auto_text(p, view.skipped))
+    if p.shifts:
+        out.append("% shifts: " + ", ".join(f"{n} theta = {t}" for n, t in p.shifts.items()))
+    if view.reports_base:
+        out.append("% base widths: " + ", ".join(f"{n} = {s}"
+                                                 for n, s, _ in base_widths(p.graph)))
+    return out
+
+
+def latex(p: Parametrization, view: View = PLAIN) -> str:
+    roles = _roles([p])
+    lines = [*_latex_comments(p, view),
+             r"\begin{tabular}{l" + "c" * len(roles) + "}", r"\toprule",
              " & ".join(["", *(ROLE_TITLES[r].replace("&", r"\&") for r in roles)]) + r" \\",
              r"\midrule"]
-    for t, cells in grouped(p):
+    for t, cells in grouped(p, rows(p, view.form)):
         vals = ["; ".join(_latex_cell(v) for v in cells[r].split("; ")) if r in cells
                 else "---" for r in roles]
         lines.append(" & ".join([t, *vals]) + r" \\")
@@ -126,20 +237,156 @@ def latex(p: Parametrization) -> str:
     return "\n".join(lines) + "\n"
 
 
-def csv_text(p: Parametrization) -> str:
+def _csv_header(form: str) -> list[str]:
+    return ["name", "role", "kind", "shape", *PARAM_COLS[3:], *(["m"] if form == "ratio"
+                                                                 else [])]
+
+
+def _csv_rows(p: Parametrization, form: str) -> list[list[str]]:
+    keys = [*PARAM_COLS[3:], *(["m"] if form == "ratio" else [])]
+    return [[r["name"], r["role"], r["kind"], " ".join(r["shape"]), *(r[k] for k in keys)]
+            for r in rows(p, form)]
+
+
+def csv_text(p: Parametrization, view: View = PLAIN) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", "role", "kind", "shape", *PARAM_COLS[3:]])
-    for r in rows(p):
-        w.writerow([r["name"], r["role"], r["kind"], " ".join(r["shape"]),
-                    *(r[k] for k in PARAM_COLS[3:])])
+    w.writerow(_csv_header(view.form))
+    w.writerows(_csv_rows(p, view.form))
     return buf.getvalue()
 
 
-def json_text(p: Parametrization) -> str:
-    return json.dumps({"graph": p.graph.name, "optimizer": p.optimizer.value,
-                       "variant": p.variant, "parameters": rows(p),
-                       "constants": constants(p)}, indent=2, ensure_ascii=False) + "\n"
+def json_obj(p: Parametrization, view: View = PLAIN) -> dict:
+    """The JSON object of one variant (see the module docstring)."""
+    out: dict = {"graph": p.graph.name, "optimizer": p.optimizer.value, "variant": p.variant}
+    if view.skipped is not None:
+        out["auto"] = True
+        out["skipped"] = dict(view.skipped)
+    if p.shifts:
+        out["shifts"] = {n: str(t) for n, t in p.shifts.items()}
+    if view.reports_base:
+        out["form"] = view.form
+        out["base"] = {n: s for n, s, _ in base_widths(p.graph)}
+    out["parameters"] = rows(p, view.form)
+    out["constants"] = constants(p)
+    return out
+
+
+def _dump(obj: dict) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+
+def json_text(p: Parametrization, view: View = PLAIN) -> str:
+    return _dump(json_obj(p, view))
 
 
 RENDERERS = {"markdown": markdown, "latex": latex, "csv": csv_text, "json": json_text}
+
+
+# -- --variant all -----------------------------------------------------------------------
+
+Results = dict[str, Parametrization | Conflict]
+
+
+def _solved(results: Results) -> dict[str, Parametrization]:
+    return {n: p for n, p in results.items() if isinstance(p, Parametrization)}
+
+
+def _merged(results: Results, form: str) -> list[tuple[str, Parametrization, list[dict]]]:
+    """Solved variants with identical rows merged under one label (``table9 = tp4``)."""
+    out: list[tuple[list[str], Parametrization, list[dict]]] = []
+    for name, p in _solved(results).items():
+        prs = rows(p, form)
+        for labels, _, other in out:
+            if other == prs:
+                labels.append(name)
+                break
+        else:
+            out.append(([name], p, prs))
+    return [(" = ".join(labels), p, prs) for labels, p, prs in out]
+
+
+def _abc_cell(p: Parametrization, name: str) -> str:
+    r = p.params[name]
+    a_s = [str(a) for a in r.a_by_use.values()]
+    a = a_s[0] if len(set(a_s)) == 1 else "[" + ", ".join(a_s) + "]"
+    return f"{a}, {r.b}, {r.c}"
+
+
+def _invariants(p: Parametrization, name: str) -> tuple[str, str]:
+    """a+b and k·a+c of each use (one value when the uses agree)."""
+    r, k = p.params[name], p.optimizer.k
+    init = dict.fromkeys(str(a + r.b) for a in r.a_by_use.values())
+    lr = dict.fromkeys(str(k * a + r.c) for a in r.a_by_use.values())
+    return "; ".join(init), "; ".join(lr)
+
+
+def markdown_all(results: Results, view: View = PLAIN) -> str:
+    merged = _merged(results, view.form)
+    first = merged[0][1]
+    roles = _roles([p for _, p, _ in merged])
+    lr_inv = "2a+c" if first.optimizer is Optimizer.SGD else "a+c"
+    notes = [f"## μP for `{first.graph.name}` ({first.optimizer.value}), all variants",
+             f"Every variant is the same training dynamics: per parameter, a+b and {lr_inv} "
+             "are fixed and a variant only chooses a (TP5 Lemma J.1)."]
+    if first.shifts:
+        notes.append(_shift_text(first))
+    notes.append(_form_text(view.form))
+    body = []
+    for label, p, prs in merged:
+        for i, (t, cells) in enumerate(grouped(p, prs)):
+            body.append([label if i == 0 else "", t,
+                         *(greek(cells.get(r, "—")) for r in roles)])
+    table = _md_table(["variant", "", *(ROLE_TITLES[r] for r in roles)], body)
+    out = ["\n\n".join(notes), table]
+    if view.reports_base:
+        out.append(_base_text(first.graph, view.form))
+    header = ["parameter", "role", "a+b", lr_inv, *(label for label, _, _ in merged)]
+    prow = [[name, r.role.value, *_invariants(first, name),
+             *(_abc_cell(p, name) for _, p, _ in merged)]
+            for name, r in first.params.items()]
+    out += ["### Parameters: a, b, c in each variant", _md_table(header, prow)]
+    conflicts = {n: str(e) for n, e in results.items() if isinstance(e, Conflict)}
+    if conflicts:
+        out += ["### Conflicts", "\n".join(f"- **{n}**: {msg}" for n, msg in conflicts.items())]
+    out += _md_constants(first, "### Parameter-free constants (the same in every variant)")
+    return "\n\n".join(out) + "\n"
+
+
+def latex_all(results: Results, view: View = PLAIN) -> str:
+    parts = []
+    for name, p in results.items():
+        if isinstance(p, Conflict):
+            parts.append(f"% variant {name}: conflict: {p}\n")
+        else:
+            parts.append(f"% variant {name}\n" + latex(p, view))
+    return "\n".join(parts)
+
+
+def csv_all(results: Results, view: View = PLAIN) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    header = ["variant", *_csv_header(view.form), "conflict"]
+    w.writerow(header)
+    for name, p in results.items():
+        if isinstance(p, Conflict):
+            w.writerow([name, *[""] * (len(header) - 2), str(p)])
+        else:
+            w.writerows([name, *row, ""] for row in _csv_rows(p, view.form))
+    return buf.getvalue()
+
+
+def json_all(results: Results, view: View = PLAIN) -> str:
+    first = next(iter(_solved(results).values()))
+    variants = {}
+    for name, p in results.items():
+        variants[name] = json_obj(p, view) if isinstance(p, Parametrization) else {
+            "graph": first.graph.name, "optimizer": first.optimizer.value, "variant": name,
+            "conflict": str(p)}
+    return _dump({"graph": first.graph.name, "optimizer": first.optimizer.value,
+                  "variant": "all", "variants": variants})
+
+
+ALL_RENDERERS = {"markdown": markdown_all, "latex": latex_all, "csv": csv_all,
+                 "json": json_all}
+"""Renderers of ``--variant all``: one result (Parametrization or Conflict) per variant."""

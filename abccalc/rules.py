@@ -10,6 +10,7 @@ fan_in 1 (TP5 Table 3 caption).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -71,11 +72,25 @@ def constant_expr(graph: Graph, node: str, alpha: Exp) -> sympy.Expr:
     return sympy.Symbol(dims[0], positive=True) ** (-alpha)
 
 
+TUNABLES = ("sigma", "eta", "alpha")
+"""The tunable constants of the ratio form: σ (init std), η (LR), α (multiplier)."""
+GREEK = {"sigma": "σ", "eta": "η", "alpha": "α"}
+_GREEK_RE = re.compile(r"\b(" + "|".join(GREEK) + r")\b")
+
+
+def _factor_order(base: sympy.Expr) -> tuple[int, str]:
+    """Tunable constants first (``sigma^2/fan_in``), then symbols by name."""
+    name = str(base)
+    return (0 if name in TUNABLES else 1, name)
+
+
 @lru_cache(maxsize=4096)
 def fmt(expr: sympy.Expr) -> str:
-    """ASCII form used in tables and golden files: ``1/fan_in^2``, ``sqrt(fan_out)``."""
+    """ASCII form used in tables and golden files: ``1/fan_in^2``, ``sqrt(fan_out)``;
+    tunable constants lead: ``sigma^2/(fan_in*m)``, ``eta*m``, ``alpha/m``."""
     num, den = [], []
-    for base, power in sorted(expr.as_powers_dict().items(), key=lambda kv: str(kv[0])):
+    for base, power in sorted(expr.as_powers_dict().items(),
+                              key=lambda kv: _factor_order(kv[0])):
         if base == 1:
             continue
         if not base.is_Symbol:
@@ -90,6 +105,12 @@ def fmt(expr: sympy.Expr) -> str:
     if den:
         text += "/" + (den[0] if len(den) == 1 else "(" + "*".join(den) + ")")
     return text
+
+
+def greek(text: str) -> str:
+    """A :func:`fmt` string with the tunable constants as Greek letters (markdown):
+    ``sigma^2/(fan_in*m)`` → ``σ^2/(fan_in*m)``."""
+    return _GREEK_RE.sub(lambda mt: GREEK[mt.group(1)], text)
 
 
 def lr_header(optimizer: Optimizer) -> str:
@@ -126,3 +147,35 @@ def ratio_rule(p: Parametrization, rule: ParamRule, use: Use | None = None) -> R
     """The rules with base width and tunable constants: σ²·SP var·m^e, α·m^e, η·m^e."""
     ev, em, el = ratio_exponents(p, rule, use)
     return Rule(SIGMA**2 / FAN_IN * M**ev, ALPHA * M**em, ETA * M**el)
+
+
+def ratio_fan(graph: Graph, use: Use) -> tuple[str, tuple[str, ...]]:
+    """The fan that ``m`` measures for ``use``: fan_in if it has an infinite dim, else
+    fan_out; ``("", ())`` for a scalar-like use (no infinite fan, m = 1)."""
+    if graph.inf(use.fan_in):
+        return "fan_in", use.fan_in
+    if graph.inf(use.fan_out):
+        return "fan_out", use.fan_out
+    return "", ()
+
+
+def m_text(graph: Graph, use: Use) -> str:
+    """``m`` of ``use`` written with its base fan: ``fan_in/256``; ``sqrt(fan_in/4096)`` for
+    a fan with two infinite dims (m is the ratio per infinite dim); ``1`` if scalar-like."""
+    which, dims = ratio_fan(graph, use)
+    if not which:
+        return "1"
+    k = graph.inf(dims)
+    ratio = f"{which}/{graph.size(dims)}"
+    return ratio if k == 1 else f"sqrt({ratio})" if k == 2 else f"({ratio})^(1/{k})"
+
+
+def base_widths(graph: Graph) -> list[tuple[str, int, str]]:
+    """``(dim, base size, note)`` per infinite dim; the note says what a ``times`` dim
+    follows (``4 × d_model``)."""
+    out = []
+    for d in graph.dims.values():
+        if d.infinite:
+            note = "" if d.of is None else f"{d.times} × {d.of}"
+            out.append((d.name, d.size, note))
+    return out

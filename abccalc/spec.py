@@ -61,7 +61,7 @@ def load_graph(path: str | Path, overrides: dict[str, str] | None = None) -> Gra
 
 def parse_builder(text: str, source: str = "<spec>") -> GraphBuilder:
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (SafeLoader subclass)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except AbcError as e:
         raise AbcError(f"{source}: {e}") from None
     except yaml.YAMLError as e:
