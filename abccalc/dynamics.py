@@ -74,7 +74,7 @@ class Sizes:
         op = node.op
         if op == "input":
             new0, newd = ZERO, NEG_INF
-        elif op in ("linear", "embedding") or op in NORMS:
+        elif op in ("linear", "conv", "embedding") or op in NORMS:
             if op in NORMS:
                 x0, xd = self.operand(node, Use(node.name, "", Kind.GAIN, (), ()))
                 terms0 = [] if node.gain else [x0]
@@ -116,10 +116,10 @@ class Sizes:
             op = node.op
             if op in ("input", "embedding"):
                 continue
-            if op not in ("linear", "multiply", "scale", "contract", *NORMS):
+            if op not in ("linear", "conv", "multiply", "scale", "contract", *NORMS):
                 for i in ins:  # elementwise, add, softmax, output: Θ(1) Jacobians
                     g[i].append(gh)
-            elif op == "linear":
+            elif op in ("linear", "conv"):
                 for use, _, k_out in self.uses(node):
                     if use.kind is Kind.WEIGHT:
                         g[ins[0]].append(backward_term(init[key(use)], k_out, gh))

@@ -71,9 +71,48 @@ def _check_output(node, ins, dims, err) -> Shaped:
 
 
 def _check_linear(node, ins, dims, err) -> Shaped:
+    in_dims, out = _dense(node, ins, err)
+    uses = [(Use(node.name, node.weight, Kind.WEIGHT, in_dims, out), out + in_dims)]
+    if node.bias is not None:
+        uses.append((Use(node.name, node.bias, Kind.BIAS, (), out), out))
+    return Shaped(replace(node, in_dims=in_dims), tuple(uses))
+
+
+def _check_conv(node, ins, dims, err) -> Shaped:
+    """A convolution: a Θ(1)-sized collection of dense weights, one per kernel offset
+    (TP5 J.2.1). Its use sums over the in dims and the finite kernel dims, so its width
+    exponents are a linear's; fan_in = in × kernel as in PyTorch."""
+    in_dims, out = _dense(node, ins, err)
+    if not node.kernel:
+        raise err("a conv needs its finite 'kernel' dims (e.g. kernel: [k] or [kh, kw]); "
+                  "without one it is a linear")
+    x = ins[0]
+    for d in node.kernel:
+        if dims[d].infinite:
+            raise err(f"kernel dim '{d}' is infinite; a conv kernel is finite (TP5 J.2.1: a "
+                      "Θ(1)-sized collection of dense weights)")
+        if d in x or d in node.dims:
+            raise err(f"kernel dim '{d}' is a dim of its {'input' if d in x else 'output'}; "
+                      "kernel dims belong to the weight only")
+    if len(set(node.kernel)) != len(node.kernel):
+        raise err(f"kernel dims {list(node.kernel)} repeat a dim")
+    spatial = [d for d in x if d not in in_dims]
+    if len(spatial) < len(node.kernel):
+        raise err(f"a kernel {list(node.kernel)} slides over {len(node.kernel)} spatial "
+                  f"dim(s) of its input, but it has only {spatial} besides 'in' {list(in_dims)}")
+    fan_in = in_dims + node.kernel
+    uses = [(Use(node.name, node.weight, Kind.WEIGHT, fan_in, out), out + fan_in)]
+    if node.bias is not None:
+        uses.append((Use(node.name, node.bias, Kind.BIAS, (), out), out))
+    return Shaped(replace(node, in_dims=in_dims), tuple(uses))
+
+
+def _dense(node, ins, err) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The (in dims, out dims) of a linear or conv: ``in`` defaults to the input's last
+    dim; the other input dims are kept (batch, or spatial for a conv)."""
     _arity(node, 1, err)
     if node.weight is None:
-        raise err("a linear needs a weight")
+        raise err(f"a {node.op} needs a weight")
     x = ins[0]
     in_dims = node.in_dims or x[-1:]
     for d in in_dims:
@@ -82,18 +121,15 @@ def _check_linear(node, ins, dims, err) -> Shaped:
                       f"(dims {list(x)})")
     batch = [d for d in x if d not in in_dims]
     if not node.dims:
-        raise err("a linear needs its output dims")
+        raise err(f"a {node.op} needs its output dims")
     missing = [d for d in batch if d not in node.dims]
     if missing:
         raise err(f"output dims {list(node.dims)} drop the input's dims {missing}; "
                   "list them in 'in' to contract them")
     out = tuple(d for d in node.dims if d not in batch)
     if not out:
-        raise err("a linear needs at least one output dim of its own")
-    uses = [(Use(node.name, node.weight, Kind.WEIGHT, tuple(in_dims), out), out + tuple(in_dims))]
-    if node.bias is not None:
-        uses.append((Use(node.name, node.bias, Kind.BIAS, (), out), out))
-    return Shaped(replace(node, in_dims=tuple(in_dims)), tuple(uses))
+        raise err(f"a {node.op} needs at least one output dim of its own")
+    return tuple(in_dims), out
 
 
 def _check_embedding(node, ins, dims, err) -> Shaped:
@@ -183,6 +219,7 @@ OPS: dict[str, Check] = {
     "input": _check_input,
     "output": _check_output,
     "linear": _check_linear,
+    "conv": _check_conv,
     "embedding": _check_embedding,
     "add": _check_add,
     "multiply": _check_multiply,
