@@ -110,7 +110,9 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
 @graph_arg
 @click.option("--optimizer", type=click.Choice(("sgd", "adam", "adamw")), required=True,
               help="The optimizer the code is for (adamw behaves as adam, TP5 B.3).")
-@variant_opt
+@click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default="table3",
+              show_default=True, help="Gauge; auto: the first of table3, table8, table9, "
+              "unit without a tied-weight conflict.")
 @click.option("--base", "bases", multiple=True, metavar="NAME=SIZE",
               help="Base size of an infinite dim (where the code equals SP); repeatable.")
 @click.option("--params", "params_preset", type=click.Choice(("mup", "sp")), default="mup",
@@ -143,6 +145,73 @@ def explain_cmd(graph: str, param: str, optimizer: str, variant: str,
     """Print the derivation of PARAM's exponents: each constraint and the sizes it used."""
     g = load_graph(graph, _pairs(sets, "--set"))
     click.echo(explain(parametrize(solve(g, optimizer), variant), param), nl=False)
+
+
+def _classify_source(g, preset: str | None, params: str | None, optimizer: str):
+    """The abc assignment of ``--preset`` or ``--params`` (exactly one), and its name."""
+    from abccalc.calculus import Optimizer
+    from abccalc.paramsfile import load_params
+    from abccalc.presets import PRESETS
+
+    if (preset is None) == (params is None):
+        raise AbcError("classify: give exactly one of --preset (sp, ntk, mf, mup) or "
+                       "--params FILE")
+    if preset is not None:
+        return PRESETS[preset](g, Optimizer.parse(optimizer)), preset
+    return load_params(params, g).abc, params
+
+
+@cli.command("classify")
+@graph_arg
+@click.option("--preset", type=click.Choice(("sp", "ntk", "mf", "mup")),
+              help="A named parametrization (TP4 Table 1): SP, NTP, MFP or muP.")
+@click.option("--params", "params", type=click.Path(dir_okay=False),
+              help="A params file with your own rules or exponents (docs/check.md).")
+@optimizer_opt
+@click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
+              show_default=True, help="Output format; the JSON fields are in docs/check.md.")
+@set_opt
+def classify_cmd(graph: str, preset: str | None, params: str | None, optimizer: str,
+                 fmt: str, sets: tuple[str, ...]) -> None:
+    """Classify a parametrization of GRAPH as TP4 does: r, stability, nontriviality,
+    feature learning or kernel regime, and which parameters are updated maximally."""
+    import json
+
+    from abccalc.classify import classify, render_markdown
+
+    g = load_graph(graph, _pairs(sets, "--set"))
+    abc, name = _classify_source(g, preset, params, optimizer)
+    c = classify(g, optimizer, abc, name)
+    text = json.dumps(c.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
+        else render_markdown(c)
+    click.echo(text, nl=False)
+
+
+@cli.command("check")
+@graph_arg
+@click.option("--params", "params", type=click.Path(dir_okay=False), required=True,
+              help="A params file with your own rules or exponents (docs/check.md).")
+@optimizer_opt
+@click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
+              show_default=True, help="Output format; the JSON fields are in docs/check.md.")
+@set_opt
+def check_cmd(graph: str, params: str, optimizer: str, fmt: str,
+              sets: tuple[str, ...]) -> None:
+    """Check your own parametrization of GRAPH against muP: every activation that blows up
+    or vanishes, every parameter not updated maximally, and the fix in your own gauge.
+    Exit status 0 when it is muP, 1 when it has violations."""
+    import json
+
+    from abccalc.check import check, render_markdown
+    from abccalc.paramsfile import load_params
+
+    g = load_graph(graph, _pairs(sets, "--set"))
+    res = check(g, optimizer, load_params(params, g))
+    text = json.dumps(res.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
+        else render_markdown(res)
+    click.echo(text, nl=False)
+    if not res.ok:
+        sys.exit(1)  # a SystemExit passes through click's standalone_mode=False
 
 
 def main() -> None:

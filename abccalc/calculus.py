@@ -15,6 +15,7 @@ Rules (TP4 §3, §5; TP5 App. J and Table 14; TP4b for Adam), for a use h = W·x
     ΔW·x (Adam)    −lr + inf(fan_in) + st(x)                            (LLN, ΔW Θ(1) entries)
     ΔW·x (SGD)     −lr + g(h) + st(x) + inf(fan_in) + st(x)             (LLN, ΔW = outer products)
     backward       g(x) ⊇ −init + ½·inf(fan_out) + g(h)                 (CLT over fan_out)
+    ΔWᵀ backward   g(x) ⊇ ΔW entries + inf(fan_out) + g(h)              (LLN, once trained)
 
 where inf(dims) counts the infinite dims. Biases and embeddings read the constant 1
 (TP5 B.1), gains read the normalized x̂.
@@ -68,5 +69,12 @@ def update_term(lr: Exp, k_in: int, stx: Exp, optimizer: Optimizer, g_h: Exp) ->
 
 
 def backward_term(init: Exp, k_out: int, g_h: Exp) -> Exp:
-    """Size of Wᵀ·∂L/∂h: CLT over the infinite fan_out dims."""
+    """Size of W₀ᵀ·∂L/∂h: CLT over the infinite fan_out dims."""
     return -init + HALF * k_out + g_h
+
+
+def dw_backward_term(entries: Exp, k_out: int, g_h: Exp) -> Exp:
+    """Size of ΔWᵀ·∂L/∂h once trained: ΔW is a sum of outer products with ∂L/∂h, so the
+    sum over fan_out is LLN (TP5 Table 14). It dominates W₀ᵀ·∂L/∂h for a weight reading a
+    finite-dim activation (after a PCA layer or a bottleneck)."""
+    return entries + k_out + g_h

@@ -19,7 +19,7 @@ from abccalc.calculus import Optimizer
 from abccalc.codegen_model import model_source
 from abccalc.errors import AbcError
 from abccalc.graph import Graph, Kind, Use
-from abccalc.parametrization import Parametrization, ParamRule, parametrize
+from abccalc.parametrization import Parametrization, ParamRule, parametrize, parametrize_auto
 from abccalc.presets import sp
 from abccalc.rules import M, fmt, ratio_exponents, rule
 from abccalc.solver import solve
@@ -32,9 +32,12 @@ COLUMN = {"input": "input weights & all biases", "output": "output weights",
 
 def load_parametrization(graph: Graph, optimizer: str, variant: str, preset: str = "mup"
                          ) -> Parametrization:
-    """μP in ``variant`` for ``optimizer`` (``adamw`` is Adam-like), or SP (``preset='sp'``)."""
+    """μP in ``variant`` (``auto``: the first without a tied-weight conflict) for
+    ``optimizer`` (``adamw`` is Adam-like), or SP (``preset='sp'``)."""
     analysis = solve(graph, Optimizer.parse(optimizer))
-    return sp(analysis) if preset == "sp" else parametrize(analysis, variant)
+    if preset == "sp":
+        return sp(analysis)
+    return parametrize_auto(analysis)[0] if variant == "auto" else parametrize(analysis, variant)
 
 
 def read_names(path: str) -> dict[str, str]:
@@ -126,8 +129,17 @@ def _entry(p: Parametrization, r: ParamRule, module_name: str) -> list[str]:
         f"        var_scale=lambda m: {_py(M**ev)},",
         f"        multiplier=lambda m: {_py(M**em)},",
         f"        lr_scale=lambda m: {_py(M**el)},",
+        *_use_multipliers(p, r),
         "    ),",
     ]
+
+
+def _use_multipliers(p: Parametrization, r: ParamRule) -> list[str]:
+    """A tied parameter's later uses with their own multiplier (a tied embedding's readout
+    carries 1/m in Table 8)."""
+    lines = [f"            {u.node!r}: lambda m: {_py(M ** ratio_exponents(p, r, u)[1])},"
+             for u in r.uses[1:]]
+    return ["        use_multipliers={", *lines, "        },"] if lines else []
 
 
 def _constants(p: Parametrization) -> list[str]:
@@ -215,6 +227,7 @@ class Rule(NamedTuple):
     var_scale: Callable[[float], float]
     multiplier: Callable[[float], float]
     lr_scale: Callable[[float], float]
+    use_multipliers: dict[str, Callable[[float], float]] | None = None  # tied: later uses
 
 
 PARAMETERS: dict[str, Rule] = {{
@@ -267,10 +280,18 @@ def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0
 
 
 def multipliers(model: torch.nn.Module) -> dict[str, float]:
-    """The forward multiplier of every parameter at the model's widths."""
+    """The forward multiplier of every parameter (at its first use) at the model's widths."""
     named = _params(model)
     return {name: rule.multiplier(width_ratio(rule, named[rule.module_param]))
             for name, rule in PARAMETERS.items()}
+
+
+def use_multiplier(model: torch.nn.Module, node: str, name: str) -> float:
+    """The multiplier of parameter ``name`` where graph node ``node`` reads it: differs from
+    ``multipliers`` only at a tied parameter's later uses (apply those in your forward)."""
+    rule = PARAMETERS[name]
+    m = width_ratio(rule, _params(model)[rule.module_param])
+    return (rule.use_multipliers or {}).get(node, rule.multiplier)(m)
 
 
 def apply_multipliers(model: torch.nn.Module) -> list:

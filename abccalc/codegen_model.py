@@ -72,6 +72,10 @@ CONSTANTS: dict[str, Callable[[dict[str, int]], float]] = {{
 {constants}
 }}
 
+CONV = {{1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}}
+CONV_FN = {{1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
+           3: torch.nn.functional.conv3d}}
+
 ELEMENTWISE = {{
     "relu": torch.relu, "gelu": torch.nn.functional.gelu, "tanh": torch.tanh,
     "silu": torch.nn.functional.silu, "sigmoid": torch.sigmoid, "identity": lambda x: x,
@@ -109,14 +113,17 @@ class Model(torch.nn.Module):
         s = self.sizes
         for n in NODES:
             op = n["op"]
+            if "module" in n and n["module"] in dict(self.named_modules()):
+                continue  # a tied parameter's later use shares the module of its first
             if op in ("linear", "conv"):
                 out = math.prod(s[d] for d in n["dims"] if d not in n["batch"])
                 fan_in = math.prod(s[d] for d in n["in_dims"])
                 if op == "linear":
                     m = torch.nn.Linear(fan_in, out, bias="bias" in n)
                 else:
-                    m = torch.nn.Conv1d(fan_in, out, s[n["kernel"][0]], bias="bias" in n,
-                                        padding="same")
+                    kernel = tuple(s[d] for d in n["kernel"])
+                    m = CONV[len(kernel)](fan_in, out, kernel, bias="bias" in n,
+                                          padding="same")
                 self._put(n["module"], m)
             elif op == "embedding":
                 out = math.prod(s[d] for d in n["dims"] if d not in self._dims(n["inputs"][0]))
@@ -128,7 +135,8 @@ class Model(torch.nn.Module):
                 if op == "layernorm" and "bias" not in n:
                     norm.bias = None
                 self._put(n["module"], norm)
-        self.mult = multipliers(self)
+        self.mult = {{(n["name"], n[k]): use_multiplier(self, n["name"], n[k])
+                     for n in NODES for k in ("weight", "gain", "bias") if k in n}}
         self.const = {{n["name"]: CONSTANTS[n["name"]](s) for n in NODES
                        if n["name"] in CONSTANTS}}
 
@@ -202,12 +210,13 @@ class Model(torch.nn.Module):
         lead = x.shape[: 1 + len(batch)]
         x = x.reshape(*lead, -1)
         m = self._module(n)
-        w = m.weight * self.mult.get(n.get("weight"), 1.0)
-        b = m.bias * self.mult.get(n.get("bias"), 1.0) if m.bias is not None else None
-        if n["op"] == "conv":  # batch = [..., position]: convolve along the last batch dim
-            y = torch.nn.functional.conv1d(x.flatten(0, -3).transpose(1, 2), w, b,
-                                           padding="same").transpose(1, 2)
-            y = y.reshape(*lead, -1)
+        w = m.weight * self.mult.get((n["name"], n.get("weight")), 1.0)
+        bias = getattr(m, "bias", None)  # a tied embedding's readout reuses the Embedding
+        b = None if bias is None else bias * self.mult.get((n["name"], n.get("bias")), 1.0)
+        if n["op"] == "conv":  # the last len(kernel) batch dims are the spatial ones
+            k = len(n["kernel"])
+            x = x.reshape(-1, *x.shape[-k - 1:]).movedim(-1, 1)
+            y = CONV_FN[k](x, w, b, padding="same").movedim(1, -1).reshape(*lead, -1)
         else:
             y = torch.nn.functional.linear(x, w, b)
         y = y.reshape(*lead, *(s[d] for d in out_dims))
@@ -216,7 +225,7 @@ class Model(torch.nn.Module):
     def _embed(self, n: dict, ids: torch.Tensor, have: list[str]) -> torch.Tensor:
         s = self.sizes
         out_dims = [d for d in n["dims"] if d not in have]
-        y = self._module(n).weight[ids] * self.mult.get(n["weight"], 1.0)
+        y = self._module(n).weight[ids] * self.mult.get((n["name"], n["weight"]), 1.0)
         y = y.reshape(*ids.shape, *(s[d] for d in out_dims))
         return _to(y, have + out_dims, n["dims"])
 
@@ -233,9 +242,9 @@ class Model(torch.nn.Module):
         if "module" in n:
             m = self._module(n)
             if m.weight is not None:
-                x = x * (m.weight * self.mult.get(n.get("gain"), 1.0))
+                x = x * (m.weight * self.mult.get((n["name"], n.get("gain")), 1.0))
             if getattr(m, "bias", None) is not None:
-                x = x + m.bias * self.mult.get(n.get("bias"), 1.0)
+                x = x + m.bias * self.mult.get((n["name"], n.get("bias")), 1.0)
         x = x.reshape(*lead, *(self.sizes[d] for d in over))
         return _to(x, rest + over, dims)
 

@@ -19,6 +19,7 @@ from abccalc.calculus import (
     Exp,
     Optimizer,
     backward_term,
+    dw_backward_term,
     init_term,
     w0_dx_term,
 )
@@ -105,8 +106,10 @@ class Sizes:
         self.s0[node.name] = new0
         self.sd[node.name] = newd
 
-    def backward(self, init: Mapping[UseKey, Exp], alpha: Mapping[str, Exp]) -> None:
-        """Set g of every node, from g(output) = 0 backwards (TP4 §5)."""
+    def backward(self, init: Mapping[UseKey, Exp], alpha: Mapping[str, Exp],
+                 entries: Callable[[Use], Exp]) -> None:
+        """Set g of every node, from g(output) = 0 backwards (TP4 §5), through W₀ and
+        through the trained ΔW (whose entries have size ``entries(use)``)."""
         g: dict[str, list[Exp]] = {n.name: [] for n in self.graph.nodes}
         for node in reversed(self.graph.order):
             name = node.name
@@ -122,9 +125,13 @@ class Sizes:
             elif op in ("linear", "conv"):
                 for use, _, k_out in self.uses(node):
                     if use.kind is Kind.WEIGHT:
-                        g[ins[0]].append(backward_term(init[key(use)], k_out, gh))
+                        g[ins[0]] += [backward_term(init[key(use)], k_out, gh),
+                                      dw_backward_term(entries(use), k_out, gh)]
             elif op in NORMS:
-                ghat = gh - init[(name, node.gain)] if node.gain else gh
+                ghat = gh
+                for use, _, _ in self.uses(node):
+                    if use.kind is Kind.GAIN:
+                        ghat = max(gh - init[key(use)], entries(use) + gh)
                 g[ins[0]].append(ghat - self.st(ins[0]))
             elif op == "multiply":
                 g[ins[0]].append(gh + self.st(ins[1]))
@@ -165,22 +172,24 @@ def propagate(graph: Graph, optimizer: Optimizer, abc: ABC, max_rounds: int = 16
         sizes.forward(node, init, abc.alpha.get(node.name), lambda use: NEG_INF)
         sizes.sd[node.name] = NEG_INF
 
-    def upd(use: Use) -> Exp:
-        uses = graph.params[use.param].uses
+    def entries(use: Use) -> Exp:
+        """Size of ΔW's entries for this use: n^-a·Δw, Δw = LR·(Adam: Θ(1) entries;
+        SGD: the gradient, the largest of the uses' contributions n^-a_v·∂L/∂h_v·x_v)."""
         a_u, c = abc.a[key(use)], abc.c[use.param]
-        node = graph.node[use.node]
-        stx = max(sizes.operand(node, use))
         if optimizer is Optimizer.ADAM:
-            entries = -a_u - c
-        else:
-            grad = max(-abc.a[key(v)] + sizes.g[v.node] + max(
-                sizes.operand(graph.node[v.node], v)) for v in uses)
-            entries = -a_u - c + grad
-        return entries + graph.inf(use.fan_in) + stx
+            return -a_u - c
+        grad = max(-abc.a[key(v)] + sizes.g.get(v.node, NEG_INF) + max(
+            sizes.operand(graph.node[v.node], v)) for v in graph.params[use.param].uses)
+        return -a_u - c + grad
+
+    def upd(use: Use) -> Exp:
+        """ΔW·x: LLN over the fan_in, with x at its training-time size."""
+        stx = max(sizes.operand(graph.node[use.node], use))
+        return entries(use) + graph.inf(use.fan_in) + stx
 
     for _ in range(max_rounds):
         before = (dict(sizes.s0), dict(sizes.sd), dict(sizes.g))
-        sizes.backward(init, abc.alpha)
+        sizes.backward(init, abc.alpha, entries)
         for node in graph.order:
             sizes.forward(node, init, abc.alpha.get(node.name), upd)
         if (sizes.s0, sizes.sd, sizes.g) == before:

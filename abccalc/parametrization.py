@@ -121,6 +121,7 @@ class Parametrization:
     variant: str
     params: dict[str, ParamRule]
     shifts: dict[str, Exp] = field(default_factory=dict)
+    alpha: dict[str, Exp] | None = None  # constants, when not the solver's (SP, a user's)
 
     @property
     def graph(self) -> Graph:
@@ -132,13 +133,27 @@ class Parametrization:
 
     @property
     def constants(self) -> dict[str, Exp]:
-        return self.analysis.alpha
+        """Exponent α of each parameter-free constant n^-α."""
+        return self.analysis.alpha if self.alpha is None else self.alpha
 
     def abc(self) -> ABC:
         """The (a, b, c) assignment, for :func:`abccalc.dynamics.propagate`."""
         return ABC({k: a for p in self.params.values() for k, a in p.a_by_use.items()},
                    {p.name: p.b for p in self.params.values()},
                    {p.name: p.c for p in self.params.values()}, dict(self.constants))
+
+
+def from_abc(analysis: Analysis, abc: ABC, name: str) -> Parametrization:
+    """A given (a, b, c) assignment (a preset or a user's params file) as a
+    Parametrization named ``name``, with the solver's roles."""
+    graph = analysis.graph
+    rules = {}
+    for pname, param in graph.params.items():
+        a_by_use = {key(u): abc.a[key(u)] for u in param.uses}
+        rules[pname] = ParamRule(pname, analysis.invariants[key(param.uses[0])].role,
+                                 param.kind, param.shape, param.uses, a_by_use,
+                                 abc.b[pname], abc.c[pname])
+    return Parametrization(analysis, name, rules, alpha=dict(abc.alpha))
 
 
 def _conflict(graph: Graph, variant: str, pname: str, what: str,

@@ -119,7 +119,13 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
                 alpha[name], (f"size {x}",))
         sizes.forward(node, init, alpha.get(name), lambda use: ZERO)
 
-    sizes.backward(init, alpha)
+    def entries(use: Use) -> Exp:
+        """ΔW entries of a maximally updated use: ΔW·x = n^(entries + inf(fan_in) + st(x))
+        is Θ(1)."""
+        node = graph.node[use.node]
+        return -(graph.inf(use.fan_in) + max(sizes.operand(node, use)))
+
+    sizes.backward(init, alpha, entries)
 
     invariants: dict[UseKey, Invariants] = {}
     for node in graph.order:
