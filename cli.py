@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
 
 from abccalc import __version__
 from abccalc.codegen import generate, load_parametrization, read_names
+from abccalc.coordcheck import LOSSES, check_widths, import_torch
+from abccalc.coordcheck import as_dict as coord_dict
+from abccalc.coordcheck import markdown as coord_markdown
+from abccalc.coordcheck import plot as plot_coordcheck
+from abccalc.coordcheck import run as run_coordcheck
 from abccalc.errors import AbcError
 from abccalc.explain import explain
 from abccalc.graph import Graph
@@ -132,6 +138,54 @@ def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
     p = load_parametrization(g, optimizer, variant, params_preset)
     write_output(generate(p, names=read_names(names) if names else None, model=model,
                           source=graph), output, force)
+
+
+def _widths(text: str) -> list[int]:
+    try:
+        return [int(w) for w in text.split(",")]
+    except ValueError:
+        raise AbcError(f"--widths {text}: expected comma-separated integers") from None
+
+
+@cli.command()
+@graph_arg
+@click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default="table8",
+              show_default=True, help="Gauge of the muP code (all gauges train alike).")
+@click.option("--optimizer", type=click.Choice(("sgd", "adam")), default="adam",
+              show_default=True, help="Optimizer to train with.")
+@click.option("--params", "params_file", metavar="sp|FILE",
+              help="Check SP ('sp') or a params file instead of muP.")
+@click.option("--widths", default="64,128,256,512,1024", show_default=True,
+              help="Increasing widths of the first infinite dim (others scale alike).")
+@click.option("--steps", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--lr", type=float, help="Learning rate (default 1e-2 Adam, 0.1 SGD).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--batch", type=click.IntRange(1, 4096),
+              help="Examples in the fixed training batch (default: about 8 examples/tokens).")
+@click.option("--loss", type=click.Choice(LOSSES), default="linear", show_default=True,
+              help="linear: -<f, y>, whose gradient does not depend on f (isolates the "
+              "scaling); xent: cross-entropy.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG (matplotlib).")
+@click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
+              show_default=True)
+@set_opt
+def coordcheck(graph: str, variant: str, optimizer: str, params_file: str | None,
+               widths: str, steps: int, lr: float | None, seed: int, batch: int | None,
+               loss: str,
+               plot: str | None, fmt: str, sets: tuple[str, ...]) -> None:
+    """Train the generated model at several widths and report which activations grow
+    or shrink with width (slopes of RMS(x_t - x_0) against width, log-log)."""
+    ws = _widths(widths)
+    check_widths(ws)
+    import_torch()
+    g = load_graph(graph, _pairs(sets, "--set"))
+    p = load_parametrization(g, optimizer, variant, params_file or "mup")
+    result = run_coordcheck(p, ws, steps=steps, lr=lr, seed=seed, batch=batch, loss=loss,
+                            name=params_file or f"mup ({p.variant})")
+    if plot:
+        plot_coordcheck(result, plot)
+    click.echo(json.dumps(coord_dict(result), indent=2) if fmt == "json"
+               else coord_markdown(result), nl=fmt == "json")
 
 
 @cli.command("explain")

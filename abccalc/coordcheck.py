@@ -97,6 +97,14 @@ def _widths_for(p: Parametrization, width: int) -> dict[str, int]:
     return {d.name: max(1, round(d.size * ratio)) for d in dims}
 
 
+def default_batch(p: Parametrization, examples: int = 8) -> int:
+    graph = p.graph
+    tokens = max([math.prod(graph.dims[d].size for d in n.dims) for n in graph.nodes
+                  if n.op == "input" and any(graph.node[c].op == "embedding"
+                                             for c in graph.consumers[n.name])] or [1])
+    return max(1, examples // tokens)
+
+
 def _batch(torch, p: Parametrization, sizes: dict[str, int], batch: int, gen):
     """Seeded inputs (ids for embedding inputs, N(0, 1) otherwise) and class targets over
     the output's last dim."""
@@ -122,10 +130,16 @@ LOSSES = ("linear", "xent")
 
 
 def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | None = None,
-        seed: int = 0, batch: int = 1, name: str = "mup", loss: str = "linear"
+        seed: int = 0, batch: int | None = None, name: str = "mup", loss: str = "linear"
         ) -> CoordCheck:
-    """Train each width ``steps`` steps and fit per-activation slopes."""
+    """Train each width ``steps`` steps and fit per-activation slopes.
+
+    The default batch holds about 8 examples (tokens, for inputs read by an embedding):
+    Adam's first update is sign-like, so ΔW·x is LLN-sized only once the width exceeds
+    the number of distinct training vectors, and few of them keep small widths in the
+    asymptotic regime."""
     check_widths(widths)
+    batch = batch or default_batch(p)
     torch = import_torch()
     gen_module = _module(p)
     adam = p.optimizer.value == "adam"

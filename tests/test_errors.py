@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 
 import pytest
-
-import cli
 
 DIMS = """\
 dims:
@@ -124,26 +121,10 @@ EXTRA = {
 
 
 @pytest.fixture
-def run(capsys, monkeypatch, tmp_path: Path):
-    """Run ``abccalc ARGS`` in-process from tmp_path; return (status, stdout, stderr).
-    An exception escaping ``main()`` becomes a traceback on stderr and status 1, as the
-    interpreter would report it."""
+def run(run, monkeypatch, tmp_path: Path):
+    """The shared in-process runner (conftest.py), from tmp_path."""
     monkeypatch.chdir(tmp_path)
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["abccalc", *args])
-        code: int | str | None = 0
-        tb = ""
-        try:
-            cli.main()
-        except SystemExit as e:
-            code = e.code
-        except Exception:
-            code, tb = 1, traceback.format_exc()
-        out, err = capsys.readouterr()
-        return (code if isinstance(code, int) else 1 if code else 0), out, err + tb
-
-    return _run
+    return run
 
 
 def check_one_line_error(code: int, out: str, err: str, fname: str,
