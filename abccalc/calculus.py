@@ -32,6 +32,7 @@ ZERO = sympy.Integer(0)
 HALF = sympy.Rational(1, 2)
 ONE = sympy.Integer(1)
 NEG_INF = sympy.S.NegativeInfinity
+POS_INF = sympy.S.Infinity
 
 
 class Optimizer(str, Enum):

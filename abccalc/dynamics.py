@@ -15,6 +15,7 @@ from abccalc.calculus import (
     HALF,
     NEG_INF,
     ONE,
+    POS_INF,
     ZERO,
     Exp,
     Optimizer,
@@ -42,6 +43,7 @@ class Sizes:
     s0: dict[str, Exp] = field(default_factory=dict)
     sd: dict[str, Exp] = field(default_factory=dict)
     g: dict[str, Exp] = field(default_factory=dict)
+    converged: bool = True  # False: a blow-up that feeds itself; growing sizes are ±∞
 
     def st(self, name: str) -> Exp:
         """The operative size during training, max(s0, sd)."""
@@ -158,13 +160,32 @@ class ABC:
     alpha: dict[str, Exp]
 
 
+def entries_size(sizes: Sizes, abc: ABC, use: Use) -> Exp:
+    """Size of ΔW's entries at ``use``: n^-a·Δw with Δw = LR·(Adam: Θ(1) entries, TP4b;
+    SGD: the gradient, the largest of the uses' contributions n^-a_v·∂L/∂h_v·x_v)."""
+    graph = sizes.graph
+    a_u, c = abc.a[key(use)], abc.c[use.param]
+    if sizes.optimizer is Optimizer.ADAM:
+        return -a_u - c
+    grad = max(-abc.a[key(v)] + sizes.g.get(v.node, NEG_INF) + max(
+        sizes.operand(graph.node[v.node], v)) for v in graph.params[use.param].uses)
+    return -a_u - c + grad
+
+
+def update_size(sizes: Sizes, abc: ABC, use: Use) -> Exp:
+    """Size of ΔW·x at ``use``: LLN over the fan_in, x at its training-time size."""
+    stx = max(sizes.operand(sizes.graph.node[use.node], use))
+    return entries_size(sizes, abc, use) + sizes.graph.inf(use.fan_in) + stx
+
+
 def propagate(graph: Graph, optimizer: Optimizer, abc: ABC, max_rounds: int = 16) -> Sizes:
     """Sizes of every activation under ``abc``, iterated to a fixed point.
 
     SGD gradients depend on training-time sizes and vice versa, so the backward and
     forward passes alternate until nothing changes (two rounds for a stable
-    parametrization; a blow-up stops growing after at most ``max_rounds``).
-    A tied parameter's gradient is the largest of its uses' contributions.
+    parametrization). A blow-up that feeds itself (growing activations make growing
+    gradients) has no fixed point: after ``max_rounds`` whatever still grows is +∞ (or
+    −∞), and ``converged`` is False.
     """
     sizes = Sizes(graph, optimizer)
     init = {u: abc.a[u] + abc.b[u[1]] for u in abc.a}
@@ -172,26 +193,22 @@ def propagate(graph: Graph, optimizer: Optimizer, abc: ABC, max_rounds: int = 16
         sizes.forward(node, init, abc.alpha.get(node.name), lambda use: NEG_INF)
         sizes.sd[node.name] = NEG_INF
 
-    def entries(use: Use) -> Exp:
-        """Size of ΔW's entries for this use: n^-a·Δw, Δw = LR·(Adam: Θ(1) entries;
-        SGD: the gradient, the largest of the uses' contributions n^-a_v·∂L/∂h_v·x_v)."""
-        a_u, c = abc.a[key(use)], abc.c[use.param]
-        if optimizer is Optimizer.ADAM:
-            return -a_u - c
-        grad = max(-abc.a[key(v)] + sizes.g.get(v.node, NEG_INF) + max(
-            sizes.operand(graph.node[v.node], v)) for v in graph.params[use.param].uses)
-        return -a_u - c + grad
-
-    def upd(use: Use) -> Exp:
-        """ΔW·x: LLN over the fan_in, with x at its training-time size."""
-        stx = max(sizes.operand(graph.node[use.node], use))
-        return entries(use) + graph.inf(use.fan_in) + stx
+    def one_round() -> None:
+        sizes.backward(init, abc.alpha, lambda use: entries_size(sizes, abc, use))
+        for node in graph.order:
+            sizes.forward(node, init, abc.alpha.get(node.name),
+                          lambda use: update_size(sizes, abc, use))
 
     for _ in range(max_rounds):
         before = (dict(sizes.s0), dict(sizes.sd), dict(sizes.g))
-        sizes.backward(init, abc.alpha, entries)
-        for node in graph.order:
-            sizes.forward(node, init, abc.alpha.get(node.name), upd)
+        one_round()
         if (sizes.s0, sizes.sd, sizes.g) == before:
-            break
+            return sizes
+    before = (dict(sizes.s0), dict(sizes.sd), dict(sizes.g))
+    one_round()
+    for new, old in zip((sizes.s0, sizes.sd, sizes.g), before, strict=True):
+        for n, v in new.items():
+            if v != old[n]:
+                new[n] = POS_INF if v > old[n] else NEG_INF
+    sizes.converged = False
     return sizes

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -53,7 +54,7 @@ def ints(text: str, what: str) -> list[int]:
 
 def widths_arg(text: str) -> list[int]:
     widths = ints(text, "--widths")
-    if any(b <= a for a, b in zip(widths, widths[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(widths)):
         raise fail(f"--widths {text}: widths must increase")
     return widths
 
@@ -282,8 +283,7 @@ def summarize(runs: list[dict]) -> dict:
                   "base_lr_penalty": {str(w): penalty[w] for w in widths},
                   "max_penalty": max((v for v in penalty.values() if v is not None),
                                      default=None),
-                  "best_loss_monotone": all(b < a for a, b in zip(losses, losses[1:],
-                                                                   strict=False))}
+                  "best_loss_monotone": all(b < a for a, b in itertools.pairwise(losses))}
     seeds: dict = {}
     for r in runs:
         if r["val_loss"] is not None:

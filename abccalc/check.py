@@ -1,0 +1,336 @@
+"""``abccalc check``: what is wrong with a user's own parametrization, and the μP fix.
+
+The user's exponents (from a params file) are propagated through the graph and classified
+(:mod:`abccalc.classify`), then compared with the μP the solver derives
+(:func:`abccalc.solver.solve`). μP fixes only each use's gauge invariants a+b and k·a+c
+(k = 2 for SGD, 1 for Adam; TP4 Eq. 5, TP4b Prop. 2.2.3, TP5 Lemma J.1), so the fix is
+given *in the user's own gauge*: their multiplier exponent a is kept, and
+
+    b = (a+b)_μP − a_user,        c = (k·a+c)_μP − k·a_user,
+
+written as init variance and LR rules in fan_in/fan_out. A tied parameter has one b and
+one c; when its uses' multipliers cannot reach μP together, the check says so and gives
+the multipliers that can. Constants (the attention scale) get the solver's exponent.
+
+A violation is any of: an activation that blows up or vanishes; a parameter that is not
+updated maximally (r_l ≠ 0) or a readout not initialized maximally; a parameter or constant
+whose invariants differ from μP's. No violation means the parametrization is μP up to
+the abc-symmetry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy
+
+from abccalc.calculus import Exp, Optimizer
+from abccalc.classify import DIVERGES, Classification, classify, growth
+from abccalc.dynamics import ABC, key
+from abccalc.graph import Graph, Kind, Role, Use
+from abccalc.parametrization import Parametrization, ParamRule
+from abccalc.paramsfile import ParamsFile
+from abccalc.rules import constant_expr, fmt, rule
+from abccalc.solver import Analysis, role_of, solve
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One parameter's exponents and the rules they read as."""
+
+    a: dict[str, Exp]  # per use node
+    b: Exp
+    c: Exp
+    init_var: str
+    multiplier: dict[str, str]  # per use node
+    lr: str
+
+    def to_dict(self, first: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"a": str(self.a[first]), "b": str(self.b), "c": str(self.c),
+                               "init_var": self.init_var,
+                               "multiplier": self.multiplier[first], "lr": self.lr}
+        if len(self.a) > 1:
+            out["uses"] = [{"node": n, "a": str(a), "multiplier": self.multiplier[n]}
+                           for n, a in self.a.items()]
+        return out
+
+
+@dataclass(frozen=True)
+class ParamReport:
+    """A parameter with a violation: what is wrong, its setting, and μP's in its gauge."""
+
+    name: str
+    role: Role
+    kind: Kind
+    problems: list[str]
+    current: Setting
+    fix: Setting | None  # None when its own setting is μP already
+    alternative: Setting | None = None  # output weights: TP5 Table 8's 1/fan_in multiplier
+    conflict: str | None = None  # a tied parameter the user's multipliers cannot fix
+
+
+@dataclass(frozen=True)
+class ConstReport:
+    name: str
+    exponent: Exp
+    multiplier: str
+    mup_exponent: Exp
+    mup_multiplier: str
+    defaulted: bool
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    graph: Graph
+    optimizer: Optimizer
+    source: str
+    classification: Classification
+    params: list[ParamReport]
+    constants: list[ConstReport]
+    defaulted_constants: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not (self.classification.issues or self.params or self.constants)
+
+    @property
+    def count(self) -> int:
+        return (sum(1 for i in self.classification.issues if i.origin) + len(self.params)
+                + len(self.constants))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (documented in docs/check.md)."""
+        c = self.classification
+        cd = c.to_dict()
+        params = []
+        for p in self.params:
+            first = self.graph.params[p.name].uses[0].node
+            params.append({
+                "name": p.name, "role": p.role.value, "kind": p.kind.value,
+                "problems": p.problems, "r_l": cd_param(cd, p.name)["r_l"],
+                "updated_maximally": c.updated_maximally(p.name),
+                "initialized_maximally": c.initialized_maximally(p.name),
+                "current": p.current.to_dict(first),
+                "fix": p.fix.to_dict(first) if p.fix else None,
+                "alternative": p.alternative.to_dict(first) if p.alternative else None,
+                "conflict": p.conflict})
+        return {
+            "graph": self.graph.name, "optimizer": self.optimizer.value,
+            "params_file": self.source, "ok": self.ok, "violations": self.count,
+            **{k: cd[k] for k in ("r", "stable", "nontrivial", "feature_learning",
+                                  "kernel_regime")},
+            "activations": cd["issues"],
+            "parameters": params,
+            "constants": [{"name": k.name, "exponent": str(k.exponent),
+                           "multiplier": k.multiplier, "fix_exponent": str(k.mup_exponent),
+                           "fix_multiplier": k.mup_multiplier, "defaulted": k.defaulted}
+                          for k in self.constants],
+            "defaulted_constants": list(self.defaulted_constants),
+        }
+
+
+def cd_param(cd: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(p for p in cd["parameters"] if p["name"] == name)
+
+
+def _n_power(e: Exp) -> str:
+    return "1" if e == 0 else f"n^{e}" if e.is_Integer else f"n^({e})"
+
+
+def _setting(p: Parametrization, pname: str, a: dict[str, Exp], b: Exp, c: Exp) -> Setting:
+    """Exponents and their rules, written as rules.rule writes μP's (fan_in/fan_out)."""
+    param = p.graph.params[pname]
+    pr = ParamRule(pname, role_of(p.graph, param.uses[0]), param.kind, param.shape,
+                   param.uses, {(u.node, pname): a[u.node] for u in param.uses}, b, c)
+    mult: dict[str, str] = {}
+    init_var = lr = ""
+    for i, use in enumerate(param.uses):
+        try:
+            r = rule(p, pr, use)
+            m, v, lr_u = fmt(r.multiplier), fmt(r.init_var), fmt(r.lr)
+        except ValueError:  # a width exponent on a scalar-like parameter: no fan to use
+            m, v, lr_u = _n_power(-a[use.node]), _n_power(-2 * b), _n_power(-c)
+        mult[use.node] = m
+        if i == 0:
+            init_var, lr = v, lr_u
+    return Setting(dict(a), b, c, init_var, mult, lr)
+
+
+def _fix(analysis: Analysis, opt: Optimizer, uses: tuple[Use, ...], a: dict[str, Exp]
+         ) -> tuple[Exp, Exp, dict[str, Exp] | None, str | None]:
+    """(b, c) of μP with the user's a on the first use, the a each other use then needs
+    (None if the user's already work), and a conflict message when no a works."""
+    inv = [analysis.invariants[key(u)] for u in uses]
+    b = inv[0].init - a[uses[0].node]
+    c = inv[0].lr - opt.k * a[uses[0].node]
+    need = {u.node: i.init - b for u, i in zip(uses, inv, strict=True)}
+    if all(need[u.node] == a[u.node] for u in uses):
+        return b, c, None, None
+    if any(i.lr - opt.k * need[u.node] != c for u, i in zip(uses, inv, strict=True)):
+        return b, c, need, ("no choice of multipliers reaches μP for this tied parameter "
+                            "under " + opt.value + ": its uses need a+b, "
+                            f"{opt.k}a+c = " + "; ".join(
+                                f"({i.init}, {i.lr}) at {u.node}"
+                                for u, i in zip(uses, inv, strict=True)))
+    return b, c, need, ("your multipliers cannot reach μP for this tied parameter "
+                        "(one b and one c for all uses): use the multipliers of the fix")
+
+
+def check(graph: Graph, optimizer: Optimizer | str, params: ParamsFile) -> CheckResult:
+    """Classify ``params`` on ``graph`` and list every departure from μP with its fix."""
+    opt = Optimizer.parse(optimizer) if isinstance(optimizer, str) else optimizer
+    abc: ABC = params.abc
+    cls = classify(graph, opt, abc, params.source)
+    analysis = solve(graph, opt)
+    p = Parametrization(analysis, "check", {})
+    reports: list[ParamReport] = []
+    for pname, param in graph.params.items():
+        uses = param.uses
+        a_user = {u.node: abc.a[key(u)] for u in uses}
+        b_user, c_user = abc.b[pname], abc.c[pname]
+        problems = []
+        for t in cls.param_terms(pname):
+            where = f" at {t.use.node}" if len(uses) > 1 else ""
+            if t.update != 0:
+                problems.append(f"its update ΔW·x{where} "
+                                + (f"grows like {growth(t.update)}" if t.update > 0 else
+                                   f"vanishes like {growth(t.update)}")
+                                + f" (r_l = {-t.update}; μP: 0, updated maximally)")
+            if t.readout and t.w0_dx != 0:
+                problems.append(f"its init times the change of its input (W₀·Δx){where} "
+                                f"{'grows' if t.w0_dx > 0 else 'vanishes'} like "
+                                f"{growth(t.w0_dx)} (μP: Θ(1), initialized maximally, "
+                                "TP4 Prop. 5.5)")
+        invs = [analysis.invariants[key(u)] for u in uses]
+        mup = all(a_user[u.node] + b_user == i.init and opt.k * a_user[u.node] + c_user == i.lr
+                  for u, i in zip(uses, invs, strict=True))
+        if not mup and not problems:
+            problems.append("its a+b or k·a+c differs from μP's")
+        if not problems:
+            continue
+        current = _setting(p, pname, a_user, b_user, c_user)
+        fix = alternative = conflict = None
+        if not mup:
+            b, c, need, conflict = _fix(analysis, opt, uses, a_user)
+            fix = _setting(p, pname, need or a_user, b, c)
+            out_uses = [u for u in uses if role_of(graph, u) is Role.OUTPUT
+                        and u.kind is Kind.WEIGHT]
+            if len(uses) == 1 and out_uses:  # TP5 Table 8: a 1/fan_in readout multiplier
+                a8 = {uses[0].node: sympy.Integer(graph.inf(uses[0].fan_in))}
+                if a8 != a_user:
+                    b8, c8, _, _ = _fix(analysis, opt, uses, a8)
+                    alternative = _setting(p, pname, a8, b8, c8)
+        reports.append(ParamReport(pname, role_of(graph, uses[0]), param.kind, problems,
+                                   current, fix, alternative, conflict))
+    consts = []
+    for name, alpha in abc.alpha.items():
+        mup_alpha = analysis.alpha[name]
+        if alpha != mup_alpha:
+            consts.append(ConstReport(name, alpha, _const(graph, name, alpha), mup_alpha,
+                                      _const(graph, name, mup_alpha),
+                                      name in params.defaulted_constants))
+    return CheckResult(graph, opt, params.source, cls, reports, consts,
+                       params.defaulted_constants)
+
+
+def _const(graph: Graph, name: str, alpha: Exp) -> str:
+    try:
+        return fmt(constant_expr(graph, name, alpha))
+    except ValueError:
+        return _n_power(-alpha)
+
+
+def _changes(cur: Setting, new: Setting) -> str:
+    parts = []
+    for what, c, n in (("init var", cur.init_var, new.init_var),
+                       ("LR", cur.lr, new.lr)):
+        if c != n:
+            parts.append(f"{what} {c} → {n}")
+    for node, m in new.multiplier.items():
+        if cur.multiplier[node] != m:
+            at = f" at {node}" if len(new.multiplier) > 1 else ""
+            parts.append(f"multiplier{at} {cur.multiplier[node]} → {m}")
+    return ", ".join(parts) or "no change in width scaling"
+
+
+def _keep(cur: Setting, new: Setting) -> str:
+    same = [f"{w} {c}" for w, c, n in (("init var", cur.init_var, new.init_var),
+                                        ("LR", cur.lr, new.lr)) if c == n]
+    mults = set(cur.multiplier.values())
+    if cur.multiplier == new.multiplier and len(mults) == 1:
+        same.append(f"multiplier {mults.pop()}")
+    return f" (keep {', '.join(same)})" if same else ""
+
+
+def render_markdown(res: CheckResult) -> str:
+    """The violations, then the fixes, as a researcher reads them."""
+    c = res.classification
+    head = (f"# check: {res.graph.name} with {res.source} ({res.optimizer.value})\n\n")
+    if res.ok:
+        return head + ("OK: this is μP up to the abc-symmetry. Every activation is Θ(1) at "
+                       "init and stays Θ(1) in training, every parameter is updated "
+                       "maximally and every readout is initialized maximally.\n"
+                       + _defaulted(res))
+    r = "none" if c.r is None else str(c.r)
+    lines = [head + f"{res.count} violation{'s' if res.count != 1 else ''}: r = {r}, "
+             f"{'stable' if c.stable else 'unstable'}, "
+             f"{'feature learning' if c.feature_learning else 'no feature learning'}"
+             f"{', kernel regime' if c.kernel_regime else ''}."]
+    issues = c.issues
+    if issues:
+        lines += ["", "## Activations", ""]
+        for i in issues:
+            if i.origin:
+                what = ("change after training grows like" if i.when == "training" and
+                        i.problem == "blows_up" else "grows at init like"
+                        if i.problem == "blows_up" else "vanishes at init like")
+                extra = ", should be Θ(1)" if i.problem == "vanishes" else ""
+                lines.append(f"- {i.node}: {what} {growth(i.exponent)}{extra}, "
+                             f"from {i.cause}")
+        rest = [f"{i.node} ({growth(i.exponent)} {_when(i)})" for i in issues
+                if not i.origin]
+        if rest:
+            lines.append(f"- and, inherited from those: {', '.join(rest)}")
+        if c.diverges:
+            lines += ["", DIVERGES]
+    if res.params:
+        lines += ["", "## Parameters", "",
+                  "Fixes are μP in your gauge: your multipliers are kept where they can be."]
+        for p in res.params:
+            lines += ["", f"- {p.name} ({p.role.value} {p.kind.value}): "
+                      + "; ".join(p.problems) + "."]
+            if p.fix is None:
+                lines.append("  - its own setting is μP's; this follows from the fixes "
+                             "elsewhere.")
+                continue
+            if p.conflict:
+                lines.append(f"  - {p.conflict}.")
+            lines.append(f"  - fix: {_changes(p.current, p.fix)}{_keep(p.current, p.fix)}.")
+            if p.alternative:
+                alt = p.alternative
+                mult = next(iter(alt.multiplier.values()))
+                lines.append(f"  - or add the output multiplier {mult} (TP5 Table 8): "
+                             f"init var {alt.init_var}, LR {alt.lr}.")
+    if res.constants:
+        lines += ["", "## Constants", ""]
+        for k in res.constants:
+            why = " (not in the params file: 1 assumed)" if k.defaulted else ""
+            lines.append(f"- {k.name}: multiplier {k.multiplier}{why} should be "
+                         f"{k.mup_multiplier}" + (
+                             " (TP5 Def. 4.1: q and k are correlated once trained, so qᵀk "
+                             "grows like d by the LLN)"
+                             if res.graph.node[k.name].op == "contract" and
+                             k.mup_exponent == 1 else "") + ".")
+    return "\n".join(lines) + "\n" + _defaulted(res)
+
+
+def _when(i) -> str:
+    return "at init" if i.when == "init" else "in training"
+
+
+def _defaulted(res: CheckResult) -> str:
+    if not res.defaulted_constants:
+        return ""
+    return ("\nNote: constants not in the params file, multiplier 1 assumed: "
+            + ", ".join(res.defaulted_constants) + ".\n")

@@ -1,0 +1,280 @@
+"""A user's own parametrization, read from a YAML params file (for ``check`` / ``classify``).
+
+The format is documented in ``docs/check.md``::
+
+    parameters:                       # first matching key, in file order, wins
+      "*_g":  {init_var: 1, lr: 1}                      # rules in fan_in / fan_out / dims
+      "@output": {init_var: 1, multiplier: 1/fan_in, lr: 1}
+      W1:   {a: 0, b: 0, c: "-1"}                        # or the exponents themselves
+      "*":  {init_var: 1/fan_in, multiplier: 1, lr: 1}
+    constants:                        # parameter-free constants (contract, scale)
+      "*scores": 1/sqrt(d_head)       # a multiplier rule, or {exponent: 1/2}
+
+A key is an exact parameter name, an ``fnmatch`` glob (``*.W_q``) or a role selector
+(``@input``, ``@hidden``, ``@output``, ``@scalar``: TP5 Table 3's columns, by the infinite
+dims of the parameter's first use). An exact name that is not a parameter of the graph is an
+error; a glob or a role that matches nothing is not, so one file can serve several graphs.
+
+A rule is an expression in ``fan_in``, ``fan_out`` and the graph's dim names, read with
+sympy. Its width exponent is found by putting n for every infinite dim (n^k for a fan with k
+infinite dims) and 1 for every finite one: W = n^-a·w, w ~ N(0, n^-2b), LR = η·n^-c
+(TP4 §1; TP5 Def. A.2). Constant factors (σ, η, 0.02) do not matter. A multiplier rule is
+read at each use of the parameter with that use's fans; init_var and lr with the first use's.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sympy
+import yaml
+
+from abccalc.calculus import ZERO, Exp
+from abccalc.dynamics import ABC, UseKey, key
+from abccalc.errors import AbcError
+from abccalc.graph import Graph, Role, Use
+from abccalc.solver import role_of
+from abccalc.spec import _UniqueKeyLoader
+
+N = sympy.Dummy("n", positive=True)  # a Dummy: never equal to a dim named n
+RULE_FIELDS = ("init_var", "multiplier", "lr")
+EXP_FIELDS = ("a", "b", "c")
+ROLES = {f"@{r.value}": r for r in Role}
+CONSTANT_OPS = ("contract", "scale")
+_GLOB = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class ParamsFile:
+    """What a params file says about one graph: the abc exponents, which key set each
+    parameter, and the constants the file left out (multiplier 1 assumed)."""
+
+    source: str
+    abc: ABC
+    keys: dict[str, str]
+    defaulted_constants: tuple[str, ...]
+
+
+def constant_nodes(graph: Graph) -> list[str]:
+    """The parameter-free ops that carry a width-scalable constant n^-α."""
+    return [n.name for n in graph.order if n.op in CONSTANT_OPS]
+
+
+def _is_glob(k: str) -> bool:
+    return k.startswith("@") or bool(_GLOB.search(k))
+
+
+def _matches(k: str, name: str, role: Role | None) -> bool:
+    if k.startswith("@"):
+        return role is ROLES[k]
+    return fnmatch.fnmatchcase(name, k)
+
+
+def parse_exponent(value: Any, where: str) -> Exp:
+    """A width exponent: a number or a fraction written as a string (``"1/2"``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise AbcError(f"{where}: expected a number or a fraction like 1/2, got {value!r}")
+    try:
+        return sympy.Rational(str(value).strip())
+    except (TypeError, ValueError):
+        raise AbcError(f"{where}: expected a number or a fraction like 1/2, "
+                       f"got {value!r}") from None
+
+
+def _sympify(text: str, names: dict[str, sympy.Symbol], where: str) -> sympy.Expr:
+    if "__" in text or any(c in text for c in ";'\"\\`"):
+        raise AbcError(f"{where}: '{text}' is not an expression in {_known(names)}")
+    try:
+        expr = sympy.sympify(text, locals=dict(names), convert_xor=True)
+    except (sympy.SympifyError, SyntaxError, TypeError, ValueError, AttributeError,
+            NameError):
+        raise AbcError(f"{where}: '{text}' is not an expression in {_known(names)}") from None
+    if not isinstance(expr, sympy.Expr):
+        raise AbcError(f"{where}: '{text}' is not an expression in {_known(names)}")
+    return expr
+
+
+def _known(names: dict[str, sympy.Symbol]) -> str:
+    return ", ".join(names)
+
+
+def rule_exponent(value: Any, names: dict[str, sympy.Symbol], subs: dict[sympy.Symbol, Any],
+                  where: str) -> Exp:
+    """The width exponent p of a rule that scales like n^p (a positive monomial)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise AbcError(f"{where}: expected a rule such as 1/fan_in, got {value!r}")
+    expr = _sympify(str(value), names, where) if isinstance(value, str) \
+        else sympy.nsimplify(value)
+    unknown = sorted(str(s) for s in expr.free_symbols if s not in names.values())
+    if unknown:
+        raise AbcError(f"{where}: unknown name '{unknown[0]}' in '{value}' (known: "
+                       f"{_known(names)})")
+    for factor in sympy.Mul.make_args(expr):
+        base, power = factor.as_base_exp()
+        if factor.is_Number or (base.is_Symbol and power.is_Rational):
+            continue
+        raise AbcError(f"{where}: '{value}' is not a monomial (a constant times powers of "
+                       f"{_known(names)})")
+    if expr == 0:
+        raise AbcError(f"{where}: '{value}' is zero; write the width scaling it would have "
+                       "otherwise (zero satisfies any init rule, TP5 App. B)")
+    if not expr.is_positive:
+        raise AbcError(f"{where}: '{value}' must be positive")
+    coeff, power = sympy.powsimp(expr.subs(subs)).as_coeff_exponent(N)
+    if coeff.free_symbols or not power.is_Rational:
+        raise AbcError(f"{where}: '{value}' does not scale like a power of the width")
+    return sympy.Rational(power)
+
+
+def _names(graph: Graph) -> dict[str, sympy.Symbol]:
+    names = {d: sympy.Symbol(d, positive=True) for d in graph.dims}
+    names["fan_in"] = sympy.Symbol("fan_in", positive=True)
+    names["fan_out"] = sympy.Symbol("fan_out", positive=True)
+    return names
+
+
+def _subs(graph: Graph, names: dict[str, sympy.Symbol], use: Use | None
+          ) -> dict[sympy.Symbol, Any]:
+    subs: dict[sympy.Symbol, Any] = {names[d]: N if dim.infinite else 1
+                                     for d, dim in graph.dims.items()}
+    if use is not None:
+        subs[names["fan_in"]] = N ** graph.inf(use.fan_in)
+        subs[names["fan_out"]] = N ** graph.inf(use.fan_out)
+    return subs
+
+
+def _per_use(value: Any, uses: tuple[Use, ...], where: str) -> dict[str, Any]:
+    """``value`` for every use, or a mapping node → value for a tied parameter."""
+    if not isinstance(value, dict):
+        return {u.node: value for u in uses}
+    nodes = [u.node for u in uses]
+    unknown = [k for k in value if k not in nodes]
+    missing = [n for n in nodes if n not in value]
+    if unknown or missing:
+        raise AbcError(f"{where}: a per-use mapping needs exactly the nodes {nodes}")
+    return dict(value)
+
+
+def _param_entry(graph: Graph, pname: str, entry: Any, where: str,
+                 names: dict[str, sympy.Symbol]) -> tuple[dict[UseKey, Exp], Exp, Exp]:
+    uses = graph.params[pname].uses
+    if not isinstance(entry, dict):
+        raise AbcError(f"{where}: expected a mapping with {{init_var, multiplier, lr}} or "
+                       "{a, b, c}")
+    fields = set(entry)
+    unknown = sorted(fields - set(RULE_FIELDS) - set(EXP_FIELDS))
+    if unknown:
+        raise AbcError(f"{where}: unknown field '{unknown[0]}' (rules: init_var, multiplier, "
+                       "lr; or exponents: a, b, c)")
+    if fields & set(RULE_FIELDS) and fields & set(EXP_FIELDS):
+        raise AbcError(f"{where}: give either rules (init_var, multiplier, lr) or exponents "
+                       "(a, b, c), not both")
+    exponents = bool(fields & set(EXP_FIELDS))
+    need = ("b", "c") if exponents else ("init_var", "lr")
+    for f in need:
+        if f not in entry:
+            raise AbcError(f"{where}: missing '{f}'")
+    first = uses[0]
+    if exponents:
+        a_raw = _per_use(entry.get("a", 0), uses, f"{where}: 'a'")
+        a = {key(u): parse_exponent(a_raw[u.node], f"{where}: 'a'") for u in uses}
+        b = parse_exponent(entry["b"], f"{where}: 'b'")
+        c = parse_exponent(entry["c"], f"{where}: 'c'")
+        return a, b, c
+    m_raw = _per_use(entry.get("multiplier", 1), uses, f"{where}: 'multiplier'")
+    a = {key(u): -rule_exponent(m_raw[u.node], names, _subs(graph, names, u),
+                                f"{where}: 'multiplier'") for u in uses}
+    sub = _subs(graph, names, first)
+    b = -rule_exponent(entry["init_var"], names, sub, f"{where}: 'init_var'") / 2
+    c = -rule_exponent(entry["lr"], names, sub, f"{where}: 'lr'")
+    return a, b, c
+
+
+def _constant(graph: Graph, node: str, value: Any, where: str,
+              names: dict[str, sympy.Symbol]) -> Exp:
+    if isinstance(value, dict):
+        if set(value) != {"exponent"}:
+            raise AbcError(f"{where}: expected a multiplier rule (1/sqrt(d_head)) or "
+                           "{exponent: α} for n^-α")
+        return parse_exponent(value["exponent"], f"{where}: 'exponent'")
+    return -rule_exponent(value, names, _subs(graph, names, None), where)
+
+
+def _read_yaml(path: str | Path) -> Any:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise AbcError(f"{source}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise AbcError(f"{source}: not UTF-8 text (byte {e.start})") from None
+    try:  # a SafeLoader that rejects duplicate keys, as for graph specs
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except AbcError as e:
+        raise AbcError(f"{source}: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise AbcError(f"{source}: malformed YAML{where}: {problem}") from None
+
+
+def load_params(path: str | Path, graph: Graph) -> ParamsFile:
+    """Read a params file for ``graph``; every error is one line naming the file."""
+    return params_from_dict(_read_yaml(path), graph, str(path))
+
+
+def params_from_dict(data: Any, graph: Graph, source: str = "<params>") -> ParamsFile:
+    """Turn parsed YAML (or an equivalent dict) into exponents for ``graph``."""
+    if not isinstance(data, dict) or not isinstance(data.get("parameters"), dict):
+        raise AbcError(f"{source}: not a params file: expected a mapping with 'parameters' "
+                       "(a mapping of parameter names or globs to rules)")
+    extra = sorted(set(data) - {"parameters", "constants"})
+    if extra:
+        raise AbcError(f"{source}: unknown top-level key '{extra[0]}' (known: parameters, "
+                       "constants)")
+    consts = data.get("constants") or {}
+    if not isinstance(consts, dict):
+        raise AbcError(f"{source}: 'constants' must be a mapping of node names to multipliers")
+    names = _names(graph)
+    entries: dict[str, Any] = {str(k): v for k, v in data["parameters"].items()}
+    for k in entries:
+        if k.startswith("@") and k not in ROLES:
+            raise AbcError(f"{source}: key '{k}': unknown role (known: {', '.join(ROLES)})")
+        if not _is_glob(k) and k not in graph.params:
+            raise AbcError(f"{source}: key '{k}': unknown parameter name (not in "
+                           f"{graph.source}; use a glob such as '*{k}' for keys meant for "
+                           "other graphs)")
+    a: dict[UseKey, Exp] = {}
+    b: dict[str, Exp] = {}
+    c: dict[str, Exp] = {}
+    keys: dict[str, str] = {}
+    for pname, param in graph.params.items():
+        role = role_of(graph, param.uses[0])
+        k = next((k for k in entries if _matches(k, pname, role)), None)
+        if k is None:
+            raise AbcError(f"{source}: parameter '{pname}': missing (no key matches it; "
+                           "add it or a glob such as \"*\")")
+        where = f"{source}: parameter '{pname}' (key '{k}')"
+        a_p, b[pname], c[pname] = _param_entry(graph, pname, entries[k], where, names)
+        a.update(a_p)
+        keys[pname] = k
+    const_nodes = constant_nodes(graph)
+    alpha: dict[str, Exp] = {}
+    for k in consts:
+        k = str(k)
+        if not _is_glob(k) and k not in const_nodes:
+            raise AbcError(f"{source}: constants key '{k}': not a constant of {graph.source} "
+                           f"(known: {', '.join(const_nodes) or 'none'})")
+    for node in const_nodes:
+        k = next((str(k) for k in consts if fnmatch.fnmatchcase(node, str(k))), None)
+        if k is not None:
+            alpha[node] = _constant(graph, node, consts[k],
+                                    f"{source}: constant '{node}' (key '{k}')", names)
+    defaulted = tuple(n for n in const_nodes if n not in alpha)
+    alpha.update({n: ZERO for n in defaulted})
+    return ParamsFile(source, ABC(a, b, c, alpha), keys, defaulted)
