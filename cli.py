@@ -121,8 +121,9 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
               "unit without a tied-weight conflict.")
 @click.option("--base", "bases", multiple=True, metavar="NAME=SIZE",
               help="Base size of an infinite dim (where the code equals SP); repeatable.")
-@click.option("--params", "params_preset", type=click.Choice(("mup", "sp")), default="mup",
-              show_default=True, help="Generate muP, or the standard parametrization (SP).")
+@click.option("--params", "params_preset", default="mup", show_default=True,
+              metavar="mup|sp|FILE",
+              help="Generate muP, the standard parametrization (sp), or a params file's.")
 @click.option("--model", is_flag=True, help="Also emit class Model(torch.nn.Module).")
 @click.option("--names", type=click.Path(dir_okay=False),
               help="YAML map: graph parameter -> module parameter name.")
@@ -186,6 +187,39 @@ def coordcheck(graph: str, variant: str, optimizer: str, params_file: str | None
         plot_coordcheck(result, plot)
     click.echo(json.dumps(coord_dict(result), indent=2) if fmt == "json"
                else coord_markdown(result), nl=fmt == "json")
+
+
+@cli.command()
+@graph_arg
+@click.option("--params", "params_file", default="mup", show_default=True,
+              metavar="mup|sp|FILE", help="The parametrization to verify.")
+@click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default="table8",
+              show_default=True, help="Gauge of the muP code (with --params mup).")
+@click.option("--optimizer", type=click.Choice(("sgd", "adam")), default="adam",
+              show_default=True)
+@click.option("--widths", default="64,128,256,512,1024", show_default=True)
+@click.option("--steps", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
+              show_default=True)
+@set_opt
+def verify(graph: str, params_file: str, variant: str, optimizer: str, widths: str,
+           steps: int, seed: int, fmt: str, sets: tuple[str, ...]) -> None:
+    """Check a parametrization of GRAPH symbolically (check) and empirically (coordcheck):
+    one verdict per parameter and activation, with the fix. Exit 1 unless both pass."""
+    from abccalc.verify import as_dict, markdown, verify
+
+    ws = _widths(widths)
+    check_widths(ws)
+    import_torch()
+    g = load_graph(graph, _pairs(sets, "--set"))
+    p = load_parametrization(g, optimizer, variant, params_file)
+    name = f"mup ({p.variant})" if params_file == "mup" else params_file
+    result = verify(p, run_coordcheck(p, ws, steps=steps, seed=seed, name=name))
+    click.echo(json.dumps(as_dict(result), indent=2, ensure_ascii=False) if fmt == "json"
+               else markdown(result, p), nl=fmt == "json")
+    if not result.ok:
+        sys.exit(1)
 
 
 @cli.command("explain")

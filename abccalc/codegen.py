@@ -19,7 +19,14 @@ from abccalc.calculus import Optimizer
 from abccalc.codegen_model import model_source
 from abccalc.errors import AbcError
 from abccalc.graph import Graph, Kind, Use
-from abccalc.parametrization import Parametrization, ParamRule, parametrize, parametrize_auto
+from abccalc.parametrization import (
+    Parametrization,
+    ParamRule,
+    from_abc,
+    parametrize,
+    parametrize_auto,
+)
+from abccalc.paramsfile import load_params
 from abccalc.presets import sp
 from abccalc.rules import M, fmt, ratio_exponents, rule
 from abccalc.solver import solve
@@ -33,10 +40,12 @@ COLUMN = {"input": "input weights & all biases", "output": "output weights",
 def load_parametrization(graph: Graph, optimizer: str, variant: str, preset: str = "mup"
                          ) -> Parametrization:
     """μP in ``variant`` (``auto``: the first without a tied-weight conflict) for
-    ``optimizer`` (``adamw`` is Adam-like), or SP (``preset='sp'``)."""
+    ``optimizer`` (``adamw`` is Adam-like), SP (``preset='sp'``) or a params file."""
     analysis = solve(graph, Optimizer.parse(optimizer))
     if preset == "sp":
         return sp(analysis)
+    if preset != "mup":  # a params file (docs/check.md)
+        return from_abc(analysis, load_params(preset, graph).abc, Path(preset).stem)
     return parametrize_auto(analysis)[0] if variant == "auto" else parametrize(analysis, variant)
 
 
