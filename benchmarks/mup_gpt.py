@@ -15,11 +15,8 @@ from torch import nn
 
 
 def import_mup():
-    try:
-        import mup
-    except ImportError:
-        raise SystemExit("mutransfer: error: the 'mup' parametrization needs microsoft/mup: "
-                         "pip install -e '.[bench]'") from None
+    import mup  # checked by mutransfer.py before any run
+
     return mup
 
 

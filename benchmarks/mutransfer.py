@@ -40,7 +40,13 @@ VOCAB = 256
 
 
 def fail(msg: str) -> SystemExit:
-    return SystemExit(f"mutransfer: error: {msg}")
+    """Print a one-line error; the caller raises the returned exit (status 2)."""
+    print(f"mutransfer: error: {msg}", file=sys.stderr)
+    return SystemExit(2)
+
+
+def mup_available() -> bool:
+    return importlib.util.find_spec("mup") is not None
 
 
 # -- arguments --------------------------------------------------------------------------
@@ -190,11 +196,6 @@ def train(torch, param, width, log2_lr, seed, cfg, data, cache) -> dict:
 def run(cfg: argparse.Namespace) -> None:
     import torch
 
-    if "mup" in cfg.params:
-        sys.path.insert(0, str(Path(__file__).parent))
-        import mup_gpt
-
-        mup_gpt.import_mup()
     torch.set_num_threads(cfg.threads or torch.get_num_threads())
     cfg.device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" \
         else cfg.device
@@ -419,6 +420,8 @@ def main(argv: list[str] | None = None) -> None:
     for w in cfg.widths:
         if w % cfg.heads:
             raise fail(f"--widths: {w} is not a multiple of --heads {cfg.heads}")
+    if "mup" in cfg.params and not mup_available():
+        raise fail("the 'mup' parametrization needs microsoft/mup: pip install -e '.[bench]'")
     cfg.warmup = cfg.warmup if cfg.warmup is not None else max(1, cfg.steps // 10)
     run(cfg)
 

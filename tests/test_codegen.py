@@ -172,3 +172,27 @@ def test_name_map_errors(tmp_path: Path) -> None:
         generate(p, names={"W1": "a.weight", "b1": "a.bias", "W2": "b.weight",
                            "b2": "b.bias", "W3": "c.weight", "W9": "d.weight"})
     assert sympy.Integer(1)  # keep sympy import used for the rule evaluation above
+
+
+def test_hooks_survive_distributed_data_parallel(tmp_path: Path) -> None:
+    """A one-process gloo group on loopback: DDP keeps the forward pre-hook multipliers."""
+    import torch.distributed as dist
+
+    p = load_parametrization(load_graph(MLP), "adam", "table8")
+    names = {"W1": "0.weight", "b1": "0.bias", "W2": "2.weight", "b2": "2.bias",
+             "W3": "4.weight"}
+    gen = load_module(generate(p, names=names), tmp_path, "gen_ddp")
+    net = torch.nn.Sequential(torch.nn.Linear(32, 512), torch.nn.ReLU(),
+                              torch.nn.Linear(512, 512), torch.nn.ReLU(),
+                              torch.nn.Linear(512, 10, bias=False))
+    gen.init_(net)
+    x = torch.randn(4, 32)
+    plain = net(x)
+    gen.apply_multipliers(net)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0,
+                            world_size=1)
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(net)
+        assert torch.allclose(ddp(x), plain / 2, atol=1e-6)
+    finally:
+        dist.destroy_process_group()

@@ -120,3 +120,20 @@ def test_codegen_model_name_map_must_fit_the_model(run, tmp_path: Path) -> None:
     code, _, err = run("codegen", MLP, "--optimizer", "adam", "--names", str(path),
                        "--model", "-o", str(tmp_path / "out.py"))
     assert code == 2 and "'W1' maps to 'a.kernel'" in err
+
+
+def test_verify_passes_mup_and_fails_sp_with_the_fix(run) -> None:
+    code, out, _ = run("verify", MLP, "--widths", "64,128,256", "--steps", "2",
+                       "--format", "json")
+    data = json.loads(out)
+    assert code == 0 and data["ok"] and data["symbolic"]["ok"] and data["empirical"]["flat"]
+    code, out, _ = run("verify", MLP, "--params", "sp", "--widths", "64,128,256", "--steps",
+                       "2", "--format", "json")
+    data = json.loads(out)
+    assert code == 1 and not data["ok"]
+    fixes = {p["name"]: p["fix"] for p in data["symbolic"]["parameters"]}
+    # Adam, the user's gauge a = 0: the μP fix is TP5 Table 3's rows
+    assert fixes["W2"]["lr"] == "1/fan_in"
+    assert (fixes["W3"]["init_var"], fixes["W3"]["lr"]) == ("1/fan_in^2", "1/fan_in")
+    by = {a["name"]: a for a in data["activations"]}
+    assert by["h2"]["predicted"] == 1 and by["h2"]["verdict"] == "grows"
