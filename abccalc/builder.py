@@ -19,10 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 
-import networkx as nx
-
 from abccalc.errors import AbcError
-from abccalc.graph import Dim, Graph, Node, Param, Use
+from abccalc.graph import Dim, Graph, Node, Param, Use, topological_order
 from abccalc.ops import OPS
 
 NODE_FIELDS = {f.name for f in fields(Node)}
@@ -193,6 +191,17 @@ class GraphBuilder:
             alias[item.name] = prev
         return [replace(n, inputs=tuple(alias.get(x, x) for x in n.inputs)) for n in nodes]
 
+    def _raise_cycle(self, nodes: list[Node]) -> None:
+        """Name the nodes of a cycle (networkx finds one; only needed on this error path)."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        g.add_nodes_from(n.name for n in nodes)  # declaration order: the cycle starts there
+        g.add_edges_from((i, n.name) for n in nodes for i in n.inputs)
+        cycle = nx.find_cycle(g)
+        path = " -> ".join([e[0] for e in cycle] + [cycle[0][0]])
+        raise self.err(f"node '{cycle[0][0]}'", f"is on a cycle: {path}")
+
     def build(self) -> Graph:
         """Validate and freeze. Raises :class:`AbcError` naming the culprit."""
         dims = self._resolve_dims()
@@ -218,19 +227,12 @@ class GraphBuilder:
             for i in n.inputs:
                 if i not in names:
                     raise self.err(f"node '{n.name}'", f"unknown input '{i}'")
-        g = nx.DiGraph()
-        g.add_nodes_from(names)
-        g.add_edges_from((i, n.name) for n in nodes for i in n.inputs)
-        try:
-            cycle = nx.find_cycle(g)
-        except nx.NetworkXNoCycle:
-            cycle = None
-        if cycle:
-            path = " -> ".join([e[0] for e in cycle] + [cycle[0][0]])
-            raise self.err(f"node '{cycle[0][0]}'", f"is on a cycle: {path}")
+        order = topological_order({n.name: n.inputs for n in nodes})
+        if order is None:
+            self._raise_cycle(nodes)
         shaped: dict[str, Node] = {}
         uses: dict[str, list[tuple[Use, tuple[str, ...]]]] = {}
-        for name in nx.lexicographical_topological_sort(g):
+        for name in order:
             n = names[name]
             err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
             ins = [shaped[i].dims for i in n.inputs]

@@ -8,6 +8,7 @@ Expressions are printed with sympy's Python code printer.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import sympy
@@ -114,6 +115,7 @@ def _fan_axes(graph: Graph, use: Use) -> tuple[tuple[int, ...], tuple[int, ...],
     return fan_in_axes, (), ""
 
 
+@lru_cache(maxsize=1024)
 def _py(expr: sympy.Expr) -> str:
     return pycode(expr, fully_qualified_modules=True)
 

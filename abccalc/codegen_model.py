@@ -260,6 +260,17 @@ class Model(torch.nn.Module):
 '''
 
 
+def _literal_rows(rows: list[dict]) -> str:
+    """A list literal, one row a line (pprint only for a row too long for one line)."""
+    lines = []
+    for row in rows:
+        text = repr(row)
+        if len(text) > 94:
+            text = pprint.pformat(row, sort_dicts=False, width=94).replace("\n", "\n    ")
+        lines.append(f"    {text},")
+    return "[\n" + "\n".join(lines) + "\n]"
+
+
 def model_source(p: Parametrization, names: dict[str, str]) -> str:
     """The Model section of the generated module; ``names`` maps graph parameters to the
     module parameter names the model gets."""
@@ -288,5 +299,5 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
                         if graph.dims[d].infinite and graph.dims[d].of is None)
     return RUNTIME.format(
         dims=pprint.pformat({n: dims[n] for n in ordered}, sort_dicts=False, width=90),
-        nodes=pprint.pformat(nodes, sort_dicts=False, width=90),
+        nodes=_literal_rows(nodes),
         constants=consts, example=example)

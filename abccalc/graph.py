@@ -9,6 +9,7 @@ Graphs are built by :class:`abccalc.builder.GraphBuilder` (or read from YAML by
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +17,26 @@ from enum import Enum
 from fractions import Fraction
 from functools import cached_property
 
-import networkx as nx
+
+def topological_order(inputs: dict[str, tuple[str, ...]]) -> list[str] | None:
+    """Kahn's algorithm, taking the smallest ready name first, so the order depends only
+    on the graph (as networkx's lexicographical_topological_sort); None on a cycle."""
+    pending = {name: len(ins) for name, ins in inputs.items()}
+    consumers: dict[str, list[str]] = {name: [] for name in inputs}
+    for name, ins in inputs.items():
+        for i in ins:
+            consumers[i].append(name)
+    ready = [name for name, k in pending.items() if k == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        name = heapq.heappop(ready)
+        order.append(name)
+        for c in consumers[name]:
+            pending[c] -= 1
+            if pending[c] == 0:
+                heapq.heappush(ready, c)
+    return order if len(order) == len(inputs) else None
 
 
 @dataclass(frozen=True)
@@ -134,10 +154,8 @@ class Graph:
     @cached_property
     def order(self) -> tuple[Node, ...]:
         """Nodes in a topological order that does not depend on declaration order."""
-        g = nx.DiGraph()
-        g.add_nodes_from(n.name for n in self.nodes)
-        g.add_edges_from((i, n.name) for n in self.nodes for i in n.inputs)
-        return tuple(self.node[name] for name in nx.lexicographical_topological_sort(g))
+        return tuple(self.node[name] for name in topological_order(
+            {n.name: n.inputs for n in self.nodes}))
 
     @cached_property
     def consumers(self) -> dict[str, tuple[str, ...]]:

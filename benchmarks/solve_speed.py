@@ -1,55 +1,115 @@
-"""Time parse + solve + render of examples/gpt.yaml at growing depth.
+"""How fast abccalc turns a graph into μP, by depth, and side by side with microsoft/mup.
 
-    python benchmarks/solve_speed.py [--repeat 3]
+    python benchmarks/solve_speed.py [--repeat 3] [--no-mup]
 
-Prints, per n_layer, the best in-process time, the parameter count, and the time of the
-whole ``abccalc table`` CLI call (process start-up included). Goals (issue #3): 96 layers
-under 0.5 s in-process and under 1 s as a CLI call; t(192)/t(96) ≤ 2.3.
+1. Depth scaling (issue #3): parse + solve + render of examples/gpt.yaml at n_layer 12…192,
+   in-process and as a whole ``abccalc table`` CLI call (process start-up included).
+   Goals: 96 layers under 0.5 s in-process and 1 s as a CLI call; t(192)/t(96) ≤ 2.3.
+2. Against mup (issue #8), at n_layer 12, 48, 96: abccalc parse + solve + codegen, in-process
+   and as ``abccalc codegen``; mup: what a mup user runs to get per-parameter scaling, i.e.
+   build the base (width 64), delta (128) and target (256) models and ``set_base_shapes``.
+   Best of ``--repeat`` for each, measured in the same run. Also abccalc's peak memory
+   (max RSS of the CLI process) at n_layer 96.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from abccalc.codegen import generate, load_parametrization
 from abccalc.parametrization import parametrize
 from abccalc.render import markdown
 from abccalc.solver import solve
 from abccalc.spec import load_graph
 
-GPT = Path(__file__).resolve().parent.parent / "examples" / "gpt.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+GPT = ROOT / "examples" / "gpt.yaml"
 DEPTHS = (12, 24, 48, 96, 192)
+MUP_DEPTHS = (12, 48, 96)
 
 
-def in_process(n_layer: int) -> tuple[float, int]:
-    t = time.perf_counter()
+def best(f, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def table_in_process(n_layer: int) -> int:
     graph = load_graph(GPT, {"n_layer": str(n_layer)})
     markdown(parametrize(solve(graph, "adam"), "table3"))
-    return time.perf_counter() - t, len(graph.params)
+    return len(graph.params)
 
 
-def cli_call(n_layer: int) -> float:
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "abccalc", "table", str(GPT), "--set",
-                    f"n_layer={n_layer}"], check=True, capture_output=True)
-    return time.perf_counter() - t
+def codegen_in_process(n_layer: int) -> None:
+    graph = load_graph(GPT, {"n_layer": str(n_layer)})
+    generate(load_parametrization(graph, "adam", "table8"), model=True)
+
+
+def cli(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "abccalc", *args], check=True, cwd=ROOT,
+                   capture_output=True)
+
+
+def mup_set_base_shapes(n_layer: int) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import mup_gpt
+
+    kw = {"vocab": 256, "ctx": 64, "n_layer": n_layer, "n_head": 4, "d_head0": 16}
+    mup_gpt.build(256, 64, **kw)  # builds base 64, delta 128, target 256; set_base_shapes
+
+
+def peak_rss_mib(*args: str) -> float:
+    """Max resident set size of one CLI call (Linux reports KiB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    cli(*args)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(before, after) / 1024
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-mup", action="store_true", help="skip the comparison with mup")
     args = ap.parse_args()
+    r = args.repeat
+
+    print("## abccalc table: parse + solve + render, by depth")
     print(f"{'n_layer':>7} {'params':>7} {'in-process s':>13} {'CLI s':>7}")
-    best = {}
+    t_in = {}
     for depth in DEPTHS:
-        runs = [in_process(depth) for _ in range(args.repeat)]
-        best[depth] = min(t for t, _ in runs)
-        cli = min(cli_call(depth) for _ in range(args.repeat))
-        print(f"{depth:>7} {runs[0][1]:>7} {best[depth]:>13.3f} {cli:>7.3f}")
-    print(f"t(192)/t(96) = {best[192] / best[96]:.2f}")
+        n_params = table_in_process(depth)
+        t_in[depth] = best(lambda d=depth: table_in_process(d), r)
+        t_cli = best(lambda d=depth: cli("table", str(GPT), "--set", f"n_layer={d}"), r)
+        print(f"{depth:>7} {n_params:>7} {t_in[depth]:>13.3f} {t_cli:>7.3f}")
+    print(f"t(192)/t(96) = {t_in[192] / t_in[96]:.2f}")
+
+    if args.no_mup:
+        return
+    print("\n## per-parameter scaling: abccalc codegen vs mup set_base_shapes (best of "
+          f"{r})")
+    print(f"{'n_layer':>7} {'abccalc s':>10} {'abccalc CLI s':>14} {'mup s':>7} "
+          f"{'mup/abccalc':>12} {'mup/CLI':>8}")
+    out = Path(tempfile.mkdtemp()) / "mup_gpt.py"
+    for depth in MUP_DEPTHS:
+        t_ab = best(lambda d=depth: codegen_in_process(d), r)
+        t_cli = best(lambda d=depth: cli("codegen", str(GPT), "--optimizer", "adam",
+                                         "--variant", "table8", "--model", "--force",
+                                         "-o", str(out), "--set", f"n_layer={d}"), r)
+        t_mup = best(lambda d=depth: mup_set_base_shapes(d), r)
+        print(f"{depth:>7} {t_ab:>10.3f} {t_cli:>14.3f} {t_mup:>7.3f} {t_mup / t_ab:>12.1f} "
+              f"{t_mup / t_cli:>8.2f}")
+    rss = peak_rss_mib("codegen", str(GPT), "--optimizer", "adam", "--model", "--force",
+                       "-o", str(out), "--set", "n_layer=96")
+    print(f"\nabccalc codegen peak memory at n_layer 96: {rss:.0f} MiB (max RSS of the CLI)")
 
 
 if __name__ == "__main__":
