@@ -21,9 +21,10 @@ from fractions import Fraction
 
 from abccalc.errors import AbcError
 from abccalc.graph import Dim, Graph, Node, Param, Use, topological_order
-from abccalc.ops import OPS
+from abccalc.ops import FIELDS, OPS
 
 NODE_FIELDS = {f.name for f in fields(Node)}
+OPTIONAL = sorted(NODE_FIELDS - {"name", "op", "inputs", "dims"})
 
 
 @dataclass
@@ -45,8 +46,19 @@ class Block:
         return self
 
 
+LIST_FIELDS = {"inputs", "dims", "in_dims", "over", "kernel", "causal"}
+
+
 def _make_node(name: str, op: str, kw: dict) -> Node:
-    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
+    """A Node from keyword fields: a bare name in a list field is a one-element list, and
+    ``rename`` may be a mapping."""
+    kw = dict(kw)
+    for k in LIST_FIELDS & set(kw):
+        kw[k] = (kw[k],) if isinstance(kw[k], str) else tuple(kw[k])
+    if isinstance(kw.get("rename"), dict):
+        kw["rename"] = tuple(kw["rename"].items())
+    elif "rename" in kw:
+        kw["rename"] = tuple(tuple(pair) for pair in kw["rename"])
     return Node(name=name, op=op, **kw)
 
 
@@ -218,6 +230,11 @@ class GraphBuilder:
             if n.op not in OPS:
                 raise self.err(f"node '{n.name}'", f"unknown op '{n.op}' (known: "
                                f"{', '.join(sorted(OPS))})")
+            stray = [f for f in OPTIONAL if getattr(n, f) not in (None, ())
+                     and f not in FIELDS.get(n.op, ())]
+            if stray:
+                key = {"in_dims": "in"}.get(stray[0], stray[0])
+                raise self.err(f"node '{n.name}'", f"op '{n.op}' takes no '{key}'")
             for d in (*n.dims, *n.in_dims, *n.over, *n.kernel, *n.causal,
                       *(x for pair in n.rename for x in pair), *([n.vocab] if n.vocab else [])):
                 if d not in dims:

@@ -144,6 +144,9 @@ def _check_embedding(node, ins, dims, err) -> Shaped:
         if dims[d].infinite:
             raise err(f"its input '{node.inputs[0]}' has infinite dim '{d}'; an embedding "
                       "looks up finite ids")
+    missing = [d for d in ins[0] if d not in node.dims]
+    if missing:
+        raise err(f"output dims {list(node.dims)} drop its input's dims {missing}")
     out = tuple(d for d in node.dims if d not in ins[0])
     if not out:
         raise err("an embedding needs at least one output dim beyond its input's")
@@ -210,10 +213,22 @@ def _check_softmax(node, ins, dims, err) -> Shaped:
         if len(node.causal) != 2 or not all(d in out for d in node.causal):
             raise err(f"causal names (query, key) dims of its input, got {list(node.causal)}")
         q, k = node.causal
-        if dims[q].infinite or dims[q].size != dims[k].size:
+        if dims[q].infinite or dims[k].infinite or dims[q].size != dims[k].size:
             raise err(f"causal dims '{q}' and '{k}' must be finite and of equal size")
     return Shaped(replace(node, dims=out, over=over))
 
+
+# The op-specific Node fields each op reads (name, op, inputs, dims are common); any other
+# field set on a node is a mistake the builder reports.
+FIELDS: dict[str, frozenset[str]] = {
+    "linear": frozenset({"weight", "bias", "in_dims"}),
+    "conv": frozenset({"weight", "bias", "in_dims", "kernel"}),
+    "embedding": frozenset({"weight", "vocab"}),
+    "scale": frozenset({"value"}),
+    "contract": frozenset({"over", "rename"}),
+    "softmax": frozenset({"over", "causal"}),
+    **{op: frozenset({"gain", "bias", "over"}) for op in NORMS},
+}
 
 OPS: dict[str, Check] = {
     "input": _check_input,

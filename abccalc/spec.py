@@ -12,14 +12,14 @@ from typing import Any
 
 import yaml
 
-from abccalc.builder import NODE_FIELDS, GraphBuilder
+from abccalc.builder import LIST_FIELDS, NODE_FIELDS, GraphBuilder
 from abccalc.errors import AbcError
 from abccalc.graph import Graph, Node
 
 # spec key -> Node field, where they differ
 _KEY_TO_FIELD = {"in": "in_dims"}
 _FIELD_TO_KEY = {v: k for k, v in _KEY_TO_FIELD.items()}
-_LIST_FIELDS = {"inputs", "dims", "in_dims", "over", "kernel", "causal"}
+_LIST_FIELDS = LIST_FIELDS
 _BLOCK_KEYS = {"repeat", "name", "input", "carry", "output", "nodes"}
 
 
@@ -138,10 +138,11 @@ def from_dict(data: Any, source: str = "<spec>") -> GraphBuilder:
         b.value(name, v)
     for i, entry in enumerate(data["nodes"]):
         if isinstance(entry, dict) and "repeat" in entry:
-            missing = _BLOCK_KEYS - set(entry)
-            if missing or set(entry) - _BLOCK_KEYS:
+            missing, extra = _BLOCK_KEYS - set(entry), set(entry) - _BLOCK_KEYS
+            if missing or extra:
+                what = f"missing {sorted(missing)}" if missing else f"unknown {sorted(extra)}"
                 raise _bad(source, f"nodes[{i}]", f"a repeat block has keys "
-                           f"{sorted(_BLOCK_KEYS)}; missing {sorted(missing)}")
+                           f"{sorted(_BLOCK_KEYS)}; {what}")
             for k in ("name", "input", "carry", "output"):
                 if not isinstance(entry[k], str):
                     raise _bad(source, f"nodes[{i}]", f"repeat block '{k}' must be a name")

@@ -462,3 +462,12 @@ def test_tied_embedding_needs_table8(opt: str) -> None:
     assert e.a_by_use == {("emb", "E"): R(0), ("logits", "E"): R(1)}
     assert (e.b, e.c) == ((R(0), R(0)) if opt == "adam" else (R(0), R(-1)))
     assert abc(p, "W") == PAPER[opt, "table8"]["hidden"]
+
+
+def test_builder_takes_a_bare_name_for_a_list_field() -> None:
+    """``dims="d_in"`` is the one-element list, as a bare name is in the YAML spec."""
+    b = GraphBuilder("mlp")
+    b.dim("d_in", size=3).dim("width", base=8).dim("d_out", size=1)
+    b.node("x", "input", dims="d_in").node("h", "linear", inputs="x", dims="width", weight="W1")
+    b.node("f", "linear", inputs="h", dims="d_out", weight="W2").node("y", "output", inputs="f")
+    assert b.build().params["W1"].shape == ("width", "d_in")
