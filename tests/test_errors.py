@@ -111,8 +111,7 @@ CASES = {
         [], ["parameter 'W1'", "tied"]),
 }
 
-# Bad inputs the CLI does not yet turn into a one-line error (an exception escapes).
-# inputs that once escaped as tracebacks
+# Inputs that once escaped as tracebacks instead of a one-line error.
 EXTRA = {
     "non-utf8-file": (
         b"\xff\xfe\x00dims", [], ["not UTF-8"]),
