@@ -12,7 +12,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import sympy
-import yaml
 from sympy.printing.pycode import pycode
 
 from abccalc import __version__
@@ -31,6 +30,7 @@ from abccalc.paramsfile import load_params
 from abccalc.presets import sp
 from abccalc.rules import M, fmt, ratio_exponents, rule
 from abccalc.solver import solve
+from abccalc.yamlio import read_yaml
 
 TABLE_TITLES = {"table3": "TP5 Table 3", "table8": "TP5 Table 8", "table9": "TP5 Table 9",
                 "tp4": "TP4 Table 1 (TP5 Table 9)", "unit": "unit-variance (u-muP style)"}
@@ -52,10 +52,7 @@ def load_parametrization(graph: Graph, optimizer: str, variant: str, preset: str
 
 def read_names(path: str) -> dict[str, str]:
     """A ``--names`` file: a YAML mapping of graph parameter to module parameter name."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise AbcError(f"{path}: cannot read the name map: {e}") from None
+    data = read_yaml(path)
     if not isinstance(data, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise AbcError(f"{path}: a name map is a mapping of parameter names to module "

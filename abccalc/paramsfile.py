@@ -31,14 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import sympy
-import yaml
 
 from abccalc.calculus import ZERO, Exp
 from abccalc.dynamics import ABC, UseKey, key
 from abccalc.errors import AbcError
 from abccalc.graph import Graph, Role, Use
 from abccalc.solver import role_of
-from abccalc.spec import _UniqueKeyLoader
+from abccalc.yamlio import read_yaml
 
 N = sympy.Dummy("n", positive=True)  # a Dummy: never equal to a dim named n
 RULE_FIELDS = ("init_var", "multiplier", "lr")
@@ -204,28 +203,9 @@ def _constant(graph: Graph, node: str, value: Any, where: str,
     return -rule_exponent(value, names, _subs(graph, names, None), where)
 
 
-def _read_yaml(path: str | Path) -> Any:
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise AbcError(f"{source}: cannot read: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise AbcError(f"{source}: not UTF-8 text (byte {e.start})") from None
-    try:  # a SafeLoader that rejects duplicate keys, as for graph specs
-        return yaml.load(text, Loader=_UniqueKeyLoader)
-    except AbcError as e:
-        raise AbcError(f"{source}: {e}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise AbcError(f"{source}: malformed YAML{where}: {problem}") from None
-
-
 def load_params(path: str | Path, graph: Graph) -> ParamsFile:
     """Read a params file for ``graph``; every error is one line naming the file."""
-    return params_from_dict(_read_yaml(path), graph, str(path))
+    return params_from_dict(read_yaml(path), graph, str(path))
 
 
 def params_from_dict(data: Any, graph: Graph, source: str = "<params>") -> ParamsFile:

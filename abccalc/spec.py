@@ -15,6 +15,7 @@ import yaml
 from abccalc.builder import LIST_FIELDS, NODE_FIELDS, GraphBuilder
 from abccalc.errors import AbcError
 from abccalc.graph import Graph, Node
+from abccalc.yamlio import parse_yaml, read_yaml
 
 # spec key -> Node field, where they differ
 _KEY_TO_FIELD = {"in": "in_dims"}
@@ -23,32 +24,9 @@ _LIST_FIELDS = LIST_FIELDS
 _BLOCK_KEYS = {"repeat", "name", "input", "carry", "output", "nodes"}
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that rejects duplicate mapping keys instead of keeping the last."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, str | int | float | bool) and key is not None:
-                raise AbcError(f"a mapping key must be a name, got {type(key).__name__} "
-                               f"(line {key_node.start_mark.line + 1})")
-            if key in seen:
-                raise AbcError(f"duplicate key '{key}' (line {key_node.start_mark.line + 1})")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def read_builder(path: str | Path) -> GraphBuilder:
     """Parse a YAML spec file into a builder (call ``.build()`` for the Graph)."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise AbcError(f"{source}: cannot read: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise AbcError(f"{source}: not UTF-8 text (byte {e.start})") from None
-    return parse_builder(text, source)
+    return from_dict(read_yaml(path), str(path))
 
 
 def load_graph(path: str | Path, overrides: dict[str, str] | None = None) -> Graph:
@@ -60,16 +38,7 @@ def load_graph(path: str | Path, overrides: dict[str, str] | None = None) -> Gra
 
 
 def parse_builder(text: str, source: str = "<spec>") -> GraphBuilder:
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except AbcError as e:
-        raise AbcError(f"{source}: {e}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise AbcError(f"{source}: malformed YAML{where}: {problem}") from None
-    return from_dict(data, source)
+    return from_dict(parse_yaml(text, source), source)
 
 
 def _bad(source: str, what: str, msg: str) -> AbcError:

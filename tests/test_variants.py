@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
-import traceback
 from functools import cache
 from pathlib import Path
 
@@ -16,7 +14,6 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import cli
 from abccalc import load_graph, parametrize, solve
 from abccalc.calculus import Optimizer
 from abccalc.dynamics import key
@@ -51,26 +48,6 @@ nodes:
   - {name: logits, op: linear, inputs: act, dims: [ctx, vocab], weight: E}
   - {name: out, op: output, inputs: logits}
 """
-
-
-@pytest.fixture
-def run(capsys, monkeypatch):
-    """Run ``abccalc ARGS`` in-process; return (exit status, stdout, stderr)."""
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["abccalc", *args])
-        code: int | str | None = 0
-        tb = ""
-        try:
-            cli.main()
-        except SystemExit as e:
-            code = e.code
-        except Exception:
-            code, tb = 1, traceback.format_exc()
-        out, err = capsys.readouterr()
-        return (code if isinstance(code, int) else 1 if code else 0), out, err + tb
-
-    return _run
 
 
 @pytest.fixture
