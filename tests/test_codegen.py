@@ -196,3 +196,21 @@ def test_hooks_survive_distributed_data_parallel(tmp_path: Path) -> None:
         assert torch.allclose(ddp(x), plain / 2, atol=1e-6)
     finally:
         dist.destroy_process_group()
+
+
+def test_generated_module_is_ruff_clean(tmp_path: Path) -> None:
+    """The generated text passes ruff with this project's rules (E, F, W, B, I, UP, RUF)."""
+    import shutil
+    import subprocess
+
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff not installed")
+    for graph in (MLP, GPT, ROOT / "examples" / "archs" / "gpt_tied.yaml"):
+        p = load_parametrization(load_graph(graph), "adam", "auto")
+        path = tmp_path / f"gen_{Path(graph).stem}.py"
+        path.write_text(generate(p, model=True))
+        done = subprocess.run([ruff, "check", "--no-cache", "--isolated", "--line-length",
+                               "100", "--select", "E,F,W,B,I,UP,RUF", str(path)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout
