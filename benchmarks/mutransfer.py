@@ -146,7 +146,11 @@ def make(torch, param: str, width: int, base: int, lr: float, cfg, cache: dict):
     model = gen.Model({"d_model": width, "d_head": width // cfg.heads})
     if param == "sp":  # PyTorch defaults: modules keep their reset_parameters() init
         return model, torch.optim.Adam(model.parameters(), lr=lr)
-    gen.init_(model)
+    # σ as in PyTorch's defaults, which SP and mup's model keep: linear weights
+    # (hidden, output) variance 1/(3 fan_in), embeddings N(0, 1); abccalc-table3 keeps
+    # init_'s own σ = 1 as a contrast
+    sigmas = {"hidden": 3 ** -0.5, "output": 3 ** -0.5} if param == "abccalc-table8" else None
+    gen.init_(model, sigmas=sigmas)
     return model, torch.optim.Adam(gen.param_groups(model, lr))
 
 

@@ -118,11 +118,16 @@ def width_ratio(rule: Rule, tensor: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def init_(model: torch.nn.Module, *, sigma: float = 1.0) -> None:
+def init_(model: torch.nn.Module, *, sigma: float = 1.0,
+          sigmas: dict[str, float] | None = None) -> None:
     """Initialize every parameter in place: weights N(0, sigma^2/fan_in * var_scale(m)),
-    biases 0, gains 1 (TP5 Eq. 3; zero variance satisfies every rule, TP5 App. B)."""
+    biases 0, gains 1 (TP5 Eq. 3; zero variance satisfies every rule, TP5 App. B).
+    ``sigmas`` overrides sigma per parameter name or per role ("input", "hidden",
+    "output", "scalar"); e.g. {"hidden": 3**-0.5, "output": 3**-0.5} gives PyTorch's
+    default variance 1/(3 fan_in) to linear weights at the base width."""
     named = _params(model)
-    for rule in PARAMETERS.values():
+    for name, rule in PARAMETERS.items():
+        scale = (sigmas or {}).get(name, (sigmas or {}).get(rule.role, sigma))
         p = named[rule.module_param]
         if rule.init == "zeros":
             p.zero_()
@@ -130,7 +135,7 @@ def init_(model: torch.nn.Module, *, sigma: float = 1.0) -> None:
             p.fill_(1.0)
         else:
             fan_in = math.prod(p.shape[i] for i in rule.fan_in_axes)
-            std = sigma * math.sqrt(rule.var_scale(width_ratio(rule, p)) / fan_in)
+            std = scale * math.sqrt(rule.var_scale(width_ratio(rule, p)) / fan_in)
             p.normal_(0.0, std)
 
 
