@@ -9,13 +9,12 @@
    and as ``abccalc codegen``; mup: what a mup user runs to get per-parameter scaling, i.e.
    build the base (width 64), delta (128) and target (256) models and ``set_base_shapes``.
    Best of ``--repeat`` for each, measured in the same run. Also abccalc's peak memory
-   (max RSS of the CLI process) at n_layer 96.
+   (peak RSS of the CLI process) at n_layer 96.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -68,11 +67,16 @@ def mup_set_base_shapes(n_layer: int) -> None:
 
 
 def peak_rss_mib(*args: str) -> float:
-    """Max resident set size of one CLI call (Linux reports KiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    cli(*args)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(before, after) / 1024
+    """Peak resident set size of one CLI call, read by the child itself after it ran
+    (a fork of this process would count the parent's torch pages; Linux reports KiB)."""
+    probe = ("import resource, sys\n"
+             "from cli import main\n"
+             f"sys.argv = ['abccalc', *{list(args)!r}]\n"
+             "try:\n    main()\nfinally:\n"
+             "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", probe], check=True, cwd=ROOT,
+                          capture_output=True, text=True)
+    return int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
 def main() -> None:
@@ -109,7 +113,7 @@ def main() -> None:
               f"{t_mup / t_cli:>8.2f}")
     rss = peak_rss_mib("codegen", str(GPT), "--optimizer", "adam", "--model", "--force",
                        "-o", str(out), "--set", "n_layer=96")
-    print(f"\nabccalc codegen peak memory at n_layer 96: {rss:.0f} MiB (max RSS of the CLI)")
+    print(f"\nabccalc codegen peak memory at n_layer 96: {rss:.0f} MiB (peak RSS of the CLI)")
 
 
 if __name__ == "__main__":
