@@ -63,12 +63,6 @@ def w0_dx_term(init: Exp, k_in: int, k_out: int, sdx: Exp) -> Exp:
     return -init + (HALF if k_out else ONE) * k_in + sdx
 
 
-def update_term(lr: Exp, k_in: int, stx: Exp, optimizer: Optimizer, g_h: Exp) -> Exp:
-    """Size of ΔW·x for an untied use: ΔW is a sum of outer products with x (LLN)."""
-    entries = -lr if optimizer is Optimizer.ADAM else -lr + g_h + stx
-    return entries + k_in + stx
-
-
 def backward_term(init: Exp, k_out: int, g_h: Exp) -> Exp:
     """Size of W₀ᵀ·∂L/∂h: CLT over the infinite fan_out dims."""
     return -init + HALF * k_out + g_h

@@ -16,7 +16,7 @@ from sympy.printing.pycode import pycode
 
 from abccalc import __version__
 from abccalc.calculus import Optimizer
-from abccalc.codegen_model import model_source
+from abccalc.codegen_model import model_source, sp_constant_exponent
 from abccalc.errors import AbcError
 from abccalc.graph import Graph, Kind, Use
 from abccalc.parametrization import (
@@ -164,7 +164,7 @@ def _constants(p: Parametrization) -> list[str]:
         seen.add(local)
         d = sympy.Symbol(dims[0], positive=True)
         base = graph.dims[dims[0]].size
-        sp_alpha = sympy.Rational(len(dims), 2)  # SP: 1/sqrt(d) per contracted dim
+        sp_alpha = sp_constant_exponent(graph, node)  # SP: 1/sqrt(d) per contracted dim
         expr = d ** (-sp_alpha) * (d / base) ** (sp_alpha - alpha)
         out += [
             "",
