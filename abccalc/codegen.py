@@ -16,7 +16,7 @@ from sympy.printing.pycode import pycode
 
 from abccalc import __version__
 from abccalc.calculus import Optimizer
-from abccalc.codegen_model import model_source, sp_constant_exponent
+from abccalc.codegen_model import constant_expr, model_source
 from abccalc.errors import AbcError
 from abccalc.graph import Graph, Kind, Use
 from abccalc.parametrization import (
@@ -151,25 +151,24 @@ def _use_multipliers(p: Parametrization, r: ParamRule) -> list[str]:
 
 
 def _constants(p: Parametrization) -> list[str]:
-    """One function per distinct parameter-free constant, e.g. the attention scale."""
+    """One function per distinct constant over an infinite dim (the attention scale)."""
     graph = p.graph
     out: list[str] = []
     seen: set[str] = set()
     for name, alpha in p.constants.items():
         local = name.rsplit(".", 1)[-1]
-        node = graph.node[name]
-        dims = [d for d in node.over if graph.dims[d].infinite]
+        dims = [d for d in graph.node[name].over if graph.dims[d].infinite]
         if local in seen or not dims:
             continue
         seen.add(local)
+        expr = constant_expr(p, name)
+        args = ", ".join(f"{a}: int" for a in sorted(str(x) for x in expr.free_symbols))
         d = sympy.Symbol(dims[0], positive=True)
         base = graph.dims[dims[0]].size
-        sp_alpha = sp_constant_exponent(graph, node)  # SP: 1/sqrt(d) per contracted dim
-        expr = d ** (-sp_alpha) * (d / base) ** (sp_alpha - alpha)
         out += [
             "",
             "",
-            f"def {local}_scale({dims[0]}: int) -> float:",
+            f"def {local}_scale({args}) -> float:",
             f'    """Multiplier of `{local}`: {fmt(d ** -alpha)} scaling (TP5 Def. 4.1).',
             "",
             f"    Use it in your forward in place of 1/sqrt({dims[0]}):",

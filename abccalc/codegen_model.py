@@ -25,22 +25,26 @@ def sp_constant_exponent(graph: Graph, node: Node) -> sympy.Rational:
     return sympy.Rational(graph.inf(node.over), 2)
 
 
-def constant_rule(p: Parametrization, name: str) -> str:
-    """A Python lambda giving the constant of ``name`` from dim sizes: SP's constant at the
-    base widths times (d/base)^(α_SP − α) (TP5 App. B.1)."""
+def constant_expr(p: Parametrization, name: str) -> sympy.Expr:
+    """The constant of ``name`` in its dims: SP's constant at the base widths times
+    (d/base)^(α_SP − α), so it equals SP's at the base widths (TP5 App. B.1)."""
     graph = p.graph
     node = graph.node[name]
-    alpha = p.constants[name]
     dims = [d for d in (*node.over, *node.dims) if graph.dims[d].infinite]
     value = sympy.Float(node.value) if node.value is not None else sympy.Integer(1)
     if not dims:
-        return f"lambda sizes: {pycode(value)}"
+        return value
     d = sympy.Symbol(dims[0], positive=True)
     over = [x for x in node.over if graph.dims[x].infinite]
-    sp_alpha = sp_constant_exponent(graph, node)
     sp_value = sympy.Mul(*(sympy.Symbol(x, positive=True) for x in over)) ** -sympy.S.Half \
         if over else sympy.Integer(1)
-    expr = value * sp_value * (d / graph.dims[dims[0]].size) ** (sp_alpha - alpha)
+    exponent = sp_constant_exponent(graph, node) - p.constants[name]
+    return value * sp_value * (d / graph.dims[dims[0]].size) ** exponent
+
+
+def constant_rule(p: Parametrization, name: str) -> str:
+    """:func:`constant_expr` as a Python lambda of the dim sizes."""
+    expr = constant_expr(p, name)
     args = sorted({str(s) for s in expr.free_symbols})
     body = pycode(expr.subs({sympy.Symbol(a, positive=True): sympy.Symbol(f"sizes['{a}']")
                              for a in args}), fully_qualified_modules=True)
