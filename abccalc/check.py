@@ -29,7 +29,7 @@ from abccalc.calculus import Exp, Optimizer
 from abccalc.classify import DIVERGES, Classification, classify, growth
 from abccalc.dynamics import ABC, key
 from abccalc.graph import Graph, Kind, Role, Use
-from abccalc.parametrization import Parametrization, ParamRule
+from abccalc.parametrization import Parametrization, ParamRule, split_invariants
 from abccalc.paramsfile import ParamsFile
 from abccalc.rules import constant_expr, fmt, rule
 from abccalc.solver import Analysis, role_of, solve
@@ -162,12 +162,11 @@ def _fix(analysis: Analysis, opt: Optimizer, uses: tuple[Use, ...], a: dict[str,
     """(b, c) of μP with the user's a on the first use, the a each other use then needs
     (None if the user's already work), and a conflict message when no a works."""
     inv = [analysis.invariants[key(u)] for u in uses]
-    b = inv[0].init - a[uses[0].node]
-    c = inv[0].lr - opt.k * a[uses[0].node]
-    need = {u.node: i.init - b for u, i in zip(uses, inv, strict=True)}
+    b, c, a_by_use, consistent = split_invariants(inv, a[uses[0].node], opt)
+    need = {u.node: a_by_use[key(u)] for u in uses}
     if all(need[u.node] == a[u.node] for u in uses):
         return b, c, None, None
-    if any(i.lr - opt.k * need[u.node] != c for u, i in zip(uses, inv, strict=True)):
+    if not consistent:
         return b, c, need, ("no choice of multipliers reaches μP for this tied parameter "
                             "under " + opt.value + ": its uses need a+b, "
                             f"{opt.k}a+c = " + "; ".join(

@@ -166,6 +166,18 @@ def _conflict(graph: Graph, variant: str, pname: str, what: str,
                     f"{variant}: they need {what} = {uses}{hint}")
 
 
+def split_invariants(invs: list[Invariants], a_first: Exp, opt: Optimizer
+                     ) -> tuple[Exp, Exp, dict[UseKey, Exp], bool]:
+    """(b, c, a of every use, consistent) for a parameter whose first use has multiplier
+    exponent ``a_first``: b and c are shared, so each use's a follows from its a+b; the
+    result is consistent when every use's k·a+c then agrees too."""
+    b = invs[0].init - a_first
+    c = invs[0].lr - opt.k * a_first
+    a_by_use = {key(i.use): i.init - b for i in invs}
+    consistent = all(i.lr - opt.k * a_by_use[key(i.use)] == c for i in invs)
+    return b, c, a_by_use, consistent
+
+
 def parametrize(analysis: Analysis, variant: str = "table3",
                 shifts: dict[str, Exp] | None = None) -> Parametrization:
     """Apply ``variant``'s gauge, then any per-parameter abc-symmetry ``shifts`` θ:
@@ -182,20 +194,14 @@ def parametrize(analysis: Analysis, variant: str = "table3",
     for pname, param in graph.params.items():
         invs = [analysis.invariants[key(u)] for u in param.uses]
         theta = shifts.get(pname, ZERO)
-        a_first = gauge(graph, invs[0], opt) + theta
-        b = invs[0].init - a_first
-        c = invs[0].lr - opt.k * a_first
-        a_by_use = {}
-        for inv in invs:
-            a_u = inv.init - b  # the a that this use's init invariant needs
-            a_gauge = gauge(graph, inv, opt) + theta
-            if inv.lr - opt.k * a_u != c:
-                raise _conflict(graph, variant, pname, "a+b and k·a+c of",
-                                invs, [f"({i.init}, {i.lr})" for i in invs])
-            if a_u != a_gauge and variant == "table3":  # table3 fixes a on every use
-                raise _conflict(graph, variant, pname, "a+b", invs,
-                                [str(i.init) for i in invs])
-            a_by_use[key(inv.use)] = a_u
+        b, c, a_by_use, consistent = split_invariants(
+            invs, gauge(graph, invs[0], opt) + theta, opt)
+        if not consistent:
+            raise _conflict(graph, variant, pname, "a+b and k·a+c of",
+                            invs, [f"({i.init}, {i.lr})" for i in invs])
+        if variant == "table3" and any(  # table3 fixes a on every use
+                a_by_use[key(i.use)] != gauge(graph, i, opt) + theta for i in invs):
+            raise _conflict(graph, variant, pname, "a+b", invs, [str(i.init) for i in invs])
         rules[pname] = ParamRule(pname, invs[0].role, param.kind, param.shape, param.uses,
                                  a_by_use, b, c)
     return Parametrization(analysis, variant, rules, shifts)
