@@ -13,16 +13,9 @@ import pprint
 import sympy
 from sympy.printing.pycode import pycode
 
-from abccalc.graph import Graph, Node
+from abccalc.graph import Node
 from abccalc.parametrization import Parametrization
-
-
-def sp_constant_exponent(graph: Graph, node: Node) -> sympy.Rational:
-    """SP's exponent of a parameter-free constant: 1/sqrt(d) per contracted infinite dim
-    (Vaswani et al.'s attention), none for a ``scale``."""
-    if node.op != "contract":
-        return sympy.Integer(0)
-    return sympy.Rational(graph.inf(node.over), 2)
+from abccalc.presets import sp_constant_exponent
 
 
 def constant_expr(p: Parametrization, name: str) -> sympy.Expr:

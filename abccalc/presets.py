@@ -13,7 +13,7 @@ from collections.abc import Callable
 from abccalc.calculus import HALF, ONE, ZERO, Exp, Optimizer
 from abccalc.dynamics import ABC, key
 from abccalc.errors import AbcError
-from abccalc.graph import Graph, Kind, Role
+from abccalc.graph import Graph, Kind, Node, Role
 from abccalc.parametrization import Parametrization, from_abc, parametrize
 from abccalc.solver import Analysis, role_of, solve
 
@@ -32,6 +32,12 @@ def sp(analysis: Analysis) -> Parametrization:
 # rule n^{1/2} for a hidden weight becomes n^{k_in/2}. Parameter-free constants get the
 # standard 1/√d over an infinite contracted dim (what SP/NTP code does), except in μP.
 
+def sp_constant_exponent(graph: Graph, node: Node) -> Exp:
+    """SP's exponent of a parameter-free constant: 1/sqrt(d) per contracted infinite dim
+    (Vaswani et al.'s attention), none for a ``scale``."""
+    return HALF * graph.inf(node.over) if node.op == "contract" else ZERO
+
+
 def _by_role(graph: Graph,
              a_of: Callable[[Role, Kind, int, int], Exp],
              b_of: Callable[[Role, Kind, int, int], Exp],
@@ -45,7 +51,7 @@ def _by_role(graph: Graph,
         args = (role_of(graph, first), first.kind, graph.inf(first.fan_in),
                 graph.inf(first.fan_out))
         b[name], c[name] = b_of(*args), c_of(*args)
-    alpha = {n.name: HALF * graph.inf(n.over) if n.op == "contract" else ZERO
+    alpha = {n.name: sp_constant_exponent(graph, n)
              for n in graph.order if n.op in ("contract", "scale")}
     return ABC(a, b, c, alpha)
 
