@@ -27,7 +27,7 @@ from abccalc.parametrization import (
 )
 from abccalc.render import ALL_RENDERERS, FORMATS, FORMS, RENDERERS, View
 from abccalc.solver import solve
-from abccalc.spec import load_graph
+from abccalc.spec import load_builder, load_graph
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -60,7 +60,8 @@ def cli() -> None:
 def _load_with_base(path: str, sets: dict[str, str], bases: dict[str, str]) -> Graph:
     """Load GRAPH with ``--set``, then ``--base`` overrides of infinite dims' base sizes (a
     ``times`` dim follows the dim it is a multiple of)."""
-    g = load_graph(path, sets)
+    builder = load_builder(path, sets)
+    g = builder.build()
     for name, value in bases.items():
         dim = g.dims.get(name)
         where = f"{g.source}: --base {name}={value}"
@@ -72,7 +73,8 @@ def _load_with_base(path: str, sets: dict[str, str], bases: dict[str, str]) -> G
             raise AbcError(f"{where}: {why}; --base sets one of {settable or '(none)'}")
         if not (value.isascii() and value.isdigit()) or int(value) < 1:
             raise AbcError(f"{where}: the base size must be a positive integer")
-    return load_graph(path, {**sets, **bases}) if bases else g
+        builder.set(name, value)
+    return builder.build() if bases else g
 
 
 @cli.command()

@@ -29,12 +29,17 @@ def read_builder(path: str | Path) -> GraphBuilder:
     return from_dict(read_yaml(path), str(path))
 
 
-def load_graph(path: str | Path, overrides: dict[str, str] | None = None) -> Graph:
-    """Read, apply ``--set`` overrides, and build."""
+def load_builder(path: str | Path, overrides: dict[str, str] | None = None) -> GraphBuilder:
+    """Read a spec and apply ``--set`` overrides; ``.build()`` gives the Graph."""
     builder = read_builder(path)
     for name, value in (overrides or {}).items():
         builder.set(name, value)
-    return builder.build()
+    return builder
+
+
+def load_graph(path: str | Path, overrides: dict[str, str] | None = None) -> Graph:
+    """Read, apply ``--set`` overrides, and build."""
+    return load_builder(path, overrides).build()
 
 
 def parse_builder(text: str, source: str = "<spec>") -> GraphBuilder:
