@@ -20,6 +20,7 @@ from abccalc.graph import Graph
 from abccalc.output import write_output
 from abccalc.parametrization import (
     VARIANTS,
+    Parametrization,
     parametrize,
     parametrize_all,
     parametrize_auto,
@@ -143,11 +144,19 @@ def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
                           source=graph), output, force)
 
 
-def _widths(text: str) -> list[int]:
+def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
+             params: str, widths: str) -> tuple[Parametrization, list[int], str]:
+    """What coordcheck and verify train: the parametrization, the widths (checked before
+    any work, as is torch) and the name to report."""
     try:
-        return [int(w) for w in text.split(",")]
+        ws = [int(w) for w in widths.split(",")]
     except ValueError:
-        raise AbcError(f"--widths {text}: expected comma-separated integers") from None
+        raise AbcError(f"--widths {widths}: expected comma-separated integers") from None
+    check_widths(ws)
+    import_torch()
+    p = load_parametrization(load_graph(graph, _pairs(sets, "--set")), optimizer, variant,
+                             params)
+    return p, ws, f"mup ({p.variant})" if params == "mup" else params
 
 
 @cli.command()
@@ -178,13 +187,9 @@ def coordcheck(graph: str, variant: str, optimizer: str, params_file: str | None
                plot: str | None, fmt: str, sets: tuple[str, ...]) -> None:
     """Train the generated model at several widths and report which activations grow
     or shrink with width (slopes of RMS(x_t - x_0) against width, log-log)."""
-    ws = _widths(widths)
-    check_widths(ws)
-    import_torch()
-    g = load_graph(graph, _pairs(sets, "--set"))
-    p = load_parametrization(g, optimizer, variant, params_file or "mup")
+    p, ws, name = _trained(graph, sets, optimizer, variant, params_file or "mup", widths)
     result = run_coordcheck(p, ws, steps=steps, lr=lr, seed=seed, batch=batch, loss=loss,
-                            name=params_file or f"mup ({p.variant})")
+                            name=name)
     if plot:
         plot_coordcheck(result, plot)
     click.echo(json.dumps(coord_dict(result), indent=2) if fmt == "json"
@@ -211,12 +216,7 @@ def verify(graph: str, params_file: str, variant: str, optimizer: str, widths: s
     one verdict per parameter and activation, with the fix. Exit 1 unless both pass."""
     from abccalc.verify import as_dict, markdown, verify
 
-    ws = _widths(widths)
-    check_widths(ws)
-    import_torch()
-    g = load_graph(graph, _pairs(sets, "--set"))
-    p = load_parametrization(g, optimizer, variant, params_file)
-    name = f"mup ({p.variant})" if params_file == "mup" else params_file
+    p, ws, name = _trained(graph, sets, optimizer, variant, params_file, widths)
     result = verify(p, run_coordcheck(p, ws, steps=steps, seed=seed, name=name))
     click.echo(json.dumps(as_dict(result), indent=2, ensure_ascii=False) if fmt == "json"
                else markdown(result, p), nl=fmt == "json")
