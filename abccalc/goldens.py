@@ -110,23 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 if tables/derived drifted")
     ap.add_argument("--dir", type=Path, default=ROOT / "tables" / "derived")
     args = ap.parse_args(argv)
+    golden_dir = ROOT / "tests" / "golden"
+    outputs = [(args.dir / f"{name}.csv", render(name)) for name in TABLES]
+    outputs += [(golden_dir / f, codegen_text(opt)) for f, opt in CODEGEN_GOLDENS.items()]
     drift = []
-    for name in TABLES:
-        path = args.dir / f"{name}.csv"
-        text = render(name)
+    for path, text in outputs:
         if args.check:
             if not path.exists() or path.read_text() != text:
                 drift.append(str(path))
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-    golden_dir = ROOT / "tests" / "golden"
-    for fname, opt in CODEGEN_GOLDENS.items():
-        path, text = golden_dir / fname, codegen_text(opt)
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                drift.append(str(path))
-        else:
             path.write_text(text)
     for path in drift:
         print(f"drifted: {path} (run python -m abccalc.goldens)", file=sys.stderr)
