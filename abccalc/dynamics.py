@@ -64,8 +64,12 @@ class Sizes:
             return ZERO, NEG_INF
         x = node.inputs[0]
         if node.op in NORMS:
-            return ZERO, self.sd.get(x, NEG_INF) - self.st(x)
+            return self.normalized(x)
         return self.s0[x], self.sd.get(x, NEG_INF)
+
+    def normalized(self, x: str) -> tuple[Exp, Exp]:
+        """(s0, sd) of x̂ = norm(x): Θ(1), changing as much as x does relative to its size."""
+        return ZERO, self.sd.get(x, NEG_INF) - self.st(x)
 
     def forward(self, node: Node, init: Mapping[UseKey, Exp], alpha: Exp | None,
                 upd: Callable[[Use], Exp]) -> None:
@@ -79,7 +83,7 @@ class Sizes:
             new0, newd = ZERO, NEG_INF
         elif op in ("linear", "conv", "embedding") or op in NORMS:
             if op in NORMS:
-                x0, xd = self.operand(node, Use(node.name, "", Kind.GAIN, (), ()))
+                x0, xd = self.normalized(node.inputs[0])
                 terms0 = [] if node.gain else [x0]
                 termsd = [] if node.gain else [xd]
             else:
