@@ -16,7 +16,8 @@ dims of the parameter's first use). An exact name that is not a parameter of the
 error; a glob or a role that matches nothing is not, so one file can serve several graphs.
 
 A rule is an expression in ``fan_in``, ``fan_out`` and the graph's dim names, read with
-sympy. Its width exponent is found by putting n for every infinite dim (n^k for a fan with k
+the whitelisted grammar of :mod:`abccalc.expr` (numbers, names, ``* / ** ^ sqrt ( )``).
+Its width exponent is found by putting n for every infinite dim (n^k for a fan with k
 infinite dims) and 1 for every finite one: W = n^-a·w, w ~ N(0, n^-2b), LR = η·n^-c
 (TP4 §1; TP5 Def. A.2). Constant factors (σ, η, 0.02) do not matter. A multiplier rule is
 read at each use of the parameter with that use's fans; init_var and lr with the first use's.
@@ -25,8 +26,10 @@ read at each use of the parameter with that use's fans; init_var and lr with the
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ import sympy
 from abccalc.calculus import ZERO, Exp
 from abccalc.dynamics import ABC, UseKey, key
 from abccalc.errors import AbcError
+from abccalc.expr import MAX_EXPONENT, ExprError, parse_expr
 from abccalc.graph import Graph, Role, Use
 from abccalc.solver import role_of
 from abccalc.yamlio import read_yaml
@@ -45,6 +49,7 @@ EXP_FIELDS = ("a", "b", "c")
 ROLES = {f"@{r.value}": r for r in Role}
 CONSTANT_OPS = ("contract", "scale")
 _GLOB = re.compile(r"[*?\[]")
+_FRACTION = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)(/\d+)?")
 
 
 @dataclass(frozen=True)
@@ -74,27 +79,34 @@ def _matches(k: str, name: str, role: Role | None) -> bool:
 
 
 def parse_exponent(value: Any, where: str) -> Exp:
-    """A width exponent: a number or a fraction written as a string (``"1/2"``)."""
+    """A width exponent: a number or a fraction written as a string (``"1/2"``), exact,
+    with ``|value| ≤ MAX_EXPONENT``."""
+    bad = AbcError(f"{where}: expected a number or a fraction like 1/2, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise AbcError(f"{where}: expected a number or a fraction like 1/2, got {value!r}")
-    try:
-        return sympy.Rational(str(value).strip())
-    except (TypeError, ValueError):
-        raise AbcError(f"{where}: expected a number or a fraction like 1/2, "
-                       f"got {value!r}") from None
+        raise bad
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > 40 or not _FRACTION.fullmatch(text):
+            raise bad
+        value = Fraction(text)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise bad
+    exp = sympy.Rational(Fraction(value))
+    if abs(exp) > MAX_EXPONENT:
+        raise AbcError(f"{where}: exponent {exp} is larger than {MAX_EXPONENT} in size")
+    return exp
 
 
-def _sympify(text: str, names: dict[str, sympy.Symbol], where: str) -> sympy.Expr:
-    if "__" in text or any(c in text for c in ";'\"\\`"):
-        raise AbcError(f"{where}: '{text}' is not an expression in {_known(names)}")
+def _parse(text: str, names: dict[str, sympy.Symbol], where: str) -> sympy.Expr:
+    """``text`` in the rule grammar of :mod:`abccalc.expr` (never evaluated as Python)."""
     try:
-        expr = sympy.sympify(text, locals=dict(names), convert_xor=True)
-    except (sympy.SympifyError, SyntaxError, TypeError, ValueError, AttributeError,
-            NameError):
-        raise AbcError(f"{where}: '{text}' is not an expression in {_known(names)}") from None
-    if not isinstance(expr, sympy.Expr):
-        raise AbcError(f"{where}: '{text}' is not an expression in {_known(names)}")
-    return expr
+        return parse_expr(text, names)
+    except ExprError as e:
+        if e.unknown is not None:
+            raise AbcError(f"{where}: unknown name '{e.unknown}' in '{text}' (known: "
+                           f"{_known(names)})") from None
+        raise AbcError(f"{where}: '{text}' is not an expression in {_known(names)}, "
+                       f"sqrt, numbers, * / ** ( ): {e}") from None
 
 
 def _known(names: dict[str, sympy.Symbol]) -> str:
@@ -106,8 +118,10 @@ def rule_exponent(value: Any, names: dict[str, sympy.Symbol], subs: dict[sympy.S
     """The width exponent p of a rule that scales like n^p (a positive monomial)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise AbcError(f"{where}: expected a rule such as 1/fan_in, got {value!r}")
-    expr = _sympify(str(value), names, where) if isinstance(value, str) \
-        else sympy.nsimplify(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise AbcError(f"{where}: {value!r} is not a finite number")
+    expr = _parse(value, names, where) if isinstance(value, str) \
+        else sympy.Rational(Fraction(value))
     unknown = sorted(str(s) for s in expr.free_symbols if s not in names.values())
     if unknown:
         raise AbcError(f"{where}: unknown name '{unknown[0]}' in '{value}' (known: "

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from abccalc.calculus import Optimizer
+from abccalc.expr import parse_expr
 from abccalc.graph import Graph, Role
 from abccalc.parametrization import Conflict, Parametrization
 from abccalc.rules import (
@@ -202,10 +203,12 @@ def markdown(p: Parametrization, view: View = PLAIN) -> str:
     return "\n\n".join(out) + "\n"
 
 
+_LATEX_NAMES = {n: sympy.Symbol(n, positive=True)
+                for n in ("fan_in", "fan_out", "sigma", "eta", "alpha", "m")}
+
+
 def _latex_cell(text: str) -> str:
-    expr = sympy.sympify(text.replace("^", "**"), locals={
-        n: sympy.Symbol(n, positive=True) for n in ("fan_in", "fan_out", "sigma", "eta",
-                                                    "alpha", "m")})
+    expr = parse_expr(text, _LATEX_NAMES)
     return "$" + sympy.latex(expr, symbol_names={
         sympy.Symbol("fan_in", positive=True): r"\mathrm{fan\_in}",
         sympy.Symbol("fan_out", positive=True): r"\mathrm{fan\_out}"}) + "$"
