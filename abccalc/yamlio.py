@@ -1,7 +1,10 @@
 """Reading the user's YAML files (graph specs, params files, name maps) strictly.
 
-Duplicate keys are errors rather than silently keeping the last one, and every failure
-is one :class:`AbcError` line naming the file.
+Duplicate keys are errors rather than silently keeping the last one, merge keys (``<<:``)
+work as in YAML 1.1, and every failure is one :class:`AbcError` line naming the file.
+Limits keep a hostile file fast ("billion laughs"): at most :data:`MAX_ALIASES` aliases,
+:data:`MAX_DEPTH` levels of nesting, :data:`MAX_ITEMS` items once aliases are expanded, and
+integers of at most :data:`MAX_INT_DIGITS` digits.
 """
 
 from __future__ import annotations
@@ -10,29 +13,118 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from abccalc.errors import AbcError
 
+MAX_ALIASES = 1000
+MAX_DEPTH = 64
+MAX_ITEMS = 100_000
+MAX_INT_DIGITS = 100
+_MERGE = "tag:yaml.org,2002:merge"
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that rejects duplicate mapping keys instead of keeping the last."""
 
-    def construct_mapping(self, node, deep=False):
+def _line(node: Node) -> str:
+    return f"line {node.start_mark.line + 1}"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader with limits, that rejects duplicate mapping keys instead of keeping the
+    last."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    # -- composing: limits and duplicate keys, before anything is constructed ----------
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise AbcError(f"more than {MAX_ALIASES} aliases "
+                               f"({_line(self.peek_event())})")
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise AbcError(f"nested deeper than {MAX_DEPTH} levels "
+                           f"({_line(self.peek_event())})")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_mapping_node(self, anchor):
+        node = super().compose_mapping_node(anchor)
         seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.tag != _MERGE:
+                if (key_node.tag, key_node.value) in seen:
+                    raise AbcError(f"duplicate key '{key_node.value}' ({_line(key_node)})")
+                seen.add((key_node.tag, key_node.value))
+        return node
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            _count_items(node)
+        return node
+
+    # -- constructing ------------------------------------------------------------------
+    def construct_mapping(self, node, deep=False):
+        self.flatten_mapping(node)
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, str | int | float | bool) and key is not None:
                 raise AbcError(f"a mapping key must be a name, got {type(key).__name__} "
-                               f"(line {key_node.start_mark.line + 1})")
-            if key in seen:
-                raise AbcError(f"duplicate key '{key}' (line {key_node.start_mark.line + 1})")
-            seen.add(key)
+                               f"({_line(key_node)})")
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node):
+        digits = sum(c.isdigit() for c in str(node.value))
+        if digits > MAX_INT_DIGITS:
+            raise AbcError(f"an integer of {digits} digits (more than {MAX_INT_DIGITS}) "
+                           f"({_line(node)})")
+        return super().construct_yaml_int(node)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
+
+def _count_items(root: Node) -> None:
+    """Refuse a document with more than MAX_ITEMS items once aliases are expanded, or one
+    that contains itself (each distinct node is counted once, so this is linear)."""
+    size: dict[int, int] = {}
+    busy: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:  # iterative post-order: alias chains may be deeper than Python recursion
+        node, done = stack.pop()
+        if done:
+            total = 1 + sum(size[id(c)] for c in _children(node))
+            if total > MAX_ITEMS:
+                raise AbcError(f"more than {MAX_ITEMS:,} items once aliases are expanded "
+                               f"({_line(node)})")
+            size[id(node)] = total
+            busy.discard(id(node))
+        elif id(node) not in size:
+            if id(node) in busy:
+                raise AbcError(f"an alias refers to a node that contains it ({_line(node)})")
+            busy.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in _children(node) if id(c) not in size)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [x for pair in node.value for x in pair]
+    return []
 
 
 def parse_yaml(text: str, source: str) -> Any:
+    """Parse ``text`` (from ``source``, named in every error) with the limits above."""
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except AbcError as e:
         raise AbcError(f"{source}: {e}") from None
     except yaml.YAMLError as e:
@@ -40,9 +132,13 @@ def parse_yaml(text: str, source: str) -> Any:
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise AbcError(f"{source}: malformed YAML{where}: {problem}") from None
+    except (ValueError, RecursionError, MemoryError) as e:  # a scalar the resolver refused
+        raise AbcError(f"{source}: malformed YAML: {type(e).__name__}: "
+                       f"{str(e)[:200]}") from None
 
 
 def read_yaml(path: str | Path) -> Any:
+    """Read and parse a UTF-8 YAML file; every failure is one AbcError naming it."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
