@@ -16,15 +16,20 @@ named by a value can be changed with :meth:`GraphBuilder.set` (``--set n_layer=9
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
+from typing import Any
 
 from abccalc.errors import AbcError
 from abccalc.graph import Dim, Graph, Node, Param, Use, topological_order
+from abccalc.names import check_name, clean
 from abccalc.ops import FIELDS, OPS
 
 NODE_FIELDS = {f.name for f in fields(Node)}
 OPTIONAL = sorted(NODE_FIELDS - {"name", "op", "inputs", "dims"})
+MAX_NODES = 100_000  # after repeats are expanded (docs/spec.md, Limits)
+MAX_SIZE = 2**40  # a dim's size or base, and a value
 
 
 @dataclass
@@ -41,24 +46,54 @@ class Block:
     output: str
     nodes: list[Node] = field(default_factory=list)
 
+    source: str = "<graph>"
+
     def node(self, name: str, op: str, **kw) -> Block:
-        self.nodes.append(_make_node(name, op, kw))
+        """Add a node to the block; ``kw`` are :class:`~abccalc.graph.Node` fields."""
+        self.nodes.append(_make_node(name, op, kw, self.source))
         return self
 
 
 LIST_FIELDS = {"inputs", "dims", "in_dims", "over", "kernel", "causal"}
 
 
-def _make_node(name: str, op: str, kw: dict) -> Node:
-    """A Node from keyword fields: a bare name in a list field is a one-element list, and
-    ``rename`` may be a mapping."""
+def _names_field(value: Any, what: str, source: str) -> tuple[str, ...]:
+    """A list field: a name or a list of names, each following the identifier rule."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise AbcError(f"{source}: {what}: expected a name or a list of names, got "
+                       f"{type(value).__name__}")
+    return tuple(check_name(v, what, source) for v in value)
+
+
+def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
+    """A Node from keyword fields, every name checked (``docs/spec.md``, Names): a bare name
+    in a list field is a one-element list, and ``rename`` may be a mapping."""
+    check_name(name, "node name", source, module=True)
+    where = f"node '{name}'"
+    if not isinstance(op, str):
+        raise AbcError(f"{source}: {where}: op {clean(repr(op))} is not a name")
     kw = dict(kw)
     for k in LIST_FIELDS & set(kw):
-        kw[k] = (kw[k],) if isinstance(kw[k], str) else tuple(kw[k])
-    if isinstance(kw.get("rename"), dict):
-        kw["rename"] = tuple(kw["rename"].items())
-    elif "rename" in kw:
-        kw["rename"] = tuple(tuple(pair) for pair in kw["rename"])
+        kw[k] = _names_field(kw[k], f"{where}: '{k}'", source)
+    for k in ("weight", "bias", "gain", "vocab"):
+        if kw.get(k) is not None:
+            check_name(kw[k], f"{where}: '{k}'", source)
+    if "rename" in kw:
+        pairs = kw["rename"]
+        pairs = list(pairs.items()) if isinstance(pairs, dict) else pairs
+        if not isinstance(pairs, list | tuple) or not all(
+                isinstance(p, list | tuple) and len(p) == 2 for p in pairs):
+            raise AbcError(f"{source}: {where}: 'rename' must map dim names to dim names")
+        kw["rename"] = tuple((check_name(a, f"{where}: 'rename'", source),
+                              check_name(b, f"{where}: 'rename'", source)) for a, b in pairs)
+    if kw.get("value") is not None:
+        v = kw["value"]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+                or abs(v) > MAX_SIZE:
+            raise AbcError(f"{source}: {where}: 'value' {clean(repr(v))} is not a finite "
+                           "number")
     return Node(name=name, op=op, **kw)
 
 
@@ -66,8 +101,11 @@ class GraphBuilder:
     """Collects dims, values and nodes; :meth:`build` validates them into a frozen Graph."""
 
     def __init__(self, name: str, source: str = "<graph>") -> None:
-        self.name = name
+        if not isinstance(source, str):
+            raise TypeError(f"GraphBuilder: source must be a str, got {type(source).__name__}")
+        self.name = check_name(name, "graph name", source)
         self.source = source
+        self._explicit: set[str] = set()  # dims given a size by set()
         self._dims: dict[str, dict] = {}
         self._values: dict[str, int] = {}
         self._items: list[Node | Block] = []
@@ -82,60 +120,113 @@ class GraphBuilder:
             of: str | None = None, times: float | Fraction | None = None) -> GraphBuilder:
         """A finite dim (``size``), an infinite one (``base``), or an infinite multiple
         ``times × of`` of another infinite dim."""
+        check_name(name, "dim name", self.source, dim=True)
         if name in self._dims:
             raise self.err(f"dim '{name}'", "duplicate name")
         if sum(x is not None for x in (size, base, of)) != 1 or (of is None) != (times is None):
             raise self.err(f"dim '{name}'", "give exactly one of size (finite), base "
                            "(infinite) or times+of (a multiple of another dim)")
         for v in (size, base):
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise self.err(f"dim '{name}'", f"size {v!r} is not a positive integer")
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1
+                                  or v > MAX_SIZE):
+                raise self.err(f"dim '{name}'", f"size {clean(repr(v))} is not a positive "
+                               "integer ≤ 2^40")
         if times is not None and (isinstance(times, bool)
-                                  or not isinstance(times, int | float | Fraction)):
-            raise self.err(f"dim '{name}'", f"times {times!r} is not a number")
-        if of is not None and not isinstance(of, str):
-            raise self.err(f"dim '{name}'", f"of {of!r} is not a dim name")
+                                  or not isinstance(times, int | float | Fraction)
+                                  or not math.isfinite(times) or not 0 < times <= MAX_SIZE):
+            raise self.err(f"dim '{name}'", f"times {clean(repr(times))} is not a positive "
+                           "finite number")
+        if of is not None:
+            check_name(of, f"dim '{name}': 'of'", self.source)
         self._dims[name] = {"size": size, "base": base, "of": of, "times": times}
         return self
 
     def value(self, name: str, value: int) -> GraphBuilder:
         """A named integer, e.g. a repeat count."""
+        check_name(name, "value name", self.source)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIZE:
+            raise self.err(f"value '{name}'", f"{clean(repr(value))} is not an integer "
+                           "in [0, 2^40]")
         if name in self._values:
             raise self.err(f"value '{name}'", "duplicate name")
         self._values[name] = value
         return self
 
     def set(self, name: str, value: str | int) -> GraphBuilder:
-        """Override a value or a dim's size/base (the CLI's ``--set NAME=VALUE``)."""
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise AbcError(f"{self.source}: --set {name}={value}: not an integer") from None
+        """Override a value or a dim's size/base (the CLI's ``--set NAME=VALUE``). A dim
+        that a contract's ``rename`` makes from ``name`` (key positions ``ctx → ctx_k``)
+        and that had its size follows it, unless it is set itself."""
+        shown = clean(f"--set {name}={value}")
+        text = str(value).strip() if isinstance(value, str | int) else ""
+        if isinstance(value, bool) or not text.lstrip("+-").isdigit() or not text.isascii() \
+                or len(text) > 15:
+            raise AbcError(f"{self.source}: {shown}: not an integer"
+                           + (" of at most 15 digits" if text.isdigit() else ""))
+        number = int(text)
         if number < 0 or (name in self._dims and number < 1):
-            raise AbcError(f"{self.source}: --set {name}={value}: must be positive")
+            raise AbcError(f"{self.source}: {shown}: must be positive")
+        if number > MAX_SIZE:
+            raise AbcError(f"{self.source}: {shown}: larger than 2^40")
         if name in self._values:
             self._values[name] = number
         elif name in self._dims and self._dims[name]["of"] is None:
-            key = "size" if self._dims[name]["size"] is not None else "base"
-            self._dims[name][key] = number
+            self._explicit.add(name)
+            for follower in self._followers(name):
+                self._set_dim(follower, number)
+            self._set_dim(name, number)
         else:
             known = sorted([*self._values, *(d for d in self._dims if not self._dims[d]["of"])])
-            raise AbcError(f"{self.source}: --set {name}={value}: unknown name '{name}' "
+            raise AbcError(f"{self.source}: {shown}: unknown name '{clean(name)}' "
                            f"(known: {', '.join(known)})")
         return self
+
+    def _size(self, name: str) -> int:
+        d = self._dims[name]
+        return d["size"] if d["size"] is not None else d["base"]
+
+    def _set_dim(self, name: str, number: int) -> None:
+        d = self._dims[name]
+        d["size" if d["size"] is not None else "base"] = number
+
+    def _followers(self, name: str) -> list[str]:
+        """Dims renamed from ``name`` by a contract, of the same size and kind, not set
+        explicitly: the key positions that follow the query positions."""
+        nodes = [n for item in self._items
+                 for n in (item.nodes if isinstance(item, Block) else [item])]
+        d = self._dims[name]
+        out = []
+        for n in nodes:
+            for a, b in n.rename:
+                f = self._dims.get(b)
+                if a == name and b != name and b not in self._explicit and b not in out \
+                        and f is not None and f["of"] is None \
+                        and (f["size"] is None) == (d["size"] is None) \
+                        and self._size(b) == self._size(name):
+                    out.append(b)
+        return out
 
     def node(self, name: str, op: str, **kw) -> GraphBuilder:
         """Add a node; ``kw`` are :class:`~abccalc.graph.Node` fields."""
         unknown = set(kw) - NODE_FIELDS
         if unknown:
-            raise self.err(f"node '{name}'", f"unknown field(s) {sorted(unknown)}")
-        self._items.append(_make_node(name, op, kw))
+            raise self.err(f"node '{clean(name)}'", f"unknown field(s) {sorted(unknown)}")
+        self._items.append(_make_node(name, op, kw, self.source))
         return self
 
     def repeat(self, name: str, count: int | str, *, input: str, carry: str,
                output: str) -> Block:
-        """Start a repeated block; add its nodes with ``Block.node``."""
-        block = Block(name, count, input, carry, output)
+        """Start a repeated block; add its nodes with ``Block.node``. ``count`` is an
+        integer or the name of a value."""
+        check_name(name, "repeat block name", self.source, module=True)
+        for what, ref in (("input", input), ("carry", carry), ("output", output)):
+            check_name(ref, f"repeat '{name}': '{what}'", self.source)
+        if isinstance(count, str):
+            check_name(count, f"repeat '{name}': count", self.source)
+        elif isinstance(count, bool) or not isinstance(count, int) \
+                or not 0 <= count <= MAX_NODES:
+            raise self.err(f"repeat '{name}'", f"count {clean(repr(count))} is not an "
+                           "integer ≥ 0 or a value name")
+        block = Block(name, count, input, carry, output, source=self.source)
         self._items.append(block)
         return block
 
@@ -169,18 +260,27 @@ class GraphBuilder:
             get(name)
         return dims
 
+    def _count(self, item: Block) -> int:
+        count = self._values.get(item.count, item.count) if isinstance(item.count, str) \
+            else item.count
+        if isinstance(count, str):
+            raise self.err(f"repeat '{item.name}'", f"unknown count value '{count}'")
+        return count
+
     def _expand(self) -> list[Node]:
+        total = sum(self._count(i) * len(i.nodes) if isinstance(i, Block) else 1
+                    for i in self._items)
+        if total > MAX_NODES:
+            raise AbcError(f"{self.source}: {total:,} nodes once repeats are expanded; "
+                           f"the limit is {MAX_NODES:,}")
         nodes: list[Node] = []
         alias: dict[str, str] = {}  # block name -> its last iteration's output node
         for item in self._items:
             if isinstance(item, Node):
                 nodes.append(item)
                 continue
-            count = self._values.get(item.count, item.count) if isinstance(item.count, str) \
-                else item.count
-            if isinstance(count, str):
-                raise self.err(f"repeat '{item.name}'", f"unknown count value '{count}'")
-            if not isinstance(count, int) or count < 0:
+            count = self._count(item)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
                 raise self.err(f"repeat '{item.name}'", f"count {count!r} is not an integer ≥ 0")
             local = {n.name for n in item.nodes}
             if item.output not in local:
