@@ -378,4 +378,7 @@ class GraphBuilder:
         frozen = tuple(shaped[n.name] for n in nodes)
         if not any(n.op == "output" for n in frozen):
             raise AbcError(f"{self.source}: no output node; end the graph with 'op: output'")
+        if not params:
+            raise AbcError(f"{self.source}: no parameters (no node has a weight, bias or "
+                           "gain); there is nothing to parametrize")
         return Graph(self.name, dims, frozen, params, dict(self._values), self.source)

@@ -1,9 +1,20 @@
-"""Writing results: stdout, or a file written whole or not at all."""
+"""Writing results: stdout, or a file written whole or not at all.
+
+A file is written to a temporary sibling (created with mode 0666 less the umask, as any
+new file) and moved into place: with ``force`` by ``os.replace``; without, by ``os.link``,
+which fails if the target appeared meanwhile, so of two runs racing to one path the second
+fails rather than overwriting the first. An existing target that is not a regular file
+(``/dev/null``, a FIFO) is written in place with ``force``, never replaced. The text is
+encoded before anything is created, and the temporary file never outlives the call.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+import stat
+import sys
 from pathlib import Path
 
 from abccalc.errors import AbcError
@@ -13,16 +24,67 @@ def write_output(text: str, path: str | None, force: bool = False) -> None:
     """Print ``text``, or write it to ``path`` atomically; refuse to overwrite unless
     ``force``."""
     if path is None or path == "-":
-        print(text, end="")
+        sys.stdout.write(text)
         return
-    target = Path(path)
-    if target.exists() and not force:
+    if not path or path.endswith(("/", os.sep)) or Path(path).is_dir():
+        raise AbcError(f"{path!r}: not a file name" if not path else
+                       f"{path}: is a directory; give a file name")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise AbcError(f"{path}: cannot write: text not encodable as UTF-8 "
+                       f"(position {e.start})") from None
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and not force:
         raise AbcError(f"{path}: exists; pass --force to overwrite")
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".",
-                                   prefix=f".{target.name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        Path(tmp).replace(target)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            with open(path, "wb") as f:  # a device or FIFO: write into it, never replace it
+                f.write(data)
+            return
+        _write_new(Path(path), data, force)
     except OSError as e:
-        raise AbcError(f"{path}: cannot write: {e.strerror}") from None
+        raise AbcError(f"{path}: cannot write: {e.strerror or e}") from None
+
+
+def _write_new(target: Path, data: bytes, force: bool) -> None:
+    """Write ``data`` to a fresh temporary sibling of ``target`` and move it into place."""
+    tmp = None
+    try:
+        for _ in range(100):
+            candidate = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            tmp = candidate
+            break
+        else:
+            raise OSError(errno.EEXIST, "no free temporary name")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if force:
+            os.replace(tmp, target)
+            tmp = None
+            return
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise AbcError(f"{target}: exists; pass --force to overwrite") from None
+        except OSError as e:  # a file system without hard links: create exclusively
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            try:
+                with open(target, "xb") as f:
+                    f.write(data)
+            except FileExistsError:
+                raise AbcError(f"{target}: exists; pass --force to overwrite") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
