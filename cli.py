@@ -17,6 +17,7 @@ from abccalc.coordcheck import run as run_coordcheck
 from abccalc.errors import AbcError
 from abccalc.explain import explain
 from abccalc.graph import Graph
+from abccalc.names import check_name, clean
 from abccalc.output import write_output
 from abccalc.parametrization import (
     VARIANTS,
@@ -31,13 +32,17 @@ from abccalc.solver import solve
 from abccalc.spec import load_builder, load_graph
 
 OPTIMIZERS = ("sgd", "adam")
+DEFAULT_VARIANT = "table8"  # every command (docs/cli.md, "The default variant")
+PRESET_NAMES = ("sp", "ntk", "mf", "mup")
+PARAMS_METAVAR = "sp|ntk|mf|mup|FILE"
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in abccalc, not in the input
 
 
 def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name:
+        if not sep or not name.strip():
             raise AbcError(f"{flag} {item}: expected NAME=VALUE")
         out[name.strip()] = value.strip()
     return out
@@ -46,10 +51,41 @@ def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
 graph_arg = click.argument("graph", type=click.Path(dir_okay=False))
 optimizer_opt = click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam",
                              show_default=True, help="Optimizer class: SGD-like or Adam-like.")
-variant_opt = click.option("--variant", type=click.Choice(VARIANTS), default="table3",
+variant_opt = click.option("--variant", type=click.Choice(VARIANTS), default=DEFAULT_VARIANT,
                            show_default=True, help="Gauge (equivalent formulation) to print.")
 set_opt = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
                        help="Override a value (e.g. n_layer) or a dim size; repeatable.")
+
+
+def params_opt(default: str | None, help: str):
+    """The one ``--params`` flag: a preset name (sp, ntk, mf, mup) or a params file."""
+    return click.option("--params", "params", default=default, show_default=default is not None,
+                        metavar=PARAMS_METAVAR, help=help + " A preset name wins over a file "
+                        "of that name; write ./sp for a file called sp.")
+
+
+def _parametrization(g: Graph, optimizer: str, variant: str, params: str) -> Parametrization:
+    """The parametrization ``--params`` names: muP in ``variant``, a preset, or a file's."""
+    if params in ("ntk", "mf"):
+        from abccalc.calculus import Optimizer
+        from abccalc.parametrization import from_abc
+        from abccalc.presets import PRESETS
+
+        opt = Optimizer.parse(optimizer)
+        return from_abc(solve(g, opt), PRESETS[params](g, opt), params)
+    return load_parametrization(g, optimizer, variant, params)
+
+
+def _params_file(g: Graph, optimizer: str, params: str):
+    """What ``check`` and ``classify`` read: a preset as a params file, or the file."""
+    from abccalc.calculus import Optimizer
+    from abccalc.paramsfile import ParamsFile, load_params
+    from abccalc.presets import PRESETS
+
+    if params in PRESETS:
+        return ParamsFile(params, PRESETS[params](g, Optimizer.parse(optimizer)),
+                          {p: params for p in g.params}, ())
+    return load_params(params, g)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,7 +117,8 @@ def _load_with_base(path: str, sets: dict[str, str], bases: dict[str, str]) -> G
 @cli.command()
 @graph_arg
 @optimizer_opt
-@click.option("--variant", type=click.Choice((*VARIANTS, "all", "auto")), default="table3",
+@click.option("--variant", type=click.Choice((*VARIANTS, "all", "auto")),
+              default=DEFAULT_VARIANT,
               show_default=True, help="Gauge (equivalent formulation) to print; 'all' prints "
               "every one, 'auto' the first of table3, table8, table9, unit without a conflict.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="markdown",
@@ -119,14 +156,12 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
 @graph_arg
 @click.option("--optimizer", type=click.Choice(("sgd", "adam", "adamw")), required=True,
               help="The optimizer the code is for (adamw behaves as adam, TP5 B.3).")
-@click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default="table3",
+@click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default=DEFAULT_VARIANT,
               show_default=True, help="Gauge; auto: the first of table3, table8, table9, "
               "unit without a tied-weight conflict.")
 @click.option("--base", "bases", multiple=True, metavar="NAME=SIZE",
               help="Base size of an infinite dim (where the code equals SP); repeatable.")
-@click.option("--params", "params_preset", default="mup", show_default=True,
-              metavar="mup|sp|FILE",
-              help="Generate muP, the standard parametrization (sp), or a params file's.")
+@params_opt("mup", "Generate muP, a preset (sp, ntk, mf) or a params file's rules.")
 @click.option("--model", is_flag=True, help="Also emit class Model(torch.nn.Module).")
 @click.option("--names", type=click.Path(dir_okay=False),
               help="YAML map: graph parameter -> module parameter name.")
@@ -135,13 +170,21 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
               help="The .py file to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
 def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
-            params_preset: str, model: bool, names: str | None, sets: tuple[str, ...],
+            params: str, model: bool, names: str | None, sets: tuple[str, ...],
             output: str, force: bool) -> None:
     """Write a standalone PyTorch module (init_, param_groups, multipliers) for GRAPH."""
     g = _load_with_base(graph, _pairs(sets, "--set"), _pairs(bases, "--base"))
-    p = load_parametrization(g, optimizer, variant, params_preset)
-    write_output(generate(p, names=read_names(names) if names else None, model=model,
-                          source=graph), output, force)
+    p = _parametrization(g, optimizer, variant, params)
+    name_map = None
+    if names:
+        name_map = read_names(names)
+        for pname, module_path in name_map.items():
+            check_name(module_path, f"'{clean(pname)}' maps to", names, module=True)
+    write_output(generate(p, names=name_map, model=model, source=graph), output, force)
+    opt = "torch.optim.SGD" if p.optimizer.value == "sgd" else "torch.optim.AdamW"
+    click.echo(f"abccalc: wrote {clean(output)} ({p.variant}, {p.optimizer.value}); use: "
+               f"init_(model); apply_multipliers(model); {opt}(param_groups(model, lr=...))"
+               + ("; Model(widths) builds the graph" if model else ""), err=True)
 
 
 def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
@@ -154,19 +197,17 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
         raise AbcError(f"--widths {widths}: expected comma-separated integers") from None
     check_widths(ws)
     import_torch()
-    p = load_parametrization(load_graph(graph, _pairs(sets, "--set")), optimizer, variant,
-                             params)
+    p = _parametrization(load_graph(graph, _pairs(sets, "--set")), optimizer, variant, params)
     return p, ws, f"mup ({p.variant})" if params == "mup" else params
 
 
 @cli.command()
 @graph_arg
-@click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default="table8",
+@click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default=DEFAULT_VARIANT,
               show_default=True, help="Gauge of the muP code (all gauges train alike).")
 @click.option("--optimizer", type=click.Choice(("sgd", "adam")), default="adam",
               show_default=True, help="Optimizer to train with.")
-@click.option("--params", "params_file", metavar="sp|FILE",
-              help="Check SP ('sp') or a params file instead of muP.")
+@params_opt("mup", "Check muP, a preset (sp, ntk, mf) or a params file's rules.")
 @click.option("--widths", default="64,128,256,512,1024", show_default=True,
               help="Increasing widths of the first infinite dim (others scale alike).")
 @click.option("--steps", default=5, show_default=True, type=click.IntRange(1, 1000))
@@ -181,13 +222,13 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
 @click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
               show_default=True)
 @set_opt
-def coordcheck(graph: str, variant: str, optimizer: str, params_file: str | None,
+def coordcheck(graph: str, variant: str, optimizer: str, params: str,
                widths: str, steps: int, lr: float | None, seed: int, batch: int | None,
                loss: str,
                plot: str | None, fmt: str, sets: tuple[str, ...]) -> None:
     """Train the generated model at several widths and report which activations grow
     or shrink with width (slopes of RMS(x_t - x_0) against width, log-log)."""
-    p, ws, name = _trained(graph, sets, optimizer, variant, params_file or "mup", widths)
+    p, ws, name = _trained(graph, sets, optimizer, variant, params, widths)
     result = run_coordcheck(p, ws, steps=steps, lr=lr, seed=seed, batch=batch, loss=loss,
                             name=name)
     if plot:
@@ -198,9 +239,8 @@ def coordcheck(graph: str, variant: str, optimizer: str, params_file: str | None
 
 @cli.command()
 @graph_arg
-@click.option("--params", "params_file", default="mup", show_default=True,
-              metavar="mup|sp|FILE", help="The parametrization to verify.")
-@click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default="table8",
+@params_opt("mup", "The parametrization to verify: muP, a preset or a params file.")
+@click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default=DEFAULT_VARIANT,
               show_default=True, help="Gauge of the muP code (with --params mup).")
 @click.option("--optimizer", type=click.Choice(("sgd", "adam")), default="adam",
               show_default=True)
@@ -210,13 +250,13 @@ def coordcheck(graph: str, variant: str, optimizer: str, params_file: str | None
 @click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
               show_default=True)
 @set_opt
-def verify(graph: str, params_file: str, variant: str, optimizer: str, widths: str,
+def verify(graph: str, params: str, variant: str, optimizer: str, widths: str,
            steps: int, seed: int, fmt: str, sets: tuple[str, ...]) -> None:
     """Check a parametrization of GRAPH symbolically (check) and empirically (coordcheck):
     one verdict per parameter and activation, with the fix. Exit 1 unless both pass."""
     from abccalc.verify import as_dict, markdown, verify
 
-    p, ws, name = _trained(graph, sets, optimizer, variant, params_file, widths)
+    p, ws, name = _trained(graph, sets, optimizer, variant, params, widths)
     result = verify(p, run_coordcheck(p, ws, steps=steps, seed=seed, name=name))
     click.echo(json.dumps(as_dict(result), indent=2, ensure_ascii=False) if fmt == "json"
                else markdown(result, p), nl=fmt == "json")
@@ -237,31 +277,17 @@ def explain_cmd(graph: str, param: str, optimizer: str, variant: str,
     click.echo(explain(parametrize(solve(g, optimizer), variant), param), nl=False)
 
 
-def _classify_source(g, preset: str | None, params: str | None, optimizer: str):
-    """The abc assignment of ``--preset`` or ``--params`` (exactly one), and its name."""
-    from abccalc.calculus import Optimizer
-    from abccalc.paramsfile import load_params
-    from abccalc.presets import PRESETS
-
-    if (preset is None) == (params is None):
-        raise AbcError("classify: give exactly one of --preset (sp, ntk, mf, mup) or "
-                       "--params FILE")
-    if preset is not None:
-        return PRESETS[preset](g, Optimizer.parse(optimizer)), preset
-    return load_params(params, g).abc, params
-
-
 @cli.command("classify")
 @graph_arg
-@click.option("--preset", type=click.Choice(("sp", "ntk", "mf", "mup")),
-              help="A named parametrization (TP4 Table 1): SP, NTP, MFP or muP.")
-@click.option("--params", "params", type=click.Path(dir_okay=False),
-              help="A params file with your own rules or exponents (docs/check.md).")
+@params_opt(None, "A named parametrization (TP4 Table 1: sp, ntk, mf, mup) or a params "
+            "file with your own rules or exponents (docs/check.md).")
+@click.option("--preset", type=click.Choice(PRESET_NAMES), hidden=True,
+              help="Deprecated spelling of --params NAME.")
 @optimizer_opt
 @click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
               show_default=True, help="Output format; the JSON fields are in docs/check.md.")
 @set_opt
-def classify_cmd(graph: str, preset: str | None, params: str | None, optimizer: str,
+def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: str,
                  fmt: str, sets: tuple[str, ...]) -> None:
     """Classify a parametrization of GRAPH as TP4 does: r, stability, nontriviality,
     feature learning or kernel regime, and which parameters are updated maximally."""
@@ -269,9 +295,17 @@ def classify_cmd(graph: str, preset: str | None, params: str | None, optimizer: 
 
     from abccalc.classify import classify, render_markdown
 
+    if preset is not None:
+        click.echo("abccalc: warning: --preset is deprecated; use --params "
+                   f"{preset}", err=True)
+        if params is not None:
+            raise AbcError("classify: give one of --params or --preset (deprecated), "
+                           "not both")
+        params = preset
+    if params is None:
+        raise AbcError(f"classify: give --params {PARAMS_METAVAR}")
     g = load_graph(graph, _pairs(sets, "--set"))
-    abc, name = _classify_source(g, preset, params, optimizer)
-    c = classify(g, optimizer, abc, name)
+    c = classify(g, optimizer, _params_file(g, optimizer, params).abc, params)
     text = json.dumps(c.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
         else render_markdown(c)
     click.echo(text, nl=False)
@@ -279,8 +313,9 @@ def classify_cmd(graph: str, preset: str | None, params: str | None, optimizer: 
 
 @cli.command("check")
 @graph_arg
-@click.option("--params", "params", type=click.Path(dir_okay=False), required=True,
-              help="A params file with your own rules or exponents (docs/check.md).")
+@click.option("--params", "params", required=True, metavar=PARAMS_METAVAR,
+              help="A preset (sp, ntk, mf, mup) or a params file with your own rules or "
+              "exponents (docs/check.md).")
 @optimizer_opt
 @click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
               show_default=True, help="Output format; the JSON fields are in docs/check.md.")
@@ -293,10 +328,9 @@ def check_cmd(graph: str, params: str, optimizer: str, fmt: str,
     import json
 
     from abccalc.check import check, render_markdown
-    from abccalc.paramsfile import load_params
 
     g = load_graph(graph, _pairs(sets, "--set"))
-    res = check(g, optimizer, load_params(params, g))
+    res = check(g, optimizer, _params_file(g, optimizer, params))
     text = json.dumps(res.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
         else render_markdown(res)
     click.echo(text, nl=False)
@@ -304,20 +338,39 @@ def check_cmd(graph: str, params: str, optimizer: str, fmt: str,
         sys.exit(1)  # a SystemExit passes through click's standalone_mode=False
 
 
+def _safe_streams() -> None:
+    """Never fail on printing: characters the terminal's encoding lacks (μ, ½, → under an
+    ASCII locale) are written as backslash escapes."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - a detached stream
+                pass
+
+
 def main() -> None:
-    """Entry point: run the CLI, turning an AbcError into one line and exit status 2."""
+    """Entry point: run the CLI. Bad input (an AbcError or a usage error) is one line and
+    exit status 2; a bug in abccalc is one line ``abccalc: internal error: ...`` and exit
+    status 70 (EX_SOFTWARE), never a traceback."""
+    _safe_streams()
     try:
         cli.main(standalone_mode=False)
     except AbcError as e:
-        click.echo(f"abccalc: error: {e}", err=True)
+        click.echo(f"abccalc: error: {clean(e)}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:
+        e.message = clean(e.message)
         e.show()
         sys.exit(2)
     except click.exceptions.Abort:
         sys.exit(1)
+    except Exception as e:  # the last resort for a bug: one line, no traceback
+        click.echo(f"abccalc: internal error: {type(e).__name__}: {clean(e)} (please report "
+                   "this with the command line and input)", err=True)
+        sys.exit(EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

@@ -35,14 +35,14 @@ def write_output(text: str, path: str | None, force: bool = False) -> None:
         raise AbcError(f"{path}: cannot write: text not encodable as UTF-8 "
                        f"(position {e.start})") from None
     try:
-        st = os.stat(path)
+        st = Path(path).stat()
     except OSError:
         st = None
     if st is not None and not force:
         raise AbcError(f"{path}: exists; pass --force to overwrite")
     try:
         if st is not None and not stat.S_ISREG(st.st_mode):
-            with open(path, "wb") as f:  # a device or FIFO: write into it, never replace it
+            with Path(path).open("wb") as f:  # a device or FIFO: write into it, never replace it
                 f.write(data)
             return
         _write_new(Path(path), data, force)
@@ -67,24 +67,24 @@ def _write_new(target: Path, data: bytes, force: bool) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         if force:
-            os.replace(tmp, target)
+            tmp.replace(target)
             tmp = None
             return
         try:
-            os.link(tmp, target)
+            target.hardlink_to(tmp)
         except FileExistsError:
             raise AbcError(f"{target}: exists; pass --force to overwrite") from None
         except OSError as e:  # a file system without hard links: create exclusively
             if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
                 raise
             try:
-                with open(target, "xb") as f:
+                with target.open("xb") as f:
                     f.write(data)
             except FileExistsError:
                 raise AbcError(f"{target}: exists; pass --force to overwrite") from None
     finally:
         if tmp is not None:
             try:
-                os.unlink(tmp)
+                tmp.unlink()
             except OSError:
                 pass

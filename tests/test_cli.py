@@ -22,6 +22,8 @@ GPT = str(ROOT / "examples" / "gpt.yaml")
 PARAM_KEYS = {"name", "role", "kind", "shape", "a", "b", "c", "init_var", "multiplier", "lr"}
 
 
+T3 = ("--variant", "table3")  # TP5 Table 3 cells; the default variant is table8
+
 def _python_m(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "abccalc", *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=120)
@@ -72,7 +74,7 @@ def _json(run, *args: str) -> dict:
 
 
 def test_mlp_sgd_json_schema_and_tp5_table3(run) -> None:
-    data = _json(run, MLP, "--optimizer", "sgd")
+    data = _json(run, MLP, *T3, "--optimizer", "sgd")
     assert set(data) == {"graph", "optimizer", "variant", "parameters", "constants"}
     assert (data["graph"], data["optimizer"], data["variant"]) == ("mlp", "sgd", "table3")
     params = data["parameters"]
@@ -98,14 +100,14 @@ def test_mlp_sgd_json_schema_and_tp5_table3(run) -> None:
 
 
 def test_mlp_adam_json(run) -> None:
-    by = {p["name"]: p for p in _json(run, MLP, "--optimizer", "adam")["parameters"]}
+    by = {p["name"]: p for p in _json(run, MLP, *T3, "--optimizer", "adam")["parameters"]}
     # TP5 Table 3, Adam LR: input 1, output 1/fan_in, hidden 1/fan_in
     assert [by[n]["lr"] for n in ("W1", "b1", "W3", "W2")] == ["1", "1", "1/fan_in", "1/fan_in"]
 
 
 def test_default_optimizer_is_adam(run) -> None:
     data = _json(run, MLP)
-    assert (data["optimizer"], data["variant"]) == ("adam", "table3")
+    assert (data["optimizer"], data["variant"]) == ("adam", "table8")  # issue 12, point 9
 
 
 def test_gpt_json_attention_scores_constant(run) -> None:
@@ -137,7 +139,7 @@ def test_set_dim_size_keeps_table(run) -> None:
 # -- table: markdown, csv, latex -------------------------------------------------------------
 
 def test_markdown_adam_tp5_table3(run) -> None:
-    code, out, err = run("table", MLP, "--optimizer", "adam", "--format", "markdown")
+    code, out, err = run("table", MLP, *T3, "--optimizer", "adam", "--format", "markdown")
     assert code == 0, err
     lines = out.splitlines()
     assert "|  | Input weights & all biases | Output weights | Hidden weights |" in lines
@@ -152,13 +154,13 @@ def test_markdown_is_default_format(run) -> None:
 
 
 def test_markdown_sgd_tp5_table3(run) -> None:
-    code, out, err = run("table", MLP, "--optimizer", "sgd", "--format", "markdown")
+    code, out, err = run("table", MLP, *T3, "--optimizer", "sgd", "--format", "markdown")
     assert code == 0, err
     assert "| SGD LR | fan_out | 1/fan_in | 1 |" in out.splitlines()
 
 
 def test_csv(run) -> None:
-    code, out, err = run("table", MLP, "--optimizer", "sgd", "--format", "csv")
+    code, out, err = run("table", MLP, *T3, "--optimizer", "sgd", "--format", "csv")
     assert code == 0, err
     rows = list(csv.reader(io.StringIO(out)))
     assert rows[0] == ["name", "role", "kind", "shape", "a", "b", "c", "init_var",
@@ -224,7 +226,7 @@ def test_output_into_missing_directory(run, tmp_path: Path) -> None:
 # -- explain ---------------------------------------------------------------------------------
 
 def test_explain_readout(run) -> None:
-    code, out, err = run("explain", MLP, "W3", "--optimizer", "sgd")
+    code, out, err = run("explain", MLP, "W3", *T3, "--optimizer", "sgd")
     assert code == 0, err
     assert out.startswith("W3: output weight")
     assert "maximal readout init" in out

@@ -48,6 +48,7 @@ nodes:
   - {name: logits, op: linear, inputs: act, dims: [ctx, vocab], weight: E}
   - {name: out, op: output, inputs: logits}
 """
+T3 = ("--variant", "table3")  # TP5 Table 3 cells; the default variant is table8
 
 
 @pytest.fixture
@@ -115,13 +116,13 @@ def test_lemma_j1_table3_to_table9(opt: str) -> None:
 
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
 def test_cli_shift_w3_equals_table8_row(run, opt: str) -> None:
-    shifted = _json(run, MLP, "--optimizer", opt, "--shift", "W3=1")
+    shifted = _json(run, MLP, *T3, "--optimizer", opt, "--shift", "W3=1")
     t8 = _json(run, MLP, "--optimizer", opt, "--variant", "table8")
     assert shifted["variant"] == "table3"
     assert shifted["shifts"] == {"W3": "1"}
     assert _by_name(shifted["parameters"])["W3"] == _by_name(t8["parameters"])["W3"]
     # the other parameters are untouched
-    base = _by_name(_json(run, MLP, "--optimizer", opt)["parameters"])
+    base = _by_name(_json(run, MLP, *T3, "--optimizer", opt)["parameters"])
     for name in ("W1", "b1", "W2", "b2"):
         assert _by_name(shifted["parameters"])[name] == base[name]
 
@@ -286,7 +287,7 @@ def test_fmt_tunable_constants() -> None:
 
 
 def test_ratio_adam_table3(run) -> None:
-    data = _json(run, MLP, "--optimizer", "adam", "--form", "ratio")
+    data = _json(run, MLP, *T3, "--optimizer", "adam", "--form", "ratio")
     assert (data["form"], data["base"]) == ("ratio", {"width": 256})
     by = _by_name(data["parameters"])
     # TP5 Eq. 4: output init var σ²/(fan_in·m), LR η/m; hidden LR η/m; input LR η
@@ -300,7 +301,7 @@ def test_ratio_adam_table3(run) -> None:
 
 
 def test_ratio_sgd_table3(run) -> None:
-    by = _by_name(_json(run, MLP, "--optimizer", "sgd", "--form", "ratio")["parameters"])
+    by = _by_name(_json(run, MLP, *T3, "--optimizer", "sgd", "--form", "ratio")["parameters"])
     # TP5 Eq. 4: η_W1 = η·ñ, η_W2 = η, η_W3 = η/ñ
     assert [by[n]["lr"] for n in ("W1", "b1", "W2", "W3")] == ["eta*m", "eta*m", "eta", "eta/m"]
 
@@ -313,7 +314,7 @@ def test_ratio_table8_output(run) -> None:
 
 
 def test_ratio_markdown(run) -> None:
-    code, out, err = run("table", MLP, "--optimizer", "adam", "--form", "ratio")
+    code, out, err = run("table", MLP, *T3, "--optimizer", "adam", "--form", "ratio")
     assert code == 0, err
     lines = out.splitlines()
     assert "| Init. Var. | σ^2/fan_in | σ^2/(fan_in*m) | σ^2/fan_in |" in lines
@@ -325,10 +326,10 @@ def test_ratio_markdown(run) -> None:
 
 
 def test_ratio_latex_and_csv(run) -> None:
-    code, out, err = run("table", MLP, "--form", "ratio", "--format", "latex")
+    code, out, err = run("table", MLP, *T3, "--form", "ratio", "--format", "latex")
     assert code == 0, err
     assert r"\sigma^{2}" in out and r"\eta" in out and r"\alpha" in out
-    code, out, err = run("table", MLP, "--form", "ratio", "--format", "csv")
+    code, out, err = run("table", MLP, *T3, "--form", "ratio", "--format", "csv")
     assert code == 0, err
     table = list(csv.DictReader(io.StringIO(out)))
     assert table[-1]["name"] == "W3"
@@ -349,7 +350,7 @@ def test_base_changes_nothing_in_fan_form_but_is_reported(run) -> None:
 
 
 def test_base_on_gpt_moves_times_dims(run) -> None:
-    data = _json(run, GPT, "--base", "d_model=128", "--form", "ratio")
+    data = _json(run, GPT, *T3, "--base", "d_model=128", "--form", "ratio")
     assert data["base"] == {"d_model": 128, "d_head": 16, "d_ff": 512}
     by = _by_name(data["parameters"])
     assert by["block.0.W_proj"]["m"] == "fan_in/512"  # d_ff = 4 × d_model follows it
