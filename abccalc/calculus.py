@@ -27,6 +27,8 @@ from enum import Enum
 
 import sympy
 
+from abccalc.errors import AbcError
+
 Exp = sympy.Rational
 ZERO = sympy.Integer(0)
 HALF = sympy.Rational(1, 2)
@@ -48,8 +50,19 @@ class Optimizer(str, Enum):
 
     @classmethod
     def parse(cls, name: str) -> Optimizer:
-        """``adamw`` (and Adagrad/RMSProp, TP5 B.3) behave like Adam here."""
-        return cls.ADAM if name in ("adam", "adamw") else cls(name)
+        """``sgd`` or ``adam``, any case; ``adamw`` (and Adagrad/RMSProp, TP5 B.3) behave
+        like Adam here. Anything else is an AbcError naming the accepted names."""
+        if isinstance(name, Optimizer):
+            return name
+        if not isinstance(name, str):
+            raise TypeError(f"optimizer must be a str, got {type(name).__name__}")
+        key = name.strip().lower()
+        if key in ("adam", "adamw", "adagrad", "rmsprop"):
+            return cls.ADAM
+        if key == "sgd":
+            return cls.SGD
+        raise AbcError(f"unknown optimizer {name!r} (known: sgd, adam; adamw, adagrad and "
+                       "rmsprop are Adam-like)")
 
 
 def init_term(init: Exp, k_in: int, s0x: Exp) -> Exp:

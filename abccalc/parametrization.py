@@ -23,6 +23,7 @@ each conflict as its result; :func:`parametrize_auto` takes the first of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -74,6 +75,23 @@ def parse_theta(text: str) -> Exp:
     except (ValueError, ZeroDivisionError):
         raise AbcError(f"θ '{text}' is not an exact rational (e.g. 1/2, -1)") from None
     return sympy.Rational(value.numerator, value.denominator)
+
+
+def _theta(name: str, value: object) -> Exp:
+    """A shift θ given to the Python API: a rational number (or its text), never NaN."""
+    if isinstance(value, str):
+        try:
+            return parse_theta(value)
+        except AbcError as e:
+            raise AbcError(f"shift of '{name}': {e}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float | Fraction | sympy.Rational):
+        raise TypeError(f"parametrize: shifts['{name}'] must be a rational number, got "
+                        f"{type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise AbcError(f"shift of '{name}': θ {value} is not a finite rational")
+    value = Fraction(value) if not isinstance(value, sympy.Rational) else value
+    return sympy.Rational(value.numerator, value.denominator) \
+        if isinstance(value, Fraction) else value
 
 
 def parse_shifts(graph: Graph, items: dict[str, str]) -> dict[str, Exp]:
@@ -185,7 +203,10 @@ def parametrize(analysis: Analysis, variant: str = "table3",
     if variant not in GAUGES:
         raise AbcError(f"unknown variant '{variant}' (known: {', '.join(VARIANTS)})")
     graph, opt = analysis.graph, analysis.optimizer
-    shifts = dict(shifts or {})
+    if shifts is not None and not isinstance(shifts, dict):
+        raise TypeError(f"parametrize: shifts must be a dict of parameter name to θ, got "
+                        f"{type(shifts).__name__}")
+    shifts = {name: _theta(name, value) for name, value in (shifts or {}).items()}
     for name in shifts:
         if name not in graph.params:
             raise AbcError(f"{graph.source}: --shift {name}: unknown parameter '{name}'")
