@@ -55,6 +55,14 @@ def clean(text: Any) -> str:
     return "".join(out)
 
 
+def to_name(text: str) -> str:
+    """A name following the rule made from ``text`` (a file's stem, for a graph that gives
+    no ``graph:`` name): other characters become ``_``."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", text)[:MAX_LEN - 2] or "graph"
+    name = name if re.match(r"[A-Za-z]", name) else f"g{name}"
+    return f"{name}_" if keyword.iskeyword(name) else name
+
+
 def name_error(name: Any, module: bool = False, dim: bool = False) -> str | None:
     """Why ``name`` breaks the identifier rule, or None when it follows it."""
     if not isinstance(name, str):

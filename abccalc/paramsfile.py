@@ -88,7 +88,10 @@ def parse_exponent(value: Any, where: str) -> Exp:
         text = value.strip()
         if len(text) > 40 or not _FRACTION.fullmatch(text):
             raise bad
-        value = Fraction(text)
+        try:
+            value = Fraction(text)
+        except ZeroDivisionError:
+            raise AbcError(f"{where}: {value!r} divides by zero") from None
     elif isinstance(value, float) and not math.isfinite(value):
         raise bad
     exp = sympy.Rational(Fraction(value))
