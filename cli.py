@@ -108,7 +108,7 @@ def _load_with_base(path: str, sets: dict[str, str], bases: dict[str, str]) -> G
                    f"'{name}' is finite (size {dim.size})" if not dim.infinite else
                    f"'{name}' is {dim.times} × {dim.of} and follows its base")
             raise AbcError(f"{where}: {why}; --base sets one of {settable or '(none)'}")
-        if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        if not (value.isascii() and value.isdigit()) or len(value) > 15 or int(value) < 1:
             raise AbcError(f"{where}: the base size must be a positive integer")
         builder.set(name, value)
     return builder.build() if bases else g

@@ -26,9 +26,10 @@ def write_output(text: str, path: str | None, force: bool = False) -> None:
     if path is None or path == "-":
         sys.stdout.write(text)
         return
-    if not path or path.endswith(("/", os.sep)) or Path(path).is_dir():
-        raise AbcError(f"{path!r}: not a file name" if not path else
-                       f"{path}: is a directory; give a file name")
+    if not path:
+        raise AbcError("-o '': not a file name")
+    if path.endswith(("/", os.sep)) or Path(path).is_dir():
+        raise AbcError(f"{path}: a directory, not a file name")
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError as e:
