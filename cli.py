@@ -180,7 +180,9 @@ def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
         name_map = read_names(names)
         for pname, module_path in name_map.items():
             check_name(module_path, f"'{clean(pname)}' maps to", names, module=True)
-    write_output(generate(p, names=name_map, model=model, source=graph), output, force)
+    # the spec path reaches a docstring of the module: escaped so it cannot end it
+    source = json.dumps(graph)[1:-1]
+    write_output(generate(p, names=name_map, model=model, source=source), output, force)
     opt = "torch.optim.SGD" if p.optimizer.value == "sgd" else "torch.optim.AdamW"
     click.echo(f"abccalc: wrote {clean(output)} ({p.variant}, {p.optimizer.value}); use: "
                f"init_(model); apply_multipliers(model); {opt}(param_groups(model, lr=...))"

@@ -134,22 +134,25 @@ def test_names_map_values_must_be_module_paths(run, cwd: Path) -> None:
     assert sorted(p.name for p in cwd.iterdir()) == ["g.yaml", "names.yaml"]
 
 
-def _import(path: Path) -> None:
+def _import(path: Path):
     spec = importlib.util.spec_from_file_location("gen_boundary", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
 
 
-def test_o_path_payload_writes_a_module_that_runs_nothing(run, cwd: Path) -> None:
-    """The -o path is only a file name: codegen writes there, the module imports, and no
-    marker appears."""
+def test_path_payloads_write_a_module_that_runs_nothing(run, cwd: Path) -> None:
+    """The spec path and the -o path are only file names: codegen writes the module, it
+    imports and builds its Model, and no marker appears."""
     pytest.importorskip("torch")
-    (cwd / "g.yaml").write_text(MLP)
+    spec = cwd / 'm""";open("MARKER","w");"""\\.yaml'
+    spec.write_text(MLP)
     target = cwd / "x'); open('MARKER', 'w'); ('.py"
-    code, _, err = run("codegen", "g.yaml", "--optimizer", "adam", "--model", "-o",
+    code, _, err = run("codegen", str(spec), "--optimizer", "adam", "--model", "-o",
                        str(target))
     assert code == 0, err
-    _import(target)
+    module = _import(target)
+    module.Model({"width": 16})
     assert not (cwd / "MARKER").exists()
 
 
