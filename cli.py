@@ -297,15 +297,13 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
 
     from abccalc.classify import classify, render_markdown
 
+    if (preset is None) == (params is None):
+        raise AbcError(f"classify: give --params {PARAMS_METAVAR} (exactly one of --preset, "
+                       "deprecated, and --params)")
     if preset is not None:
-        click.echo("abccalc: warning: --preset is deprecated; use --params "
-                   f"{preset}", err=True)
-        if params is not None:
-            raise AbcError("classify: give one of --params or --preset (deprecated), "
-                           "not both")
+        click.echo(f"abccalc: warning: --preset is deprecated; use --params {preset}",
+                   err=True)
         params = preset
-    if params is None:
-        raise AbcError(f"classify: give --params {PARAMS_METAVAR}")
     g = load_graph(graph, _pairs(sets, "--set"))
     c = classify(g, optimizer, _params_file(g, optimizer, params).abc, params)
     text = json.dumps(c.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
