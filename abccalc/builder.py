@@ -23,7 +23,7 @@ from typing import Any
 
 from abccalc.errors import AbcError
 from abccalc.graph import Dim, Graph, Node, Param, Use, topological_order
-from abccalc.names import check_name, clean
+from abccalc.names import check_name, clean, shown
 from abccalc.ops import FIELDS, OPS
 
 NODE_FIELDS = {f.name for f in fields(Node)}
@@ -73,7 +73,7 @@ def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
     check_name(name, "node name", source, module=True)
     where = f"node '{name}'"
     if not isinstance(op, str):
-        raise AbcError(f"{source}: {where}: op {clean(repr(op))} is not a name")
+        raise AbcError(f"{source}: {where}: op {shown(op)} is not a name")
     kw = dict(kw)
     for k in LIST_FIELDS & set(kw):
         kw[k] = _names_field(kw[k], f"{where}: '{k}'", source)
@@ -92,7 +92,7 @@ def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
         v = kw["value"]
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
                 or abs(v) > MAX_SIZE:
-            raise AbcError(f"{source}: {where}: 'value' {clean(repr(v))} is not a finite "
+            raise AbcError(f"{source}: {where}: 'value' {shown(v)} is not a finite "
                            "number")
     return Node(name=name, op=op, **kw)
 
@@ -129,12 +129,12 @@ class GraphBuilder:
         for v in (size, base):
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1
                                   or v > MAX_SIZE):
-                raise self.err(f"dim '{name}'", f"size {clean(repr(v))} is not a positive "
+                raise self.err(f"dim '{name}'", f"size {shown(v)} is not a positive "
                                "integer ≤ 2^40")
         if times is not None and (isinstance(times, bool)
                                   or not isinstance(times, int | float | Fraction)
                                   or not math.isfinite(times) or not 0 < times <= MAX_SIZE):
-            raise self.err(f"dim '{name}'", f"times {clean(repr(times))} is not a positive "
+            raise self.err(f"dim '{name}'", f"times {shown(times)} is not a positive "
                            "finite number")
         if of is not None:
             check_name(of, f"dim '{name}': 'of'", self.source)
@@ -145,7 +145,7 @@ class GraphBuilder:
         """A named integer, e.g. a repeat count."""
         check_name(name, "value name", self.source)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIZE:
-            raise self.err(f"value '{name}'", f"{clean(repr(value))} is not an integer "
+            raise self.err(f"value '{name}'", f"{shown(value)} is not an integer "
                            "in [0, 2^40]")
         if name in self._values:
             raise self.err(f"value '{name}'", "duplicate name")
@@ -224,7 +224,7 @@ class GraphBuilder:
             check_name(count, f"repeat '{name}': count", self.source)
         elif isinstance(count, bool) or not isinstance(count, int) \
                 or not 0 <= count <= MAX_NODES:
-            raise self.err(f"repeat '{name}'", f"count {clean(repr(count))} is not an "
+            raise self.err(f"repeat '{name}'", f"count {shown(count)} is not an "
                            "integer ≥ 0 or a value name")
         block = Block(name, count, input, carry, output, source=self.source)
         self._items.append(block)

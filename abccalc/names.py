@@ -55,6 +55,15 @@ def clean(text: Any) -> str:
     return "".join(out)
 
 
+def shown(value: Any) -> str:
+    """``repr(value)`` for a message: cleaned, short, and never a huge integer's digits
+    (Python refuses to write an int of more than 4300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    text = clean(repr(value))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def to_name(text: str) -> str:
     """A name following the rule made from ``text`` (a file's stem, for a graph that gives
     no ``graph:`` name): other characters become ``_``."""
@@ -66,25 +75,25 @@ def to_name(text: str) -> str:
 def name_error(name: Any, module: bool = False, dim: bool = False) -> str | None:
     """Why ``name`` breaks the identifier rule, or None when it follows it."""
     if not isinstance(name, str):
-        return f"{clean(repr(name))} is not a name (a {type(name).__name__}, not a string)"
-    shown = clean(repr(name))
+        return f"{shown(name)} is not a name (a {type(name).__name__}, not a string)"
+    text = shown(name)
     if len(name) > MAX_LEN:
         return f"name longer than {MAX_LEN} characters"
     if not _NAME.fullmatch(name):
-        return (f"{shown} is not a name: use letters, digits and '_' (not first), joined "
+        return (f"{text} is not a name: use letters, digits and '_' (not first), joined "
                 "by '.' (docs/spec.md, Names)")
     for seg in name.split("."):
         if keyword.iskeyword(seg):
-            return f"{shown} is not a name: '{seg}' is a Python keyword"
+            return f"{text} is not a name: '{seg}' is a Python keyword"
         if seg.startswith("__"):
-            return f"{shown} is not a name: '{seg}' starts with '__'"
+            return f"{text} is not a name: '{seg}' starts with '__'"
         if module and seg.startswith("_"):
-            return f"{shown}: a node or module name may not start a segment with '_'"
+            return f"{text}: a node or module name may not start a segment with '_'"
         if module and seg in RESERVED_MODULE:
-            return (f"{shown}: '{seg}' is reserved (an attribute of torch.nn.Module or of "
+            return (f"{text}: '{seg}' is reserved (an attribute of torch.nn.Module or of "
                     "the generated Model); rename it")
     if dim and name in RESERVED_DIM:
-        return f"{shown}: '{name}' is reserved in params-file rules; rename the dim"
+        return f"{text}: '{name}' is reserved in params-file rules; rename the dim"
     return None
 
 

@@ -15,7 +15,7 @@ import yaml
 from abccalc.builder import LIST_FIELDS, NODE_FIELDS, GraphBuilder
 from abccalc.errors import AbcError
 from abccalc.graph import Graph, Node
-from abccalc.names import clean, to_name
+from abccalc.names import shown, to_name
 from abccalc.yamlio import parse_yaml, read_yaml
 
 # spec key -> Node field, where they differ
@@ -95,7 +95,7 @@ def from_dict(data: Any, source: str = "<spec>") -> GraphBuilder:
         raise AbcError(f"{source}: unknown top-level key(s) {sorted(unknown)}")
     name = data["graph"] if "graph" in data else to_name(Path(source).stem)
     if not isinstance(name, str):
-        raise AbcError(f"{source}: 'graph' must be a name, got {clean(repr(name))}")
+        raise AbcError(f"{source}: 'graph' must be a name, got {shown(name)}")
     if not isinstance(data.get("values") or {}, dict):
         raise AbcError(f"{source}: 'values' must be a mapping of names to integers")
     b = GraphBuilder(name, source)

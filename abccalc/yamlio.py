@@ -80,7 +80,7 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
     def construct_yaml_int(self, node):
-        digits = sum(c.isdigit() for c in str(node.value))
+        digits = sum(c.isalnum() for c in str(node.value))  # hex and octal too
         if digits > MAX_INT_DIGITS:
             raise AbcError(f"an integer of {digits} digits (more than {MAX_INT_DIGITS}) "
                            f"({_line(node)})")
