@@ -17,7 +17,7 @@ from abccalc.coordcheck import run as run_coordcheck
 from abccalc.errors import AbcError
 from abccalc.explain import explain
 from abccalc.graph import Graph
-from abccalc.names import check_name, clean
+from abccalc.names import check_name, clean, clean_text
 from abccalc.output import write_output
 from abccalc.parametrization import (
     VARIANTS,
@@ -92,6 +92,11 @@ def _params_file(g: Graph, optimizer: str, params: str):
 @click.version_option(__version__, prog_name="abccalc")
 def cli() -> None:
     """Derive μP (Tensor Programs IV/V) for a computation graph, symbolically."""
+
+
+def _echo(text: str, nl: bool = True) -> None:
+    """Print a result on stdout, control characters escaped (docs/cli.md)."""
+    click.echo(clean_text(text), nl=nl)
 
 
 def _load_with_base(path: str, sets: dict[str, str], bases: dict[str, str]) -> Graph:
@@ -235,7 +240,7 @@ def coordcheck(graph: str, variant: str, optimizer: str, params: str,
                             name=name)
     if plot:
         plot_coordcheck(result, plot)
-    click.echo(json.dumps(coord_dict(result), indent=2) if fmt == "json"
+    _echo(json.dumps(coord_dict(result), indent=2) if fmt == "json"
                else coord_markdown(result), nl=fmt == "json")
 
 
@@ -260,7 +265,7 @@ def verify(graph: str, params: str, variant: str, optimizer: str, widths: str,
 
     p, ws, name = _trained(graph, sets, optimizer, variant, params, widths)
     result = verify(p, run_coordcheck(p, ws, steps=steps, seed=seed, name=name))
-    click.echo(json.dumps(as_dict(result), indent=2, ensure_ascii=False) if fmt == "json"
+    _echo(json.dumps(as_dict(result), indent=2, ensure_ascii=False) if fmt == "json"
                else markdown(result, p), nl=fmt == "json")
     if not result.ok:
         sys.exit(1)
@@ -276,7 +281,7 @@ def explain_cmd(graph: str, param: str, optimizer: str, variant: str,
                 sets: tuple[str, ...]) -> None:
     """Print the derivation of PARAM's exponents: each constraint and the sizes it used."""
     g = load_graph(graph, _pairs(sets, "--set"))
-    click.echo(explain(parametrize(solve(g, optimizer), variant), param), nl=False)
+    _echo(explain(parametrize(solve(g, optimizer), variant), param), nl=False)
 
 
 @cli.command("classify")
@@ -308,7 +313,7 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
     c = classify(g, optimizer, _params_file(g, optimizer, params).abc, params)
     text = json.dumps(c.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
         else render_markdown(c)
-    click.echo(text, nl=False)
+    _echo(text, nl=False)
 
 
 @cli.command("check")
@@ -333,7 +338,7 @@ def check_cmd(graph: str, params: str, optimizer: str, fmt: str,
     res = check(g, optimizer, _params_file(g, optimizer, params))
     text = json.dumps(res.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
         else render_markdown(res)
-    click.echo(text, nl=False)
+    _echo(text, nl=False)
     if not res.ok:
         sys.exit(1)  # a SystemExit passes through click's standalone_mode=False
 

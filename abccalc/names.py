@@ -55,6 +55,13 @@ def clean(text: Any) -> str:
     return "".join(out)
 
 
+def clean_text(text: str) -> str:
+    """Multi-line output made safe to print: :func:`clean` on every line, keeping the line
+    breaks and tabs."""
+    return "\n".join("\t".join(clean(part) for part in line.split("\t"))
+                     for line in text.split("\n"))
+
+
 def shown(value: Any) -> str:
     """``repr(value)`` for a message: cleaned, short, and never a huge integer's digits
     (Python refuses to write an int of more than 4300 digits)."""

@@ -18,13 +18,14 @@ import sys
 from pathlib import Path
 
 from abccalc.errors import AbcError
+from abccalc.names import clean_text
 
 
 def write_output(text: str, path: str | None, force: bool = False) -> None:
-    """Print ``text``, or write it to ``path`` atomically; refuse to overwrite unless
-    ``force``."""
+    """Print ``text`` (control characters escaped), or write it to ``path`` atomically;
+    refuse to overwrite unless ``force``."""
     if path is None or path == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(clean_text(text))
         return
     if not path:
         raise AbcError("-o '': not a file name")

@@ -399,3 +399,25 @@ def test_key_positions_follow_the_query_dim(run) -> None:
     assert (g.dims["ctx"].size, g.dims["ctx_k"].size) == (16, 8)  # set explicitly: kept
     g = parse_builder(ATTN.replace("ctx_k: 4", "ctx_k: 5"), "a.yaml").set("ctx", 16).build()
     assert g.dims["ctx_k"].size == 5  # a different size to start with: independent
+
+
+def test_output_escapes_control_characters(run, cwd: Path) -> None:
+    """A params file's path is echoed in check's report, with its ESC escaped."""
+    (cwd / "g.yaml").write_text(MLP)
+    (cwd / "p\x1b[2J.yaml").write_text(PARAMS)
+    code, out, err = run("check", "g.yaml", "--params", "p\x1b[2J.yaml")
+    assert code == 1, err
+    assert "\x1b" not in out and out.startswith("# check: mlp with p\\x1b[2J.yaml (adam)")
+
+
+def test_a_bug_is_one_line_and_exit_70(run, monkeypatch) -> None:
+    import cli
+
+    def boom(*_args, **_kw):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(cli, "solve", boom)
+    code, out, err = run("table", GPT)
+    assert (code, out) == (70, "")
+    assert err == ("abccalc: internal error: RuntimeError: boom\\nsecond line (please report "
+                   "this with the command line and input)\n")
