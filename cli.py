@@ -58,6 +58,15 @@ def cli() -> None:
     """Derive μP (Tensor Programs IV/V) for a computation graph, symbolically."""
 
 
+def _warn_dead_ends(g: Graph) -> Graph:
+    """One ``abccalc: warning:`` line on stderr per dead-end parameter; returns ``g``."""
+    from abccalc.dynamics import dead_end_warning, dead_params
+
+    for pname in dead_params(g):
+        click.echo(f"abccalc: warning: {dead_end_warning(g, pname)}", err=True)
+    return g
+
+
 def _load_with_base(path: str, sets: dict[str, str], bases: dict[str, str]) -> Graph:
     """Load GRAPH with ``--set``, then ``--base`` overrides of infinite dims' base sizes (a
     ``times`` dim follows the dim it is a multiple of)."""
@@ -75,7 +84,7 @@ def _load_with_base(path: str, sets: dict[str, str], bases: dict[str, str]) -> G
         if not (value.isascii() and value.isdigit()) or int(value) < 1:
             raise AbcError(f"{where}: the base size must be a positive integer")
         builder.set(name, value)
-    return builder.build() if bases else g
+    return _warn_dead_ends(builder.build() if bases else g)
 
 
 @cli.command()
@@ -154,8 +163,8 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
         raise AbcError(f"--widths {widths}: expected comma-separated integers") from None
     check_widths(ws)
     import_torch()
-    p = load_parametrization(load_graph(graph, _pairs(sets, "--set")), optimizer, variant,
-                             params)
+    p = load_parametrization(_warn_dead_ends(load_graph(graph, _pairs(sets, "--set"))),
+                             optimizer, variant, params)
     return p, ws, f"mup ({p.variant})" if params == "mup" else params
 
 
@@ -233,7 +242,7 @@ def verify(graph: str, params_file: str, variant: str, optimizer: str, widths: s
 def explain_cmd(graph: str, param: str, optimizer: str, variant: str,
                 sets: tuple[str, ...]) -> None:
     """Print the derivation of PARAM's exponents: each constraint and the sizes it used."""
-    g = load_graph(graph, _pairs(sets, "--set"))
+    g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))
     click.echo(explain(parametrize(solve(g, optimizer), variant), param), nl=False)
 
 
@@ -269,7 +278,7 @@ def classify_cmd(graph: str, preset: str | None, params: str | None, optimizer: 
 
     from abccalc.classify import classify, render_markdown
 
-    g = load_graph(graph, _pairs(sets, "--set"))
+    g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))
     abc, name = _classify_source(g, preset, params, optimizer)
     c = classify(g, optimizer, abc, name)
     text = json.dumps(c.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
@@ -295,7 +304,7 @@ def check_cmd(graph: str, params: str, optimizer: str, fmt: str,
     from abccalc.check import check, render_markdown
     from abccalc.paramsfile import load_params
 
-    g = load_graph(graph, _pairs(sets, "--set"))
+    g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))
     res = check(g, optimizer, load_params(params, g))
     text = json.dumps(res.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
         else render_markdown(res)

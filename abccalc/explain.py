@@ -25,6 +25,9 @@ def _grad_line(p: Parametrization, name: str) -> tuple[str, list[str]]:
     consumers = p.graph.consumers[name]
     if p.graph.node[name].op == "output":
         return f"grad {name}: g = 0 (the loss is Θ(1) in the finite output)", []
+    if name in p.analysis.sizes.dead:
+        return (f"grad {name}: g = -∞, exactly 0: no path from {name} to an output "
+                "(a dead end)"), []
     return (f"grad {name}: g = {_e(g)}, the largest of what its consumers "
             f"{', '.join(consumers)} send back", [f"grad {c}" for c in consumers])
 

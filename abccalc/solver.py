@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from abccalc.calculus import HALF, NEG_INF, ZERO, Exp, Optimizer
-from abccalc.dynamics import Sizes, UseKey, key
+from abccalc.dynamics import Sizes, UseKey, broadcast_dims, dead_params, key
 from abccalc.errors import AbcError
 from abccalc.graph import Graph, Kind, Role, Use
 
@@ -55,6 +55,7 @@ class Analysis:
     invariants: dict[UseKey, Invariants]
     alpha: dict[str, Exp]
     trace: dict[str, Step]
+    dead_ends: tuple[str, ...] = ()  # parameters with no path to the loss: never trained
 
 
 def role_of(graph: Graph, use: Use) -> Role:
@@ -134,18 +135,53 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
             stx = max(x0, xd)
             lr = k_in + stx
             deps: tuple[str, ...] = ()
+            if node.name in sizes.dead:
+                continue  # no gradient flows here: see _dead_lr
             if opt is Optimizer.ADAM:
                 rule = (f"maximal update (TP4b): Adam ΔW has Θ(n^-(a+c)) entries; ΔW·x = "
                         f"n^(-(a+c) + {k_in}·1 + st(x)) with st(x) = {_fmt(stx)} must be Θ(1)")
             else:
                 gh = sizes.g[node.name]
-                lr += gh + stx
+                kb = broadcast_dims(graph, use)
+                lr += gh + stx + kb
+                over = (f" + {kb}·1 (LLN over the {kb} infinite dim(s) it is applied "
+                        "across, docs/derivations.md)") if kb else ""
                 rule = (f"maximal update (TP4 Def. 5.2): SGD ΔW has n^(-(2a+c) + g({node.name})"
-                        f" + st(x)) entries; ΔW·x = n^(-(2a+c) + g + 2·st(x) + {k_in}·1) with "
+                        f" + st(x){over}) entries; ΔW·x = n^(-(2a+c) + g + 2·st(x) + "
+                        f"{k_in}·1{' + ' + str(kb) + '·1' if kb else ''}) with "
                         f"g = {_fmt(gh)}, st(x) = {_fmt(stx)} must be Θ(1)")
                 deps = (f"grad {node.name}",)
             step_key = f"lr {use.param}@{node.name}"
             trace[step_key] = Step(f"{opt.k}a + c of {use.param} at node {node.name}",
                                    rule, lr, deps)
             invariants[key(use)] = Invariants(use, role_of(graph, use), init[key(use)], lr)
-    return Analysis(graph, opt, sizes, invariants, alpha, trace)
+    for param in graph.params.values():
+        _dead_lr(graph, opt, param.uses, sizes.dead, init, invariants, trace)
+    invariants = {key(u): invariants[key(u)] for n in graph.order for u, _, _ in sizes.uses(n)}
+    return Analysis(graph, opt, sizes, invariants, alpha, trace, dead_params(graph))
+
+
+def _dead_lr(graph: Graph, opt: Optimizer, uses: tuple[Use, ...], dead: frozenset[str],
+             init: dict[UseKey, Exp], invariants: dict[UseKey, Invariants],
+             trace: dict[str, Step]) -> None:
+    """The LR invariant of each use at a dead node (no path to the loss, zero gradient),
+    which no desideratum fixes. A use of a parameter that trains through another use
+    follows that use (so one b and one c serve both: lr = lr_ref + k·(init − init_ref));
+    a parameter with no live use never trains, and gets a width-independent LR, c = 0
+    with a = 0 (lr_ref = 0 at its first use), under either optimizer."""
+    live = [u for u in uses if u.node not in dead]
+    ref = live[0] if live else uses[0]
+    lr_ref = invariants[key(ref)].lr if live else ZERO
+    for use in uses:
+        if use.node not in dead:
+            continue
+        lr = lr_ref + opt.k * (init[key(use)] - init[key(ref)])
+        why = (f"its LR follows its use at {ref.node}, which trains it" if live else
+               "it never trains, so any LR gives the same run: the LR is width-independent, "
+               "c = 0 with a = 0")
+        trace[f"lr {use.param}@{use.node}"] = Step(
+            f"{opt.k}a + c of {use.param} at node {use.node}",
+            f"dead end: node {use.node} has no path to an output, so it sends no gradient "
+            f"to {use.param}; {why}", lr,
+            (f"grad {use.node}",))
+        invariants[key(use)] = Invariants(use, role_of(graph, use), init[key(use)], lr)
