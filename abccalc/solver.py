@@ -108,7 +108,8 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
             alpha[name] = sizes.st(u) + sizes.st(v) + k
             trace[f"alpha {name}"] = Step(
                 f"multiplier exponent of contract {name}",
-                f"Θ(1) once trained (LLN, TP5 Def. 4.1 fn. 8): n^(-α + st({u}) + st({v}) + "
+                f"Θ(1) once trained (LLN, TP5 Def. 4.1 fn. 8): {u} and {v} are correlated, "
+                f"so the sum over {k} infinite dim(s) is n^{k}: n^(-α + st({u}) + st({v}) + "
                 f"{k}·1) with st = {_fmt(sizes.st(u))}, {_fmt(sizes.st(v))} must be Θ(1)",
                 alpha[name], (f"size {u}", f"size {v}"))
         elif node.op == "scale":
