@@ -82,10 +82,12 @@ def init_term(init: Exp, k_in: int, s0x: Exp) -> Exp:
     return plus(-init, HALF * k_in, s0x)
 
 
-def w0_dx_term(init: Exp, k_in: int, k_out: int, sdx: Exp) -> Exp:
+def w0_dx_term(init: Exp, k_in: int, k_out: int, sdx: Exp, live: bool = True) -> Exp:
     """Size of W₀·Δx. Matrix-like W₀ gives √n per infinite fan_in dim even though Δx is
-    correlated with it; a vector-like readout gives n (LLN, TP5 Table 14)."""
-    return plus(-init, (HALF if k_out else ONE) * k_in, sdx)
+    correlated with it; a vector-like readout gives n (LLN, TP5 Table 14). That correlation
+    comes from the gradient flowing back through W₀; a use with no path to the loss
+    (``live`` False) sends none, so Δx is independent of W₀ and the sum is CLT (√n)."""
+    return plus(-init, (HALF if k_out or not live else ONE) * k_in, sdx)
 
 
 def backward_term(init: Exp, k_out: int, g_h: Exp) -> Exp:

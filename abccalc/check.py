@@ -197,7 +197,7 @@ def check(graph: Graph, optimizer: Optimizer | str, params: ParamsFile) -> Check
                                 + (f"grows like {growth(t.update)}" if t.update > 0 else
                                    f"vanishes like {growth(t.update)}")
                                 + f" (r_l = {-t.update}; μP: 0, updated maximally)")
-            if t.readout and t.w0_dx != 0:
+            if t.readout and t.w0_dx != 0 and not t.dead:
                 problems.append(f"its init times the change of its input (W₀·Δx){where} "
                                 f"{'grows' if t.w0_dx > 0 else 'vanishes'} like "
                                 f"{growth(t.w0_dx)} (μP: Θ(1), initialized maximally, "

@@ -99,7 +99,7 @@ def use_terms(graph: Graph, sizes: Sizes, abc: ABC) -> dict[tuple[str, str], Use
             x0, xd = sizes.operand(node, use)
             init = abc.a[u] + abc.b[use.param]
             out[u] = UseTerms(use, role_of(graph, use), init_term(init, k_in, x0),
-                              w0_dx_term(init, k_in, k_out, xd),
+                              w0_dx_term(init, k_in, k_out, xd, node.name not in sizes.dead),
                               update_size(sizes, abc, use), node.name in sizes.dead)
     return out
 
@@ -235,7 +235,7 @@ class Classification:
 
     def initialized_maximally(self, pname: str) -> bool | None:
         """W₀·Δx = Θ(1) on every readout use; None for a parameter with no readout use."""
-        readouts = [t for t in self.param_terms(pname) if t.readout]
+        readouts = [t for t in self.param_terms(pname) if t.readout and not t.dead]
         return all(t.w0_dx == 0 for t in readouts) if readouts else None
 
     @cached_property

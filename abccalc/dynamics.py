@@ -133,7 +133,7 @@ class Sizes:
                 x0, xd = self.operand(node, use)
                 i = init[key(use)]
                 terms0.append(init_term(i, k_in, x0))
-                termsd += [upd(use), w0_dx_term(i, k_in, k_out, xd)]
+                termsd += [upd(use), w0_dx_term(i, k_in, k_out, xd, node.name not in self.dead)]
             new0, newd = max(terms0), max(termsd)
         elif op == "add":
             new0, newd = max(s0), max(sd)

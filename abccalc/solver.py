@@ -88,7 +88,7 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
             operand = "1" if use.kind is Kind.BIAS or node.op == "embedding" else \
                 ("x̂" if use.kind is Kind.GAIN else node.inputs[0])
             deps = () if operand == "1" else (f"size {node.inputs[0]}",)
-            if use.kind is Kind.WEIGHT and k_in and not k_out:
+            if use.kind is Kind.WEIGHT and k_in and not k_out and name not in sizes.dead:
                 if xd == NEG_INF:
                     raise AbcError(f"{graph.source}: node '{name}': readout of '{operand}', "
                                    "which never changes in training")
