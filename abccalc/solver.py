@@ -156,27 +156,50 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
             trace[step_key] = Step(f"{opt.k}a + c of {use.param} at node {node.name}",
                                    rule, lr, deps)
             invariants[key(use)] = Invariants(use, role_of(graph, use), init[key(use)], lr)
-    for param in graph.params.values():
-        _dead_lr(graph, opt, param.uses, sizes.dead, init, invariants, trace)
+    raised = [_dead_lr(sizes, p.uses, init, invariants, trace) for p in graph.params.values()]
+    if any(raised):  # a dead use's init changed: resize the dead nodes (nothing live reads them)
+        for node in graph.order:
+            if node.name in sizes.dead:
+                sizes.forward(node, init, alpha.get(node.name), lambda use: ZERO)
     invariants = {key(u): invariants[key(u)] for n in graph.order for u, _, _ in sizes.uses(n)}
     return Analysis(graph, opt, sizes, invariants, alpha, trace, dead_params(graph))
 
 
-def _dead_lr(graph: Graph, opt: Optimizer, uses: tuple[Use, ...], dead: frozenset[str],
-             init: dict[UseKey, Exp], invariants: dict[UseKey, Invariants],
-             trace: dict[str, Step]) -> None:
-    """The LR invariant of each use at a dead node (no path to the loss, zero gradient),
-    which no desideratum fixes. A use of a parameter that trains through another use
-    follows that use (so one b and one c serve both: lr = lr_ref + k·(init − init_ref));
-    a parameter with no live use never trains, and gets a width-independent LR, c = 0
-    with a = 0 (lr_ref = 0 at its first use), under either optimizer."""
+def _dead_lr(sizes: Sizes, uses: tuple[Use, ...], init: dict[UseKey, Exp],
+             invariants: dict[UseKey, Invariants], trace: dict[str, Step]) -> bool:
+    """The invariants of each use at a dead node (no path to the loss, zero gradient),
+    whose LR no desideratum fixes; True when a dead use's init was raised.
+
+    A parameter with no live use never trains: it gets a width-independent LR, c = 0 with
+    a = 0 (lr = 0 at its first use), under either optimizer. A dead use of a parameter
+    that trains through a live use shares its b and c, so its LR follows the live use,
+    lr = lr_ref + k·(init − init_ref); its ΔW·x, fixed by the live uses' update, must not
+    grow, so its a + b is raised when needed to the smallest value that keeps ΔW·x ≤ Θ(1)
+    (it then stays Θ(1) at init or smaller): with Adam ΔW·x = n^(−(init − init_v) − lr_v
+    + K), with SGD n^(−(init − init_v) − lr_v + g_v + st(x_v) + B_v + K) for each live use
+    v, where K = inf(fan_in) + st(x) at the dead use."""
+    graph, opt, dead = sizes.graph, sizes.optimizer, sizes.dead
     live = [u for u in uses if u.node not in dead]
     ref = live[0] if live else uses[0]
     lr_ref = invariants[key(ref)].lr if live else ZERO
+    raised = False
     for use in uses:
         if use.node not in dead:
             continue
-        lr = lr_ref + opt.k * (init[key(use)] - init[key(ref)])
+        u = key(use)
+        if live:
+            node = graph.node[use.node]
+            k_in = graph.inf(use.fan_in)
+            bound = max(_update_bound(sizes, v, invariants[key(v)]) for v in live) + k_in + \
+                max(sizes.operand(node, use))
+            if bound > init[u]:
+                init[u], raised = bound, True
+                trace[f"init {use.param}@{use.node}"] = Step(
+                    f"a + b of {use.param} at node {use.node}",
+                    f"dead end tied to a trained use: its update ΔW·x, fixed by the uses "
+                    f"that train {use.param}, is Θ(1) (and its init smaller) when a + b = "
+                    f"{bound}", bound, (f"size {node.inputs[0]}",))
+        lr = lr_ref + opt.k * (init[u] - init[key(ref)])
         why = (f"its LR follows its use at {ref.node}, which trains it" if live else
                "it never trains, so any LR gives the same run: the LR is width-independent, "
                "c = 0 with a = 0")
@@ -185,4 +208,15 @@ def _dead_lr(graph: Graph, opt: Optimizer, uses: tuple[Use, ...], dead: frozense
             f"dead end: node {use.node} has no path to an output, so it sends no gradient "
             f"to {use.param}; {why}", lr,
             (f"grad {use.node}",))
-        invariants[key(use)] = Invariants(use, role_of(graph, use), init[key(use)], lr)
+        invariants[u] = Invariants(use, role_of(graph, use), init[u], lr)
+    return raised
+
+
+def _update_bound(sizes: Sizes, v: Use, inv: Invariants) -> Exp:
+    """init_v − lr_v (+ the gradient's size at v under SGD): ΔW's entries at a use with
+    a + b = init are n^(this − init)."""
+    if sizes.optimizer is Optimizer.ADAM:
+        return inv.init - inv.lr
+    node = sizes.graph.node[v.node]
+    return (inv.init - inv.lr + sizes.g[v.node] + max(sizes.operand(node, v))
+            + broadcast_dims(sizes.graph, v))

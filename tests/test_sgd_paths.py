@@ -190,3 +190,35 @@ def test_dead_end_coordcheck_predicts_finite(dead_yaml: str) -> None:
     cc = coordcheck.run(p, [32, 64, 128], steps=1)
     pred = {s.name: s.predicted_change for s in cc.series}
     assert pred == {"h": 0.0, "a": 0.0, "f": 0.0, "side": 0.0, "side2": 0.0}
+
+
+TIED_DEAD = """\
+graph: tied_dead
+dims: {vocab: 16, ctx: 4, d: {base: 32}}
+nodes:
+  - {name: tokens, op: input, dims: [ctx]}
+  - {name: emb, op: embedding, inputs: tokens, vocab: vocab, dims: [ctx, d], weight: wte}
+  - {name: h, op: linear, inputs: emb, dims: [ctx, d], weight: W_h}
+  - {name: logits, op: linear, inputs: h, dims: [ctx, vocab], weight: wte}
+  - {name: out, op: output, inputs: logits}
+  - {name: side, op: linear, inputs: emb, dims: [ctx, vocab], weight: wte}
+"""
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_dead_use_of_a_trained_tied_parameter(tmp_path: Path, optimizer: str) -> None:
+    """wte trains through its embedding and readout uses; its third use 'side' is dead.
+    That use shares wte's b and c, so its LR follows the live uses and its a + b is the
+    one that keeps its ΔW·x = Θ(1): the readout's, 1 (a Θ(1)-at-init rule would give ½
+    and an update growing like n^½). Not a dead-end parameter; μP stays stable."""
+    path = tmp_path / "tied.yaml"
+    path.write_text(TIED_DEAD)
+    g = load_graph(path)
+    a = solve(g, optimizer)
+    assert a.dead_ends == ()
+    assert a.invariants[("side", "wte")].init == 1
+    assert a.invariants[("side", "wte")].lr == a.invariants[("logits", "wte")].lr
+    opt = Optimizer(optimizer)
+    c = classify(g, opt, PRESETS["mup"](g, opt), "mup")
+    assert c.stable and c.feature_learning and c.r_l("wte") == 0
+    assert [t.dead for t in c.param_terms("wte")] == [False, False, True]
