@@ -94,6 +94,15 @@ def cli() -> None:
     """Derive μP (Tensor Programs IV/V) for a computation graph, symbolically."""
 
 
+def _warn_dead_ends(g: Graph) -> Graph:
+    """One ``abccalc: warning:`` line on stderr per dead-end parameter; returns ``g``."""
+    from abccalc.dynamics import dead_end_warning, dead_params
+
+    for pname in dead_params(g):
+        click.echo(f"abccalc: warning: {clean_text(dead_end_warning(g, pname))}", err=True)
+    return g
+
+
 def _echo(text: str, nl: bool = True) -> None:
     """Print a result on stdout, control characters escaped (docs/cli.md)."""
     click.echo(clean_text(text), nl=nl)
@@ -116,7 +125,7 @@ def _load_with_base(path: str, sets: dict[str, str], bases: dict[str, str]) -> G
         if not (value.isascii() and value.isdigit()) or len(value) > 15 or int(value) < 1:
             raise AbcError(f"{where}: the base size must be a positive integer")
         builder.set(name, value)
-    return builder.build() if bases else g
+    return _warn_dead_ends(builder.build() if bases else g)
 
 
 @cli.command()
@@ -204,7 +213,8 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
         raise AbcError(f"--widths {widths}: expected comma-separated integers") from None
     check_widths(ws)
     import_torch()
-    p = _parametrization(load_graph(graph, _pairs(sets, "--set")), optimizer, variant, params)
+    g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))
+    p = _parametrization(g, optimizer, variant, params)
     return p, ws, f"mup ({p.variant})" if params == "mup" else params
 
 
@@ -280,7 +290,7 @@ def verify(graph: str, params: str, variant: str, optimizer: str, widths: str,
 def explain_cmd(graph: str, param: str, optimizer: str, variant: str,
                 sets: tuple[str, ...]) -> None:
     """Print the derivation of PARAM's exponents: each constraint and the sizes it used."""
-    g = load_graph(graph, _pairs(sets, "--set"))
+    g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))
     _echo(explain(parametrize(solve(g, optimizer), variant), param), nl=False)
 
 
@@ -309,7 +319,7 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
         click.echo(f"abccalc: warning: --preset is deprecated; use --params {preset}",
                    err=True)
         params = preset
-    g = load_graph(graph, _pairs(sets, "--set"))
+    g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))
     c = classify(g, optimizer, _params_file(g, optimizer, params).abc, params)
     text = json.dumps(c.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
         else render_markdown(c)
@@ -334,7 +344,7 @@ def check_cmd(graph: str, params: str, optimizer: str, fmt: str,
 
     from abccalc.check import check, render_markdown
 
-    g = load_graph(graph, _pairs(sets, "--set"))
+    g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))
     res = check(g, optimizer, _params_file(g, optimizer, params))
     text = json.dumps(res.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
         else render_markdown(res)

@@ -19,6 +19,12 @@ Rules (TP4 §3, §5; TP5 App. J and Table 14; TP4b for Adam), for a use h = W·x
 
 where inf(dims) counts the infinite dims. Biases and embeddings read the constant 1
 (TP5 B.1), gains read the normalized x̂.
+
+Exponents ±∞: −∞ is an exact zero (a value that never changes, the gradient of a node with
+no path to the loss) and +∞ a size that grows without settling (:func:`dynamics.propagate`
+on a diverging run). Products of sizes are sums of exponents, written with :func:`plus`,
+where −∞ absorbs (0·∞ = 0: an exact zero stays zero however large its factor); a quotient
+of two sizes is written with :func:`minus`. So no exponent is ever NaN.
 """
 
 from __future__ import annotations
@@ -65,24 +71,55 @@ class Optimizer(str, Enum):
                        "rmsprop are Adam-like)")
 
 
+def plus(*terms: Exp | int) -> Exp:
+    """The exponent of a product of sizes: the sum, −∞ if any factor is an exact zero
+    (−∞ absorbs +∞), else +∞ if any factor grows without bound."""
+    if any(t == NEG_INF for t in terms):
+        return NEG_INF
+    return sum(terms, ZERO)
+
+
+def minus(num: Exp, den: Exp, both_inf: Exp = POS_INF) -> Exp:
+    """The exponent of a quotient num/den of sizes. An exact zero stays zero (−∞); when
+    both grow without bound (+∞/+∞, a diverged run) the quotient is ``both_inf``: +∞ (it
+    may grow) unless the caller knows it is bounded (x̂'s relative change is at most 1)."""
+    if num == NEG_INF:
+        return NEG_INF
+    if num == POS_INF and den == POS_INF:
+        return both_inf
+    return num - den
+
+
 def init_term(init: Exp, k_in: int, s0x: Exp) -> Exp:
     """Size of W₀·x at initialization: CLT over the fan_in (W₀ iid, independent of x)."""
-    return -init + HALF * k_in + s0x
+    return plus(-init, HALF * k_in, s0x)
 
 
-def w0_dx_term(init: Exp, k_in: int, k_out: int, sdx: Exp) -> Exp:
+def w0_dx_term(init: Exp, k_in: int, k_out: int, sdx: Exp, live: bool = True) -> Exp:
     """Size of W₀·Δx. Matrix-like W₀ gives √n per infinite fan_in dim even though Δx is
-    correlated with it; a vector-like readout gives n (LLN, TP5 Table 14)."""
-    return -init + (HALF if k_out else ONE) * k_in + sdx
+    correlated with it; a vector-like readout gives n (LLN, TP5 Table 14). That correlation
+    comes from the gradient flowing back through W₀; a use with no path to the loss
+    (``live`` False) sends none, so Δx is independent of W₀ and the sum is CLT (√n)."""
+    return plus(-init, (HALF if k_out or not live else ONE) * k_in, sdx)
 
 
 def backward_term(init: Exp, k_out: int, g_h: Exp) -> Exp:
     """Size of W₀ᵀ·∂L/∂h: CLT over the infinite fan_out dims."""
-    return -init + HALF * k_out + g_h
+    return plus(-init, HALF * k_out, g_h)
 
 
 def dw_backward_term(entries: Exp, k_out: int, g_h: Exp) -> Exp:
     """Size of ΔWᵀ·∂L/∂h once trained: ΔW is a sum of outer products with ∂L/∂h, so the
     sum over fan_out is LLN (TP5 Table 14). It dominates W₀ᵀ·∂L/∂h for a weight reading a
     finite-dim activation (after a PCA layer or a bottleneck)."""
-    return entries + k_out + g_h
+    return plus(entries, k_out, g_h)
+
+
+def gradient_term(a: Exp, g_h: Exp, st_x: Exp, k_batch: int) -> Exp:
+    """Size of the entries of ∂L/∂w at one use h = n^-a·w·x once trained:
+    n^-a·Σ ∂L/∂h ⊗ x, summed over the use's broadcast dims (the dims of h outside its
+    fan_out: batch, tokens, and for a weight shared across an infinite dim, that dim).
+    Once trained ∂L/∂h and x are correlated, so each infinite broadcast dim adds n (LLN);
+    at init it adds only √n (CLT), which the maximal-update desideratum does not use
+    (docs/derivations.md; TP5 App. B.2)."""
+    return plus(-a, g_h, st_x, k_batch)

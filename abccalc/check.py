@@ -26,7 +26,7 @@ from typing import Any
 import sympy
 
 from abccalc.calculus import Exp, Optimizer
-from abccalc.classify import DIVERGES, Classification, classify, growth
+from abccalc.classify import DEAD_ENDS, DIVERGES, Classification, classify, growth
 from abccalc.dynamics import ABC, key
 from abccalc.graph import Graph, Kind, Role, Use
 from abccalc.parametrization import Parametrization, ParamRule, split_invariants
@@ -121,6 +121,7 @@ class CheckResult:
             **{k: cd[k] for k in ("r", "stable", "nontrivial", "feature_learning",
                                   "kernel_regime")},
             "activations": cd["issues"],
+            "dead_ends": cd["dead_ends"],
             "parameters": params,
             "constants": [{"name": k.name, "exponent": str(k.exponent),
                            "multiplier": k.multiplier, "fix_exponent": str(k.mup_exponent),
@@ -191,19 +192,20 @@ def check(graph: Graph, optimizer: Optimizer | str, params: ParamsFile) -> Check
         problems = []
         for t in cls.param_terms(pname):
             where = f" at {t.use.node}" if len(uses) > 1 else ""
-            if t.update != 0:
+            if t.update != 0 and not t.dead:  # a dead end's update is not a desideratum
                 problems.append(f"its update ΔW·x{where} "
                                 + (f"grows like {growth(t.update)}" if t.update > 0 else
                                    f"vanishes like {growth(t.update)}")
                                 + f" (r_l = {-t.update}; μP: 0, updated maximally)")
-            if t.readout and t.w0_dx != 0:
+            if t.readout and t.w0_dx != 0 and not t.dead:
                 problems.append(f"its init times the change of its input (W₀·Δx){where} "
                                 f"{'grows' if t.w0_dx > 0 else 'vanishes'} like "
                                 f"{growth(t.w0_dx)} (μP: Θ(1), initialized maximally, "
                                 "TP4 Prop. 5.5)")
         invs = [analysis.invariants[key(u)] for u in uses]
-        mup = all(a_user[u.node] + b_user == i.init and opt.k * a_user[u.node] + c_user == i.lr
-                  for u, i in zip(uses, invs, strict=True))
+        mup = all(a_user[u.node] + b_user == i.init and (
+            u.node in cls.sizes.dead or opt.k * a_user[u.node] + c_user == i.lr)
+            for u, i in zip(uses, invs, strict=True))  # a dead end's LR is free
         if not mup and not problems:
             problems.append("its a+b or k·a+c differs from μP's")
         if not problems:
@@ -329,7 +331,9 @@ def _when(i) -> str:
 
 
 def _defaulted(res: CheckResult) -> str:
+    dead = res.classification.dead_ends
+    note = f"\nNote: {DEAD_ENDS}{', '.join(dead)}.\n" if dead else ""
     if not res.defaulted_constants:
-        return ""
-    return ("\nNote: constants not in the params file, multiplier 1 assumed: "
+        return note
+    return note + ("\nNote: constants not in the params file, multiplier 1 assumed: "
             + ", ".join(res.defaulted_constants) + ".\n")

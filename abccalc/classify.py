@@ -23,6 +23,11 @@ What is computed, for a use h = W·x with exponents of the width n:
   readout changes by Θ(1) (sd = 0; on an MLP this is r = 0). Without a readout, r = 0.
 * kernel regime (TP4 Thm 3.8; TP4b Thm 2.8.19): stable, nontrivial and r > 0.
 * initialized maximally (TP4 Def. 5.4, Prop. 5.5): a readout's W₀·Δx is Θ(1).
+
+A dead end (a use at a node with no path to an output) gets no gradient: it does not
+enter r, r_l or "updated maximally", and a parameter with no other use (``dead_ends``)
+never trains, so its r_l and "updated maximally" are not defined (None); its activations
+are still checked, since they are computed.
 """
 
 from __future__ import annotations
@@ -30,8 +35,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
-
-import sympy
 
 from abccalc.calculus import (
     NEG_INF,
@@ -42,7 +45,7 @@ from abccalc.calculus import (
     init_term,
     w0_dx_term,
 )
-from abccalc.dynamics import ABC, Sizes, key, propagate, update_size
+from abccalc.dynamics import ABC, Sizes, dead_params, key, propagate, update_size
 from abccalc.errors import AbcError
 from abccalc.graph import Graph, Kind, Role, Use
 from abccalc.solver import role_of, solve
@@ -57,6 +60,7 @@ class UseTerms:
     init: Exp
     w0_dx: Exp
     update: Exp
+    dead: bool = False  # at a node with no path to an output: sends no gradient
 
     @property
     def readout(self) -> bool:
@@ -86,11 +90,6 @@ def _e(x: Exp) -> str:
     return "-oo" if x == NEG_INF else "oo" if x == POS_INF else str(x)
 
 
-def _finite_or_blowup(x: Exp) -> Exp:
-    """A term mixing +∞ and −∞ sizes (a diverged run) counts as a blow-up."""
-    return POS_INF if x is sympy.nan else x
-
-
 def use_terms(graph: Graph, sizes: Sizes, abc: ABC) -> dict[tuple[str, str], UseTerms]:
     """Every use's init, W₀·Δx and ΔW·x sizes under ``abc`` (with the propagated sizes)."""
     out = {}
@@ -99,11 +98,9 @@ def use_terms(graph: Graph, sizes: Sizes, abc: ABC) -> dict[tuple[str, str], Use
             u = key(use)
             x0, xd = sizes.operand(node, use)
             init = abc.a[u] + abc.b[use.param]
-            out[u] = UseTerms(use, role_of(graph, use),
-                              *(_finite_or_blowup(t) for t in (
-                                  init_term(init, k_in, x0),
-                                  w0_dx_term(init, k_in, k_out, xd),
-                                  update_size(sizes, abc, use))))
+            out[u] = UseTerms(use, role_of(graph, use), init_term(init, k_in, x0),
+                              w0_dx_term(init, k_in, k_out, xd, node.name not in sizes.dead),
+                              update_size(sizes, abc, use), node.name in sizes.dead)
     return out
 
 
@@ -131,8 +128,14 @@ class Classification:
     target_s0: dict[str, Exp]
 
     @cached_property
+    def dead_ends(self) -> tuple[str, ...]:
+        """Parameters that never reach the loss (:func:`abccalc.dynamics.dead_params`)."""
+        return dead_params(self.graph)
+
+    @cached_property
     def r(self) -> Exp | None:
-        rs = [t.r for t in self.terms.values() if t.role in (Role.INPUT, Role.HIDDEN)]
+        rs = [t.r for t in self.terms.values()
+              if t.role in (Role.INPUT, Role.HIDDEN) and not t.dead]
         return min(rs) if rs else None
 
     @cached_property
@@ -198,7 +201,7 @@ class Classification:
 
     @property
     def readouts(self) -> list[UseTerms]:
-        return [t for t in self.terms.values() if t.readout]
+        return [t for t in self.terms.values() if t.readout and not t.dead]
 
     @cached_property
     def feature_learning(self) -> bool:
@@ -217,15 +220,22 @@ class Classification:
     def param_terms(self, pname: str) -> list[UseTerms]:
         return [self.terms[key(u)] for u in self.graph.params[pname].uses]
 
-    def r_l(self, pname: str) -> Exp:
-        return min(t.r for t in self.param_terms(pname))
+    def live_terms(self, pname: str) -> list[UseTerms]:
+        """The uses that send a gradient (on a path to an output)."""
+        return [t for t in self.param_terms(pname) if not t.dead]
 
-    def updated_maximally(self, pname: str) -> bool:
-        return all(t.update == 0 for t in self.param_terms(pname))
+    def r_l(self, pname: str) -> Exp | None:
+        """min r over the parameter's live uses; None for a dead end."""
+        return min((t.r for t in self.live_terms(pname)), default=None)
+
+    def updated_maximally(self, pname: str) -> bool | None:
+        """ΔW·x = Θ(1) at every live use; None for a dead end (never trained)."""
+        live = self.live_terms(pname)
+        return all(t.update == 0 for t in live) if live else None
 
     def initialized_maximally(self, pname: str) -> bool | None:
         """W₀·Δx = Θ(1) on every readout use; None for a parameter with no readout use."""
-        readouts = [t for t in self.param_terms(pname) if t.readout]
+        readouts = [t for t in self.param_terms(pname) if t.readout and not t.dead]
         return all(t.w0_dx == 0 for t in readouts) if readouts else None
 
     @cached_property
@@ -250,12 +260,14 @@ class Classification:
                 "name": pname, "role": role_of(self.graph, first).value,
                 "kind": first.kind.value, "a": str(self.abc.a[key(first)]),
                 "b": str(self.abc.b[pname]), "c": str(self.abc.c[pname]),
-                "r_l": _e(self.r_l(pname)),
+                "r_l": _opt(self.r_l(pname)),
                 "updated_maximally": self.updated_maximally(pname),
-                "initialized_maximally": self.initialized_maximally(pname)}
+                "initialized_maximally": self.initialized_maximally(pname),
+                "dead_end": pname in self.dead_ends}
             if len(param.uses) > 1:
                 entry["uses"] = [{"node": t.use.node, "a": str(self.abc.a[key(t.use)]),
-                                  "r_l": _e(t.r)} for t in self.param_terms(pname)]
+                                  "r_l": None if t.dead else _e(t.r)}
+                                 for t in self.param_terms(pname)]
             params.append(entry)
         s = self.sizes
         return {
@@ -265,6 +277,7 @@ class Classification:
             "stable": self.stable, "nontrivial": self.nontrivial,
             "feature_learning": self.feature_learning, "kernel_regime": self.kernel_regime,
             "tp4": self.tp4,
+            "dead_ends": list(self.dead_ends),
             "parameters": params,
             "constants": [{"name": n, "exponent": str(a)} for n, a in self.abc.alpha.items()],
             "activations": [{"name": n.name, "s0": _e(s.s0[n.name]), "sd": _e(s.sd[n.name])}
@@ -273,6 +286,10 @@ class Classification:
                         "exponent": str(i.exponent), "origin": i.origin, "cause": i.cause}
                        for i in self.issues],
         }
+
+
+def _opt(x: Exp | None) -> str | None:
+    return None if x is None else _e(x)
 
 
 def _paren(e: Exp) -> str:
@@ -306,6 +323,10 @@ DIVERGES = ("n^∞: the exponent grows with every step without settling (growing
             "and SGD gradients feed each other), so training diverges.")
 
 
+DEAD_ENDS = ("Dead ends (no path to an output: zero gradient, never trained, LR "
+             "irrelevant): ")
+
+
 def render_markdown(c: Classification) -> str:
     """A summary table and one row per parameter."""
     def yn(v: bool | None) -> str:
@@ -325,8 +346,10 @@ def render_markdown(c: Classification) -> str:
               "initialized maximally |", "|---|---|---|---|---|---|---|---|"]
     for p in c.to_dict()["parameters"]:
         lines.append(f"| {p['name']} | {p['role']} | {p['a']} | {p['b']} | {p['c']} | "
-                     f"{p['r_l']} | {yn(p['updated_maximally'])} | "
+                     f"{p['r_l'] or 'dead end'} | {yn(p['updated_maximally'])} | "
                      f"{yn(p['initialized_maximally'])} |")
+    if c.dead_ends:
+        lines += ["", DEAD_ENDS + ", ".join(c.dead_ends) + "."]
     if c.issues:
         lines += ["", "Unstable:"]
         lines += [f"- {i.node}: {'grows' if i.problem == 'blows_up' else 'vanishes'} like "

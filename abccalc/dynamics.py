@@ -21,7 +21,10 @@ from abccalc.calculus import (
     Optimizer,
     backward_term,
     dw_backward_term,
+    gradient_term,
     init_term,
+    minus,
+    plus,
     w0_dx_term,
 )
 from abccalc.graph import Graph, Kind, Node, Use
@@ -34,6 +37,40 @@ def key(use: Use) -> UseKey:
     return (use.node, use.param)
 
 
+def dead_nodes(graph: Graph) -> frozenset[str]:
+    """Nodes with no path to an output: the loss does not depend on them, so their
+    gradient is exactly 0 (g = −∞)."""
+    live: set[str] = set()
+    for node in reversed(graph.order):
+        if node.op == "output" or any(c in live for c in graph.consumers[node.name]):
+            live.add(node.name)
+    return frozenset(n.name for n in graph.nodes if n.name not in live)
+
+
+def dead_params(graph: Graph) -> tuple[str, ...]:
+    """Parameters whose every use is at a dead node (:func:`dead_nodes`): their gradient
+    is exactly 0 under any optimizer, so they never train (a dead end)."""
+    dead = dead_nodes(graph)
+    return tuple(p for p, param in graph.params.items()
+                 if all(u.node in dead for u in param.uses))
+
+
+def dead_end_warning(graph: Graph, pname: str) -> str:
+    """The one-line diagnosis of a dead-end parameter."""
+    nodes = ", ".join(f"'{u.node}'" for u in graph.params[pname].uses)
+    return (f"{graph.source}: parameter '{pname}' is a dead end: its node {nodes} has no "
+            "path to an output, so its gradient is 0 and it never trains (μP gives it a "
+            "width-independent LR)")
+
+
+def broadcast_dims(graph: Graph, use: Use) -> int:
+    """Infinite dims a use is applied across: those of its node's output outside its
+    fan_out (batch and tokens are finite; a token-mixing weight applied across every
+    channel, or a per-head gain across every head, sums its gradient over them)."""
+    dims = graph.node[use.node].dims
+    return graph.inf([d for d in dims if d not in use.fan_out])
+
+
 @dataclass
 class Sizes:
     """Exponents per activation: ``s0`` at init, ``sd`` of the change, ``g`` of ∂L/∂v."""
@@ -44,6 +81,10 @@ class Sizes:
     sd: dict[str, Exp] = field(default_factory=dict)
     g: dict[str, Exp] = field(default_factory=dict)
     converged: bool = True  # False: a blow-up that feeds itself; growing sizes are ±∞
+    dead: frozenset[str] = field(init=False)  # nodes with no path to an output
+
+    def __post_init__(self) -> None:
+        self.dead = dead_nodes(self.graph)
 
     def st(self, name: str) -> Exp:
         """The operative size during training, max(s0, sd)."""
@@ -69,7 +110,7 @@ class Sizes:
 
     def normalized(self, x: str) -> tuple[Exp, Exp]:
         """(s0, sd) of x̂ = norm(x): Θ(1), changing as much as x does relative to its size."""
-        return ZERO, self.sd.get(x, NEG_INF) - self.st(x)
+        return ZERO, minus(self.sd.get(x, NEG_INF), self.st(x), both_inf=ZERO)
 
     def forward(self, node: Node, init: Mapping[UseKey, Exp], alpha: Exp | None,
                 upd: Callable[[Use], Exp]) -> None:
@@ -92,19 +133,19 @@ class Sizes:
                 x0, xd = self.operand(node, use)
                 i = init[key(use)]
                 terms0.append(init_term(i, k_in, x0))
-                termsd += [upd(use), w0_dx_term(i, k_in, k_out, xd)]
+                termsd += [upd(use), w0_dx_term(i, k_in, k_out, xd, node.name not in self.dead)]
             new0, newd = max(terms0), max(termsd)
         elif op == "add":
             new0, newd = max(s0), max(sd)
         elif op == "multiply":
-            new0, newd = s0[0] + s0[1], max(sd[0] + st[1], st[0] + sd[1])
+            new0, newd = plus(s0[0], s0[1]), max(plus(sd[0], st[1]), plus(st[0], sd[1]))
         elif op == "scale":
-            new0, newd = -alpha + s0[0], -alpha + sd[0]
+            new0, newd = plus(-alpha, s0[0]), plus(-alpha, sd[0])
         elif op == "contract":
             k = self.graph.inf(node.over)
             # independent at init (CLT, ½ per dim); correlated once trained (LLN, 1 per dim)
-            new0 = -alpha + s0[0] + s0[1] + HALF * k
-            newd = -alpha + max(sd[0] + st[1], st[0] + sd[1]) + k * ONE
+            new0 = plus(-alpha, s0[0], s0[1], HALF * k)
+            newd = plus(-alpha, max(plus(sd[0], st[1]), plus(st[0], sd[1])), k * ONE)
         elif op == "softmax":
             new0, newd = ZERO, min(ZERO, sd[0])
         else:  # elementwise and output
@@ -137,20 +178,21 @@ class Sizes:
                 ghat = gh
                 for use, _, _ in self.uses(node):
                     if use.kind is Kind.GAIN:
-                        ghat = max(gh - init[key(use)], entries(use) + gh)
-                g[ins[0]].append(ghat - self.st(ins[0]))
+                        ghat = max(plus(gh, -init[key(use)]), plus(entries(use), gh))
+                g[ins[0]].append(minus(ghat, self.st(ins[0])))
             elif op == "multiply":
-                g[ins[0]].append(gh + self.st(ins[1]))
-                g[ins[1]].append(gh + self.st(ins[0]))
+                g[ins[0]].append(plus(gh, self.st(ins[1])))
+                g[ins[1]].append(plus(gh, self.st(ins[0])))
             elif op == "scale":
-                g[ins[0]].append(gh - alpha[name])
+                g[ins[0]].append(plus(gh, -alpha[name]))
             elif op == "contract":
                 du, dv = self.graph.operand_dims(node)
                 for (u, v), (own, other) in zip(((ins[0], ins[1]), (ins[1], ins[0])),
                                                 ((du, dv), (dv, du)), strict=True):
                     # LLN over the dims the other operand shares with the output (TP5 Table 14)
                     shared = set(other) & set(node.dims) - set(own)
-                    g[u].append(-alpha[name] + gh + self.st(v) + self.graph.inf(list(shared)))
+                    g[u].append(plus(-alpha[name], gh, self.st(v),
+                                     self.graph.inf(list(shared))))
 
 
 @dataclass(frozen=True)
@@ -166,20 +208,26 @@ class ABC:
 
 def entries_size(sizes: Sizes, abc: ABC, use: Use) -> Exp:
     """Size of ΔW's entries at ``use``: n^-a·Δw with Δw = LR·(Adam: Θ(1) entries, TP4b;
-    SGD: the gradient, the largest of the uses' contributions n^-a_v·∂L/∂h_v·x_v)."""
+    SGD: the gradient, the largest of the uses' contributions, each summed over its
+    broadcast dims, :func:`abccalc.calculus.gradient_term`). A parameter with no use on a
+    path to the loss has a zero gradient and never changes (−∞) under either optimizer."""
     graph = sizes.graph
     a_u, c = abc.a[key(use)], abc.c[use.param]
+    uses = graph.params[use.param].uses
+    if all(v.node in sizes.dead for v in uses):
+        return NEG_INF
     if sizes.optimizer is Optimizer.ADAM:
         return -a_u - c
-    grad = max(-abc.a[key(v)] + sizes.g.get(v.node, NEG_INF) + max(
-        sizes.operand(graph.node[v.node], v)) for v in graph.params[use.param].uses)
-    return -a_u - c + grad
+    grad = max(gradient_term(abc.a[key(v)], sizes.g.get(v.node, NEG_INF),
+                             max(sizes.operand(graph.node[v.node], v)),
+                             broadcast_dims(graph, v)) for v in uses)
+    return plus(-a_u - c, grad)
 
 
 def update_size(sizes: Sizes, abc: ABC, use: Use) -> Exp:
     """Size of ΔW·x at ``use``: LLN over the fan_in, x at its training-time size."""
     stx = max(sizes.operand(sizes.graph.node[use.node], use))
-    return entries_size(sizes, abc, use) + sizes.graph.inf(use.fan_in) + stx
+    return plus(entries_size(sizes, abc, use), sizes.graph.inf(use.fan_in), stx)
 
 
 def propagate(graph: Graph, optimizer: Optimizer, abc: ABC, max_rounds: int = 16) -> Sizes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abccalc.calculus import NEG_INF, Exp
 from abccalc.errors import AbcError
 from abccalc.parametrization import Parametrization
-from abccalc.rules import fmt, rule
+from abccalc.rules import constant_expr, fmt, rule
 
 
 def _e(x: Exp) -> str:
@@ -25,15 +25,58 @@ def _grad_line(p: Parametrization, name: str) -> tuple[str, list[str]]:
     consumers = p.graph.consumers[name]
     if p.graph.node[name].op == "output":
         return f"grad {name}: g = 0 (the loss is Θ(1) in the finite output)", []
+    if name in p.analysis.sizes.dead:
+        return (f"grad {name}: g = -∞, exactly 0: no path from {name} to an output "
+                "(a dead end)"), []
     return (f"grad {name}: g = {_e(g)}, the largest of what its consumers "
             f"{', '.join(consumers)} send back", [f"grad {c}" for c in consumers])
 
 
+def _sources(p: Parametrization, queue: list[str], max_steps: int) -> list[str]:
+    """The size and gradient lines that ``queue``'s dependencies expand to, breadth first."""
+    out = ["", "  where the sizes come from:"]
+    seen: set[str] = set()
+    steps = 0
+    while queue and steps < max_steps:
+        item = queue.pop(0)
+        if item in seen:
+            continue
+        seen.add(item)
+        kind, name = item.split(" ", 1)
+        line, deps = (_size_line if kind == "size" else _grad_line)(p, name)
+        out.append("    " + line)
+        queue += deps
+        steps += 1
+    if queue:
+        out.append(f"    … ({len(set(queue) - seen)} more steps up the graph)")
+    return out
+
+
+def _explain_constant(p: Parametrization, name: str, max_steps: int) -> str:
+    """The derivation of a parameter-free constant n^-α (a contract's or a scale's)."""
+    node = p.graph.node[name]
+    step = p.analysis.trace[f"alpha {name}"]
+    alpha = p.constants[name]
+    try:
+        mult = fmt(constant_expr(p.graph, name, alpha))
+    except ValueError:
+        mult = f"n^{-alpha}"
+    out = [f"{name}: constant of {node.op} {name} ({', '.join(node.inputs)}), "
+           f"{p.optimizer.value}, variant {p.variant}",
+           f"  result: α = {alpha}: multiplier {mult}", "",
+           f"  {step.what} = {step.value}", f"    because {step.rule}"]
+    return "\n".join(out + _sources(p, list(step.deps), max_steps)) + "\n"
+
+
 def explain(p: Parametrization, pname: str, max_steps: int = 40) -> str:
-    """Every constraint that fixed ``pname``'s exponents, then the sizes they used."""
+    """Every constraint that fixed ``pname``'s exponents (a parameter's, or a constant's
+    when ``pname`` is a ``contract`` or ``scale`` node), then the sizes they used."""
+    if pname in p.constants and f"alpha {pname}" in p.analysis.trace:
+        return _explain_constant(p, pname, max_steps)
     if pname not in p.params:
-        raise AbcError(f"{p.graph.source}: unknown parameter '{pname}' (known: "
-                       f"{', '.join(p.params)})")
+        known = [*p.params, *p.constants]
+        raise AbcError(f"{p.graph.source}: unknown parameter or constant '{pname}' (known: "
+                       f"{', '.join(known)})")
     r = p.params[pname]
     ru = rule(p, r)
     trace = p.analysis.trace
@@ -53,19 +96,4 @@ def explain(p: Parametrization, pname: str, max_steps: int = 40) -> str:
     out.append(f"  gauge {p.variant}: a = {a} ⇒ b = (a+b) − a = {r.b}, "
                f"c = ({k}a+c) − {k}a = {r.c}" + (
                    f" (shifted by θ = {p.shifts[pname]})" if pname in p.shifts else ""))
-    out += ["", "  where the sizes come from:"]
-    seen: set[str] = set()
-    steps = 0
-    while queue and steps < max_steps:
-        item = queue.pop(0)
-        if item in seen:
-            continue
-        seen.add(item)
-        kind, name = item.split(" ", 1)
-        line, deps = (_size_line if kind == "size" else _grad_line)(p, name)
-        out.append("    " + line)
-        queue += deps
-        steps += 1
-    if queue:
-        out.append(f"    … ({len(set(queue) - seen)} more steps up the graph)")
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _sources(p, queue, max_steps)) + "\n"

@@ -17,6 +17,7 @@ from functools import lru_cache
 import sympy
 
 from abccalc.calculus import ZERO, Exp, Optimizer
+from abccalc.errors import AbcError
 from abccalc.graph import Graph, Use
 from abccalc.parametrization import Parametrization, ParamRule
 
@@ -36,6 +37,19 @@ def width_expr(e: Exp, k_in: int, k_out: int) -> sympy.Expr:
     raise ValueError(f"exponent {e} on a scalar-like quantity")
 
 
+class ScalarLikeExponent(AbcError, ValueError):
+    """A nonzero width exponent on a scalar-like parameter (no infinite fan_in or fan_out,
+    TP5 App. B.2): there is no fan to write it with. μP never asks for one."""
+
+
+def _scalar_like(graph: Graph, rule: ParamRule, use: Use) -> ScalarLikeExponent:
+    a = rule.a_by_use[(use.node, use.param)]
+    return ScalarLikeExponent(
+        f"{graph.source}: parameter '{rule.name}' is scalar-like (fan_in and fan_out "
+        f"finite, TP5 App. B.2), so (a, b, c) = ({a}, {rule.b}, {rule.c}) has no fan to "
+        "scale with; a scalar-like parameter takes (0, 0, 0)")
+
+
 @dataclass(frozen=True)
 class Rule:
     """One parameter's rules as expressions in fan_in / fan_out."""
@@ -52,6 +66,8 @@ def rule(p: Parametrization, rule: ParamRule, use: Use | None = None) -> Rule:
     k_in, k_out = graph.inf(use.fan_in), graph.inf(use.fan_out)
     a = rule.a_by_use[(use.node, use.param)]
     finite = sympy.Integer(1) if k_in else 1 / FAN_IN
+    if not (k_in or k_out) and (a, rule.b, rule.c) != (0, 0, 0):
+        raise _scalar_like(graph, rule, use)
     var = width_expr(-2 * rule.b, k_in, k_out)
     mult = width_expr(-a, k_in, k_out)
     if p.variant == "unit":
@@ -136,9 +152,11 @@ def ratio_exponents(p: Parametrization, rule: ParamRule, use: Use | None = None
     use = use or rule.use
     k_in, k_out = graph.inf(use.fan_in), graph.inf(use.fan_out)
     k = k_in or k_out
-    if not k:
-        return ZERO, ZERO, ZERO
     a = rule.a_by_use[(use.node, use.param)]
+    if not k:
+        if (a, rule.b, rule.c) != (0, 0, 0):
+            raise _scalar_like(graph, rule, use)
+        return ZERO, ZERO, ZERO
     var0, mult0, lr0 = sp_exponents(k_in)
     return ((-2 * rule.b - var0) / k, (-a - mult0) / k, (-rule.c - lr0) / k)
 

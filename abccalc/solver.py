@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from abccalc.calculus import HALF, NEG_INF, ZERO, Exp, Optimizer
-from abccalc.dynamics import Sizes, UseKey, key
+from abccalc.dynamics import Sizes, UseKey, broadcast_dims, dead_params, key
 from abccalc.errors import AbcError
 from abccalc.graph import Graph, Kind, Role, Use
 
@@ -55,6 +55,7 @@ class Analysis:
     invariants: dict[UseKey, Invariants]
     alpha: dict[str, Exp]
     trace: dict[str, Step]
+    dead_ends: tuple[str, ...] = ()  # parameters with no path to the loss: never trained
 
 
 def role_of(graph: Graph, use: Use) -> Role:
@@ -87,7 +88,7 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
             operand = "1" if use.kind is Kind.BIAS or node.op == "embedding" else \
                 ("x̂" if use.kind is Kind.GAIN else node.inputs[0])
             deps = () if operand == "1" else (f"size {node.inputs[0]}",)
-            if use.kind is Kind.WEIGHT and k_in and not k_out:
+            if use.kind is Kind.WEIGHT and k_in and not k_out and name not in sizes.dead:
                 if xd == NEG_INF:
                     raise AbcError(f"{graph.source}: node '{name}': readout of '{operand}', "
                                    "which never changes in training")
@@ -107,7 +108,8 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
             alpha[name] = sizes.st(u) + sizes.st(v) + k
             trace[f"alpha {name}"] = Step(
                 f"multiplier exponent of contract {name}",
-                f"Θ(1) once trained (LLN, TP5 Def. 4.1 fn. 8): n^(-α + st({u}) + st({v}) + "
+                f"Θ(1) once trained (LLN, TP5 Def. 4.1 fn. 8): {u} and {v} are correlated, "
+                f"so the sum over {k} infinite dim(s) is n^{k}: n^(-α + st({u}) + st({v}) + "
                 f"{k}·1) with st = {_fmt(sizes.st(u))}, {_fmt(sizes.st(v))} must be Θ(1)",
                 alpha[name], (f"size {u}", f"size {v}"))
         elif node.op == "scale":
@@ -134,18 +136,87 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
             stx = max(x0, xd)
             lr = k_in + stx
             deps: tuple[str, ...] = ()
+            if node.name in sizes.dead:
+                continue  # no gradient flows here: see _dead_lr
             if opt is Optimizer.ADAM:
                 rule = (f"maximal update (TP4b): Adam ΔW has Θ(n^-(a+c)) entries; ΔW·x = "
                         f"n^(-(a+c) + {k_in}·1 + st(x)) with st(x) = {_fmt(stx)} must be Θ(1)")
             else:
                 gh = sizes.g[node.name]
-                lr += gh + stx
+                kb = broadcast_dims(graph, use)
+                lr += gh + stx + kb
+                over = (f" + {kb}·1 (LLN over the {kb} infinite dim(s) it is applied "
+                        "across, docs/derivations.md)") if kb else ""
                 rule = (f"maximal update (TP4 Def. 5.2): SGD ΔW has n^(-(2a+c) + g({node.name})"
-                        f" + st(x)) entries; ΔW·x = n^(-(2a+c) + g + 2·st(x) + {k_in}·1) with "
+                        f" + st(x){over}) entries; ΔW·x = n^(-(2a+c) + g + 2·st(x) + "
+                        f"{k_in}·1{' + ' + str(kb) + '·1' if kb else ''}) with "
                         f"g = {_fmt(gh)}, st(x) = {_fmt(stx)} must be Θ(1)")
                 deps = (f"grad {node.name}",)
             step_key = f"lr {use.param}@{node.name}"
             trace[step_key] = Step(f"{opt.k}a + c of {use.param} at node {node.name}",
                                    rule, lr, deps)
             invariants[key(use)] = Invariants(use, role_of(graph, use), init[key(use)], lr)
-    return Analysis(graph, opt, sizes, invariants, alpha, trace)
+    raised = [_dead_lr(sizes, p.uses, init, invariants, trace) for p in graph.params.values()]
+    if any(raised):  # a dead use's init changed: resize the dead nodes (nothing live reads them)
+        for node in graph.order:
+            if node.name in sizes.dead:
+                sizes.forward(node, init, alpha.get(node.name), lambda use: ZERO)
+    invariants = {key(u): invariants[key(u)] for n in graph.order for u, _, _ in sizes.uses(n)}
+    return Analysis(graph, opt, sizes, invariants, alpha, trace, dead_params(graph))
+
+
+def _dead_lr(sizes: Sizes, uses: tuple[Use, ...], init: dict[UseKey, Exp],
+             invariants: dict[UseKey, Invariants], trace: dict[str, Step]) -> bool:
+    """The invariants of each use at a dead node (no path to the loss, zero gradient),
+    whose LR no desideratum fixes; True when a dead use's init was raised.
+
+    A parameter with no live use never trains: it gets a width-independent LR, c = 0 with
+    a = 0 (lr = 0 at its first use), under either optimizer. A dead use of a parameter
+    that trains through a live use shares its b and c, so its LR follows the live use,
+    lr = lr_ref + k·(init − init_ref); its ΔW·x, fixed by the live uses' update, must not
+    grow, so its a + b is raised when needed to the smallest value that keeps ΔW·x ≤ Θ(1)
+    (it then stays Θ(1) at init or smaller): with Adam ΔW·x = n^(−(init − init_v) − lr_v
+    + K), with SGD n^(−(init − init_v) − lr_v + g_v + st(x_v) + B_v + K) for each live use
+    v, where K = inf(fan_in) + st(x) at the dead use."""
+    graph, opt, dead = sizes.graph, sizes.optimizer, sizes.dead
+    live = [u for u in uses if u.node not in dead]
+    ref = live[0] if live else uses[0]
+    lr_ref = invariants[key(ref)].lr if live else ZERO
+    raised = False
+    for use in uses:
+        if use.node not in dead:
+            continue
+        u = key(use)
+        if live:
+            node = graph.node[use.node]
+            k_in = graph.inf(use.fan_in)
+            bound = max(_update_bound(sizes, v, invariants[key(v)]) for v in live) + k_in + \
+                max(sizes.operand(node, use))
+            if bound > init[u]:
+                init[u], raised = bound, True
+                trace[f"init {use.param}@{use.node}"] = Step(
+                    f"a + b of {use.param} at node {use.node}",
+                    f"dead end tied to a trained use: its update ΔW·x, fixed by the uses "
+                    f"that train {use.param}, is Θ(1) (and its init smaller) when a + b = "
+                    f"{bound}", bound, (f"size {node.inputs[0]}",))
+        lr = lr_ref + opt.k * (init[u] - init[key(ref)])
+        why = (f"its LR follows its use at {ref.node}, which trains it" if live else
+               "it never trains, so any LR gives the same run: the LR is width-independent, "
+               "c = 0 with a = 0")
+        trace[f"lr {use.param}@{use.node}"] = Step(
+            f"{opt.k}a + c of {use.param} at node {use.node}",
+            f"dead end: node {use.node} has no path to an output, so it sends no gradient "
+            f"to {use.param}; {why}", lr,
+            (f"grad {use.node}",))
+        invariants[u] = Invariants(use, role_of(graph, use), init[u], lr)
+    return raised
+
+
+def _update_bound(sizes: Sizes, v: Use, inv: Invariants) -> Exp:
+    """init_v − lr_v (+ the gradient's size at v under SGD): ΔW's entries at a use with
+    a + b = init are n^(this − init)."""
+    if sizes.optimizer is Optimizer.ADAM:
+        return inv.init - inv.lr
+    node = sizes.graph.node[v.node]
+    return (inv.init - inv.lr + sizes.g[v.node] + max(sizes.operand(node, v))
+            + broadcast_dims(sizes.graph, v))
