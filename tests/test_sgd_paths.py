@@ -86,7 +86,7 @@ def test_every_preset_optimizer_example(graphs, example: str, preset: str,
 @pytest.mark.parametrize("sets", [(), ("--set", "n_layer=1")])
 def test_cli_classify_gpt_sgd(run, preset: str, sets: tuple[str, ...]) -> None:
     """The issue's reproducer: exit 0 with a classification, no traceback."""
-    code, out, err = run("classify", GPT, "--preset", preset, "--optimizer", "sgd", *sets)
+    code, out, err = run("classify", GPT, "--params", preset, "--optimizer", "sgd", *sets)
     assert (code, err) == (0, "")
     assert "| stable | no |" in out  # 1/√d attention is too large for SGD's updates
 
