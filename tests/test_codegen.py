@@ -49,7 +49,7 @@ def test_imports_only_torch_and_math() -> None:
     text = generate(load_parametrization(load_graph(GPT), "adam", "table8"), model=True)
     imports = {line.split()[1] for line in text.splitlines()
                if line.startswith(("import ", "from "))}
-    assert imports <= {"math", "torch", "collections.abc", "typing"}
+    assert imports <= {"math", "torch", "collections.abc", "typing", "warnings"}
     assert "abccalc" not in text.split('"""', 2)[2]
 
 
@@ -133,13 +133,15 @@ def test_state_dict_round_trip_and_compile(tmp_path: Path) -> None:
     gen.init_(model)
     tokens = torch.randint(0, 256, (2, 64))
     positions = torch.arange(64).expand(2, 64)
-    out = model(tokens, positions)
+    out = model(tokens=tokens, positions=positions)
+    assert gen.INPUTS == ["positions", "tokens"]  # positional order: sorted by name
+    assert torch.equal(model(positions, tokens), out)
     torch.save(model.state_dict(), tmp_path / "sd.pt")
     fresh = gen.Model({"d_model": 32, "d_head": 8})
     fresh.load_state_dict(torch.load(tmp_path / "sd.pt"))
-    assert torch.equal(fresh(tokens, positions), out)
+    assert torch.equal(fresh(positions, tokens), out)
     compiled = torch.compile(fresh, backend="aot_eager")
-    assert torch.allclose(compiled(tokens, positions), out, atol=1e-5)
+    assert torch.allclose(compiled(positions, tokens), out, atol=1e-5)
 
 
 def test_hooks_on_a_user_model_survive_state_dict_and_compile(tmp_path: Path) -> None:
