@@ -435,4 +435,6 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
     text += "\n".join(constants) + ("\n" if constants else "")
     if model:
         text += model_source(p, names)
+    if max(len(line) for line in text.splitlines()) > 100:  # a long name, repr'd whole
+        text += "\n# ruff: noqa: E501\n"
     return text
