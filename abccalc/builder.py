@@ -262,9 +262,9 @@ class GraphBuilder:
                     raise self.err(f"parameter '{use.param}'", "duplicate name (also a node "
                                    "or dim)")
                 uses.setdefault(use.param, []).append((use, shape))
-        first = {}
-        for i, n in enumerate(nodes):
-            for _, p in n.param_fields:
+        first = {}  # parameters in topological order of first use: declaration order is moot
+        for i, name in enumerate(order):
+            for _, p in names[name].param_fields:
                 first.setdefault(p, i)
         params: dict[str, Param] = {}
         for pname in sorted(uses, key=first.__getitem__):
