@@ -311,3 +311,20 @@ def test_widths_scale_every_independent_dim(tmp_path: Path) -> None:
         gen.dim_sizes({"d": 0})
     with pytest.raises(KeyError, match="not an independent infinite dim"):
         gen.dim_sizes({"vocab": 3})
+
+
+# -- a parsing bug the random-graph run met (builder.py) ------------------------------------
+def test_a_block_parameter_name_outside_the_block_is_refused() -> None:
+    """`layer.0.W` on a node outside block `layer` would silently tie into iteration 0's
+    W; docs/spec.md says block parameters cannot be tied from outside."""
+    b = GraphBuilder("resmlp")
+    b.dim("i", size=3).dim("d", base=8).dim("o", size=1)
+    b.node("x", "input", dims=["i"])
+    b.node("h", "linear", inputs="x", dims=["d"], weight="layer.0.W")
+    blk = b.repeat("layer", 2, input="h", carry="z", output="a")
+    blk.node("a", "linear", inputs="z", dims=["d"], weight="W")
+    b.node("f", "linear", inputs="layer", dims=["o"], weight="W_out")
+    b.node("y", "output", inputs="f")
+    with pytest.raises(AbcError, match=r"node 'h': parameter 'layer\.0\.W' takes the name "
+                                       r"of a repeat block's parameter \(at 'layer\.0\.a'\)"):
+        b.build()
