@@ -10,6 +10,10 @@ Use:
     apply_multipliers(model)                         # forward multipliers (hooks)
     opt = torch.optim.SGD(param_groups(model, lr=...))
 
+init_ and param_groups raise ValueError naming every trainable parameter of the model
+that no rule in PARAMETERS covers; with strict=False they warn instead, and param_groups
+gives those parameters a group at the base lr. apply_multipliers is idempotent.
+
 Rules are written relative to the standard parametrization (SP) at the base widths
 BASE_WIDTHS (TP5 Eq. 4): with m = fan / base_fan of a parameter's width-scaling fan,
 init var = sigma^2 / fan_in * var_scale(m), multiplier = multiplier(m),
