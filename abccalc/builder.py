@@ -97,6 +97,18 @@ def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
     return Node(name=name, op=op, **kw)
 
 
+def _check_block_params(outside: list[Node], expanded: list[Node], err) -> None:
+    """A parameter named outside a block must not take the name of a block iteration's
+    parameter (``layer.0.W``): it would silently tie into it (docs/spec.md, section 6)."""
+    inside = {p: n.name for n in expanded for _, p in n.param_fields}
+    for n in outside:
+        for _, p in n.param_fields:
+            if p in inside:
+                raise err(f"node '{n.name}'", f"parameter '{p}' takes the name of a repeat "
+                          f"block's parameter (at '{inside[p]}'); a block's parameters "
+                          "cannot be tied from outside")
+
+
 class GraphBuilder:
     """Collects dims, values and nodes; :meth:`build` validates them into a frozen Graph."""
 
@@ -301,6 +313,9 @@ class GraphBuilder:
                     for n in item.nodes)
                 prev = pre + item.output
             alias[item.name] = prev
+        outside = [n for n in self._items if isinstance(n, Node)]
+        ids = {id(n) for n in outside}
+        _check_block_params(outside, [n for n in nodes if id(n) not in ids], self.err)
         return [replace(n, inputs=tuple(alias.get(x, x) for x in n.inputs)) for n in nodes]
 
     def _raise_cycle(self, nodes: list[Node]) -> None:
@@ -362,9 +377,9 @@ class GraphBuilder:
                     raise self.err(f"parameter '{use.param}'", "duplicate name (also a node "
                                    "or dim)")
                 uses.setdefault(use.param, []).append((use, shape))
-        first = {}
-        for i, n in enumerate(nodes):
-            for _, p in n.param_fields:
+        first = {}  # parameters in topological order of first use: declaration order is moot
+        for i, name in enumerate(order):
+            for _, p in names[name].param_fields:
                 first.setdefault(p, i)
         params: dict[str, Param] = {}
         for pname in sorted(uses, key=first.__getitem__):

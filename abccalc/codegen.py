@@ -16,7 +16,14 @@ from sympy.printing.pycode import pycode
 
 from abccalc import __version__
 from abccalc.calculus import Optimizer
-from abccalc.codegen_model import constant_expr, model_source
+from abccalc.codegen_model import (
+    constant_expr,
+    doc_text,
+    ident,
+    model_source,
+    module_path,
+    py_expr,
+)
 from abccalc.errors import AbcError
 from abccalc.graph import Graph, Kind, Use
 from abccalc.parametrization import (
@@ -61,41 +68,35 @@ def read_names(path: str) -> dict[str, str]:
 
 
 def default_names(graph: Graph) -> dict[str, str]:
-    """Graph parameter → module parameter name: ``<node>.weight`` / ``.bias``; a norm's
-    gain is ``<node>.weight`` (PyTorch's LayerNorm naming)."""
+    """Graph parameter → module parameter name: ``<node>.weight`` / ``.bias`` at the
+    node of its first use; a norm's gain is ``<node>.weight`` (PyTorch's LayerNorm
+    naming). The node's path goes through :func:`module_path`, so a node named like a
+    torch attribute (``forward``) or with non-identifier characters gets a safe module."""
     names = {}
     for pname, param in graph.params.items():
         use = param.uses[0]
         attr = "bias" if use.kind is Kind.BIAS else "weight"
-        names[pname] = f"{use.node}.{attr}"
+        names[pname] = f"{module_path(use.node)}.{attr}"
     return names
 
 
 def check_names(graph: Graph, names: dict[str, str], source: str) -> None:
+    """Every graph parameter mapped, nothing else, and no two onto one module parameter
+    (they would be one tensor with two rules, and twice in the optimizer)."""
     missing = [p for p in graph.params if p not in names]
     if missing:
-        raise AbcError(f"{source}: name map misses parameter '{missing[0]}'")
+        raise AbcError(f"{source}: name map misses parameter '{doc_text(missing[0])}'")
     unknown = [p for p in names if p not in graph.params]
     if unknown:
-        raise AbcError(f"{source}: name map names '{unknown[0]}', which is not a parameter "
-                       f"of graph '{graph.name}'")
-
-
-def check_model_names(graph: Graph, names: dict[str, str]) -> None:
-    """With ``--model`` the generated Model owns the names: each node's parameters must
-    live on one module, as ``weight`` (weights, gains) and ``bias``."""
-    for node in graph.nodes:
-        modules = set()
-        for kind, pname in node.param_fields:
-            module, _, attr = names[pname].rpartition(".")
-            want = "bias" if kind is Kind.BIAS else "weight"
-            if attr != want or not module:
-                raise AbcError(f"--names: '{pname}' maps to '{names[pname]}', but the "
-                               f"generated Model names it '<module>.{want}'")
-            modules.add(module)
-        if len(modules) > 1:
-            raise AbcError(f"--names: the parameters of node '{node.name}' map to different "
-                           f"modules {sorted(modules)}")
+        raise AbcError(f"{source}: name map names '{doc_text(unknown[0])}', which is not a "
+                       f"parameter of graph '{doc_text(graph.name)}'")
+    seen: dict[str, str] = {}
+    for pname in graph.params:
+        other = seen.setdefault(names[pname], pname)
+        if other != pname:
+            raise AbcError(f"{source}: parameters '{doc_text(other)}' and '{doc_text(pname)}'"
+                           f" both map to module parameter '{doc_text(names[pname])}'; tie "
+                           "them in the graph (one parameter, several uses) instead")
 
 
 def _fan_axes(graph: Graph, use: Use) -> tuple[tuple[int, ...], tuple[int, ...], str]:
@@ -125,10 +126,11 @@ def _entry(p: Parametrization, r: ParamRule, module_name: str) -> list[str]:
     base_fan = graph.size(use.fan_in if which == "fan_in" else use.fan_out) if which else 1
     ru = rule(p, r)
     init = "zeros" if r.kind is Kind.BIAS else "ones" if r.kind is Kind.GAIN else "normal"
-    title = TABLE_TITLES.get(p.variant, p.variant)
+    title = doc_text(TABLE_TITLES.get(p.variant, p.variant))
     return [
-        f"    # {title}, {COLUMN[r.role.value]}: init var {fmt(ru.init_var)}, multiplier "
-        f"{fmt(ru.multiplier)}, {p.optimizer.value} LR {fmt(ru.lr)}",
+        f"    # {title}, {COLUMN[r.role.value]}: init var {doc_text(fmt(ru.init_var))}, "
+        f"multiplier {doc_text(fmt(ru.multiplier))}, {p.optimizer.value} LR "
+        f"{doc_text(fmt(ru.lr))}",
         f"    # (a, b, c) = ({r.a}, {r.b}, {r.c}); vs SP at base width: var x m^{ev}, "
         f"mult x m^{em}, LR x m^{el}",
         f"    {r.name!r}: Rule(",
@@ -150,34 +152,58 @@ def _use_multipliers(p: Parametrization, r: ParamRule) -> list[str]:
     return ["        use_multipliers={", *lines, "        },"] if lines else []
 
 
+def constant_functions(p: Parametrization) -> dict[str, str]:
+    """Node → name of its ``<local>_scale`` function, for each constant over an infinite
+    dim: nodes with one local name (the last dotted part, ``scores`` for every block's
+    ``block.<i>.scores``) and one rule share a function; another rule of the same local
+    name gets ``_2``, ``_3``, … (in sorted node order, so declaration order is moot)."""
+    graph = p.graph
+    funcs: dict[str, str] = {}
+    rules: dict[str, list[sympy.Expr]] = {}
+    for name in sorted(p.constants):
+        if not any(graph.dims[d].infinite for d in graph.node[name].over):
+            continue
+        local = name.rsplit(".", 1)[-1]
+        exprs = rules.setdefault(local, [])
+        expr = constant_expr(p, name)
+        if expr not in exprs:
+            exprs.append(expr)
+        k = exprs.index(expr)
+        funcs[name] = f"{ident(local)}_scale" + (f"_{k + 1}" if k else "")
+    return funcs
+
+
 def _constants(p: Parametrization) -> list[str]:
-    """One function per distinct constant over an infinite dim (the attention scale)."""
+    """One function per distinct constant over an infinite dim (the attention scale),
+    its arguments the dims it depends on (as identifiers, :func:`ident`)."""
     graph = p.graph
     out: list[str] = []
     seen: set[str] = set()
-    for name, alpha in p.constants.items():
-        local = name.rsplit(".", 1)[-1]
-        dims = [d for d in graph.node[name].over if graph.dims[d].infinite]
-        if local in seen or not dims:
+    for name, func in constant_functions(p).items():
+        if func in seen:
             continue
-        seen.add(local)
+        seen.add(func)
+        alpha = p.constants[name]
+        dims = [d for d in graph.node[name].over if graph.dims[d].infinite]
         expr = constant_expr(p, name)
-        args = ", ".join(f"{a}: int" for a in sorted(str(x) for x in expr.free_symbols))
+        args = ", ".join(f"{ident(a)}: int" for a in sorted(str(x) for x in expr.free_symbols))
         d = sympy.Symbol(dims[0], positive=True)
         base = graph.dims[dims[0]].size
+        dim = doc_text(dims[0])
         out += [
             "",
             "",
-            f"def {local}_scale({args}) -> float:",
-            f'    """Multiplier of `{local}`: {fmt(d ** -alpha)} scaling (TP5 Def. 4.1).',
+            f"def {func}({args}) -> float:",
+            f'    """Multiplier of `{doc_text(name)}`: {doc_text(fmt(d ** -alpha))} scaling '
+            "(TP5 Def. 4.1).",
             "",
-            f"    Use it in your forward in place of 1/sqrt({dims[0]}):",
+            f"    Use it in your forward in place of 1/sqrt({dim}):",
             "",
-            f"        {local} = (q @ k.transpose(-2, -1)) * {local}_scale({dims[0]})",
+            f"        y = (q @ k.transpose(-2, -1)) * {func}({ident(dims[0])})",
             "",
-            f"    It equals 1/sqrt({dims[0]}) at the base {dims[0]} = {base} "
+            f"    It equals 1/sqrt({dim}) at the base {dim} = {base} "
             '(TP5 App. B.1)."""',
-            f"    return {_py(expr)}",
+            f"    return {py_expr(expr, {str(x): ident(str(x)) for x in expr.free_symbols})}",
         ]
     return out
 
@@ -186,13 +212,17 @@ HEADER = '''"""{title}
 
 Generated by abccalc {version} from the graph `{graph}` in
     {source}
-for {optimizer}, variant {variant}. Do not edit; regenerate with `abccalc codegen`.
+for {optimizer}, variant {variant_text}. Do not edit; regenerate with `abccalc codegen`.
 
 Use:
 
     init_(model)                                     # initialize every parameter
     apply_multipliers(model)                         # forward multipliers (hooks)
     opt = torch.optim.{opt_class}(param_groups(model, lr=...))
+
+init_ and param_groups raise ValueError naming every trainable parameter of the model
+that no rule in PARAMETERS covers; with strict=False they warn instead, and param_groups
+gives those parameters a group at the base lr. apply_multipliers is idempotent.
 
 Rules are written relative to the standard parametrization (SP) at the base widths
 BASE_WIDTHS (TP5 Eq. 4): with m = fan / base_fan of a parameter's width-scaling fan,
@@ -213,6 +243,7 @@ support: its effect then changes with width; use AdamW.
 """
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -244,11 +275,33 @@ PARAMETERS: dict[str, Rule] = {{
 FUNCTIONS = '''
 
 def _params(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    named = dict(model.named_parameters())
+    named = dict(model.named_parameters(remove_duplicate=False))
     missing = [r.module_param for r in PARAMETERS.values() if r.module_param not in named]
     if missing:
         raise KeyError(f"model has no parameter {missing[0]!r} (see PARAMETERS)")
     return named
+
+
+def uncovered(model: torch.nn.Module) -> list[str]:
+    """The model's trainable parameters that no rule in PARAMETERS covers."""
+    covered = {id(p) for name, p in _params(model).items()
+               if name in {r.module_param for r in PARAMETERS.values()}}
+    return [name for name, p in model.named_parameters()
+            if p.requires_grad and id(p) not in covered]
+
+
+def _check_covered(model: torch.nn.Module, strict: bool, what: str) -> list[str]:
+    """Raise on parameters no rule covers (they would silently keep the wrong scaling),
+    or with ``strict=False`` warn and return them."""
+    left = uncovered(model)
+    if left and strict:
+        raise ValueError(f"{what}: no rule covers the trainable parameters {left}; map "
+                         "them in the graph (or --names), or pass strict=False")
+    if left:
+        warnings.warn(f"{what}: no rule covers {left}; they keep "
+                      + ("their initialization" if what == "init_" else "the base lr"),
+                      stacklevel=3)
+    return left
 
 
 def width_ratio(rule: Rule, tensor: torch.Tensor) -> float:
@@ -259,12 +312,15 @@ def width_ratio(rule: Rule, tensor: torch.Tensor) -> float:
 
 @torch.no_grad()
 def init_(model: torch.nn.Module, *, sigma: float = 1.0,
-          sigmas: dict[str, float] | None = None) -> None:
+          sigmas: dict[str, float] | None = None, strict: bool = True) -> None:
     """Initialize every parameter in place: weights N(0, sigma^2/fan_in * var_scale(m)),
     biases 0, gains 1 (TP5 Eq. 3; zero variance satisfies every rule, TP5 App. B).
     ``sigmas`` overrides sigma per parameter name or per role ("input", "hidden",
     "output", "scalar"); e.g. {"hidden": 3**-0.5, "output": 3**-0.5} gives PyTorch's
-    default variance 1/(3 fan_in) to linear weights at the base width."""
+    default variance 1/(3 fan_in) to linear weights at the base width. A trainable
+    parameter no rule covers raises ValueError; ``strict=False`` leaves it as it is,
+    with a warning."""
+    _check_covered(model, strict, "init_")
     named = _params(model)
     for name, rule in PARAMETERS.items():
         scale = (sigmas or {}).get(name, (sigmas or {}).get(rule.role, sigma))
@@ -279,17 +335,24 @@ def init_(model: torch.nn.Module, *, sigma: float = 1.0,
             p.normal_(0.0, std)
 
 
-def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0
-                 ) -> list[dict]:
+def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0,
+                 strict: bool = True) -> list[dict]:
     """Parameter groups with per-parameter LR lr * lr_scale(m), ready for
-    torch.optim.SGD / Adam / AdamW. Parameters of equal LR share a group."""
+    torch.optim.SGD / Adam / AdamW. Parameters of equal LR share a group. A trainable
+    parameter no rule covers raises ValueError; ``strict=False`` puts it in a group of
+    its own at the base ``lr``, with a warning."""
+    left = _check_covered(model, strict, "param_groups")
     named = _params(model)
     groups: dict[float, list[torch.nn.Parameter]] = {}
     for rule in PARAMETERS.values():
         p = named[rule.module_param]
         groups.setdefault(lr * rule.lr_scale(width_ratio(rule, p)), []).append(p)
-    return [{"params": ps, "lr": g, "weight_decay": weight_decay}
-            for g, ps in groups.items()]
+    out = [{"params": ps, "lr": g, "weight_decay": weight_decay}
+           for g, ps in groups.items()]
+    if left:
+        out.append({"params": [named[n] for n in left], "lr": lr,
+                    "weight_decay": weight_decay})
+    return out
 
 
 def multipliers(model: torch.nn.Module) -> dict[str, float]:
@@ -307,8 +370,18 @@ def use_multiplier(model: torch.nn.Module, node: str, name: str) -> float:
     return (rule.use_multipliers or {}).get(node, rule.multiplier)(m)
 
 
+HOOKS = "_mup_multiplier_hooks"
+
+
 def apply_multipliers(model: torch.nn.Module) -> list:
-    """Register the forward multipliers as hooks; returns the handles (``.remove()``)."""
+    """Register the forward multipliers as hooks; returns the handles (``.remove()``).
+    Idempotent: a second call removes the hooks of the first before registering (so it
+    also picks up changed widths). A model that applies its multipliers itself (the
+    generated Model, ``applies_multipliers = True``) gets no hooks."""
+    for handle in getattr(model, HOOKS, []):
+        handle.remove()
+    if getattr(model, "applies_multipliers", False):
+        return []
     mults = multipliers(model)
     by_module: dict[str, dict[str, float]] = {}
     for name, rule in PARAMETERS.items():
@@ -325,8 +398,11 @@ def apply_multipliers(model: torch.nn.Module) -> list:
         elif w == b or "bias" not in attrs:
             handles.append(module.register_forward_hook(_scale_output(w)))
         else:
+            for handle in handles:
+                handle.remove()
             raise ValueError(f"{module_name}: weight and bias multipliers differ "
                              f"({w} vs {b}); apply them in your forward")
+    object.__setattr__(model, HOOKS, handles)
     return handles
 
 
@@ -350,16 +426,19 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
     names = names if names is not None else default_names(graph)
     check_names(graph, names, "--names")
     opt_class = {"sgd": "SGD", "adam": "AdamW"}[p.optimizer.value]
-    base = {d.name: d.size for d in graph.dims.values() if d.infinite}
+    base = {d: graph.dims[d].size for d in sorted(graph.dims) if graph.dims[d].infinite}
     text = HEADER.format(
-        title=f"muP for `{graph.name}`: init, parameter groups and forward multipliers.",
-        version=__version__, source=source or graph.source, graph=graph.name,
-        optimizer=p.optimizer.value, variant=p.variant, opt_class=opt_class,
-        base_widths=repr(base))
+        title=f"muP for `{doc_text(graph.name)}`: init, parameter groups and forward "
+              "multipliers.",
+        version=__version__, source=doc_text(source or graph.source),
+        graph=doc_text(graph.name), optimizer=p.optimizer.value, variant=p.variant,
+        variant_text=doc_text(p.variant), opt_class=opt_class, base_widths=repr(base))
     lines = [line for r in p.params.values() for line in _entry(p, r, names[r.name])]
     text += "\n".join(lines) + "\n}\n" + FUNCTIONS
-    text += "\n".join(_constants(p)) + ("\n" if p.constants else "")
+    constants = _constants(p)
+    text += "\n".join(constants) + ("\n" if constants else "")
     if model:
-        check_model_names(graph, names)
         text += model_source(p, names)
+    if max(len(line) for line in text.splitlines()) > 100:  # a long name, repr'd whole
+        text += "\n# ruff: noqa: E501\n"
     return text

@@ -110,7 +110,7 @@ def _batch(torch, p: Parametrization, sizes: dict[str, int], batch: int, gen):
     the output's last dim."""
     graph = p.graph
     inputs = []
-    for node in graph.nodes:
+    for node in graph.order:  # the generated Model's INPUTS order
         if node.op != "input":
             continue
         shape = (batch, *(sizes[d] for d in node.dims))

@@ -175,7 +175,7 @@ def train(torch, param, width, log2_lr, seed, cfg, data, cache) -> dict:
     loss = torch.tensor(float("nan"))
     for x, y in batches(torch, train_s, cfg.steps, cfg.batch, cfg.ctx, 1000 + seed):
         with amp:
-            logits = model(x.to(device), positions)
+            logits = model(tokens=x.to(device), positions=positions)
             loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, VOCAB),
                                                      y.to(device).reshape(-1))
         opt.zero_grad(set_to_none=True)
@@ -187,7 +187,7 @@ def train(torch, param, width, log2_lr, seed, cfg, data, cache) -> dict:
     total, count = 0.0, 0
     with torch.no_grad(), amp:
         for x, y in batches(torch, val_s, cfg.eval_batches, cfg.batch, cfg.ctx, 7):
-            logits = model(x.to(device), positions)
+            logits = model(tokens=x.to(device), positions=positions)
             total += torch.nn.functional.cross_entropy(
                 logits.float().reshape(-1, VOCAB), y.to(device).reshape(-1)).item()
             count += 1

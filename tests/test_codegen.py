@@ -49,7 +49,7 @@ def test_imports_only_torch_and_math() -> None:
     text = generate(load_parametrization(load_graph(GPT), "adam", "table8"), model=True)
     imports = {line.split()[1] for line in text.splitlines()
                if line.startswith(("import ", "from "))}
-    assert imports <= {"math", "torch", "collections.abc", "typing"}
+    assert imports <= {"math", "torch", "collections.abc", "typing", "warnings"}
     assert "abccalc" not in text.split('"""', 2)[2]
 
 
@@ -133,13 +133,15 @@ def test_state_dict_round_trip_and_compile(tmp_path: Path) -> None:
     gen.init_(model)
     tokens = torch.randint(0, 256, (2, 64))
     positions = torch.arange(64).expand(2, 64)
-    out = model(tokens, positions)
+    out = model(tokens=tokens, positions=positions)
+    assert gen.INPUTS == ["positions", "tokens"]  # positional order: sorted by name
+    assert torch.equal(model(positions, tokens), out)
     torch.save(model.state_dict(), tmp_path / "sd.pt")
     fresh = gen.Model({"d_model": 32, "d_head": 8})
     fresh.load_state_dict(torch.load(tmp_path / "sd.pt"))
-    assert torch.equal(fresh(tokens, positions), out)
+    assert torch.equal(fresh(positions, tokens), out)
     compiled = torch.compile(fresh, backend="aot_eager")
-    assert torch.allclose(compiled(tokens, positions), out, atol=1e-5)
+    assert torch.allclose(compiled(positions, tokens), out, atol=1e-5)
 
 
 def test_hooks_on_a_user_model_survive_state_dict_and_compile(tmp_path: Path) -> None:
@@ -214,3 +216,117 @@ def test_generated_module_is_ruff_clean(tmp_path: Path) -> None:
                                "100", "--select", "E,F,W,B,I,UP,RUF", str(path)],
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stdout
+
+
+# -- issue 12, point 10: the generated Model works for every valid spec --------------------
+def _gen(tmp_path: Path, builder, name: str, optimizer: str = "adam"):
+    from abccalc.codegen import generate as gen_text
+
+    p = load_parametrization(builder.build(), optimizer, "table8")
+    return load_module(gen_text(p, model=True), tmp_path, name), p
+
+
+def _chain(order: str = "forward"):
+    """x [t, f] -> linear -> identity that reorders [t, n] to [n, t] -> readout."""
+    from abccalc.builder import GraphBuilder
+
+    nodes = [("x", "input", {"dims": ["t", "f"]}),
+             ("h", "linear", {"inputs": "x", "dims": ["t", "n"], "weight": "W1"}),
+             ("p", "identity", {"inputs": "h", "dims": ["n", "t"]}),
+             ("r", "linear", {"inputs": "p", "in_dims": ["n"], "dims": ["t", "o"],
+                              "weight": "W2"}),
+             ("y", "output", {"inputs": "r"})]
+    b = GraphBuilder("chain")
+    b.dim("t", size=3).dim("f", size=2).dim("n", base=8).dim("o", size=2)
+    for name, op, kw in (nodes if order == "forward" else nodes[::-1]):
+        b.node(name, op, **kw)
+    return b
+
+
+def test_model_does_not_depend_on_declaration_order(tmp_path: Path) -> None:
+    """Nodes declared in reverse: the same text, and a forward that runs (was KeyError)."""
+    from abccalc.codegen import generate as gen_text
+
+    texts = [gen_text(load_parametrization(_chain(o).build(), "adam", "table8"), model=True)
+             for o in ("forward", "reverse")]
+    assert texts[0] == texts[1]
+    gen = load_module(texts[1], tmp_path, "gen_reverse")
+    assert gen.Model({})(torch.randn(4, 3, 2)).shape == (4, 3, 2)
+
+
+def test_elementwise_reorder_is_applied(tmp_path: Path) -> None:
+    """identity with dims [n, t] of an [t, n] input: the readout must see h itself, so
+    y = (x W1ᵀ) W2ᵀ · 1/m (Table 8's readout multiplier, m = 16/8)."""
+    gen, _ = _gen(tmp_path, _chain(), "gen_reorder")
+    model = gen.Model({"n": 16})
+    gen.init_(model)
+    x = torch.randn(4, 3, 2)
+    with torch.no_grad():
+        want = x @ model.h.weight.T @ model.r.weight.T / 2
+        assert torch.allclose(model(x), want, atol=1e-6)
+
+
+def test_dotted_node_declared_before_its_parent(tmp_path: Path) -> None:
+    """`h.g` declared before `h`: both keep their modules (h.g under h)."""
+    from abccalc.builder import GraphBuilder
+
+    b = GraphBuilder("dotted")
+    b.dim("f", size=2).dim("n", base=8).dim("o", size=2)
+    b.node("h.g", "linear", inputs="h", dims=["n"], weight="W2")
+    b.node("x", "input", dims=["f"])
+    b.node("h", "linear", inputs="x", dims=["n"], weight="W1")
+    b.node("r", "linear", inputs="h.g", dims=["o"], weight="W3")
+    b.node("y", "output", inputs="r")
+    gen, _ = _gen(tmp_path, b, "gen_dotted")
+    model = gen.Model({})
+    gen.init_(model)
+    assert sorted(dict(model.named_parameters())) == ["h.g.weight", "h.weight", "r.weight"]
+    assert model(torch.randn(5, 2)).shape == (5, 2)
+
+
+def test_norm_with_bias_and_no_gain_keeps_its_bias(tmp_path: Path) -> None:
+    """layernorm(x) + b: the bias exists, is trained, and is added."""
+    from abccalc.builder import GraphBuilder
+
+    b = GraphBuilder("normbias")
+    b.dim("f", size=2).dim("n", base=8).dim("o", size=2)
+    b.node("x", "input", dims=["f"])
+    b.node("h", "linear", inputs="x", dims=["n"], weight="W1")
+    b.node("ln", "layernorm", inputs="h", bias="bl")
+    b.node("r", "linear", inputs="ln", dims=["o"], weight="W2")
+    b.node("y", "output", inputs="r")
+    gen, _ = _gen(tmp_path, b, "gen_normbias")
+    model = gen.Model({})
+    gen.init_(model)
+    assert "ln.bias" in dict(model.named_parameters())
+    assert any(model.ln.bias is q for g in gen.param_groups(model, 0.1) for q in g["params"])
+    with torch.no_grad():
+        model.ln.bias.fill_(1.0)
+        x = torch.randn(5, 2)
+        normed = torch.nn.functional.layer_norm(model.h(x), (8,))
+        assert torch.allclose(model(x), model.r(normed + 1.0), atol=1e-5)
+
+
+def test_tied_readout_with_its_own_bias(tmp_path: Path) -> None:
+    """An embedding E read again as the readout's weight, plus the readout's own bias
+    (was refused: 'map to different modules'): logits = h (α E)ᵀ + b, α the readout's
+    Table 8 multiplier at its use."""
+    from abccalc.builder import GraphBuilder
+
+    b = GraphBuilder("tied")
+    b.dim("v", size=5).dim("t", size=3).dim("n", base=8)
+    b.node("ids", "input", dims=["t"])
+    b.node("emb", "embedding", inputs="ids", vocab="v", dims=["t", "n"], weight="E")
+    b.node("logits", "linear", inputs="emb", dims=["t", "v"], weight="E", bias="bz")
+    b.node("y", "output", inputs="logits")
+    gen, _ = _gen(tmp_path, b, "gen_tied")
+    model = gen.Model({"n": 16})
+    gen.init_(model)
+    assert sorted(dict(model.named_parameters())) == ["emb.weight", "logits.bias"]
+    ids = torch.randint(0, 5, (2, 3))
+    with torch.no_grad():
+        model.logits.bias.fill_(0.5)
+        e = model.emb.weight
+        a_emb, a_out = model.mult[("emb", "E")], model.mult[("logits", "E")]
+        want = (a_emb * e[ids]) @ (a_out * e).T + 0.5
+        assert torch.allclose(model(ids), want, atol=1e-5)

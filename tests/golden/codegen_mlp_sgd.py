@@ -10,6 +10,10 @@ Use:
     apply_multipliers(model)                         # forward multipliers (hooks)
     opt = torch.optim.SGD(param_groups(model, lr=...))
 
+init_ and param_groups raise ValueError naming every trainable parameter of the model
+that no rule in PARAMETERS covers; with strict=False they warn instead, and param_groups
+gives those parameters a group at the base lr. apply_multipliers is idempotent.
+
 Rules are written relative to the standard parametrization (SP) at the base widths
 BASE_WIDTHS (TP5 Eq. 4): with m = fan / base_fan of a parameter's width-scaling fan,
 init var = sigma^2 / fan_in * var_scale(m), multiplier = multiplier(m),
@@ -29,6 +33,7 @@ support: its effect then changes with width; use AdamW.
 """
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -104,11 +109,33 @@ PARAMETERS: dict[str, Rule] = {
 
 
 def _params(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    named = dict(model.named_parameters())
+    named = dict(model.named_parameters(remove_duplicate=False))
     missing = [r.module_param for r in PARAMETERS.values() if r.module_param not in named]
     if missing:
         raise KeyError(f"model has no parameter {missing[0]!r} (see PARAMETERS)")
     return named
+
+
+def uncovered(model: torch.nn.Module) -> list[str]:
+    """The model's trainable parameters that no rule in PARAMETERS covers."""
+    covered = {id(p) for name, p in _params(model).items()
+               if name in {r.module_param for r in PARAMETERS.values()}}
+    return [name for name, p in model.named_parameters()
+            if p.requires_grad and id(p) not in covered]
+
+
+def _check_covered(model: torch.nn.Module, strict: bool, what: str) -> list[str]:
+    """Raise on parameters no rule covers (they would silently keep the wrong scaling),
+    or with ``strict=False`` warn and return them."""
+    left = uncovered(model)
+    if left and strict:
+        raise ValueError(f"{what}: no rule covers the trainable parameters {left}; map "
+                         "them in the graph (or --names), or pass strict=False")
+    if left:
+        warnings.warn(f"{what}: no rule covers {left}; they keep "
+                      + ("their initialization" if what == "init_" else "the base lr"),
+                      stacklevel=3)
+    return left
 
 
 def width_ratio(rule: Rule, tensor: torch.Tensor) -> float:
@@ -119,12 +146,15 @@ def width_ratio(rule: Rule, tensor: torch.Tensor) -> float:
 
 @torch.no_grad()
 def init_(model: torch.nn.Module, *, sigma: float = 1.0,
-          sigmas: dict[str, float] | None = None) -> None:
+          sigmas: dict[str, float] | None = None, strict: bool = True) -> None:
     """Initialize every parameter in place: weights N(0, sigma^2/fan_in * var_scale(m)),
     biases 0, gains 1 (TP5 Eq. 3; zero variance satisfies every rule, TP5 App. B).
     ``sigmas`` overrides sigma per parameter name or per role ("input", "hidden",
     "output", "scalar"); e.g. {"hidden": 3**-0.5, "output": 3**-0.5} gives PyTorch's
-    default variance 1/(3 fan_in) to linear weights at the base width."""
+    default variance 1/(3 fan_in) to linear weights at the base width. A trainable
+    parameter no rule covers raises ValueError; ``strict=False`` leaves it as it is,
+    with a warning."""
+    _check_covered(model, strict, "init_")
     named = _params(model)
     for name, rule in PARAMETERS.items():
         scale = (sigmas or {}).get(name, (sigmas or {}).get(rule.role, sigma))
@@ -139,17 +169,24 @@ def init_(model: torch.nn.Module, *, sigma: float = 1.0,
             p.normal_(0.0, std)
 
 
-def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0
-                 ) -> list[dict]:
+def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0,
+                 strict: bool = True) -> list[dict]:
     """Parameter groups with per-parameter LR lr * lr_scale(m), ready for
-    torch.optim.SGD / Adam / AdamW. Parameters of equal LR share a group."""
+    torch.optim.SGD / Adam / AdamW. Parameters of equal LR share a group. A trainable
+    parameter no rule covers raises ValueError; ``strict=False`` puts it in a group of
+    its own at the base ``lr``, with a warning."""
+    left = _check_covered(model, strict, "param_groups")
     named = _params(model)
     groups: dict[float, list[torch.nn.Parameter]] = {}
     for rule in PARAMETERS.values():
         p = named[rule.module_param]
         groups.setdefault(lr * rule.lr_scale(width_ratio(rule, p)), []).append(p)
-    return [{"params": ps, "lr": g, "weight_decay": weight_decay}
-            for g, ps in groups.items()]
+    out = [{"params": ps, "lr": g, "weight_decay": weight_decay}
+           for g, ps in groups.items()]
+    if left:
+        out.append({"params": [named[n] for n in left], "lr": lr,
+                    "weight_decay": weight_decay})
+    return out
 
 
 def multipliers(model: torch.nn.Module) -> dict[str, float]:
@@ -167,8 +204,18 @@ def use_multiplier(model: torch.nn.Module, node: str, name: str) -> float:
     return (rule.use_multipliers or {}).get(node, rule.multiplier)(m)
 
 
+HOOKS = "_mup_multiplier_hooks"
+
+
 def apply_multipliers(model: torch.nn.Module) -> list:
-    """Register the forward multipliers as hooks; returns the handles (``.remove()``)."""
+    """Register the forward multipliers as hooks; returns the handles (``.remove()``).
+    Idempotent: a second call removes the hooks of the first before registering (so it
+    also picks up changed widths). A model that applies its multipliers itself (the
+    generated Model, ``applies_multipliers = True``) gets no hooks."""
+    for handle in getattr(model, HOOKS, []):
+        handle.remove()
+    if getattr(model, "applies_multipliers", False):
+        return []
     mults = multipliers(model)
     by_module: dict[str, dict[str, float]] = {}
     for name, rule in PARAMETERS.items():
@@ -185,8 +232,11 @@ def apply_multipliers(model: torch.nn.Module) -> list:
         elif w == b or "bias" not in attrs:
             handles.append(module.register_forward_hook(_scale_output(w)))
         else:
+            for handle in handles:
+                handle.remove()
             raise ValueError(f"{module_name}: weight and bias multipliers differ "
                              f"({w} vs {b}); apply them in your forward")
+    object.__setattr__(model, HOOKS, handles)
     return handles
 
 
@@ -204,8 +254,8 @@ def _scale_output(a: float):
 
 # -- the model -----------------------------------------------------------------------
 DIMS: dict[str, dict] = {'d_in': {'infinite': False, 'size': 32},
- 'width': {'infinite': True, 'size': 256},
- 'd_out': {'infinite': False, 'size': 10}}
+ 'd_out': {'infinite': False, 'size': 10},
+ 'width': {'infinite': True, 'size': 256}}
 
 NODES: list[dict] = [
     {'name': 'x', 'op': 'input', 'inputs': [], 'dims': ['d_in']},
@@ -217,7 +267,10 @@ NODES: list[dict] = [
      'weight': 'W1',
      'bias': 'b1',
      'batch': [],
-     'module': 'h1'},
+     'module': 'h1',
+     'params': {'weight': ['h1.weight', ['width', 'd_in'], ['width', 'd_in']],
+                'bias': ['h1.bias', ['width'], ['width']]},
+     'owns': {'weight': ['width', 'd_in'], 'bias': ['width']}},
     {'name': 'x1', 'op': 'relu', 'inputs': ['h1'], 'dims': ['width']},
     {'name': 'h2',
      'op': 'linear',
@@ -227,7 +280,10 @@ NODES: list[dict] = [
      'weight': 'W2',
      'bias': 'b2',
      'batch': [],
-     'module': 'h2'},
+     'module': 'h2',
+     'params': {'weight': ['h2.weight', ['width', 'width'], ['width', 'width']],
+                'bias': ['h2.bias', ['width'], ['width']]},
+     'owns': {'weight': ['width', 'width'], 'bias': ['width']}},
     {'name': 'x2', 'op': 'relu', 'inputs': ['h2'], 'dims': ['width']},
     {'name': 'f',
      'op': 'linear',
@@ -236,9 +292,13 @@ NODES: list[dict] = [
      'in_dims': ['width'],
      'weight': 'W3',
      'batch': [],
-     'module': 'f'},
+     'module': 'f',
+     'params': {'weight': ['f.weight', ['d_out', 'width'], ['d_out', 'width']]},
+     'owns': {'weight': ['d_out', 'width']}},
     {'name': 'out', 'op': 'output', 'inputs': ['f'], 'dims': ['d_out']},
 ]
+
+INPUTS: list[str] = ['x']
 
 CONSTANTS: dict[str, Callable[[dict[str, int]], float]] = {
 
@@ -252,100 +312,159 @@ ELEMENTWISE = {
     "relu": torch.relu, "gelu": torch.nn.functional.gelu, "tanh": torch.tanh,
     "silu": torch.nn.functional.silu, "sigmoid": torch.sigmoid, "identity": lambda x: x,
 }
+# ops whose inputs are brought to the node's own dim order first
+SAME_DIMS = ("output", "scale", "add", "multiply", "softmax", "layernorm", "rmsnorm",
+             *ELEMENTWISE)
 
 
 def dim_sizes(widths: dict[str, int]) -> dict[str, int]:
-    """Sizes of every dim: finite ones fixed, infinite ones from ``widths`` (default: their
-    base size), multiples (``times``) from the dim they multiply."""
-    unknown = set(widths) - {d for d, v in DIMS.items() if v["infinite"] and "of" not in v}
+    """Sizes of every dim. Finite dims keep their size; an independent infinite dim takes
+    its width from ``widths``, or else scales with the named ones by their common width
+    multiplier (all stay at base size when ``widths`` is empty; named dims of different
+    multipliers must name every independent dim); a multiple (``times``) follows its dim."""
+    free = [d for d, v in DIMS.items() if v["infinite"] and "of" not in v]
+    unknown = sorted(set(widths) - set(free))
     if unknown:
-        raise KeyError(f"not an independent infinite dim: {sorted(unknown)}")
-    sizes = {}
+        raise KeyError(f"not an independent infinite dim: {unknown} (those are {free})")
+    for d, w in widths.items():
+        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+            raise ValueError(f"width of {d!r} must be a positive integer, got {w!r}")
+    ratios = {widths[d] / DIMS[d]["size"] for d in widths}
+    missing = [d for d in free if d not in widths]
+    if missing and len(ratios) > 1:
+        raise ValueError(f"widths {widths} scale dims by different multipliers, so the "
+                         f"others cannot follow them: also give {missing}")
+    ratio = ratios.pop() if ratios else 1.0
+    sizes: dict[str, int] = {}
     for name, d in DIMS.items():  # multiples come after the dim they multiply
         if "of" in d:
-            sizes[name] = int(d["times"] * sizes[d["of"]])
+            num, den = d["times"]
+            sizes[name] = max(1, sizes[d["of"]] * num // den)
+        elif name in widths:
+            sizes[name] = widths[name]
         else:
-            sizes[name] = widths.get(name, d["size"])
+            sizes[name] = max(1, round(d["size"] * ratio)) if d["infinite"] else d["size"]
     return sizes
 
 
 def _to(x: torch.Tensor, have: list[str], want: list[str]) -> torch.Tensor:
     """Permute the non-batch axes of ``x`` from dims ``have`` to dims ``want``."""
-    return x.permute(0, *(1 + have.index(d) for d in want))
+    if have == want:
+        return x
+    return x.permute(0, *(1 + i for i in _perm(have, want)))
+
+
+def _perm(have: list[str], want: list[str]) -> list[int]:
+    """Axis order that takes dims ``have`` to ``want`` (a repeated dim keeps its order)."""
+    left = list(have)
+    out = []
+    for d in want:
+        i = left.index(d)
+        left[i] = None
+        out.append(i)
+    return out
+
+
+class Params(torch.nn.Module):
+    """The parameters a node owns besides a Linear/Conv/Embedding weight: a norm's gain
+    (``weight``) and ``bias``, or the bias of a linear whose weight is tied elsewhere."""
+
+    def __init__(self, sizes: dict[str, int]) -> None:
+        super().__init__()
+        for name, size in sizes.items():
+            init = torch.ones if name == "weight" else torch.zeros  # as nn.LayerNorm
+            self.register_parameter(name, torch.nn.Parameter(init(size)))
 
 
 class Model(torch.nn.Module):
-    """The graph as a module: ``Model(widths)``, e.g. ``Model({'width': 256})``.
-    ``forward`` takes the graph's inputs in declaration order, each with a leading batch
-    axis, and returns its output; pass ``capture={}`` to also collect every activation."""
+    """The graph as a module: ``Model(widths)``, e.g. ``Model({'width': 256})`` (see
+    ``dim_sizes``). ``forward`` takes the graph's inputs positionally in ``INPUTS`` order
+    (sorted by name) or by name, each with a leading batch axis, and returns its (first)
+    output; pass ``capture={}`` to also collect every activation. The forward applies
+    every multiplier itself, so ``apply_multipliers`` leaves a Model alone."""
+
+    applies_multipliers = True
 
     def __init__(self, widths: dict[str, int]) -> None:
         super().__init__()
         self.sizes = dim_sizes(widths)
         s = self.sizes
-        for n in NODES:
-            op = n["op"]
-            if "module" in n and n["module"] in dict(self.named_modules()):
-                continue  # a tied parameter's later use shares the module of its first
-            if op in ("linear", "conv"):
+        owners = sorted((n for n in NODES if "owns" in n),
+                        key=lambda n: n["module"].count("."))  # `h` before `h.g`
+        for n in owners:
+            op, owns = n["op"], n["owns"]
+            size = {k: math.prod(s[d] for d in dims) for k, dims in owns.items()}
+            if op in ("linear", "conv") and "weight" in owns:
                 out = math.prod(s[d] for d in n["dims"] if d not in n["batch"])
                 fan_in = math.prod(s[d] for d in n["in_dims"])
                 if op == "linear":
-                    m = torch.nn.Linear(fan_in, out, bias="bias" in n)
+                    m = torch.nn.Linear(fan_in, out, bias="bias" in owns)
                 else:
                     kernel = tuple(s[d] for d in n["kernel"])
-                    m = CONV[len(kernel)](fan_in, out, kernel, bias="bias" in n,
+                    m = CONV[len(kernel)](fan_in, out, kernel, bias="bias" in owns,
                                           padding="same")
-                self._put(n["module"], m)
             elif op == "embedding":
-                out = math.prod(s[d] for d in n["dims"] if d not in self._dims(n["inputs"][0]))
-                self._put(n["module"], torch.nn.Embedding(s[n["vocab"]], out))
-            elif op in ("layernorm", "rmsnorm") and "module" in n:
-                shape = math.prod(s[d] for d in n["over"])
-                cls = torch.nn.LayerNorm if op == "layernorm" else torch.nn.RMSNorm
-                norm = cls(shape, elementwise_affine="gain" in n)
-                if op == "layernorm" and "bias" not in n:
-                    norm.bias = None
-                self._put(n["module"], norm)
+                m = torch.nn.Embedding(s[n["vocab"]], size["weight"] // s[n["vocab"]])
+            else:
+                m = Params({"weight" if k == "gain" else k: v for k, v in size.items()})
+            self._put(n["module"], m)
         self.mult = {(n["name"], n[k]): use_multiplier(self, n["name"], n[k])
                      for n in NODES for k in ("weight", "gain", "bias") if k in n}
         self.const = {n["name"]: CONSTANTS[n["name"]](s) for n in NODES
-                       if n["name"] in CONSTANTS}
+                      if n["name"] in CONSTANTS}
 
     def _put(self, path: str, module: torch.nn.Module) -> None:
         parent: torch.nn.Module = self
         *heads, last = path.split(".")
         for h in heads:
-            if not hasattr(parent, h):
+            if h not in parent._modules:
                 parent.add_module(h, torch.nn.ModuleDict())
-            parent = getattr(parent, h)
+            parent = parent.get_submodule(h)
         parent.add_module(last, module)
 
     @staticmethod
     def _dims(name: str) -> list[str]:
         return next(n["dims"] for n in NODES if n["name"] == name)
 
-    def forward(self, *inputs: torch.Tensor, capture: dict | None = None) -> torch.Tensor:
+    def _param(self, n: dict, kind: str) -> torch.Tensor:
+        """Parameter ``kind`` of node ``n`` times its multiplier there, its axes in the
+        order this use reads them (a tied parameter may be stored in another order)."""
+        path, stored, want = n["params"][kind]
+        t = self.get_parameter(path)
+        if stored != want:
+            t = t.reshape([self.sizes[d] for d in stored]).permute(_perm(stored, want))
+        return t * self.mult[(n["name"], n[kind])]
+
+    def forward(self, *inputs: torch.Tensor, capture: dict | None = None,
+                **named: torch.Tensor) -> torch.Tensor:
+        feed = dict(zip(INPUTS, inputs, strict=False))
+        if len(inputs) > len(INPUTS) or set(feed) & set(named) or (
+                set(feed) | set(named)) != set(INPUTS):
+            raise TypeError(f"Model takes the inputs {INPUTS}, each once, positionally "
+                            "in this order or by name")
+        feed.update(named)
         env: dict[str, torch.Tensor] = {}
-        feed = iter(inputs)
         s = self.sizes
         out = None
         for n in NODES:
             op, dims = n["op"], n["dims"]
             xs = [env[i] for i in n["inputs"]]
             ins = [self._dims(i) for i in n["inputs"]]
+            if op in SAME_DIMS:
+                xs = [_to(x, d, dims) for x, d in zip(xs, ins, strict=True)]
             if op == "input":
-                y = next(feed)
+                y = feed[n["name"]]
             elif op == "output":
-                y = out = xs[0]
+                y = xs[0]
+                out = y if out is None else out
             elif op in ELEMENTWISE:
                 y = ELEMENTWISE[op](xs[0])
             elif op == "scale":
                 y = xs[0] * self.const[n["name"]]
             elif op == "add":
-                y = sum(_to(x, d, dims) for x, d in zip(xs, ins, strict=True))
+                y = sum(xs[1:], xs[0])
             elif op == "multiply":
-                y = xs[0] * _to(xs[1], ins[1], ins[0])
+                y = xs[0] * xs[1]
             elif op == "softmax":
                 axis = 1 + dims.index(n["over"][0])
                 z = xs[0]
@@ -371,9 +490,6 @@ class Model(torch.nn.Module):
                 capture[n["name"]] = y.detach()
         return out
 
-    def _module(self, n: dict) -> torch.nn.Module:
-        return self.get_submodule(n["module"])
-
     def _linear(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
         s = self.sizes
         batch, in_dims = n["batch"], n["in_dims"]
@@ -381,23 +497,23 @@ class Model(torch.nn.Module):
         x = _to(x, have, batch + in_dims)
         lead = x.shape[: 1 + len(batch)]
         x = x.reshape(*lead, -1)
-        m = self._module(n)
-        w = m.weight * self.mult.get((n["name"], n.get("weight")), 1.0)
-        bias = getattr(m, "bias", None)  # a tied embedding's readout reuses the Embedding
-        b = None if bias is None else bias * self.mult.get((n["name"], n.get("bias")), 1.0)
+        out = math.prod([s[d] for d in out_dims])
+        w = self._param(n, "weight")
+        b = self._param(n, "bias").reshape(-1) if "bias" in n else None
         if n["op"] == "conv":  # the last len(kernel) batch dims are the spatial ones
             k = len(n["kernel"])
+            w = w.reshape(out, -1, *(s[d] for d in n["kernel"]))
             x = x.reshape(-1, *x.shape[-k - 1:]).movedim(-1, 1)
             y = CONV_FN[k](x, w, b, padding="same").movedim(1, -1).reshape(*lead, -1)
         else:
-            y = torch.nn.functional.linear(x, w, b)
+            y = torch.nn.functional.linear(x, w.reshape(out, -1), b)
         y = y.reshape(*lead, *(s[d] for d in out_dims))
         return _to(y, batch + out_dims, n["dims"])
 
     def _embed(self, n: dict, ids: torch.Tensor, have: list[str]) -> torch.Tensor:
         s = self.sizes
         out_dims = [d for d in n["dims"] if d not in have]
-        y = self._module(n).weight[ids] * self.mult.get((n["name"], n["weight"]), 1.0)
+        y = self._param(n, "weight").reshape(s[n["vocab"]], -1)[ids]
         y = y.reshape(*ids.shape, *(s[d] for d in out_dims))
         return _to(y, have + out_dims, n["dims"])
 
@@ -411,21 +527,19 @@ class Model(torch.nn.Module):
             x = torch.nn.functional.layer_norm(x, x.shape[-1:])
         else:
             x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
-        if "module" in n:
-            m = self._module(n)
-            if m.weight is not None:
-                x = x * (m.weight * self.mult.get((n["name"], n.get("gain")), 1.0))
-            if getattr(m, "bias", None) is not None:
-                x = x + m.bias * self.mult.get((n["name"], n.get("bias")), 1.0)
+        if "gain" in n:
+            x = x * self._param(n, "gain").reshape(-1)
+        if "bias" in n:
+            x = x + self._param(n, "bias").reshape(-1)
         x = x.reshape(*lead, *(self.sizes[d] for d in over))
         return _to(x, rest + over, dims)
 
-    def _contract(self, n: dict, xs: list[torch.Tensor], ins: list[str]) -> torch.Tensor:
+    def _contract(self, n: dict, xs: list[torch.Tensor], ins: list[list[str]]
+                  ) -> torch.Tensor:
         rename = dict(n.get("rename", []))
         u_dims, v_dims = ins[0], [rename.get(d, d) for d in ins[1]]
-        letters = {d: chr(ord("b") + i) for i, d in enumerate(
-            dict.fromkeys(u_dims + v_dims + n["dims"]))}
-        spec = ("a" + "".join(letters[d] for d in u_dims) + ",a"
-                + "".join(letters[d] for d in v_dims) + "->a"
-                + "".join(letters[d] for d in n["dims"]))
-        return torch.einsum(spec, xs[0], xs[1]) * self.const[n["name"]]
+        axis = {d: 1 + i for i, d in enumerate(dict.fromkeys(u_dims + v_dims + n["dims"]))}
+        y = torch.einsum(xs[0], [0, *(axis[d] for d in u_dims)],
+                         xs[1], [0, *(axis[d] for d in v_dims)],
+                         [0, *(axis[d] for d in n["dims"])])
+        return y * self.const[n["name"]]
