@@ -9,7 +9,7 @@ import click
 
 from abccalc import __version__
 from abccalc.codegen import generate, load_parametrization, read_names
-from abccalc.coordcheck import LOSSES, check_widths, import_torch
+from abccalc.coordcheck import LOSSES, check_plot_path, check_widths, import_torch
 from abccalc.coordcheck import as_dict as coord_dict
 from abccalc.coordcheck import markdown as coord_markdown
 from abccalc.coordcheck import plot as plot_coordcheck
@@ -186,7 +186,10 @@ def coordcheck(graph: str, variant: str, optimizer: str, params_file: str | None
                loss: str,
                plot: str | None, fmt: str, sets: tuple[str, ...]) -> None:
     """Train the generated model at several widths and report which activations grow
-    or shrink with width (slopes of RMS(x_t - x_0) against width, log-log)."""
+    or shrink with width (slopes of RMS(x_t - x_0) against width, log-log).
+    Exit 1 unless every activation is flat (docs/verdicts.md)."""
+    if plot:
+        check_plot_path(plot)
     p, ws, name = _trained(graph, sets, optimizer, variant, params_file or "mup", widths)
     result = run_coordcheck(p, ws, steps=steps, lr=lr, seed=seed, batch=batch, loss=loss,
                             name=name)
@@ -194,6 +197,8 @@ def coordcheck(graph: str, variant: str, optimizer: str, params_file: str | None
         plot_coordcheck(result, plot)
     click.echo(json.dumps(coord_dict(result), indent=2) if fmt == "json"
                else coord_markdown(result), nl=fmt == "json")
+    if not result.flat:
+        sys.exit(1)
 
 
 @cli.command()

@@ -19,7 +19,14 @@ from abccalc.dynamics import propagate
 from abccalc.errors import AbcError
 from abccalc.parametrization import Parametrization
 
-THRESHOLD = 0.1  # |slope| above this counts as growing or shrinking with width
+# Width exponents of an abc-parametrization are multiples of 1/2 (CLT: √n, LLN: n; TP4 §3),
+# so a measured slope is read as the nearest multiple of 1/2: |slope − e| ≤ 1/4 means
+# exponent e. One tolerance for every verdict (docs/verdicts.md).
+THRESHOLD = 0.25
+MAX_PARAMS = 100_000_000  # trainable parameters at the largest width (≈ 1.6 GB with Adam)
+MAX_WIDTH = 2**31 - 1
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit seed
+PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
 @dataclass(frozen=True)
@@ -46,17 +53,34 @@ class CoordCheck:
 
     def verdicts(self) -> list[tuple[str, str, float, float]]:
         """(activation, verdict, slope after the last step, predicted exponent)."""
-        out = []
-        for s in self.series:
-            slope = s.slopes[-1]
-            verdict = "grows" if slope > THRESHOLD else "shrinks" if slope < -THRESHOLD \
-                else "flat"
-            out.append((s.name, verdict, slope, s.predicted_change))
-        return out
+        return [(s.name, verdict(s), s.slopes[-1], s.predicted_change) for s in self.series]
 
     @property
     def flat(self) -> bool:
-        return all(v == "flat" for _, v, _, _ in self.verdicts())
+        """No activation grows or shrinks with width (each is ``flat`` or ``unchanged``)."""
+        return all(v in ("flat", "unchanged") for _, v, _, _ in self.verdicts())
+
+
+def unchanged(s: Series) -> bool:
+    """The activation did not move at any width (e.g. it depends on no parameter)."""
+    return all(r <= 1e-7 * max(i, 1e-30) for r, i in zip(s.rms[-1], s.rms[0], strict=True))
+
+
+def verdict(s: Series) -> str:
+    """``unchanged`` (no change at any width), else ``grows``/``shrinks`` when the last
+    step's slope is more than THRESHOLD from 0, else ``flat``."""
+    if unchanged(s):
+        return "unchanged"
+    slope = s.slopes[-1]
+    return "grows" if slope > THRESHOLD else "shrinks" if slope < -THRESHOLD else "flat"
+
+
+def agrees(s: Series) -> bool:
+    """The measurement matches the prediction: an activation predicted never to change
+    (exponent −∞) is unchanged; otherwise the slope is within THRESHOLD of the exponent."""
+    if s.predicted_change == float("-inf"):
+        return unchanged(s)
+    return not unchanged(s) and abs(s.slopes[-1] - s.predicted_change) <= THRESHOLD
 
 
 def slope(widths: list[int], values: list[float]) -> float:
@@ -69,11 +93,57 @@ def slope(widths: list[int], values: list[float]) -> float:
 
 
 def check_widths(widths: list[int]) -> None:
+    """At least 3 increasing widths in 1…MAX_WIDTH (their size is checked in :func:`run`)."""
+    if any(not 1 <= w <= MAX_WIDTH for w in widths):
+        raise AbcError(f"--widths {','.join(map(str, widths))}: widths must be between 1 "
+                       f"and {MAX_WIDTH}")
     if len(widths) < 3:
         raise AbcError(f"--widths {','.join(map(str, widths))}: give at least 3 widths "
                        "to fit a slope")
     if any(b <= a for a, b in itertools.pairwise(widths)):
         raise AbcError(f"--widths {','.join(map(str, widths))}: widths must increase")
+
+
+def check_options(*, lr: float | None = None, seed: int = 0, steps: int = 1,
+                  batch: int | None = None, loss: str = "linear") -> None:
+    """The training options of :func:`run`, checked before any work."""
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise AbcError(f"--lr {lr}: the learning rate must be a positive finite number")
+    if not 0 <= seed <= MAX_SEED:
+        raise AbcError(f"--seed {seed}: must be between 0 and 2^63 - 1")
+    if steps < 1:
+        raise AbcError(f"--steps {steps}: must be at least 1")
+    if batch is not None and batch < 1:
+        raise AbcError(f"--batch {batch}: must be at least 1")
+    if loss not in LOSSES:
+        raise AbcError(f"--loss {loss}: expected one of {', '.join(LOSSES)}")
+
+
+def check_plot_path(path: str) -> None:
+    """``--plot`` must end in a format :func:`plot` writes."""
+    if not path.lower().endswith(PLOT_FORMATS):
+        raise AbcError(f"--plot {path}: unsupported file type; use a name ending in "
+                       f"{', '.join(PLOT_FORMATS)}")
+
+
+def check_graph(p: Parametrization) -> None:
+    """A coordinate check trains parameters along an infinite dim: the graph needs both."""
+    graph = p.graph
+    if not graph.params:
+        raise AbcError(f"graph '{graph.name}': no parameters to train; a coordinate check "
+                       "needs at least one")
+    if not any(d.infinite and d.of is None for d in graph.dims.values()):
+        raise AbcError(f"graph '{graph.name}': no infinite dim to vary the width along")
+
+
+def _check_size(torch, gen_module, p: Parametrization, width: int) -> None:
+    """Refuse a largest width whose model exceeds MAX_PARAMS (counted without allocating)."""
+    with torch.device("meta"):
+        model = gen_module.Model(_widths_for(p, width))
+    n = sum(x.numel() for x in model.parameters())
+    if n > MAX_PARAMS:
+        raise AbcError(f"--widths: the model at width {width} has {n:,} parameters, over the "
+                       f"limit of {MAX_PARAMS:,}; use smaller widths")
 
 
 def import_torch() -> types.ModuleType:
@@ -139,9 +209,12 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
     the number of distinct training vectors, and few of them keep small widths in the
     asymptotic regime."""
     check_widths(widths)
+    check_options(lr=lr, seed=seed, steps=steps, batch=batch, loss=loss)
+    check_graph(p)
     batch = batch or default_batch(p)
     torch = import_torch()
     gen_module = _module(p)
+    _check_size(torch, gen_module, p, widths[-1])
     adam = p.optimizer.value == "adam"
     lr = lr if lr is not None else (1e-2 if adam else 0.1)
     sizes = propagate(p.graph, p.optimizer, p.abc())
@@ -199,7 +272,7 @@ def markdown(cc: CoordCheck) -> str:
              "",
              f"Widths {', '.join(map(str, cc.widths))}; {cc.steps} steps at LR {cc.lr:g}; "
              f"seed {cc.seed}. Slope of log RMS(x_t − x_0) against log width; "
-             f"|slope| > {THRESHOLD} counts as growing or shrinking.",
+             f"|slope| > {THRESHOLD} counts as growing or shrinking (docs/verdicts.md).",
              "",
              "| activation | verdict | slope (last step) | slopes by step 1…T | predicted |",
              "|---|---|---|---|---|"]
@@ -207,7 +280,8 @@ def markdown(cc: CoordCheck) -> str:
         steps = ", ".join(f"{x:+.2f}" for x in s.slopes[1:])
         lines.append(f"| {s.name} | {verdict} | {last:+.2f} | {steps} | "
                      f"{'—' if pred == float('-inf') else f'n^{pred:g}'} |")
-    grows = [s.name for s, v in zip(cc.series, cc.verdicts(), strict=True) if v[1] != "flat"]
+    grows = [s.name for s, v in zip(cc.series, cc.verdicts(), strict=True)
+             if v[1] not in ("flat", "unchanged")]
     summary = "not flat: " + ", ".join(grows) if grows else \
         "flat: every activation is width-independent"
     lines += ["", f"**{summary}**"]
@@ -230,6 +304,7 @@ def as_dict(cc: CoordCheck) -> dict:
 
 def plot(cc: CoordCheck, path: str) -> None:
     """mup-style coord check: one panel per step, RMS size against width, log–log."""
+    check_plot_path(path)
     try:
         import matplotlib
     except ImportError:
