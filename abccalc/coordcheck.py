@@ -53,7 +53,8 @@ class CoordCheck:
 
     def verdicts(self) -> list[tuple[str, str, float, float]]:
         """(activation, verdict, slope after the last step, predicted exponent)."""
-        return [(s.name, verdict(s), s.slopes[-1], s.predicted_change) for s in self.series]
+        return [(s.name, verdict(s, self.widths), s.slopes[-1], s.predicted_change)
+                for s in self.series]
 
     @property
     def flat(self) -> bool:
@@ -66,21 +67,75 @@ def unchanged(s: Series) -> bool:
     return all(r <= 1e-7 * max(i, 1e-30) for r, i in zip(s.rms[-1], s.rms[0], strict=True))
 
 
-def verdict(s: Series) -> str:
-    """``unchanged`` (no change at any width), else ``grows``/``shrinks`` when the last
-    step's slope is more than THRESHOLD from 0, else ``flat``."""
+def clt_fit(widths: list[int], rms: list[float], e: float) -> tuple[float, float]:
+    """Fit RMS² = n^{2e}(A² + B²/n), A², B² ≥ 0, in relative error; return (A², B²).
+
+    A Θ(n^e) quantity of an abc-parametrization is its LLN limit plus fluctuations a CLT
+    factor √n smaller (TP4 §3, TP5 App. J), independent of it at leading order, so their
+    squares add. Attention logits under μP are such a case: their gradient at init is
+    ⟨W_oᵀδ, W_v x⟩ of two independent weights, CLT-sized, and the LLN part appears only
+    once an update has correlated W_o and W_v (second order in the LR)."""
+    ys = [r * r * n ** (-2 * e) for n, r in zip(widths, rms, strict=True)]
+    rows = [(1 / y, 1 / (n * y)) for n, y in zip(widths, ys, strict=True)]  # ≈ 1 each
+
+    def solve2(cols: tuple[int, ...]) -> list[float]:
+        coef = [0.0, 0.0]
+        if cols == (0, 1):
+            s00 = sum(r[0] ** 2 for r in rows)
+            s01 = sum(r[0] * r[1] for r in rows)
+            s11 = sum(r[1] ** 2 for r in rows)
+            t0, t1 = sum(r[0] for r in rows), sum(r[1] for r in rows)
+            det = s00 * s11 - s01 ** 2
+            if det > 0:
+                coef = [(t0 * s11 - t1 * s01) / det, (s00 * t1 - s01 * t0) / det]
+        else:
+            c = cols[0]
+            coef[c] = sum(r[c] for r in rows) / sum(r[c] ** 2 for r in rows)
+        return coef
+
+    coef = solve2((0, 1))
+    if coef[0] < 0 or coef[1] < 0:
+        fits = [solve2((0,)), solve2((1,))]
+        coef = min(fits, key=lambda c: sum((c[0] * r[0] + c[1] * r[1] - 1) ** 2
+                                           for r in rows))
+    return coef[0], coef[1]
+
+
+def lln_share(s: Series, widths: list[int], e: float) -> float:
+    """Fraction of RMS² at the largest width that :func:`clt_fit` assigns to the LLN part."""
+    a2, b2 = clt_fit(widths, s.rms[-1], e)
+    n = widths[-1]
+    return a2 / (a2 + b2 / n) if a2 + b2 > 0 else 0.0
+
+
+def consistent(s: Series, widths: list[int], e: float) -> bool:
+    """The measured change of ``s`` is Θ(n^e): its slope is within THRESHOLD of ``e``, or
+    it lies in [e − 1/2 − THRESHOLD, e) as a Θ(n^e) limit plus its CLT fluctuation does,
+    and :func:`clt_fit` puts at least half of RMS² at the largest width in the limit (a
+    genuinely vanishing Θ(n^{e−1/2}) quantity has none)."""
+    slope = s.slopes[-1]
+    if abs(slope - e) <= THRESHOLD:
+        return True
+    return e - 0.5 - THRESHOLD <= slope < e and lln_share(s, widths, e) >= 0.5
+
+
+def verdict(s: Series, widths: list[int]) -> str:
+    """``unchanged`` (no change at any width); ``flat`` when the change is Θ(1) by
+    :func:`consistent`; else ``grows`` or ``shrinks`` by the sign of the slope."""
     if unchanged(s):
         return "unchanged"
-    slope = s.slopes[-1]
-    return "grows" if slope > THRESHOLD else "shrinks" if slope < -THRESHOLD else "flat"
+    if consistent(s, widths, 0.0):
+        return "flat"
+    return "grows" if s.slopes[-1] > 0 else "shrinks"
 
 
-def agrees(s: Series) -> bool:
+def agrees(s: Series, widths: list[int]) -> bool:
     """The measurement matches the prediction: an activation predicted never to change
-    (exponent −∞) is unchanged; otherwise the slope is within THRESHOLD of the exponent."""
+    (exponent −∞) is unchanged; otherwise its change is Θ(n^predicted) by
+    :func:`consistent`."""
     if s.predicted_change == float("-inf"):
         return unchanged(s)
-    return not unchanged(s) and abs(s.slopes[-1] - s.predicted_change) <= THRESHOLD
+    return not unchanged(s) and consistent(s, widths, s.predicted_change)
 
 
 def slope(widths: list[int], values: list[float]) -> float:

@@ -43,7 +43,8 @@ class Verification:
         for s, (_, verdict, slope, pred) in zip(self.empirical.series,
                                                self.empirical.verdicts(), strict=True):
             out.append({"name": s.name, "predicted": None if pred == float("-inf") else pred,
-                        "slope": slope, "verdict": verdict, "agrees": agrees(s)})
+                        "slope": slope, "verdict": verdict,
+                        "agrees": agrees(s, self.empirical.widths)})
         return out
 
     def summary(self) -> str:
