@@ -254,63 +254,81 @@ def _batch(torch, p: Parametrization, sizes: dict[str, int], batch: int, gen):
 LOSSES = ("linear", "xent")
 
 
+def _train(torch, gen_module, p: Parametrization, names: list[str], width: int, *,
+           init_seed: int, data_seed: int, steps: int, lr: float, batch: int, loss: str
+           ) -> dict[str, list[float]]:
+    """One model at ``width``: per activation, the mean square of x_0 (step 0) and of
+    x_t − x_0 after each step t."""
+    torch.manual_seed(init_seed)
+    model = gen_module.Model(_widths_for(p, width))
+    gen_module.init_(model)
+    groups = gen_module.param_groups(model, lr)
+    # ε negligible, as the derivations assume (TP5 B.3): Adam's default 1e-8 is not,
+    # once μP gradients shrink with width
+    opt = torch.optim.Adam(groups, eps=1e-12) if p.optimizer.value == "adam" \
+        else torch.optim.SGD(groups)
+    # one fixed batch, trained on and measured: ΔW is built from the same inputs it is
+    # measured on, as in mup's coord check (LLN correlation, TP5 Table 14)
+    probe, targets = _batch(torch, p, model.sizes, batch,
+                            torch.Generator().manual_seed(data_seed))
+    ms: dict[str, list[float]] = {n: [] for n in names}
+    x0: dict = {}
+    for step in range(steps + 1):
+        acts: dict = {}
+        with torch.no_grad():
+            model(*probe, capture=acts)
+        for n in names:
+            x = acts[n].float()
+            if step == 0:
+                x0[n] = x
+            ms[n].append((x if step == 0 else x - x0[n]).pow(2).mean().item())
+        if step == steps:
+            break
+        logits = model(*probe)
+        if loss == "xent":
+            value = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        else:  # ∂L/∂f = −y whatever f is: no finite-width effect of f_0 (TP5 D.2)
+            y = torch.nn.functional.one_hot(targets, logits.shape[-1]).float()
+            value = -(logits * (2 * y - 1)).sum(-1).mean()
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+    return ms
+
+
 def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | None = None,
-        seed: int = 0, batch: int | None = None, name: str = "mup", loss: str = "linear"
-        ) -> CoordCheck:
+        seed: int = 0, batch: int | None = None, name: str = "mup", loss: str = "linear",
+        repeats: int = 3) -> CoordCheck:
     """Train each width ``steps`` steps and fit per-activation slopes.
 
     The default batch holds about 8 examples (tokens, for inputs read by an embedding):
     Adam's first update is sign-like, so ΔW·x is LLN-sized only once the width exceeds
     the number of distinct training vectors, and few of them keep small widths in the
-    asymptotic regime."""
+    asymptotic regime. Each width is trained from ``repeats`` initializations (seeds
+    ``seed``, ``seed + 1``, … mod 2^63; the batch is drawn with ``seed``) and the RMS is
+    the root of their mean square: the CLT correction of :func:`consistent` is a statement
+    about that expectation, and one initialization's slope fluctuates by ±0.1 or more."""
     check_widths(widths)
     check_options(lr=lr, seed=seed, steps=steps, batch=batch, loss=loss)
+    if repeats < 1:
+        raise AbcError(f"repeats {repeats}: must be at least 1")
     check_graph(p)
     batch = batch or default_batch(p)
     torch = import_torch()
     gen_module = _module(p)
     _check_size(torch, gen_module, p, widths[-1])
-    adam = p.optimizer.value == "adam"
-    lr = lr if lr is not None else (1e-2 if adam else 0.1)
+    lr = lr if lr is not None else (1e-2 if p.optimizer.value == "adam" else 0.1)
     sizes = propagate(p.graph, p.optimizer, p.abc())
     names = [n.name for n in p.graph.order if n.op not in ("input", "output")]
     rms: dict[str, list[list[float]]] = {n: [[] for _ in range(steps + 1)] for n in names}
     for width in widths:
-        torch.manual_seed(seed)
-        model = gen_module.Model(_widths_for(p, width))
-        gen_module.init_(model)
-        groups = gen_module.param_groups(model, lr)
-        # ε negligible, as the derivations assume (TP5 B.3): Adam's default 1e-8 is not,
-        # once μP gradients shrink with width
-        opt = torch.optim.Adam(groups, eps=1e-12) if adam else torch.optim.SGD(groups)
-        g = torch.Generator().manual_seed(seed)
-        # one fixed batch, trained on and measured: ΔW is built from the same inputs it is
-        # measured on, as in mup's coord check (LLN correlation, TP5 Table 14)
-        probe, targets = _batch(torch, p, model.sizes, batch, g)
-        x0: dict[str, torch.Tensor] = {}
-        for step in range(steps + 1):
-            acts: dict = {}
-            with torch.no_grad():
-                model(*probe, capture=acts)
-            for n in names:
-                x = acts[n].float()
-                if step == 0:
-                    x0[n] = x
-                    rms[n][0].append(x.pow(2).mean().sqrt().item())
-                else:
-                    rms[n][step].append((x - x0[n]).pow(2).mean().sqrt().item())
-            if step == steps:
-                break
-            logits = model(*probe)
-            if loss == "xent":
-                value = torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-            else:  # ∂L/∂f = −y whatever f is: no finite-width effect of f_0 (TP5 D.2)
-                y = torch.nn.functional.one_hot(targets, logits.shape[-1]).float()
-                value = -(logits * (2 * y - 1)).sum(-1).mean()
-            opt.zero_grad()
-            value.backward()
-            opt.step()
+        runs = [_train(torch, gen_module, p, names, width, init_seed=(seed + k) % 2**63,
+                       data_seed=seed, steps=steps, lr=lr, batch=batch, loss=loss)
+                for k in range(repeats)]
+        for n in names:
+            for step in range(steps + 1):
+                rms[n][step].append(math.sqrt(sum(r[n][step] for r in runs) / repeats))
     series = []
     for n in names:
         change = sizes.sd[n]
