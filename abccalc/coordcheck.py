@@ -75,7 +75,7 @@ def clt_fit(widths: list[int], rms: list[float], e: float) -> tuple[float, float
     squares add. Attention logits under μP are such a case: their gradient at init is
     ⟨W_oᵀδ, W_v x⟩ of two independent weights, CLT-sized, and the LLN part appears only
     once an update has correlated W_o and W_v (second order in the LR)."""
-    ys = [r * r * n ** (-2 * e) for n, r in zip(widths, rms, strict=True)]
+    ys = [max(r * r * n ** (-2 * e), 1e-300) for n, r in zip(widths, rms, strict=True)]
     rows = [(1 / y, 1 / (n * y)) for n, y in zip(widths, ys, strict=True)]  # ≈ 1 each
 
     def solve2(cols: tuple[int, ...]) -> list[float]:

@@ -29,6 +29,7 @@ def test_clt_fit_recovers_the_limit_and_the_fluctuation() -> None:
     """RMS² = 0.1 + 30/n exactly: the fit returns A² = 0.1, B² = 30."""
     a2, b2 = clt_fit(WIDTHS, [math.sqrt(0.1 + 30 / n) for n in WIDTHS], 0.0)
     assert (a2, b2) == (pytest.approx(0.1), pytest.approx(30))
+    assert verdict(series([0.0, 1.0, 1.0, 1.0, 1.0]), WIDTHS) == "grows"  # no ZeroDivision
 
 
 @pytest.mark.parametrize(("rms", "expected"), [
