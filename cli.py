@@ -9,7 +9,7 @@ import click
 
 from abccalc import __version__
 from abccalc.codegen import generate, load_parametrization, read_names
-from abccalc.coordcheck import LOSSES, check_widths, import_torch
+from abccalc.coordcheck import LOSSES, check_plot_path, check_widths, import_torch
 from abccalc.coordcheck import as_dict as coord_dict
 from abccalc.coordcheck import markdown as coord_markdown
 from abccalc.coordcheck import plot as plot_coordcheck
@@ -235,7 +235,7 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
 @click.option("--loss", type=click.Choice(LOSSES), default="linear", show_default=True,
               help="linear: -<f, y>, whose gradient does not depend on f (isolates the "
               "scaling); xent: cross-entropy.")
-@click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG (matplotlib).")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a plot: .png, .pdf or .svg (matplotlib).")
 @click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
               show_default=True)
 @set_opt
@@ -244,7 +244,10 @@ def coordcheck(graph: str, variant: str, optimizer: str, params: str,
                loss: str,
                plot: str | None, fmt: str, sets: tuple[str, ...]) -> None:
     """Train the generated model at several widths and report which activations grow
-    or shrink with width (slopes of RMS(x_t - x_0) against width, log-log)."""
+    or shrink with width (slopes of RMS(x_t - x_0) against width, log-log).
+    Exit 1 unless every activation is flat (docs/verdicts.md)."""
+    if plot:
+        check_plot_path(plot)
     p, ws, name = _trained(graph, sets, optimizer, variant, params, widths)
     result = run_coordcheck(p, ws, steps=steps, lr=lr, seed=seed, batch=batch, loss=loss,
                             name=name)
@@ -252,6 +255,8 @@ def coordcheck(graph: str, variant: str, optimizer: str, params: str,
         plot_coordcheck(result, plot)
     _echo(json.dumps(coord_dict(result), indent=2) if fmt == "json"
                else coord_markdown(result), nl=fmt == "json")
+    if not result.flat:
+        sys.exit(1)
 
 
 @cli.command()

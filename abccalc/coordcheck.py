@@ -19,7 +19,14 @@ from abccalc.dynamics import propagate
 from abccalc.errors import AbcError
 from abccalc.parametrization import Parametrization
 
-THRESHOLD = 0.1  # |slope| above this counts as growing or shrinking with width
+# Width exponents of an abc-parametrization are multiples of 1/2 (CLT: √n, LLN: n; TP4 §3),
+# so a measured slope is read as the nearest multiple of 1/2: |slope − e| ≤ 1/4 means
+# exponent e. One tolerance for every verdict (docs/verdicts.md).
+THRESHOLD = 0.25
+MAX_PARAMS = 100_000_000  # trainable parameters at the largest width (≈ 1.6 GB with Adam)
+MAX_WIDTH = 2**31 - 1
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit seed
+PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
 @dataclass(frozen=True)
@@ -46,17 +53,89 @@ class CoordCheck:
 
     def verdicts(self) -> list[tuple[str, str, float, float]]:
         """(activation, verdict, slope after the last step, predicted exponent)."""
-        out = []
-        for s in self.series:
-            slope = s.slopes[-1]
-            verdict = "grows" if slope > THRESHOLD else "shrinks" if slope < -THRESHOLD \
-                else "flat"
-            out.append((s.name, verdict, slope, s.predicted_change))
-        return out
+        return [(s.name, verdict(s, self.widths), s.slopes[-1], s.predicted_change)
+                for s in self.series]
 
     @property
     def flat(self) -> bool:
-        return all(v == "flat" for _, v, _, _ in self.verdicts())
+        """No activation grows or shrinks with width (each is ``flat`` or ``unchanged``)."""
+        return all(v in ("flat", "unchanged") for _, v, _, _ in self.verdicts())
+
+
+def unchanged(s: Series) -> bool:
+    """The activation did not move at any width (e.g. it depends on no parameter)."""
+    return all(r <= 1e-7 * max(i, 1e-30) for r, i in zip(s.rms[-1], s.rms[0], strict=True))
+
+
+def clt_fit(widths: list[int], rms: list[float], e: float) -> tuple[float, float]:
+    """Fit RMS² = n^{2e}(A² + B²/n), A², B² ≥ 0, in relative error; return (A², B²).
+
+    A Θ(n^e) quantity of an abc-parametrization is its LLN limit plus fluctuations a CLT
+    factor √n smaller (TP4 §3, TP5 App. J), independent of it at leading order, so their
+    squares add. Attention logits under μP are such a case: their gradient at init is
+    ⟨W_oᵀδ, W_v x⟩ of two independent weights, CLT-sized, and the LLN part appears only
+    once an update has correlated W_o and W_v (second order in the LR)."""
+    ys = [max(r * r * n ** (-2 * e), 1e-300) for n, r in zip(widths, rms, strict=True)]
+    rows = [(1 / y, 1 / (n * y)) for n, y in zip(widths, ys, strict=True)]  # ≈ 1 each
+
+    def solve2(cols: tuple[int, ...]) -> list[float]:
+        coef = [0.0, 0.0]
+        if cols == (0, 1):
+            s00 = sum(r[0] ** 2 for r in rows)
+            s01 = sum(r[0] * r[1] for r in rows)
+            s11 = sum(r[1] ** 2 for r in rows)
+            t0, t1 = sum(r[0] for r in rows), sum(r[1] for r in rows)
+            det = s00 * s11 - s01 ** 2
+            if det > 0:
+                coef = [(t0 * s11 - t1 * s01) / det, (s00 * t1 - s01 * t0) / det]
+        else:
+            c = cols[0]
+            coef[c] = sum(r[c] for r in rows) / sum(r[c] ** 2 for r in rows)
+        return coef
+
+    coef = solve2((0, 1))
+    if coef[0] < 0 or coef[1] < 0:
+        fits = [solve2((0,)), solve2((1,))]
+        coef = min(fits, key=lambda c: sum((c[0] * r[0] + c[1] * r[1] - 1) ** 2
+                                           for r in rows))
+    return coef[0], coef[1]
+
+
+def lln_share(s: Series, widths: list[int], e: float) -> float:
+    """Fraction of RMS² at the largest width that :func:`clt_fit` assigns to the LLN part."""
+    a2, b2 = clt_fit(widths, s.rms[-1], e)
+    n = widths[-1]
+    return a2 / (a2 + b2 / n) if a2 + b2 > 0 else 0.0
+
+
+def consistent(s: Series, widths: list[int], e: float) -> bool:
+    """The measured change of ``s`` is Θ(n^e): its slope is within THRESHOLD of ``e``, or
+    it lies in [e − 1/2 − THRESHOLD, e) as a Θ(n^e) limit plus its CLT fluctuation does,
+    and :func:`clt_fit` puts at least half of RMS² at the largest width in the limit (a
+    genuinely vanishing Θ(n^{e−1/2}) quantity has none)."""
+    slope = s.slopes[-1]
+    if abs(slope - e) <= THRESHOLD:
+        return True
+    return e - 0.5 - THRESHOLD <= slope < e and lln_share(s, widths, e) >= 0.5
+
+
+def verdict(s: Series, widths: list[int]) -> str:
+    """``unchanged`` (no change at any width); ``flat`` when the change is Θ(1) by
+    :func:`consistent`; else ``grows`` or ``shrinks`` by the sign of the slope."""
+    if unchanged(s):
+        return "unchanged"
+    if consistent(s, widths, 0.0):
+        return "flat"
+    return "grows" if s.slopes[-1] > 0 else "shrinks"
+
+
+def agrees(s: Series, widths: list[int]) -> bool:
+    """The measurement matches the prediction: an activation predicted never to change
+    (exponent −∞) is unchanged; otherwise its change is Θ(n^predicted) by
+    :func:`consistent`."""
+    if s.predicted_change == float("-inf"):
+        return unchanged(s)
+    return not unchanged(s) and consistent(s, widths, s.predicted_change)
 
 
 def slope(widths: list[int], values: list[float]) -> float:
@@ -69,11 +148,57 @@ def slope(widths: list[int], values: list[float]) -> float:
 
 
 def check_widths(widths: list[int]) -> None:
+    """At least 3 increasing widths in 1…MAX_WIDTH (their size is checked in :func:`run`)."""
+    if any(not 1 <= w <= MAX_WIDTH for w in widths):
+        raise AbcError(f"--widths {','.join(map(str, widths))}: widths must be between 1 "
+                       f"and {MAX_WIDTH}")
     if len(widths) < 3:
         raise AbcError(f"--widths {','.join(map(str, widths))}: give at least 3 widths "
                        "to fit a slope")
     if any(b <= a for a, b in itertools.pairwise(widths)):
         raise AbcError(f"--widths {','.join(map(str, widths))}: widths must increase")
+
+
+def check_options(*, lr: float | None = None, seed: int = 0, steps: int = 1,
+                  batch: int | None = None, loss: str = "linear") -> None:
+    """The training options of :func:`run`, checked before any work."""
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise AbcError(f"--lr {lr}: the learning rate must be a positive finite number")
+    if not 0 <= seed <= MAX_SEED:
+        raise AbcError(f"--seed {seed}: must be between 0 and 2^63 - 1")
+    if steps < 1:
+        raise AbcError(f"--steps {steps}: must be at least 1")
+    if batch is not None and batch < 1:
+        raise AbcError(f"--batch {batch}: must be at least 1")
+    if loss not in LOSSES:
+        raise AbcError(f"--loss {loss}: expected one of {', '.join(LOSSES)}")
+
+
+def check_plot_path(path: str) -> None:
+    """``--plot`` must end in a format :func:`plot` writes."""
+    if not path.lower().endswith(PLOT_FORMATS):
+        raise AbcError(f"--plot {path}: unsupported file type; use a name ending in "
+                       f"{', '.join(PLOT_FORMATS)}")
+
+
+def check_graph(p: Parametrization) -> None:
+    """A coordinate check trains parameters along an infinite dim: the graph needs both."""
+    graph = p.graph
+    if not graph.params:
+        raise AbcError(f"graph '{graph.name}': no parameters to train; a coordinate check "
+                       "needs at least one")
+    if not any(d.infinite and d.of is None for d in graph.dims.values()):
+        raise AbcError(f"graph '{graph.name}': no infinite dim to vary the width along")
+
+
+def _check_size(torch, gen_module, p: Parametrization, width: int) -> None:
+    """Refuse a largest width whose model exceeds MAX_PARAMS (counted without allocating)."""
+    with torch.device("meta"):
+        model = gen_module.Model(_widths_for(p, width))
+    n = sum(x.numel() for x in model.parameters())
+    if n > MAX_PARAMS:
+        raise AbcError(f"--widths: the model at width {width} has {n:,} parameters, over the "
+                       f"limit of {MAX_PARAMS:,}; use smaller widths")
 
 
 def import_torch() -> types.ModuleType:
@@ -129,60 +254,81 @@ def _batch(torch, p: Parametrization, sizes: dict[str, int], batch: int, gen):
 LOSSES = ("linear", "xent")
 
 
+def _train(torch, gen_module, p: Parametrization, names: list[str], width: int, *,
+           init_seed: int, data_seed: int, steps: int, lr: float, batch: int, loss: str
+           ) -> dict[str, list[float]]:
+    """One model at ``width``: per activation, the mean square of x_0 (step 0) and of
+    x_t − x_0 after each step t."""
+    torch.manual_seed(init_seed)
+    model = gen_module.Model(_widths_for(p, width))
+    gen_module.init_(model)
+    groups = gen_module.param_groups(model, lr)
+    # ε negligible, as the derivations assume (TP5 B.3): Adam's default 1e-8 is not,
+    # once μP gradients shrink with width
+    opt = torch.optim.Adam(groups, eps=1e-12) if p.optimizer.value == "adam" \
+        else torch.optim.SGD(groups)
+    # one fixed batch, trained on and measured: ΔW is built from the same inputs it is
+    # measured on, as in mup's coord check (LLN correlation, TP5 Table 14)
+    probe, targets = _batch(torch, p, model.sizes, batch,
+                            torch.Generator().manual_seed(data_seed))
+    ms: dict[str, list[float]] = {n: [] for n in names}
+    x0: dict = {}
+    for step in range(steps + 1):
+        acts: dict = {}
+        with torch.no_grad():
+            model(*probe, capture=acts)
+        for n in names:
+            x = acts[n].float()
+            if step == 0:
+                x0[n] = x
+            ms[n].append((x if step == 0 else x - x0[n]).pow(2).mean().item())
+        if step == steps:
+            break
+        logits = model(*probe)
+        if loss == "xent":
+            value = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        else:  # ∂L/∂f = −y whatever f is: no finite-width effect of f_0 (TP5 D.2)
+            y = torch.nn.functional.one_hot(targets, logits.shape[-1]).float()
+            value = -(logits * (2 * y - 1)).sum(-1).mean()
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+    return ms
+
+
 def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | None = None,
-        seed: int = 0, batch: int | None = None, name: str = "mup", loss: str = "linear"
-        ) -> CoordCheck:
+        seed: int = 0, batch: int | None = None, name: str = "mup", loss: str = "linear",
+        repeats: int = 3) -> CoordCheck:
     """Train each width ``steps`` steps and fit per-activation slopes.
 
     The default batch holds about 8 examples (tokens, for inputs read by an embedding):
     Adam's first update is sign-like, so ΔW·x is LLN-sized only once the width exceeds
     the number of distinct training vectors, and few of them keep small widths in the
-    asymptotic regime."""
+    asymptotic regime. Each width is trained from ``repeats`` initializations (seeds
+    ``seed``, ``seed + 1``, … mod 2^63; the batch is drawn with ``seed``) and the RMS is
+    the root of their mean square: the CLT correction of :func:`consistent` is a statement
+    about that expectation, and one initialization's slope fluctuates by ±0.1 or more."""
     check_widths(widths)
+    check_options(lr=lr, seed=seed, steps=steps, batch=batch, loss=loss)
+    if repeats < 1:
+        raise AbcError(f"repeats {repeats}: must be at least 1")
+    check_graph(p)
     batch = batch or default_batch(p)
     torch = import_torch()
     gen_module = _module(p)
-    adam = p.optimizer.value == "adam"
-    lr = lr if lr is not None else (1e-2 if adam else 0.1)
+    _check_size(torch, gen_module, p, widths[-1])
+    lr = lr if lr is not None else (1e-2 if p.optimizer.value == "adam" else 0.1)
     sizes = propagate(p.graph, p.optimizer, p.abc())
     names = [n.name for n in p.graph.order if n.op not in ("input", "output")]
     rms: dict[str, list[list[float]]] = {n: [[] for _ in range(steps + 1)] for n in names}
     for width in widths:
-        torch.manual_seed(seed)
-        model = gen_module.Model(_widths_for(p, width))
-        gen_module.init_(model)
-        groups = gen_module.param_groups(model, lr)
-        # ε negligible, as the derivations assume (TP5 B.3): Adam's default 1e-8 is not,
-        # once μP gradients shrink with width
-        opt = torch.optim.Adam(groups, eps=1e-12) if adam else torch.optim.SGD(groups)
-        g = torch.Generator().manual_seed(seed)
-        # one fixed batch, trained on and measured: ΔW is built from the same inputs it is
-        # measured on, as in mup's coord check (LLN correlation, TP5 Table 14)
-        probe, targets = _batch(torch, p, model.sizes, batch, g)
-        x0: dict[str, torch.Tensor] = {}
-        for step in range(steps + 1):
-            acts: dict = {}
-            with torch.no_grad():
-                model(*probe, capture=acts)
-            for n in names:
-                x = acts[n].float()
-                if step == 0:
-                    x0[n] = x
-                    rms[n][0].append(x.pow(2).mean().sqrt().item())
-                else:
-                    rms[n][step].append((x - x0[n]).pow(2).mean().sqrt().item())
-            if step == steps:
-                break
-            logits = model(*probe)
-            if loss == "xent":
-                value = torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-            else:  # ∂L/∂f = −y whatever f is: no finite-width effect of f_0 (TP5 D.2)
-                y = torch.nn.functional.one_hot(targets, logits.shape[-1]).float()
-                value = -(logits * (2 * y - 1)).sum(-1).mean()
-            opt.zero_grad()
-            value.backward()
-            opt.step()
+        runs = [_train(torch, gen_module, p, names, width, init_seed=(seed + k) % 2**63,
+                       data_seed=seed, steps=steps, lr=lr, batch=batch, loss=loss)
+                for k in range(repeats)]
+        for n in names:
+            for step in range(steps + 1):
+                rms[n][step].append(math.sqrt(sum(r[n][step] for r in runs) / repeats))
     series = []
     for n in names:
         change = sizes.sd[n]
@@ -199,7 +345,7 @@ def markdown(cc: CoordCheck) -> str:
              "",
              f"Widths {', '.join(map(str, cc.widths))}; {cc.steps} steps at LR {cc.lr:g}; "
              f"seed {cc.seed}. Slope of log RMS(x_t − x_0) against log width; "
-             f"|slope| > {THRESHOLD} counts as growing or shrinking.",
+             f"|slope| > {THRESHOLD} counts as growing or shrinking (docs/verdicts.md).",
              "",
              "| activation | verdict | slope (last step) | slopes by step 1…T | predicted |",
              "|---|---|---|---|---|"]
@@ -207,7 +353,8 @@ def markdown(cc: CoordCheck) -> str:
         steps = ", ".join(f"{x:+.2f}" for x in s.slopes[1:])
         lines.append(f"| {s.name} | {verdict} | {last:+.2f} | {steps} | "
                      f"{'—' if pred == float('-inf') else f'n^{pred:g}'} |")
-    grows = [s.name for s, v in zip(cc.series, cc.verdicts(), strict=True) if v[1] != "flat"]
+    grows = [s.name for s, v in zip(cc.series, cc.verdicts(), strict=True)
+             if v[1] not in ("flat", "unchanged")]
     summary = "not flat: " + ", ".join(grows) if grows else \
         "flat: every activation is width-independent"
     lines += ["", f"**{summary}**"]
@@ -230,6 +377,7 @@ def as_dict(cc: CoordCheck) -> dict:
 
 def plot(cc: CoordCheck, path: str) -> None:
     """mup-style coord check: one panel per step, RMS size against width, log–log."""
+    check_plot_path(path)
     try:
         import matplotlib
     except ImportError:

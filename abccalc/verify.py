@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from abccalc.check import CheckResult, check
-from abccalc.coordcheck import THRESHOLD, CoordCheck
+from abccalc.coordcheck import THRESHOLD, CoordCheck, agrees
 from abccalc.coordcheck import as_dict as coord_dict
 from abccalc.parametrization import Parametrization
 from abccalc.paramsfile import ParamsFile
@@ -25,17 +25,41 @@ class Verification:
 
     @property
     def ok(self) -> bool:
-        return self.symbolic.ok and self.empirical.flat
+        """PASS (docs/verdicts.md): the symbolic check passes, and every activation row is
+        ``flat`` (or ``unchanged``) and agrees with its predicted exponent."""
+        return self.symbolic.ok and not self.not_flat() and not self.disagreeing()
+
+    def not_flat(self) -> list[str]:
+        return [r["name"] for r in self.activation_rows()
+                if r["verdict"] not in ("flat", "unchanged")]
+
+    def disagreeing(self) -> list[str]:
+        return [r["name"] for r in self.activation_rows() if not r["agrees"]]
 
     def activation_rows(self) -> list[dict[str, Any]]:
-        """Each activation: predicted exponent of its change, measured slope, verdict."""
+        """Each activation: predicted exponent of its change, measured slope, verdict, and
+        whether they agree (:func:`abccalc.coordcheck.agrees`)."""
         out = []
         for s, (_, verdict, slope, pred) in zip(self.empirical.series,
                                                self.empirical.verdicts(), strict=True):
-            agrees = pred != float("-inf") and abs(slope - pred) <= 0.35
             out.append({"name": s.name, "predicted": None if pred == float("-inf") else pred,
-                        "slope": slope, "verdict": verdict, "agrees": agrees})
+                        "slope": slope, "verdict": verdict,
+                        "agrees": agrees(s, self.empirical.widths)})
         return out
+
+    def summary(self) -> str:
+        """One line: the verdict and every reason for it."""
+        sym = self.symbolic
+        parts = ["symbolic check " + ("passes" if sym.ok else
+                                      f"finds {sym.count} violation(s)")]
+        grows, off = self.not_flat(), self.disagreeing()
+        emp = self.empirical
+        parts.append(f"coordinate check (|slope| ≤ {THRESHOLD} over widths "
+                     f"{', '.join(map(str, emp.widths))}, {emp.steps} steps): " +
+                     (f"not flat: {', '.join(grows)}" if grows else "flat"))
+        if off:
+            parts.append(f"measured ≠ predicted: {', '.join(off)}")
+        return f"**{'PASS' if self.ok else 'FAIL'}**: " + "; ".join(parts) + "."
 
 
 def verify(p: Parametrization, empirical: CoordCheck) -> Verification:
@@ -48,10 +72,7 @@ def markdown(v: Verification, p: Parametrization) -> str:
     sym, emp = v.symbolic, v.empirical
     bad = {r.name: r for r in sym.params}
     lines = [f"## verify `{p.graph.name}`: {emp.parametrization}, {p.optimizer.value}", "",
-             f"**{'PASS' if v.ok else 'FAIL'}**: symbolic check "
-             f"{'passes' if sym.ok else f'finds {sym.count} violation(s)'}; coordinate check "
-             f"{'flat' if emp.flat else 'not flat'} (|slope| ≤ {THRESHOLD} over widths "
-             f"{', '.join(map(str, emp.widths))}, {emp.steps} steps).", "",
+             v.summary(), "",
              "### Parameters", "", "| parameter | verdict | init var | multiplier | LR | fix |",
              "|---|---|---|---|---|---|"]
     for name, r in p.params.items():
@@ -79,5 +100,6 @@ def markdown(v: Verification, p: Parametrization) -> str:
 
 
 def as_dict(v: Verification) -> dict[str, Any]:
-    return {"ok": v.ok, "symbolic": v.symbolic.to_dict(), "empirical": coord_dict(v.empirical),
+    return {"ok": v.ok, "not_flat": v.not_flat(), "disagreeing": v.disagreeing(),
+            "symbolic": v.symbolic.to_dict(), "empirical": coord_dict(v.empirical),
             "activations": v.activation_rows()}

@@ -9,7 +9,7 @@
    and as ``abccalc codegen``; mup: what a mup user runs to get per-parameter scaling, i.e.
    build the base (width 64), delta (128) and target (256) models and ``set_base_shapes``.
    Best of ``--repeat`` for each, measured in the same run. Also abccalc's peak memory
-   (peak RSS of the CLI process) at n_layer 96.
+   (the CLI process's own peak RSS, VmHWM) at n_layer 96.
 """
 
 from __future__ import annotations
@@ -67,13 +67,16 @@ def mup_set_base_shapes(n_layer: int) -> None:
 
 
 def peak_rss_mib(*args: str) -> float:
-    """Peak resident set size of one CLI call, read by the child itself after it ran
-    (a fork of this process would count the parent's torch pages; Linux reports KiB)."""
-    probe = ("import resource, sys\n"
+    """Peak resident set size of one CLI call: the child's own VmHWM, read from
+    /proc/self/status at its end. Not getrusage: Linux keeps ru_maxrss across execve, so
+    a child forked from this process (with torch loaded) would report the parent's peak;
+    VmHWM belongs to the address space that execve creates (kB)."""
+    probe = ("import sys\n"
              "from cli import main\n"
              f"sys.argv = ['abccalc', *{list(args)!r}]\n"
              "try:\n    main()\nfinally:\n"
-             "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+             "    hwm = [x for x in open('/proc/self/status') if x.startswith('VmHWM:')]\n"
+             "    print(hwm[0].split()[1], file=sys.stderr)\n")
     done = subprocess.run([sys.executable, "-c", probe], check=True, cwd=ROOT,
                           capture_output=True, text=True)
     return int(done.stderr.strip().splitlines()[-1]) / 1024
@@ -113,7 +116,7 @@ def main() -> None:
               f"{t_mup / t_cli:>8.2f}")
     rss = peak_rss_mib("codegen", str(GPT), "--optimizer", "adam", "--model", "--force",
                        "-o", str(out), "--set", "n_layer=96")
-    print(f"\nabccalc codegen peak memory at n_layer 96: {rss:.0f} MiB (peak RSS of the CLI)")
+    print(f"\nabccalc codegen peak memory at n_layer 96: {rss:.0f} MiB (VmHWM of the CLI process)")
 
 
 if __name__ == "__main__":

@@ -24,15 +24,16 @@ WIDTHS = [64, 128, 256, 512]
 def adam_runs() -> dict[str, coordcheck.CoordCheck]:
     g = load_graph(MLP)
     return {name: coordcheck.run(load_parametrization(g, "adam", "table8", name), WIDTHS,
-                                 steps=3, name=name) for name in ("mup", "sp")}
+                                 steps=3, name=name, repeats=1) for name in ("mup", "sp")}
 
 
 def test_mup_is_flat(adam_runs) -> None:
-    """Every activation's change is width-independent: |slope| ≤ 0.1 at every step."""
+    """Every activation's change is width-independent: |slope| ≤ 0.1 at every step (the
+    README's measured MLP slopes are within ±0.03), well inside the verdict's 1/4."""
     cc = adam_runs["mup"]
     assert cc.flat
     for s in cc.series:
-        assert all(abs(x) <= coordcheck.THRESHOLD for x in s.slopes[1:]), (s.name, s.slopes)
+        assert all(abs(x) <= 0.1 for x in s.slopes[1:]), (s.name, s.slopes)
 
 
 def test_sp_hidden_grows_like_n_and_logits_faster(adam_runs) -> None:
@@ -43,7 +44,7 @@ def test_sp_hidden_grows_like_n_and_logits_faster(adam_runs) -> None:
     assert by["h2"].predicted_change == 1
     assert 0.75 < by["h2"].slopes[1] < 1.25
     assert by["f"].slopes[1] > by["h2"].slopes[1] + 0.3
-    assert abs(by["h1"].slopes[1]) < coordcheck.THRESHOLD  # input layer: fine in SP
+    assert abs(by["h1"].slopes[1]) < 0.1  # input layer: fine in SP
 
 
 def test_slope_of_a_power_law() -> None:

@@ -1,0 +1,159 @@
+"""One rule for coordcheck's and verify's verdicts (docs/verdicts.md), checked on synthetic
+power laws with known exponents, on the shipped GPT, and at the input boundary."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from abccalc import coordcheck
+from abccalc.coordcheck import Series, agrees, clt_fit, consistent, verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+GPT = str(ROOT / "examples" / "gpt.yaml")
+MLP = str(ROOT / "examples" / "mlp.yaml")
+WIDTHS = [64, 128, 256, 512, 1024]
+
+
+def series(rms: list[float], predicted: float = 0.0) -> Series:
+    """A Series whose last step has RMS ``rms`` (init RMS 1 at every width)."""
+    return Series("x", [[1.0] * len(rms), rms], [0.0, coordcheck.slope(WIDTHS, rms)],
+                  0.0, predicted)
+
+
+def test_clt_fit_recovers_the_limit_and_the_fluctuation() -> None:
+    """RMS² = 0.1 + 30/n exactly: the fit returns A² = 0.1, B² = 30."""
+    a2, b2 = clt_fit(WIDTHS, [math.sqrt(0.1 + 30 / n) for n in WIDTHS], 0.0)
+    assert (a2, b2) == (pytest.approx(0.1), pytest.approx(30))
+    assert verdict(series([0.0, 1.0, 1.0, 1.0, 1.0]), WIDTHS) == "grows"  # no ZeroDivision
+
+
+@pytest.mark.parametrize(("rms", "expected"), [
+    # a Θ(1) limit seen through its CLT fluctuation (slope ≈ −0.32 over 64…1024, the
+    # attention scores' case): the limit holds 3/4 of RMS² at n = 1024 → flat
+    ([math.sqrt(0.1 + 0.0333 * 1024 / n) for n in WIDTHS], "flat"),
+    ([n ** -0.5 for n in WIDTHS], "shrinks"),  # genuinely vanishing: no limit at all
+    ([n ** -1.0 for n in WIDTHS], "shrinks"),
+    ([n ** -0.2 for n in WIDTHS], "flat"),     # within 1/4 of 0
+    ([n ** 0.3 for n in WIDTHS], "grows"),
+    ([n ** 1.0 for n in WIDTHS], "grows"),
+])
+def test_verdict_of_known_power_laws(rms: list[float], expected: str) -> None:
+    assert verdict(series(rms), WIDTHS) == expected
+
+
+def test_agreement_uses_the_predicted_exponent() -> None:
+    """SP's hidden layer under Adam changes like n^1 (TP5 Fig. 5): agrees with 1, not 0."""
+    grows = [n ** 1.0 for n in WIDTHS]
+    assert agrees(series(grows, 1.0), WIDTHS) and not agrees(series(grows, 0.0), WIDTHS)
+    assert consistent(series([n ** -0.5 for n in WIDTHS]), WIDTHS, -0.5)
+    never = series([0.0] * len(WIDTHS), float("-inf"))
+    assert verdict(never, WIDTHS) == "unchanged" and agrees(never, WIDTHS)
+    assert not agrees(series([1.0] * len(WIDTHS), float("-inf")), WIDTHS)
+
+
+def _rows_agree_with_verdict(data: dict) -> None:
+    rows = data["activations"]
+    flat = all(r["verdict"] in ("flat", "unchanged") for r in rows)
+    assert data["ok"] == (data["symbolic"]["ok"] and flat and all(r["agrees"] for r in rows))
+    assert data["not_flat"] == [r["name"] for r in rows
+                                if r["verdict"] not in ("flat", "unchanged")]
+    assert data["disagreeing"] == [r["name"] for r in rows if not r["agrees"]]
+
+
+@pytest.mark.parametrize(("params", "code"), [("mup", 0), ("sp", 1)])
+def test_gpt_verify_passes_mup_and_fails_sp(run, params: str, code: int) -> None:
+    """The shipped μP GPT passes its own verify (it printed FAIL with every row 'agree:
+    yes'); SP fails, its hidden activations growing with width."""
+    rc, out, err = run("verify", GPT, "--params", params, "--set", "n_layer=1",
+                       "--widths", "64,128,256", "--steps", "3", "--format", "json")
+    data = json.loads(out)
+    assert (rc, err) == (code, "")
+    _rows_agree_with_verdict(data)
+    by = {r["name"]: r for r in data["activations"]}
+    if params == "sp":  # ΔW·x of the MLP block sums n Θ(1) terms: n^1 (predicted too)
+        assert by["block.0.fc"]["verdict"] == "grows" and by["block.0.fc"]["predicted"] == 1
+        assert not data["symbolic"]["ok"]
+
+
+def test_markdown_verdict_names_its_reasons(run) -> None:
+    rc, out, _ = run("verify", MLP, "--params", "sp", "--widths", "64,128,256", "--steps", "1")
+    assert rc == 1
+    line = next(x for x in out.splitlines() if x.startswith("**"))
+    assert line.startswith("**FAIL**: symbolic check finds") and "not flat: " in line
+    assert "h2" in line.split("not flat: ")[1]
+
+
+@pytest.mark.parametrize(("params", "code"), [("mup", 0), ("sp", 1)])
+def test_coordcheck_exit_status_follows_its_verdict(run, params: str, code: int) -> None:
+    """Exit 1 when it prints 'not flat' (it exited 0)."""
+    rc, out, _ = run("coordcheck", MLP, "--params", params, "--widths", "64,128,256",
+                     "--steps", "1")
+    assert rc == code
+    assert ("**not flat: " in out) == (code == 1)
+
+
+NOPARAM = """graph: noparam
+dims: {d_in: 8, width: {base: 64}}
+nodes:
+  - {name: x, op: input, dims: [d_in]}
+  - {name: h, op: relu, inputs: x}
+  - {name: out, op: output, inputs: h}
+"""
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--widths", "0,64,128"], "--widths 0,64,128: widths must be between 1 and 2147483647"),
+    (["--widths", "-64,64,128"], "widths must be between 1"),
+    (["--widths", "64,128,100000"], "the model at width 100000 has 10,004,400,000 "
+     "parameters, over the limit of 100,000,000"),
+    (["--widths", "64,128,99999999999"], "widths must be between 1"),
+    (["--seed", str(2**63)], f"--seed {2**63}: must be between 0 and 2^63 - 1"),
+    (["--seed", "-1"], "--seed -1: must be between 0 and 2^63 - 1"),
+    (["--lr", "0"], "--lr 0.0: the learning rate must be a positive finite number"),
+    (["--lr", "nan"], "--lr nan: the learning rate must be"),
+    (["--lr", "inf"], "--lr inf: the learning rate must be"),
+    (["--lr", "-0.1"], "--lr -0.1: the learning rate must be"),
+    (["--plot", "cc.jpg"], "--plot cc.jpg: unsupported file type; use a name ending in "
+     ".png, .pdf, .svg"),
+])
+def test_bad_options_are_one_line_errors(run, tmp_path: Path, args: list[str],
+                                         message: str) -> None:
+    rc, out, err = run("coordcheck", MLP, *[a.replace("cc.", f"{tmp_path}/cc.") for a in args])
+    assert (rc, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1 and message.replace("cc.", "") in \
+        err.replace(f"{tmp_path}/cc.", "")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["coordcheck", "verify"])
+def test_verify_refuses_a_huge_seed_and_widths(run, command: str) -> None:
+    assert run(command, MLP, "--seed", str(2**64))[0] == 2
+    assert run(command, MLP, "--widths", "0,1,2")[0] == 2
+
+
+@pytest.mark.parametrize("command", ["coordcheck", "verify"])
+def test_graph_without_parameters(run, tmp_path: Path, command: str) -> None:
+    path = tmp_path / "noparam.yaml"
+    path.write_text(NOPARAM)
+    rc, out, err = run(command, str(path))
+    assert (rc, out) == (2, "")
+    assert err.strip() == ("abccalc: error: graph 'noparam': no parameters to train; "
+                           "a coordinate check needs at least one")
+
+
+def test_benchmark_memory_probe_counts_the_child_alone() -> None:
+    """The probe ran in a child forked from a process holding torch and reported the
+    parent's peak (Linux keeps ru_maxrss across execve). With 300 MiB touched here, the
+    child (python + sympy + abccalc, ≈ 60 MiB) must still read well under it."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import solve_speed
+
+    ballast = bytearray(300 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    assert 20 < solve_speed.peak_rss_mib("--help") < 150
+    del ballast
