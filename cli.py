@@ -235,7 +235,8 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
 @click.option("--loss", type=click.Choice(LOSSES), default="linear", show_default=True,
               help="linear: -<f, y>, whose gradient does not depend on f (isolates the "
               "scaling); xent: cross-entropy.")
-@click.option("--plot", type=click.Path(dir_okay=False), help="Write a plot: .png, .pdf or .svg (matplotlib).")
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Write a plot: .png, .pdf or .svg (matplotlib).")
 @click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
               show_default=True)
 @set_opt
