@@ -182,11 +182,9 @@ def check_plot_path(path: str) -> None:
 
 
 def check_graph(p: Parametrization) -> None:
-    """A coordinate check trains parameters along an infinite dim: the graph needs both."""
+    """A coordinate check varies the width along an infinite dim (a graph always has
+    parameters: the builder refuses one without)."""
     graph = p.graph
-    if not graph.params:
-        raise AbcError(f"graph '{graph.name}': no parameters to train; a coordinate check "
-                       "needs at least one")
     if not any(d.infinite and d.of is None for d in graph.dims.values()):
         raise AbcError(f"graph '{graph.name}': no infinite dim to vary the width along")
 

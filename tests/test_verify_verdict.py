@@ -142,8 +142,8 @@ def test_graph_without_parameters(run, tmp_path: Path, command: str) -> None:
     path.write_text(NOPARAM)
     rc, out, err = run(command, str(path))
     assert (rc, out) == (2, "")
-    assert err.strip() == ("abccalc: error: graph 'noparam': no parameters to train; "
-                           "a coordinate check needs at least one")
+    assert err.strip() == (f"abccalc: error: {path}: no parameters (no node has a weight, "
+                           "bias or gain); there is nothing to parametrize")
 
 
 def test_benchmark_memory_probe_counts_the_child_alone() -> None:
