@@ -382,9 +382,14 @@ def main() -> None:
         sys.exit(2)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.message = clean(e.message)
-        e.show()
+    except click.ClickException as e:  # usage errors too: one line, like every other
+        ctx, names = getattr(e, "ctx", None), []
+        while ctx is not None and ctx.parent is not None:
+            names.insert(0, ctx.info_name)
+            ctx = ctx.parent
+        command = f"{' '.join(names)}: " if names else ""
+        message = " ".join(e.format_message().split())
+        click.echo(f"abccalc: error: {clean(command + message)} (see --help)", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         sys.exit(1)

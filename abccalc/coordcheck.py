@@ -186,7 +186,7 @@ def check_graph(p: Parametrization) -> None:
     parameters: the builder refuses one without)."""
     graph = p.graph
     if not any(d.infinite and d.of is None for d in graph.dims.values()):
-        raise AbcError(f"graph '{graph.name}': no infinite dim to vary the width along")
+        raise AbcError(f"{graph.source}: no infinite dim to vary the width along")
 
 
 def _check_size(torch, gen_module, p: Parametrization, width: int) -> None:
@@ -195,8 +195,8 @@ def _check_size(torch, gen_module, p: Parametrization, width: int) -> None:
         model = gen_module.Model(_widths_for(p, width))
     n = sum(x.numel() for x in model.parameters())
     if n > MAX_PARAMS:
-        raise AbcError(f"--widths: the model at width {width} has {n:,} parameters, over the "
-                       f"limit of {MAX_PARAMS:,}; use smaller widths")
+        raise AbcError(f"{p.graph.source}: --widths: the model at width {width} has {n:,} "
+                       f"parameters, over the limit of {MAX_PARAMS:,}; use smaller widths")
 
 
 def import_torch() -> types.ModuleType:

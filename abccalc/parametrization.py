@@ -24,6 +24,7 @@ each conflict as its result; :func:`parametrize_auto` takes the first of
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -68,12 +69,23 @@ class Conflict(AbcError):
     """Tied uses of a parameter that one variant's gauge cannot satisfy (another may)."""
 
 
+_THETA = re.compile(r"[-+]?\d{1,6}(?:/\d{1,6}|\.\d{1,6})?")
+MAX_THETA = 64
+
+
 def parse_theta(text: str) -> Exp:
-    """An exact rational exponent shift: ``1``, ``-1/2``, ``0.5``. Raises AbcError."""
+    """An exact rational exponent shift: ``1``, ``-1/2``, ``0.5``, at most six digits a part
+    and |θ| ≤ 64 (no scientific notation, which Fraction would expand digit by digit).
+    Raises AbcError."""
+    if not _THETA.fullmatch(text.strip()):
+        raise AbcError(f"θ '{text}' is not an exact rational of at most 6 digits a part "
+                       "(e.g. 1/2, -1, 0.25)")
     try:
         value = Fraction(text.strip())
-    except (ValueError, ZeroDivisionError):
-        raise AbcError(f"θ '{text}' is not an exact rational (e.g. 1/2, -1)") from None
+    except ZeroDivisionError:
+        raise AbcError(f"θ '{text}' divides by zero") from None
+    if abs(value) > MAX_THETA:
+        raise AbcError(f"θ '{text}' is beyond ±{MAX_THETA}")
     return sympy.Rational(value.numerator, value.denominator)
 
 
@@ -90,6 +102,8 @@ def _theta(name: str, value: object) -> Exp:
     if isinstance(value, float) and not math.isfinite(value):
         raise AbcError(f"shift of '{name}': θ {value} is not a finite rational")
     value = Fraction(value) if not isinstance(value, sympy.Rational) else value
+    if abs(value) > MAX_THETA:
+        raise AbcError(f"shift of '{name}': θ {value} is beyond ±{MAX_THETA}")
     return sympy.Rational(value.numerator, value.denominator) \
         if isinstance(value, Fraction) else value
 
