@@ -8,18 +8,16 @@ import sys
 import click
 
 from abccalc import __version__
-from abccalc.codegen import generate, load_parametrization, read_names
-from abccalc.coordcheck import LOSSES, check_plot_path, check_widths, import_torch
-from abccalc.coordcheck import as_dict as coord_dict
-from abccalc.coordcheck import markdown as coord_markdown
-from abccalc.coordcheck import plot as plot_coordcheck
-from abccalc.coordcheck import run as run_coordcheck
+from abccalc.calculus.solver import solve
+from abccalc.emit.codegen import generate, load_parametrization, read_names
+from abccalc.emit.explain import explain
+from abccalc.emit.output import write_output
+from abccalc.emit.render import ALL_RENDERERS, FORMATS, FORMS, RENDERERS, View
 from abccalc.errors import AbcError
-from abccalc.explain import explain
-from abccalc.graph import Graph
-from abccalc.names import check_name, clean, clean_text
-from abccalc.output import write_output
-from abccalc.parametrization import (
+from abccalc.graph.core import Graph
+from abccalc.graph.names import check_name, clean, clean_text
+from abccalc.graph.spec import load_builder, load_graph
+from abccalc.parametrization.gauges import (
     VARIANTS,
     Parametrization,
     parametrize,
@@ -27,9 +25,11 @@ from abccalc.parametrization import (
     parametrize_auto,
     parse_shifts,
 )
-from abccalc.render import ALL_RENDERERS, FORMATS, FORMS, RENDERERS, View
-from abccalc.solver import solve
-from abccalc.spec import load_builder, load_graph
+from abccalc.verify.coordcheck import LOSSES, check_plot_path, check_widths, import_torch
+from abccalc.verify.coordcheck import as_dict as coord_dict
+from abccalc.verify.coordcheck import markdown as coord_markdown
+from abccalc.verify.coordcheck import plot as plot_coordcheck
+from abccalc.verify.coordcheck import run as run_coordcheck
 
 OPTIMIZERS = ("sgd", "adam")
 DEFAULT_VARIANT = "table8"  # every command (docs/cli.md, "The default variant")
@@ -67,9 +67,9 @@ def params_opt(default: str | None, help: str):
 def _parametrization(g: Graph, optimizer: str, variant: str, params: str) -> Parametrization:
     """The parametrization ``--params`` names: muP in ``variant``, a preset, or a file's."""
     if params in ("ntk", "mf"):
-        from abccalc.calculus import Optimizer
-        from abccalc.parametrization import from_abc
-        from abccalc.presets import PRESETS
+        from abccalc.calculus.exponents import Optimizer
+        from abccalc.parametrization.gauges import from_abc
+        from abccalc.parametrization.presets import PRESETS
 
         opt = Optimizer.parse(optimizer)
         return from_abc(solve(g, opt), PRESETS[params](g, opt), params)
@@ -78,9 +78,9 @@ def _parametrization(g: Graph, optimizer: str, variant: str, params: str) -> Par
 
 def _params_file(g: Graph, optimizer: str, params: str):
     """What ``check`` and ``classify`` read: a preset as a params file, or the file."""
-    from abccalc.calculus import Optimizer
-    from abccalc.paramsfile import ParamsFile, load_params
-    from abccalc.presets import PRESETS
+    from abccalc.calculus.exponents import Optimizer
+    from abccalc.parametrization.paramsfile import ParamsFile, load_params
+    from abccalc.parametrization.presets import PRESETS
 
     if params in PRESETS:
         return ParamsFile(params, PRESETS[params](g, Optimizer.parse(optimizer)),
@@ -96,7 +96,7 @@ def cli() -> None:
 
 def _warn_dead_ends(g: Graph) -> Graph:
     """One ``abccalc: warning:`` line on stderr per dead-end parameter; returns ``g``."""
-    from abccalc.dynamics import dead_end_warning, dead_params
+    from abccalc.calculus.sizes import dead_end_warning, dead_params
 
     for pname in dead_params(g):
         click.echo(f"abccalc: warning: {clean_text(dead_end_warning(g, pname))}", err=True)
@@ -277,7 +277,7 @@ def verify(graph: str, params: str, variant: str, optimizer: str, widths: str,
            steps: int, seed: int, fmt: str, sets: tuple[str, ...]) -> None:
     """Check a parametrization of GRAPH symbolically (check) and empirically (coordcheck):
     one verdict per parameter and activation, with the fix. Exit 1 unless both pass."""
-    from abccalc.verify import as_dict, markdown, verify
+    from abccalc.verify.verdict import as_dict, markdown, verify
 
     p, ws, name = _trained(graph, sets, optimizer, variant, params, widths)
     result = verify(p, run_coordcheck(p, ws, steps=steps, seed=seed, name=name))
@@ -316,7 +316,7 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
     feature learning or kernel regime, and which parameters are updated maximally."""
     import json
 
-    from abccalc.classify import classify, render_markdown
+    from abccalc.verify.classify import classify, render_markdown
 
     if (preset is None) == (params is None):
         raise AbcError(f"classify: give --params {PARAMS_METAVAR} (exactly one of --preset, "
@@ -348,7 +348,7 @@ def check_cmd(graph: str, params: str, optimizer: str, fmt: str,
     Exit status 0 when it is muP, 1 when it has violations."""
     import json
 
-    from abccalc.check import check, render_markdown
+    from abccalc.verify.check import check, render_markdown
 
     g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))
     res = check(g, optimizer, _params_file(g, optimizer, params))

@@ -1,19 +1,24 @@
 """abccalc: derive, tabulate, generate and verify abc-parametrizations (μP).
 
-Pipeline: graph (:mod:`abccalc.spec`, :mod:`abccalc.builder`) → analysis
-(:func:`abccalc.solver.solve`) → parametrization (:func:`abccalc.parametrization.parametrize`)
-→ tables (:mod:`abccalc.render`).
+The package tree is the pipeline; data flows one way, each stage importing only earlier
+ones:
+
+* :mod:`abccalc.graph`: names, YAML, op registry, builder, spec reader → a frozen Graph;
+* :mod:`abccalc.calculus`: exponent arithmetic, size propagation, the solver → Analysis;
+* :mod:`abccalc.parametrization`: gauges, presets, rules, params files → Parametrization;
+* :mod:`abccalc.emit`: tables, explanations, generated PyTorch code, output files;
+* :mod:`abccalc.verify`: classification, symbolic check, coordinate check, verdict.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from abccalc.builder import GraphBuilder
-from abccalc.calculus import Optimizer
+from abccalc.calculus.exponents import Optimizer
+from abccalc.calculus.solver import Analysis, solve
 from abccalc.errors import AbcError
-from abccalc.graph import Graph
-from abccalc.parametrization import Parametrization, parametrize
-from abccalc.solver import Analysis, solve
-from abccalc.spec import load_graph
+from abccalc.graph.builder import GraphBuilder
+from abccalc.graph.core import Graph
+from abccalc.graph.spec import load_graph
+from abccalc.parametrization.gauges import Parametrization, parametrize
 
 try:
     __version__ = version("abccalc")

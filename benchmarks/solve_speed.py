@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from abccalc.codegen import generate, load_parametrization
-from abccalc.parametrization import parametrize
-from abccalc.render import markdown
-from abccalc.solver import solve
-from abccalc.spec import load_graph
+from abccalc.calculus.solver import solve
+from abccalc.emit.codegen import generate, load_parametrization
+from abccalc.emit.render import markdown
+from abccalc.graph.spec import load_graph
+from abccalc.parametrization.gauges import parametrize
 
 ROOT = Path(__file__).resolve().parent.parent
 GPT = ROOT / "examples" / "gpt.yaml"

@@ -16,8 +16,8 @@ import random
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from abccalc.builder import GraphBuilder
-from abccalc.graph import Graph
+from abccalc.graph.builder import GraphBuilder
+from abccalc.graph.core import Graph
 
 ELEMENTWISE = ("relu", "gelu", "tanh", "silu", "identity", "sigmoid")
 

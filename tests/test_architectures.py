@@ -4,7 +4,7 @@ V, arXiv 2203.03466; TP4 = Tensor Programs IV, arXiv 2011.14522).
 
 Conventions: a use's effective weight is n^-a·w, w ~ N(0, n^-2b), LR η·n^-c; sizes s(v) and
 gradient sizes g(v) are exponents of n (TP5 Def. J.1). Hand derivations are in each test's
-docstring; the rules used are those of abccalc/calculus.py (TP4 §3/§5, TP5 App. J).
+docstring; the rules used are those of abccalc/calculus/exponents.py (TP4 §3/§5, TP5 App. J).
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ import pytest
 from sympy import Rational
 
 from abccalc import AbcError, GraphBuilder, load_graph
-from abccalc import parametrization as pz
-from abccalc.dynamics import propagate
-from abccalc.graph import Graph, Kind, Role
-from abccalc.parametrization import parametrize
-from abccalc.solver import solve
-from abccalc.spec import dump, parse_builder, to_dict
+from abccalc.calculus.sizes import propagate
+from abccalc.calculus.solver import solve
+from abccalc.graph.core import Graph, Kind, Role
+from abccalc.graph.spec import dump, parse_builder, to_dict
+from abccalc.parametrization.gauges import parametrize, parametrize_auto
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -239,10 +238,7 @@ def test_tied_embeddings_solve_under_table8(opt: str, c: Rational) -> None:
 
 
 def test_tied_embeddings_auto_variant_picks_table8() -> None:
-    auto = getattr(pz, "parametrize_auto", None)
-    if auto is None:
-        pytest.skip("parametrize_auto is not implemented yet")
-    p, skipped = auto(analysis(TIED, "adam"))
+    p, skipped = parametrize_auto(analysis(TIED, "adam"))
     assert p.variant == "table8" and "table3" in skipped and "wte" in skipped["table3"]
 
 

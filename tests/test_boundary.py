@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from abccalc.builder import MAX_NODES, GraphBuilder
+from abccalc.calculus.solver import solve
 from abccalc.errors import AbcError
-from abccalc.names import clean, name_error
-from abccalc.parametrization import parametrize
-from abccalc.solver import solve
-from abccalc.spec import load_graph, parse_builder
+from abccalc.graph.builder import MAX_NODES, GraphBuilder
+from abccalc.graph.names import clean, name_error
+from abccalc.graph.spec import load_graph, parse_builder
+from abccalc.parametrization.gauges import parametrize
 
 ROOT = Path(__file__).resolve().parent.parent
 GPT = str(ROOT / "examples" / "gpt.yaml")

@@ -11,11 +11,11 @@ import pytest
 import sympy
 
 from abccalc import Optimizer, load_graph, parametrize, solve
-from abccalc.check import check
 from abccalc.errors import AbcError
-from abccalc.parametrization import VARIANTS
-from abccalc.paramsfile import load_params, params_from_dict
-from abccalc.rules import fmt, rule
+from abccalc.parametrization.gauges import VARIANTS
+from abccalc.parametrization.paramsfile import load_params, params_from_dict
+from abccalc.parametrization.rules import fmt, rule
+from abccalc.verify.check import check
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP = str(ROOT / "examples" / "mlp.yaml")

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from abccalc import Optimizer, load_graph
-from abccalc.classify import Classification, classify
-from abccalc.dynamics import key
-from abccalc.goldens import read_rows
-from abccalc.paramsfile import load_params
-from abccalc.presets import PRESETS
+from abccalc.calculus.sizes import key
+from abccalc.emit.goldens import read_rows
+from abccalc.parametrization.paramsfile import load_params
+from abccalc.parametrization.presets import PRESETS
+from abccalc.verify.classify import Classification, classify
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP = str(ROOT / "examples" / "mlp.yaml")

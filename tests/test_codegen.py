@@ -11,11 +11,11 @@ from types import ModuleType
 import pytest
 import sympy
 
-from abccalc import goldens
-from abccalc.codegen import generate, load_parametrization
+from abccalc.emit import goldens
+from abccalc.emit.codegen import generate, load_parametrization
 from abccalc.errors import AbcError
-from abccalc.rules import ALPHA, ETA, FAN_IN, SIGMA, M, ratio_rule
-from abccalc.spec import load_graph
+from abccalc.graph.spec import load_graph
+from abccalc.parametrization.rules import ALPHA, ETA, FAN_IN, SIGMA, M, ratio_rule
 
 torch = pytest.importorskip("torch")
 
@@ -220,7 +220,7 @@ def test_generated_module_is_ruff_clean(tmp_path: Path) -> None:
 
 # -- issue 12, point 10: the generated Model works for every valid spec --------------------
 def _gen(tmp_path: Path, builder, name: str, optimizer: str = "adam"):
-    from abccalc.codegen import generate as gen_text
+    from abccalc.emit.codegen import generate as gen_text
 
     p = load_parametrization(builder.build(), optimizer, "table8")
     return load_module(gen_text(p, model=True), tmp_path, name), p
@@ -228,7 +228,7 @@ def _gen(tmp_path: Path, builder, name: str, optimizer: str = "adam"):
 
 def _chain(order: str = "forward"):
     """x [t, f] -> linear -> identity that reorders [t, n] to [n, t] -> readout."""
-    from abccalc.builder import GraphBuilder
+    from abccalc.graph.builder import GraphBuilder
 
     nodes = [("x", "input", {"dims": ["t", "f"]}),
              ("h", "linear", {"inputs": "x", "dims": ["t", "n"], "weight": "W1"}),
@@ -245,7 +245,7 @@ def _chain(order: str = "forward"):
 
 def test_model_does_not_depend_on_declaration_order(tmp_path: Path) -> None:
     """Nodes declared in reverse: the same text, and a forward that runs (was KeyError)."""
-    from abccalc.codegen import generate as gen_text
+    from abccalc.emit.codegen import generate as gen_text
 
     texts = [gen_text(load_parametrization(_chain(o).build(), "adam", "table8"), model=True)
              for o in ("forward", "reverse")]
@@ -268,7 +268,7 @@ def test_elementwise_reorder_is_applied(tmp_path: Path) -> None:
 
 def test_dotted_node_declared_before_its_parent(tmp_path: Path) -> None:
     """`h.g` declared before `h`: both keep their modules (h.g under h)."""
-    from abccalc.builder import GraphBuilder
+    from abccalc.graph.builder import GraphBuilder
 
     b = GraphBuilder("dotted")
     b.dim("f", size=2).dim("n", base=8).dim("o", size=2)
@@ -286,7 +286,7 @@ def test_dotted_node_declared_before_its_parent(tmp_path: Path) -> None:
 
 def test_norm_with_bias_and_no_gain_keeps_its_bias(tmp_path: Path) -> None:
     """layernorm(x) + b: the bias exists, is trained, and is added."""
-    from abccalc.builder import GraphBuilder
+    from abccalc.graph.builder import GraphBuilder
 
     b = GraphBuilder("normbias")
     b.dim("f", size=2).dim("n", base=8).dim("o", size=2)
@@ -311,7 +311,7 @@ def test_tied_readout_with_its_own_bias(tmp_path: Path) -> None:
     """An embedding E read again as the readout's weight, plus the readout's own bias
     (was refused: 'map to different modules'): logits = h (α E)ᵀ + b, α the readout's
     Table 8 multiplier at its use."""
-    from abccalc.builder import GraphBuilder
+    from abccalc.graph.builder import GraphBuilder
 
     b = GraphBuilder("tied")
     b.dim("v", size=5).dim("t", size=3).dim("n", base=8)

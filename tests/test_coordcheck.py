@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from abccalc import coordcheck
-from abccalc.codegen import load_parametrization
+from abccalc.emit.codegen import load_parametrization
 from abccalc.errors import AbcError
-from abccalc.spec import load_graph
+from abccalc.graph.spec import load_graph
+from abccalc.verify import coordcheck
 
 pytest.importorskip("torch")
 

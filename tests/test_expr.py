@@ -1,5 +1,5 @@
-"""The whitelisted rule grammar (abccalc/expr.py): what it reads, exactly, and what it
-refuses, quickly, without evaluating anything as Python."""
+"""The whitelisted rule grammar (abccalc/parametrization/expr.py): what it reads, exactly,
+and what it refuses, quickly, without evaluating anything as Python."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import sympy
 
 from abccalc.errors import AbcError
-from abccalc.expr import ExprError, parse_expr
+from abccalc.parametrization.expr import ExprError, parse_expr
 
 FAN_IN = sympy.Symbol("fan_in", positive=True)
 D = sympy.Symbol("d_head", positive=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from abccalc.emit.output import _write_new, write_output
 from abccalc.errors import AbcError
-from abccalc.output import _write_new, write_output
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP = str(ROOT / "examples" / "mlp.yaml")

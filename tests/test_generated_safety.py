@@ -20,11 +20,11 @@ from types import ModuleType
 
 import pytest
 
-from abccalc.builder import GraphBuilder
-from abccalc.codegen import generate, load_parametrization
-from abccalc.codegen_model import MODULE_ATTRIBUTES, module_path
+from abccalc.emit.codegen import generate, load_parametrization
+from abccalc.emit.codegen_model import MODULE_ATTRIBUTES, module_path
 from abccalc.errors import AbcError
-from abccalc.graph import Graph, Node, Param, Use
+from abccalc.graph.builder import GraphBuilder
+from abccalc.graph.core import Graph, Node, Param, Use
 
 torch = pytest.importorskip("torch")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from abccalc import goldens
+from abccalc.emit import goldens
 
 TABLES = Path(__file__).resolve().parent.parent / "tables"
 

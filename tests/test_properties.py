@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abccalc import parametrize, solve
-from abccalc.parametrization import VARIANTS
-from abccalc.spec import from_dict, to_dict
+from abccalc.graph.spec import from_dict, to_dict
+from abccalc.parametrization.gauges import VARIANTS
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None)
 

@@ -24,13 +24,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
-from abccalc.calculus import Optimizer
-from abccalc.codegen import generate
+from abccalc.calculus.exponents import Optimizer
+from abccalc.calculus.solver import solve
+from abccalc.emit.codegen import generate
+from abccalc.emit.render import json_text
 from abccalc.errors import AbcError
-from abccalc.graph import Graph
-from abccalc.parametrization import VARIANTS, parametrize
-from abccalc.render import json_text
-from abccalc.solver import solve
+from abccalc.graph.core import Graph
+from abccalc.parametrization.gauges import VARIANTS, parametrize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from random_graphs import SeededDraw, build, random_spec

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from abccalc.graph import Role
-from abccalc.parametrization import parametrize
-from abccalc.solver import solve
-from abccalc.spec import load_graph
+from abccalc.calculus.solver import solve
+from abccalc.graph.core import Role
+from abccalc.graph.spec import load_graph
+from abccalc.parametrization.gauges import parametrize
 
 ROOT = Path(__file__).resolve().parent.parent
 MIXER = str(ROOT / "examples" / "archs" / "mixer_token_mlp.yaml")
@@ -111,7 +111,7 @@ SEEDS = range(4)
 
 
 def _module(p):
-    from abccalc.codegen import generate
+    from abccalc.emit.codegen import generate
 
     module = types.ModuleType("mixer_generated")
     exec(compile(generate(p, model=True), module.__name__, "exec"), module.__dict__)
@@ -143,7 +143,7 @@ def test_measured_gradient_clt_at_init_lln_once_trained(optimizer: str) -> None:
     (CLT over the channels), ≈ 0 after 10 steps (LLN). The rule without the sum over the
     channels predicts −1, which this rules out."""
     torch = pytest.importorskip("torch")
-    from abccalc.coordcheck import slope
+    from abccalc.verify.coordcheck import slope
 
     m = _module(parametrize(solve(load_graph(MIXER), optimizer), "table8"))
     widths = [64, 128, 256, 512, 1024]
@@ -155,14 +155,14 @@ def test_measured_gradient_clt_at_init_lln_once_trained(optimizer: str) -> None:
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_measured_coordcheck_flat(optimizer: str) -> None:
-    """abccalc.coordcheck on the mixer: every activation's change after 3 steps has
+    """abccalc.verify.coordcheck on the mixer: every activation's change after 3 steps has
     |slope| < 0.1 (coordcheck.THRESHOLD), from the geometric mean over 4 seeds of the RMS
     at each width. One seed's slope scatters by about ±0.1 at these widths (a finite
     readout of 64 outputs), so the mean of 4 has a spread near 0.05; a wrong exponent
     shows as a slope ≥ 0.5 (the old LR ∝ n gives ΔW_tok·h = n^½ after one step).
     Widths start at 128: below that the n^-½ part of the first SGD step still shows."""
     pytest.importorskip("torch")
-    from abccalc import coordcheck
+    from abccalc.verify import coordcheck
 
     p = parametrize(solve(load_graph(MIXER), optimizer), "table8")
     runs = [coordcheck.run(p, WIDTHS, steps=3, seed=s) for s in SEEDS]

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from abccalc.calculus import NEG_INF, POS_INF, ZERO, Optimizer, minus, plus
-from abccalc.check import check
-from abccalc.check import render_markdown as check_markdown
-from abccalc.classify import classify
-from abccalc.classify import render_markdown as classify_markdown
-from abccalc.dynamics import dead_params
-from abccalc.parametrization import parametrize
-from abccalc.paramsfile import ParamsFile
-from abccalc.presets import PRESETS
-from abccalc.solver import solve
-from abccalc.spec import load_graph
+from abccalc.calculus.exponents import NEG_INF, POS_INF, ZERO, Optimizer, minus, plus
+from abccalc.calculus.sizes import dead_params
+from abccalc.calculus.solver import solve
+from abccalc.graph.spec import load_graph
+from abccalc.parametrization.gauges import parametrize
+from abccalc.parametrization.paramsfile import ParamsFile
+from abccalc.parametrization.presets import PRESETS
+from abccalc.verify.check import check
+from abccalc.verify.check import render_markdown as check_markdown
+from abccalc.verify.classify import classify
+from abccalc.verify.classify import render_markdown as classify_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(str(p.relative_to(ROOT)) for p in
@@ -184,7 +184,7 @@ def test_dead_end_check_ignores_its_lr(run, dead_yaml: str, tmp_path: Path) -> N
 def test_dead_end_coordcheck_predicts_finite(dead_yaml: str) -> None:
     """coordcheck's predictions on a dead end are finite numbers (no NaN comparisons)."""
     pytest.importorskip("torch")
-    from abccalc import coordcheck
+    from abccalc.verify import coordcheck
 
     p = parametrize(solve(load_graph(dead_yaml), "sgd"), "table8")
     cc = coordcheck.run(p, [32, 64, 128], steps=1)

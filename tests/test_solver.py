@@ -14,11 +14,11 @@ import pytest
 import sympy
 
 from abccalc import GraphBuilder, load_graph, parametrize, solve
-from abccalc.calculus import NEG_INF, Optimizer
-from abccalc.dynamics import ABC, key, propagate
+from abccalc.calculus.exponents import NEG_INF, Optimizer
+from abccalc.calculus.sizes import ABC, key, propagate
 from abccalc.errors import AbcError
-from abccalc.graph import Kind, Role
-from abccalc.rules import constant_expr, fmt, rule
+from abccalc.graph.core import Kind, Role
+from abccalc.parametrization.rules import constant_expr, fmt, rule
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP = ROOT / "examples" / "mlp.yaml"

@@ -15,18 +15,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abccalc import load_graph, parametrize, solve
-from abccalc.calculus import Optimizer
-from abccalc.dynamics import key
+from abccalc.calculus.exponents import Optimizer
+from abccalc.calculus.sizes import key
+from abccalc.emit.render import latex, rows
 from abccalc.errors import AbcError
-from abccalc.parametrization import (
+from abccalc.parametrization.gauges import (
     VARIANTS,
     Conflict,
     parametrize_all,
     parametrize_auto,
     parse_theta,
 )
-from abccalc.render import latex, rows
-from abccalc.rules import ALPHA, ETA, FAN_IN, SIGMA, M, fmt, greek
+from abccalc.parametrization.rules import ALPHA, ETA, FAN_IN, SIGMA, M, fmt, greek
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP = str(ROOT / "examples" / "mlp.yaml")

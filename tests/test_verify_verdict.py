@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from abccalc import coordcheck
-from abccalc.coordcheck import Series, agrees, clt_fit, consistent, verdict
+from abccalc.verify import coordcheck
+from abccalc.verify.coordcheck import Series, agrees, clt_fit, consistent, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 GPT = str(ROOT / "examples" / "gpt.yaml")

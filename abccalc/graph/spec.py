@@ -12,11 +12,11 @@ from typing import Any
 
 import yaml
 
-from abccalc.builder import LIST_FIELDS, NODE_FIELDS, GraphBuilder
 from abccalc.errors import AbcError
-from abccalc.graph import Graph, Node
-from abccalc.names import shown, to_name
-from abccalc.yamlio import parse_yaml, read_yaml
+from abccalc.graph.builder import LIST_FIELDS, NODE_FIELDS, GraphBuilder
+from abccalc.graph.core import Graph, Node
+from abccalc.graph.names import shown, to_name
+from abccalc.graph.yamlio import parse_yaml, read_yaml
 
 # spec key -> Node field, where they differ
 _KEY_TO_FIELD = {"in": "in_dims"}

@@ -1,8 +1,8 @@
 """``abccalc verify``: the symbolic check and the coordinate check of one parametrization.
 
-Per parameter, the symbolic verdict of :func:`abccalc.check.check` (and its fix in the
+Per parameter, the symbolic verdict of :func:`abccalc.verify.check.check` (and its fix in the
 user's gauge); per activation, the width exponent predicted by the propagation beside the
-slope the coordinate check measured (:mod:`abccalc.coordcheck`).
+slope the coordinate check measured (:mod:`abccalc.verify.coordcheck`).
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from abccalc.check import CheckResult, check
-from abccalc.coordcheck import THRESHOLD, CoordCheck, agrees
-from abccalc.coordcheck import as_dict as coord_dict
-from abccalc.parametrization import Parametrization
-from abccalc.paramsfile import ParamsFile
-from abccalc.rules import fmt, rule
+from abccalc.parametrization.gauges import Parametrization
+from abccalc.parametrization.paramsfile import ParamsFile
+from abccalc.parametrization.rules import fmt, rule
+from abccalc.verify.check import CheckResult, check
+from abccalc.verify.coordcheck import THRESHOLD, CoordCheck, agrees
+from abccalc.verify.coordcheck import as_dict as coord_dict
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Verification:
 
     def activation_rows(self) -> list[dict[str, Any]]:
         """Each activation: predicted exponent of its change, measured slope, verdict, and
-        whether they agree (:func:`abccalc.coordcheck.agrees`)."""
+        whether they agree (:func:`abccalc.verify.coordcheck.agrees`)."""
         out = []
         for s, (_, verdict, slope, pred) in zip(self.empirical.series,
                                                self.empirical.verdicts(), strict=True):

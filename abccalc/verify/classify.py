@@ -1,7 +1,7 @@
 """Classify any abc-parametrization of any graph the way TP4 (SGD) and TP4b (Adam) do.
 
-The sizes come from :func:`abccalc.dynamics.propagate` on the whole graph, and each
-parameter use's terms from the rules of :mod:`abccalc.calculus`:
+The sizes come from :func:`abccalc.calculus.sizes.propagate` on the whole graph, and each
+parameter use's terms from the rules of :mod:`abccalc.calculus.exponents`:
 
 * ``init``   W₀·x at initialization;
 * ``w0_dx``  W₀·Δx, the effect of the change of the use's input;
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from abccalc.calculus import (
+from abccalc.calculus.exponents import (
     NEG_INF,
     POS_INF,
     ZERO,
@@ -45,10 +45,10 @@ from abccalc.calculus import (
     init_term,
     w0_dx_term,
 )
-from abccalc.dynamics import ABC, Sizes, dead_params, key, propagate, update_size
+from abccalc.calculus.sizes import ABC, Sizes, dead_params, key, propagate, update_size
+from abccalc.calculus.solver import role_of, solve
 from abccalc.errors import AbcError
-from abccalc.graph import Graph, Kind, Role, Use
-from abccalc.solver import role_of, solve
+from abccalc.graph.core import Graph, Kind, Role, Use
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class Classification:
 
     @cached_property
     def dead_ends(self) -> tuple[str, ...]:
-        """Parameters that never reach the loss (:func:`abccalc.dynamics.dead_params`)."""
+        """Parameters that never reach the loss (:func:`abccalc.calculus.sizes.dead_params`)."""
         return dead_params(self.graph)
 
     @cached_property

@@ -16,7 +16,8 @@ dims of the parameter's first use). An exact name that is not a parameter of the
 error; a glob or a role that matches nothing is not, so one file can serve several graphs.
 
 A rule is an expression in ``fan_in``, ``fan_out`` and the graph's dim names, read with
-the whitelisted grammar of :mod:`abccalc.expr` (numbers, names, ``* / ** ^ sqrt ( )``).
+the whitelisted grammar of :mod:`abccalc.parametrization.expr` (numbers, names,
+``* / ** ^ sqrt ( )``).
 Its width exponent is found by putting n for every infinite dim (n^k for a fan with k
 infinite dims) and 1 for every finite one: W = n^-a·w, w ~ N(0, n^-2b), LR = η·n^-c
 (TP4 §1; TP5 Def. A.2). Constant factors (σ, η, 0.02) do not matter. A multiplier rule is
@@ -35,13 +36,13 @@ from typing import Any
 
 import sympy
 
-from abccalc.calculus import ZERO, Exp
-from abccalc.dynamics import ABC, UseKey, key
+from abccalc.calculus.exponents import ZERO, Exp
+from abccalc.calculus.sizes import ABC, UseKey, key
+from abccalc.calculus.solver import role_of
 from abccalc.errors import AbcError
-from abccalc.expr import MAX_EXPONENT, ExprError, parse_expr
-from abccalc.graph import Graph, Role, Use
-from abccalc.solver import role_of
-from abccalc.yamlio import read_yaml
+from abccalc.graph.core import Graph, Role, Use
+from abccalc.graph.yamlio import read_yaml
+from abccalc.parametrization.expr import MAX_EXPONENT, ExprError, parse_expr
 
 N = sympy.Dummy("n", positive=True)  # a Dummy: never equal to a dim named n
 RULE_FIELDS = ("init_var", "multiplier", "lr")
@@ -101,7 +102,8 @@ def parse_exponent(value: Any, where: str) -> Exp:
 
 
 def _parse(text: str, names: dict[str, sympy.Symbol], where: str) -> sympy.Expr:
-    """``text`` in the rule grammar of :mod:`abccalc.expr` (never evaluated as Python)."""
+    """``text`` in the rule grammar of :mod:`abccalc.parametrization.expr` (never evaluated
+    as Python)."""
     try:
         return parse_expr(text, names)
     except ExprError as e:

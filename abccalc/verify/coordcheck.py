@@ -3,7 +3,7 @@
 Build the generated model at several widths, train a few steps on seeded synthetic data,
 and record the RMS coordinate size of every activation's change x_t − x_0 on a fixed
 batch (t = 0: of x_0 itself). Each activation's log–log slope against width estimates its
-width exponent; the symbolic propagation (:func:`abccalc.dynamics.propagate`) predicts it.
+width exponent; the symbolic propagation (:func:`abccalc.calculus.sizes.propagate`) predicts it.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import math
 import types
 from dataclasses import dataclass
 
-from abccalc.calculus import NEG_INF
-from abccalc.codegen import generate
-from abccalc.dynamics import propagate
+from abccalc.calculus.exponents import NEG_INF
+from abccalc.calculus.sizes import propagate
+from abccalc.emit.codegen import generate
 from abccalc.errors import AbcError
-from abccalc.parametrization import Parametrization
+from abccalc.parametrization.gauges import Parametrization
 
 # Width exponents of an abc-parametrization are multiples of 1/2 (CLT: √n, LLN: n; TP4 §3),
 # so a measured slope is read as the nearest multiple of 1/2: |slope − e| ≤ 1/4 means

@@ -3,8 +3,8 @@
 A dim is *finite* (its size stays fixed as the model widens) or *infinite* (it scales like
 the width n; TP5 Appendix B, "Matrix-Like, Vector-Like, Scalar-Like Parameters"). Every
 infinite dim is Θ(n); its base size only matters for rules written with width ratios.
-Graphs are built by :class:`abccalc.builder.GraphBuilder` (or read from YAML by
-:mod:`abccalc.spec`), which validates them; nothing here mutates.
+Graphs are built by :class:`abccalc.graph.builder.GraphBuilder` (or read from YAML by
+:mod:`abccalc.graph.spec`), which validates them; nothing here mutates.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Re-derive the paper tables in ``tables/`` from ``examples/mlp.yaml``.
 
-``python -m abccalc.goldens`` rewrites ``tables/derived/``; ``--check`` exits 1 when the
+``python -m abccalc.emit.goldens`` rewrites ``tables/derived/``; ``--check`` exits 1 when the
 committed files have drifted from what the solver derives now. The hand-transcribed
 paper tables sit beside them in ``tables/`` and the tests compare the two.
 """
@@ -13,15 +13,15 @@ import io
 import sys
 from pathlib import Path
 
-from abccalc.calculus import Optimizer
-from abccalc.graph import Role
-from abccalc.parametrization import Parametrization, parametrize
-from abccalc.presets import sp
-from abccalc.rules import fmt, rule
-from abccalc.solver import solve
-from abccalc.spec import load_graph
+from abccalc.calculus.exponents import Optimizer
+from abccalc.calculus.solver import solve
+from abccalc.graph.core import Role
+from abccalc.graph.spec import load_graph
+from abccalc.parametrization.gauges import Parametrization, parametrize
+from abccalc.parametrization.presets import sp
+from abccalc.parametrization.rules import fmt, rule
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MLP = ROOT / "examples" / "mlp.yaml"
 COLUMNS = (Role.INPUT, Role.OUTPUT, Role.HIDDEN)
 HEADER = "parametrization,quantity,input,output,hidden"
@@ -81,7 +81,7 @@ TABLES = {
 def codegen_text(optimizer: str) -> str:
     """The generated module for examples/mlp.yaml (Table 3, with --model): the golden
     ``tests/golden/codegen_mlp_<optimizer>.py``."""
-    from abccalc.codegen import generate, load_parametrization
+    from abccalc.emit.codegen import generate, load_parametrization
 
     p = load_parametrization(load_graph(MLP), optimizer, "table3")
     return generate(p, model=True, source="examples/mlp.yaml")
@@ -93,7 +93,7 @@ CODEGEN_GOLDENS = {f"codegen_mlp_{opt}.py": opt for opt in ("sgd", "adam")}
 def render(name: str) -> str:
     header, build = TABLES[name]
     buf = io.StringIO()
-    buf.write(f"# derived by `python -m abccalc.goldens` from examples/mlp.yaml; "
+    buf.write(f"# derived by `python -m abccalc.emit.goldens` from examples/mlp.yaml; "
               f"compare with tables/{name}.csv\n{header}\n")
     csv.writer(buf, lineterminator="\n").writerows(build())
     return buf.getvalue()
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     for path in drift:
-        print(f"drifted: {path} (run python -m abccalc.goldens)", file=sys.stderr)
+        print(f"drifted: {path} (run python -m abccalc.emit.goldens)", file=sys.stderr)
     return 1 if drift else 0
 
 

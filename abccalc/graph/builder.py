@@ -1,4 +1,4 @@
-"""The Python builder API: the one way a :class:`~abccalc.graph.Graph` gets made.
+"""The Python builder API: the one way a :class:`~abccalc.graph.core.Graph` gets made.
 
 >>> b = GraphBuilder("mlp")
 >>> b.dim("d_in", size=3).dim("width", base=8).dim("d_out", size=1)
@@ -22,9 +22,9 @@ from fractions import Fraction
 from typing import Any
 
 from abccalc.errors import AbcError
-from abccalc.graph import Dim, Graph, Node, Param, Use, topological_order
-from abccalc.names import check_name, clean, shown
-from abccalc.ops import FIELDS, OPS
+from abccalc.graph.core import Dim, Graph, Node, Param, Use, topological_order
+from abccalc.graph.names import check_name, clean, shown
+from abccalc.graph.ops import FIELDS, OPS
 
 NODE_FIELDS = {f.name for f in fields(Node)}
 OPTIONAL = sorted(NODE_FIELDS - {"name", "op", "inputs", "dims"})
@@ -49,7 +49,7 @@ class Block:
     source: str = "<graph>"
 
     def node(self, name: str, op: str, **kw) -> Block:
-        """Add a node to the block; ``kw`` are :class:`~abccalc.graph.Node` fields."""
+        """Add a node to the block; ``kw`` are :class:`~abccalc.graph.core.Node` fields."""
         self.nodes.append(_make_node(name, op, kw, self.source))
         return self
 
@@ -218,7 +218,7 @@ class GraphBuilder:
         return out
 
     def node(self, name: str, op: str, **kw) -> GraphBuilder:
-        """Add a node; ``kw`` are :class:`~abccalc.graph.Node` fields."""
+        """Add a node; ``kw`` are :class:`~abccalc.graph.core.Node` fields."""
         unknown = set(kw) - NODE_FIELDS
         if unknown:
             raise self.err(f"node '{clean(name)}'", f"unknown field(s) {sorted(unknown)}")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from abccalc.calculus import NEG_INF, Exp
+from abccalc.calculus.exponents import NEG_INF, Exp
 from abccalc.errors import AbcError
-from abccalc.parametrization import Parametrization
-from abccalc.rules import constant_expr, fmt, rule
+from abccalc.parametrization.gauges import Parametrization
+from abccalc.parametrization.rules import constant_expr, fmt, rule
 
 
 def _e(x: Exp) -> str:

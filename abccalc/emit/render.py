@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from abccalc.calculus import Optimizer
-from abccalc.expr import parse_expr
-from abccalc.graph import Graph, Role
-from abccalc.parametrization import Conflict, Parametrization
-from abccalc.rules import (
+from abccalc.calculus.exponents import Optimizer
+from abccalc.graph.core import Graph, Role
+from abccalc.parametrization.expr import parse_expr
+from abccalc.parametrization.gauges import Conflict, Parametrization
+from abccalc.parametrization.rules import (
     base_widths,
     constant_expr,
     fmt,

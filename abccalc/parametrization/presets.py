@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from abccalc.calculus import HALF, ONE, ZERO, Exp, Optimizer
-from abccalc.dynamics import ABC, key
+from abccalc.calculus.exponents import HALF, ONE, ZERO, Exp, Optimizer
+from abccalc.calculus.sizes import ABC, key
+from abccalc.calculus.solver import Analysis, role_of, solve
 from abccalc.errors import AbcError
-from abccalc.graph import Graph, Kind, Node, Role
-from abccalc.parametrization import Parametrization, from_abc, parametrize
-from abccalc.solver import Analysis, role_of, solve
+from abccalc.graph.core import Graph, Kind, Node, Role
+from abccalc.parametrization.gauges import Parametrization, from_abc, parametrize
 
 
 def sp(analysis: Analysis) -> Parametrization:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from abccalc.errors import AbcError
-from abccalc.names import clean_text
+from abccalc.graph.names import clean_text
 
 
 def write_output(text: str, path: str | None, force: bool = False) -> None:

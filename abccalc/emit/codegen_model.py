@@ -21,9 +21,9 @@ import sympy
 from sympy.printing.pycode import pycode
 
 from abccalc.errors import AbcError
-from abccalc.graph import Graph, Kind, Node, Use
-from abccalc.parametrization import Parametrization
-from abccalc.presets import sp_constant_exponent
+from abccalc.graph.core import Graph, Kind, Node, Use
+from abccalc.parametrization.gauges import Parametrization
+from abccalc.parametrization.presets import sp_constant_exponent
 
 # Public attributes of torch.nn.Module, ModuleDict, Linear, Conv1d/2d/3d and Embedding
 # (torch 2.x; a test checks the installed torch adds none) and of the generated Model and

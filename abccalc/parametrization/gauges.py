@@ -31,11 +31,11 @@ from fractions import Fraction
 
 import sympy
 
-from abccalc.calculus import HALF, ZERO, Exp, Optimizer
-from abccalc.dynamics import ABC, UseKey, key
+from abccalc.calculus.exponents import HALF, ZERO, Exp, Optimizer
+from abccalc.calculus.sizes import ABC, UseKey, key
+from abccalc.calculus.solver import Analysis, Invariants
 from abccalc.errors import AbcError
-from abccalc.graph import Graph, Kind, Role, Use
-from abccalc.solver import Analysis, Invariants
+from abccalc.graph.core import Graph, Kind, Role, Use
 
 Gauge = Callable[[Graph, Invariants, Optimizer], Exp]
 
@@ -169,7 +169,7 @@ class Parametrization:
         return self.analysis.alpha if self.alpha is None else self.alpha
 
     def abc(self) -> ABC:
-        """The (a, b, c) assignment, for :func:`abccalc.dynamics.propagate`."""
+        """The (a, b, c) assignment, for :func:`abccalc.calculus.sizes.propagate`."""
         return ABC({k: a for p in self.params.values() for k, a in p.a_by_use.items()},
                    {p.name: p.b for p in self.params.values()},
                    {p.name: p.c for p in self.params.values()}, dict(self.constants))

@@ -1,8 +1,8 @@
 """``abccalc check``: what is wrong with a user's own parametrization, and the μP fix.
 
 The user's exponents (from a params file) are propagated through the graph and classified
-(:mod:`abccalc.classify`), then compared with the μP the solver derives
-(:func:`abccalc.solver.solve`). μP fixes only each use's gauge invariants a+b and k·a+c
+(:mod:`abccalc.verify.classify`), then compared with the μP the solver derives
+(:func:`abccalc.calculus.solver.solve`). μP fixes only each use's gauge invariants a+b and k·a+c
 (k = 2 for SGD, 1 for Adam; TP4 Eq. 5, TP4b Prop. 2.2.3, TP5 Lemma J.1), so the fix is
 given *in the user's own gauge*: their multiplier exponent a is kept, and
 
@@ -25,14 +25,14 @@ from typing import Any
 
 import sympy
 
-from abccalc.calculus import Exp, Optimizer
-from abccalc.classify import DEAD_ENDS, DIVERGES, Classification, classify, growth
-from abccalc.dynamics import ABC, key
-from abccalc.graph import Graph, Kind, Role, Use
-from abccalc.parametrization import Parametrization, ParamRule, split_invariants
-from abccalc.paramsfile import ParamsFile
-from abccalc.rules import constant_expr, fmt, rule
-from abccalc.solver import Analysis, role_of, solve
+from abccalc.calculus.exponents import Exp, Optimizer
+from abccalc.calculus.sizes import ABC, key
+from abccalc.calculus.solver import Analysis, role_of, solve
+from abccalc.graph.core import Graph, Kind, Role, Use
+from abccalc.parametrization.gauges import Parametrization, ParamRule, split_invariants
+from abccalc.parametrization.paramsfile import ParamsFile
+from abccalc.parametrization.rules import constant_expr, fmt, rule
+from abccalc.verify.classify import DEAD_ENDS, DIVERGES, Classification, classify, growth
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The op registry: which ops exist and how each one's dims are checked.
 
 Each op maps its inputs' dims to its output dims and names the parameter uses it makes.
-The scaling rules themselves live in :mod:`abccalc.calculus`; this module only knows
+The scaling rules themselves live in :mod:`abccalc.calculus.exponents`; this module only knows
 shapes.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from abccalc.errors import AbcError
-from abccalc.graph import Dim, Kind, Node, Use
+from abccalc.graph.core import Dim, Kind, Node, Use
 
 ELEMENTWISE = ("relu", "gelu", "tanh", "silu", "identity", "sigmoid")
 NORMS = ("layernorm", "rmsnorm")

@@ -15,8 +15,9 @@ import sympy
 from sympy.printing.pycode import pycode
 
 from abccalc import __version__
-from abccalc.calculus import Optimizer
-from abccalc.codegen_model import (
+from abccalc.calculus.exponents import Optimizer
+from abccalc.calculus.solver import solve
+from abccalc.emit.codegen_model import (
     constant_expr,
     doc_text,
     ident,
@@ -25,19 +26,18 @@ from abccalc.codegen_model import (
     py_expr,
 )
 from abccalc.errors import AbcError
-from abccalc.graph import Graph, Kind, Use
-from abccalc.parametrization import (
+from abccalc.graph.core import Graph, Kind, Use
+from abccalc.graph.yamlio import read_yaml
+from abccalc.parametrization.gauges import (
     Parametrization,
     ParamRule,
     from_abc,
     parametrize,
     parametrize_auto,
 )
-from abccalc.paramsfile import load_params
-from abccalc.presets import sp
-from abccalc.rules import M, fmt, ratio_exponents, rule
-from abccalc.solver import solve
-from abccalc.yamlio import read_yaml
+from abccalc.parametrization.paramsfile import load_params
+from abccalc.parametrization.presets import sp
+from abccalc.parametrization.rules import M, fmt, ratio_exponents, rule
 
 TABLE_TITLES = {"table3": "TP5 Table 3", "table8": "TP5 Table 8", "table9": "TP5 Table 9",
                 "tp4": "TP4 Table 1 (TP5 Table 9)", "unit": "unit-variance (u-muP style)"}

@@ -16,10 +16,10 @@ from functools import lru_cache
 
 import sympy
 
-from abccalc.calculus import ZERO, Exp, Optimizer
+from abccalc.calculus.exponents import ZERO, Exp, Optimizer
 from abccalc.errors import AbcError
-from abccalc.graph import Graph, Use
-from abccalc.parametrization import Parametrization, ParamRule
+from abccalc.graph.core import Graph, Use
+from abccalc.parametrization.gauges import Parametrization, ParamRule
 
 FAN_IN = sympy.Symbol("fan_in", positive=True)
 FAN_OUT = sympy.Symbol("fan_out", positive=True)

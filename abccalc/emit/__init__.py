@@ -1,0 +1,2 @@
+"""Stage 4, output: tables, derivation traces, generated PyTorch code and files.
+"""
