@@ -346,10 +346,12 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
         repeats: int = 3) -> CoordCheck:
     """Train each width ``steps`` steps and fit per-activation slopes.
 
-    The default batch holds about 8 examples (tokens, for inputs read by an embedding):
+    The default batch holds about TOKENS examples (tokens, for inputs read by an
+    embedding), and sequences are shortened to TOKENS positions (:func:`shorten_sequences`):
     Adam's first update is sign-like, so ΔW·x is LLN-sized only once the width exceeds
-    the number of distinct training vectors, and few of them keep small widths in the
-    asymptotic regime. Each width is trained from ``repeats`` initializations (seeds
+    the number of distinct training vectors, and a logit's change only once d_head
+    exceeds the keys per query; few of them keep small widths in the asymptotic regime.
+    Each width is trained from ``repeats`` initializations (seeds
     ``seed``, ``seed + 1``, … mod 2^63; the batch is drawn with ``seed``) and the RMS is
     the root of their mean square: the CLT correction of :func:`consistent` is a statement
     about that expectation, and one initialization's slope fluctuates by ±0.1 or more."""
