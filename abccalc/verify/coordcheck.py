@@ -27,6 +27,7 @@ MAX_PARAMS = 100_000_000  # trainable parameters at the largest width (≈ 1.6 G
 MAX_WIDTH = 2**31 - 1
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit seed
 PLOT_FORMATS = (".png", ".pdf", ".svg")
+TOKENS = 8  # distinct training vectors (examples or tokens) and keys per query, at most
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Series:
     slopes: list[float]
     predicted_init: float
     predicted_change: float
+    clt: bool = False  # downstream of a logit contraction: clause 2 applies (consistent)
 
 
 @dataclass(frozen=True)
@@ -109,14 +111,55 @@ def lln_share(s: Series, widths: list[int], e: float) -> float:
 
 
 def consistent(s: Series, widths: list[int], e: float) -> bool:
-    """The measured change of ``s`` is Θ(n^e): its slope is within THRESHOLD of ``e``, or
-    it lies in [e − 1/2 − THRESHOLD, e) as a Θ(n^e) limit plus its CLT fluctuation does,
-    and :func:`clt_fit` puts at least half of RMS² at the largest width in the limit (a
+    """The measured change of ``s`` is Θ(n^e): its slope is within THRESHOLD of ``e``, or,
+    for an activation predicted to carry a CLT term (``s.clt``, :func:`clt_nodes`), it lies
+    in [e − 1/2 − THRESHOLD, e) as a Θ(n^e) limit plus that n^{e−1/2} term does, and
+    :func:`clt_fit` puts at least half of RMS² at the largest width in the limit (a
     genuinely vanishing Θ(n^{e−1/2}) quantity has none)."""
     slope = s.slopes[-1]
     if abs(slope - e) <= THRESHOLD:
         return True
-    return e - 0.5 - THRESHOLD <= slope < e and lln_share(s, widths, e) >= 0.5
+    return s.clt and e - 0.5 - THRESHOLD <= slope < e and lln_share(s, widths, e) >= 0.5
+
+
+def clt_nodes(graph) -> set[str]:
+    """Activations whose change carries a predicted CLT term: a ``contract`` of two
+    activations over an infinite dim (attention logits qᵀk/d) and everything it feeds.
+
+    Its change has the LLN part, Θ(n^e), from Δq·k_0 with Δq built from k_0 by the
+    gradient, and parts such as (W_q Δx)·k_0 / d where the random W_q, W_k carry an
+    input change Δx: two independent vectors, a sum of d terms of random sign, n^{e−1/2}
+    (TP4 §3). Its constant is large at small widths (docs/verdicts.md)."""
+    seeds = [n.name for n in graph.nodes if n.op == "contract" and len(n.inputs) == 2
+             and all(graph.node[i].op != "input" for i in n.inputs)
+             and any(graph.dims[d].infinite for d in n.over)]
+    out: set[str] = set()
+    while seeds:
+        name = seeds.pop()
+        if name not in out:
+            out.add(name)
+            seeds.extend(graph.consumers[name])
+    return out
+
+
+def shorten_sequences(graph, dims: dict[str, dict], tokens: int) -> dict[str, int]:
+    """Shorten each sequence dim (a finite dim of an input read by an embedding) and the
+    key dims a ``contract`` renames from it (``ctx → ctx_k``) to at most ``tokens``, in
+    the generated module's ``DIMS``; return the new sizes.
+
+    A query's logit change sums over its keys: ΔW_q is built from every key k(t''), and
+    Δq(t)·k(t') picks up ⟨k(t''), k(t')⟩ / d_head, n^−1/2 each, from the ctx_k − 1 other
+    keys, a term of relative size √(ctx_k / d_head) beside the Θ(1) limit. With ctx_k 64
+    and d_head 16…256 it dominates (docs/verdicts.md); the limit is n → ∞ at fixed ctx."""
+    seq = {d for n in graph.nodes if n.op == "input"
+           and any(graph.node[c].op == "embedding" for c in graph.consumers[n.name])
+           for d in n.dims if not graph.dims[d].infinite}
+    seq |= {new for n in graph.nodes for old, new in n.rename if old in seq}
+    out = {}
+    for d in sorted(seq):
+        if d in dims and dims[d]["size"] > tokens:
+            dims[d]["size"] = out[d] = tokens
+    return out
 
 
 def verdict(s: Series, widths: list[int]) -> str:
@@ -220,9 +263,12 @@ def _widths_for(p: Parametrization, width: int) -> dict[str, int]:
     return {d.name: max(1, round(d.size * ratio)) for d in dims}
 
 
-def default_batch(p: Parametrization, examples: int = 8) -> int:
+def default_batch(p: Parametrization, examples: int = TOKENS) -> int:
+    """About ``examples`` examples or tokens (sequences shortened by
+    :func:`shorten_sequences`)."""
     graph = p.graph
-    tokens = max([math.prod(graph.dims[d].size for d in n.dims) for n in graph.nodes
+    tokens = max([math.prod(min(graph.dims[d].size, examples) for d in n.dims)
+                  for n in graph.nodes
                   if n.op == "input" and any(graph.node[c].op == "embedding"
                                              for c in graph.consumers[n.name])] or [1])
     return max(1, examples // tokens)
@@ -300,10 +346,12 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
         repeats: int = 3) -> CoordCheck:
     """Train each width ``steps`` steps and fit per-activation slopes.
 
-    The default batch holds about 8 examples (tokens, for inputs read by an embedding):
+    The default batch holds about TOKENS examples (tokens, for inputs read by an
+    embedding), and sequences are shortened to TOKENS positions (:func:`shorten_sequences`):
     Adam's first update is sign-like, so ΔW·x is LLN-sized only once the width exceeds
-    the number of distinct training vectors, and few of them keep small widths in the
-    asymptotic regime. Each width is trained from ``repeats`` initializations (seeds
+    the number of distinct training vectors, and a logit's change only once d_head
+    exceeds the keys per query; few of them keep small widths in the asymptotic regime.
+    Each width is trained from ``repeats`` initializations (seeds
     ``seed``, ``seed + 1``, … mod 2^63; the batch is drawn with ``seed``) and the RMS is
     the root of their mean square: the CLT correction of :func:`consistent` is a statement
     about that expectation, and one initialization's slope fluctuates by ±0.1 or more."""
@@ -315,10 +363,12 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
     batch = batch or default_batch(p)
     torch = import_torch()
     gen_module = _module(p)
+    shorten_sequences(p.graph, gen_module.DIMS, TOKENS)
     _check_size(torch, gen_module, p, widths[-1])
     lr = lr if lr is not None else (1e-2 if p.optimizer.value == "adam" else 0.1)
     sizes = propagate(p.graph, p.optimizer, p.abc())
     names = [n.name for n in p.graph.order if n.op not in ("input", "output")]
+    clt = clt_nodes(p.graph)
     rms: dict[str, list[list[float]]] = {n: [[] for _ in range(steps + 1)] for n in names}
     for width in widths:
         runs = [_train(torch, gen_module, p, names, width, init_seed=(seed + k) % 2**63,
@@ -332,7 +382,8 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
         change = sizes.sd[n]
         series.append(Series(n, rms[n], [slope(widths, r) for r in rms[n]],
                              float(sizes.s0[n]),
-                             float("-inf") if change == NEG_INF else float(change)))
+                             float("-inf") if change == NEG_INF else float(change),
+                             n in clt))
     return CoordCheck(p.graph.name, name, p.optimizer.value, list(widths), steps, lr,
                       seed, series)
 
