@@ -180,7 +180,7 @@ def test_the_logit_clt_term_is_predicted_where_a_contraction_makes_it() -> None:
     """Clause 2 of the verdict applies to the logit contraction qᵀk over d_head and what
     it feeds, nowhere else (the MLP has none); the coordinate check shortens the context
     and its key copy to 8 positions, and leaves the vocabulary alone."""
-    from abccalc.spec import load_graph
+    from abccalc.graph.spec import load_graph
 
     gpt = load_graph(GPT)
     clt = coordcheck.clt_nodes(gpt)
