@@ -156,6 +156,19 @@ class Op:
     torch_globals: str = ""
 
 
+def over_dims(node: Node, ins: list[tuple[str, ...]], err: Err, verb: str
+              ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(output dims, ``over`` dims) of a one-input op that keeps its input's dims and acts
+    over some of them (default: the last); ``verb`` names the action in messages."""
+    arity(node, 1, err)
+    out = same_dims(node, ins, err)
+    over = node.over or out[-1:]
+    for d in over:
+        if d not in out:
+            raise err(f"{verb} over '{d}', which is not a dim of its input")
+    return out, over
+
+
 def weighted(unit: Op, sizes: SizesLike, node: Node, ctx: Ctx, s0: list[Exp],
              sd: list[Exp]) -> tuple[Exp, Exp]:
     """(s0, sd) of a node that sums its parameter uses h = W·x (TP4 §3; TP5 App. J,

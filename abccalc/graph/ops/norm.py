@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from abccalc.exponents import NEG_INF, ZERO, Exp, minus, plus
 from abccalc.graph.core import Dim, Kind, Node, Use
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity, same_dims, weighted
+from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, over_dims, weighted
 
 
 class Norm(Op):
@@ -45,12 +45,7 @@ class Norm(Op):
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
-        arity(node, 1, err)
-        out = same_dims(node, ins, err)
-        over = node.over or out[-1:]
-        for d in over:
-            if d not in out:
-                raise err(f"normalizes over '{d}', which is not a dim of its input")
+        out, over = over_dims(node, ins, err, "normalizes")
         uses = [(Use(node.name, p, kind, (), over), over)
                 for kind, p in ((Kind.GAIN, node.gain), (Kind.BIAS, node.bias))
                 if p is not None]

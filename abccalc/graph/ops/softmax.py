@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from abccalc.exponents import NEG_INF, ZERO, Exp
 from abccalc.graph.core import Dim, Node
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity, same_dims
+from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, over_dims
 
 
 class Softmax(Op):
@@ -22,12 +22,8 @@ class Softmax(Op):
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
-        arity(node, 1, err)
-        out = same_dims(node, ins, err)
-        over = node.over or out[-1:]
+        out, over = over_dims(node, ins, err, "softmax")
         for d in over:
-            if d not in out:
-                raise err(f"softmax over '{d}', which is not a dim of its input")
             if dims[d].infinite:
                 raise err(f"softmax over infinite dim '{d}' is not supported "
                           "(its outputs would be Θ(1/n))")
