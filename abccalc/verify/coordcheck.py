@@ -13,10 +13,11 @@ import math
 import types
 from dataclasses import dataclass
 
-from abccalc.calculus.exponents import NEG_INF
 from abccalc.calculus.sizes import propagate
 from abccalc.emit.codegen import generate
 from abccalc.errors import AbcError
+from abccalc.exponents import NEG_INF
+from abccalc.graph.ops import OPS
 from abccalc.parametrization.gauges import Parametrization
 
 # Width exponents of an abc-parametrization are multiples of 1/2 (CLT: √n, LLN: n; TP4 §3),
@@ -130,8 +131,8 @@ def clt_nodes(graph) -> set[str]:
     gradient, and parts such as (W_q Δx)·k_0 / d where the random W_q, W_k carry an
     input change Δx: two independent vectors, a sum of d terms of random sign, n^{e−1/2}
     (TP4 §3). Its constant is large at small widths (docs/verdicts.md)."""
-    seeds = [n.name for n in graph.nodes if n.op == "contract" and len(n.inputs) == 2
-             and all(graph.node[i].op != "input" for i in n.inputs)
+    seeds = [n.name for n in graph.nodes if OPS[n.op].constant and len(n.inputs) == 2
+             and not any(OPS[graph.node[i].op].is_input for i in n.inputs)
              and any(graph.dims[d].infinite for d in n.over)]
     out: set[str] = set()
     while seeds:
@@ -151,8 +152,8 @@ def shorten_sequences(graph, dims: dict[str, dict], tokens: int) -> dict[str, in
     Δq(t)·k(t') picks up ⟨k(t''), k(t')⟩ / d_head, n^−1/2 each, from the ctx_k − 1 other
     keys, a term of relative size √(ctx_k / d_head) beside the Θ(1) limit. With ctx_k 64
     and d_head 16…256 it dominates (docs/verdicts.md); the limit is n → ∞ at fixed ctx."""
-    seq = {d for n in graph.nodes if n.op == "input"
-           and any(graph.node[c].op == "embedding" for c in graph.consumers[n.name])
+    seq = {d for n in graph.nodes if OPS[n.op].is_input
+           and any(OPS[graph.node[c].op].reads_ids for c in graph.consumers[n.name])
            for d in n.dims if not graph.dims[d].infinite}
     seq |= {new for n in graph.nodes for old, new in n.rename if old in seq}
     out = {}
@@ -269,8 +270,8 @@ def default_batch(p: Parametrization, examples: int = TOKENS) -> int:
     graph = p.graph
     tokens = max([math.prod(min(graph.dims[d].size, examples) for d in n.dims)
                   for n in graph.nodes
-                  if n.op == "input" and any(graph.node[c].op == "embedding"
-                                             for c in graph.consumers[n.name])] or [1])
+                  if OPS[n.op].is_input and any(OPS[graph.node[c].op].reads_ids
+                                                for c in graph.consumers[n.name])] or [1])
     return max(1, examples // tokens)
 
 
@@ -280,11 +281,11 @@ def _batch(torch, p: Parametrization, sizes: dict[str, int], batch: int, gen):
     graph = p.graph
     inputs = []
     for node in graph.order:  # the generated Model's INPUTS order
-        if node.op != "input":
+        if not OPS[node.op].is_input:
             continue
         shape = (batch, *(sizes[d] for d in node.dims))
         vocab = [graph.node[c].vocab for c in graph.consumers[node.name]
-                 if graph.node[c].op == "embedding"]
+                 if OPS[graph.node[c].op].reads_ids]
         if vocab:
             inputs.append(torch.randint(0, sizes[vocab[0]], shape, generator=gen))
         else:
@@ -367,7 +368,8 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
     _check_size(torch, gen_module, p, widths[-1])
     lr = lr if lr is not None else (1e-2 if p.optimizer.value == "adam" else 0.1)
     sizes = propagate(p.graph, p.optimizer, p.abc())
-    names = [n.name for n in p.graph.order if n.op not in ("input", "output")]
+    names = [n.name for n in p.graph.order
+             if not (OPS[n.op].is_input or OPS[n.op].is_output)]
     clt = clt_nodes(p.graph)
     rms: dict[str, list[list[float]]] = {n: [[] for _ in range(steps + 1)] for n in names}
     for width in widths:
