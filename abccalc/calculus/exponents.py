@@ -25,22 +25,50 @@ no path to the loss) and +∞ a size that grows without settling (:func:`dynamic
 on a diverging run). Products of sizes are sums of exponents, written with :func:`plus`,
 where −∞ absorbs (0·∞ = 0: an exact zero stays zero however large its factor); a quotient
 of two sizes is written with :func:`minus`. So no exponent is ever NaN.
+
+Finite exponents are exact :class:`fractions.Fraction` values (sympy stays out of the hot
+loop; a Fraction equals the sympy.Rational of the same value); ±∞ are the floats
+:data:`NEG_INF` and :data:`POS_INF` (written ``-oo``, ``oo`` where a report prints them).
 """
 
 from __future__ import annotations
 
 from enum import Enum
-
-import sympy
+from fractions import Fraction
 
 from abccalc.errors import AbcError
 
-Exp = sympy.Rational
-ZERO = sympy.Integer(0)
-HALF = sympy.Rational(1, 2)
-ONE = sympy.Integer(1)
-NEG_INF = sympy.S.NegativeInfinity
-POS_INF = sympy.S.Infinity
+Exp = Fraction  # or ±∞ (NEG_INF, POS_INF)
+ZERO = Fraction(0)
+HALF = Fraction(1, 2)
+ONE = Fraction(1)
+NEG_INF = float("-inf")
+POS_INF = float("inf")
+
+
+def exact(value: object) -> Exp:
+    """An exponent from an int, Fraction, sympy Rational or ±∞ (sympy's ``oo`` too)."""
+    if isinstance(value, Fraction):
+        return value
+    if isinstance(value, int):
+        return Fraction(value)
+    if isinstance(value, float):
+        if value in (POS_INF, NEG_INF):
+            return value
+        raise TypeError(f"an exponent is exact, got the float {value}")
+    if getattr(value, "is_infinite", False):  # sympy's oo and -oo
+        return POS_INF if value > 0 else NEG_INF
+    return Fraction(int(value.p), int(value.q))  # a sympy Rational
+
+
+def text(e: Exp) -> str:
+    """An exponent as reports write it: ``1/2``, ``-1``; ``oo`` and ``-oo`` for ±∞."""
+    return ("oo" if e > 0 else "-oo") if e in (POS_INF, NEG_INF) else str(e)
+
+
+def is_integer(e: Exp) -> bool:
+    """Whether ``e`` is a finite integer exponent."""
+    return (isinstance(e, Fraction) and e.denominator == 1) or isinstance(e, int)
 
 
 class Optimizer(str, Enum):
@@ -74,7 +102,7 @@ class Optimizer(str, Enum):
 def plus(*terms: Exp | int) -> Exp:
     """The exponent of a product of sizes: the sum, −∞ if any factor is an exact zero
     (−∞ absorbs +∞), else +∞ if any factor grows without bound."""
-    if any(t == NEG_INF for t in terms):
+    if NEG_INF in terms:
         return NEG_INF
     return sum(terms, ZERO)
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import sympy
 
-from abccalc.calculus.exponents import ZERO, Exp
+from abccalc.calculus.exponents import ZERO, Exp, exact
 from abccalc.calculus.sizes import ABC, UseKey, key
 from abccalc.calculus.solver import role_of
 from abccalc.errors import AbcError
@@ -95,7 +95,7 @@ def parse_exponent(value: Any, where: str) -> Exp:
             raise AbcError(f"{where}: {value!r} divides by zero") from None
     elif isinstance(value, float) and not math.isfinite(value):
         raise bad
-    exp = sympy.Rational(Fraction(value))
+    exp = Fraction(value)
     if abs(exp) > MAX_EXPONENT:
         raise AbcError(f"{where}: exponent {exp} is larger than {MAX_EXPONENT} in size")
     return exp
@@ -145,7 +145,7 @@ def rule_exponent(value: Any, names: dict[str, sympy.Symbol], subs: dict[sympy.S
     coeff, power = sympy.powsimp(expr.subs(subs)).as_coeff_exponent(N)
     if coeff.free_symbols or not power.is_Rational:
         raise AbcError(f"{where}: '{value}' does not scale like a power of the width")
-    return sympy.Rational(power)
+    return exact(power)
 
 
 def _names(graph: Graph) -> dict[str, sympy.Symbol]:

@@ -43,6 +43,8 @@ from abccalc.calculus.exponents import (
     Exp,
     Optimizer,
     init_term,
+    is_integer,
+    text,
     w0_dx_term,
 )
 from abccalc.calculus.sizes import ABC, Sizes, dead_params, key, propagate, update_size
@@ -87,7 +89,7 @@ class Issue:
 
 
 def _e(x: Exp) -> str:
-    return "-oo" if x == NEG_INF else "oo" if x == POS_INF else str(x)
+    return text(x)
 
 
 def use_terms(graph: Graph, sizes: Sizes, abc: ABC) -> dict[tuple[str, str], UseTerms]:
@@ -293,7 +295,7 @@ def _opt(x: Exp | None) -> str | None:
 
 
 def _paren(e: Exp) -> str:
-    return str(e) if e.is_Integer and e >= 0 else f"({e})"
+    return str(e) if is_integer(e) and e >= 0 else f"({text(e)})"
 
 
 def classify(graph: Graph, optimizer: Optimizer | str, abc: ABC,
