@@ -102,8 +102,9 @@ class Optimizer(str, Enum):
 def plus(*terms: Exp | int) -> Exp:
     """The exponent of a product of sizes: the sum, −∞ if any factor is an exact zero
     (−∞ absorbs +∞), else +∞ if any factor grows without bound."""
-    if NEG_INF in terms:
-        return NEG_INF
+    for t in terms:  # only a float is ever ±∞ (a Fraction's == with a float is slow)
+        if t.__class__ is float and t == NEG_INF:
+            return NEG_INF
     return sum(terms, ZERO)
 
 
@@ -111,10 +112,11 @@ def minus(num: Exp, den: Exp, both_inf: Exp = POS_INF) -> Exp:
     """The exponent of a quotient num/den of sizes. An exact zero stays zero (−∞); when
     both grow without bound (+∞/+∞, a diverged run) the quotient is ``both_inf``: +∞ (it
     may grow) unless the caller knows it is bounded (x̂'s relative change is at most 1)."""
-    if num == NEG_INF:
-        return NEG_INF
-    if num == POS_INF and den == POS_INF:
-        return both_inf
+    if num.__class__ is float:
+        if num == NEG_INF:
+            return NEG_INF
+        if den == POS_INF:
+            return both_inf
     return num - den
 
 

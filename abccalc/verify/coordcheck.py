@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from abccalc.calculus.exponents import NEG_INF
 from abccalc.calculus.sizes import propagate
-from abccalc.emit.codegen import generate
 from abccalc.errors import AbcError
 from abccalc.parametrization.gauges import Parametrization
 
@@ -208,6 +207,8 @@ def import_torch() -> types.ModuleType:
 
 
 def _module(p: Parametrization) -> types.ModuleType:
+    from abccalc.emit.codegen import generate  # sympy and torch only when a model is built
+
     module = types.ModuleType(f"abccalc_generated_{p.graph.name}")
     exec(compile(generate(p, model=True), module.__name__, "exec"), module.__dict__)
     return module
