@@ -102,10 +102,23 @@ class Optimizer(str, Enum):
 def plus(*terms: Exp | int) -> Exp:
     """The exponent of a product of sizes: the sum, −∞ if any factor is an exact zero
     (−∞ absorbs +∞), else +∞ if any factor grows without bound."""
+    total = ZERO
     for t in terms:  # only a float is ever ±∞ (a Fraction's == with a float is slow)
-        if t.__class__ is float and t == NEG_INF:
-            return NEG_INF
-    return sum(terms, ZERO)
+        if t.__class__ is float:
+            if t == NEG_INF:
+                return NEG_INF
+        elif not t:
+            continue  # adding an exact 0 is the costly part of Fraction arithmetic
+        total = total + t if total else t
+    return Fraction(total) if total.__class__ is int else total
+
+
+_HALVES = tuple(Fraction(k, 2) for k in range(16))
+
+
+def half(k: int) -> Exp:
+    """k/2 for a count k of infinite dims (a table lookup: the CLT's √n per dim)."""
+    return _HALVES[k] if 0 <= k < 16 else HALF * k
 
 
 def minus(num: Exp, den: Exp, both_inf: Exp = POS_INF) -> Exp:
@@ -122,7 +135,7 @@ def minus(num: Exp, den: Exp, both_inf: Exp = POS_INF) -> Exp:
 
 def init_term(init: Exp, k_in: int, s0x: Exp) -> Exp:
     """Size of W₀·x at initialization: CLT over the fan_in (W₀ iid, independent of x)."""
-    return plus(-init, HALF * k_in, s0x)
+    return plus(-init, half(k_in), s0x)
 
 
 def w0_dx_term(init: Exp, k_in: int, k_out: int, sdx: Exp, live: bool = True) -> Exp:
@@ -130,12 +143,12 @@ def w0_dx_term(init: Exp, k_in: int, k_out: int, sdx: Exp, live: bool = True) ->
     correlated with it; a vector-like readout gives n (LLN, TP5 Table 14). That correlation
     comes from the gradient flowing back through W₀; a use with no path to the loss
     (``live`` False) sends none, so Δx is independent of W₀ and the sum is CLT (√n)."""
-    return plus(-init, (HALF if k_out or not live else ONE) * k_in, sdx)
+    return plus(-init, half(k_in) if k_out or not live else k_in, sdx)
 
 
 def backward_term(init: Exp, k_out: int, g_h: Exp) -> Exp:
     """Size of W₀ᵀ·∂L/∂h: CLT over the infinite fan_out dims."""
-    return plus(-init, HALF * k_out, g_h)
+    return plus(-init, half(k_out), g_h)
 
 
 def dw_backward_term(entries: Exp, k_out: int, g_h: Exp) -> Exp:

@@ -238,8 +238,11 @@ def split_invariants(invs: list[Invariants], a_first: Exp, opt: Optimizer
     """(b, c, a of every use, consistent) for a parameter whose first use has multiplier
     exponent ``a_first``: b and c are shared, so each use's a follows from its a+b; the
     result is consistent when every use's k·a+c then agrees too."""
-    b = invs[0].init - a_first
-    c = invs[0].lr - opt.k * a_first
+    first = invs[0]
+    b = first.init - a_first
+    c = first.lr - opt.k * a_first
+    if len(invs) == 1:  # one use: nothing to agree with
+        return b, c, {key(first.use): exact(a_first)}, True
     a_by_use = {key(i.use): i.init - b for i in invs}
     consistent = all(i.lr - opt.k * a_by_use[key(i.use)] == c for i in invs)
     return b, c, a_by_use, consistent
@@ -264,8 +267,9 @@ def parametrize(analysis: Analysis, variant: str = "table3",
     for pname, param in graph.params.items():
         invs = [analysis.invariants[key(u)] for u in param.uses]
         theta = shifts.get(pname, ZERO)
+        a_first = gauge(graph, invs[0], opt)
         b, c, a_by_use, consistent = split_invariants(
-            invs, gauge(graph, invs[0], opt) + theta, opt)
+            invs, a_first + theta if theta else a_first, opt)
         if not consistent:
             raise _conflict(graph, variant, pname, "a+b and k·a+c of",
                             invs, [f"({i.init}, {i.lr})" for i in invs])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
@@ -145,8 +146,22 @@ class Rules:
         return Rule(self.init_var.expr(), self.multiplier.expr(), self.lr.expr())
 
 
+def signature(*exps: Exp) -> tuple[int, ...]:
+    """Exponents as numerator, denominator ints: a cheap cache key (hashing and comparing
+    Fractions is slow, and tables and code look rules up once per parameter)."""
+    return tuple(x for e in exps for x in (e.numerator, e.denominator))
+
+
+def _exps(sig: tuple[int, ...]) -> list[Exp]:
+    return [Fraction(sig[i], sig[i + 1]) for i in range(0, len(sig), 2)]
+
+
 @lru_cache(maxsize=4096)
-def _fan_rules(unit: bool, k_in: int, k_out: int, a: Exp, b: Exp, c: Exp) -> Rules:
+def fan_rules(unit: bool, k_in: int, k_out: int, sig: tuple[int, ...]) -> Rules:
+    """The rules of a use with ``k_in``/``k_out`` infinite dims whose (a, b, c) has the
+    :func:`signature` ``sig`` (``unit``: the unit variant, b = 0 moves 1/fan_in into the
+    multiplier)."""
+    a, b, c = _exps(sig)
     finite = ONE_M if k_in else Monomial.of("fan_in", -ONE)
     var = width_monomial(-2 * b, k_in, k_out)
     mult = width_monomial(-a, k_in, k_out)
@@ -165,7 +180,7 @@ def rules_of(p: Parametrization, rule: ParamRule, use: Use | None = None) -> Rul
     a = rule.a_exp[(use.node, use.param)]
     if not (k_in or k_out) and (a, rule.b_exp, rule.c_exp) != (0, 0, 0):
         raise _scalar_like(graph, rule, use)
-    return _fan_rules(p.variant == "unit", k_in, k_out, a, rule.b_exp, rule.c_exp)
+    return fan_rules(p.variant == "unit", k_in, k_out, signature(a, rule.b_exp, rule.c_exp))
 
 
 def rule(p: Parametrization, rule: ParamRule, use: Use | None = None) -> Rule:
@@ -243,14 +258,22 @@ def ratio_exponents(p: Parametrization, rule: ParamRule, use: Use | None = None
     graph = p.graph
     use = use or rule.use
     k_in, k_out = graph.inf(use.fan_in), graph.inf(use.fan_out)
-    k = k_in or k_out
     a = rule.a_exp[(use.node, use.param)]
-    if not k:
+    if not (k_in or k_out):
         if (a, rule.b_exp, rule.c_exp) != (0, 0, 0):
             raise _scalar_like(graph, rule, use)
         return ZERO, ZERO, ZERO
+    return ratio_of(k_in, k_out, signature(a, rule.b_exp, rule.c_exp))
+
+
+@lru_cache(maxsize=4096)
+def ratio_of(k_in: int, k_out: int, sig: tuple[int, ...]) -> tuple[Exp, Exp, Exp]:
+    """:func:`ratio_exponents` of a use with ``k_in``/``k_out`` infinite dims (not both 0)
+    and (a, b, c) of :func:`signature` ``sig``."""
+    a, b, c = _exps(sig)
+    k = k_in or k_out
     var0, mult0, lr0 = sp_exponents(k_in)
-    return ((-2 * rule.b_exp - var0) / k, (-a - mult0) / k, (-rule.c_exp - lr0) / k)
+    return ((-2 * b - var0) / k, (-a - mult0) / k, (-c - lr0) / k)
 
 
 @lru_cache(maxsize=4096)
