@@ -59,8 +59,8 @@ def _parametrization(g: Graph, optimizer: str, variant: str, params: str) -> Par
     from abccalc.emit.codegen import load_parametrization
 
     if params in ("ntk", "mf"):
-        from abccalc.calculus.exponents import Optimizer
         from abccalc.calculus.solver import solve
+        from abccalc.exponents import Optimizer
         from abccalc.parametrization.gauges import from_abc
         from abccalc.parametrization.presets import PRESETS
 
@@ -71,7 +71,7 @@ def _parametrization(g: Graph, optimizer: str, variant: str, params: str) -> Par
 
 def _params_file(g: Graph, optimizer: str, params: str):
     """What ``check`` and ``classify`` read: a preset as a params file, or the file."""
-    from abccalc.calculus.exponents import Optimizer
+    from abccalc.exponents import Optimizer
     from abccalc.parametrization.paramsfile import ParamsFile, load_params
     from abccalc.parametrization.presets import PRESETS
 

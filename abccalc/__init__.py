@@ -19,9 +19,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from abccalc.calculus.exponents import Optimizer
     from abccalc.calculus.solver import Analysis, solve
     from abccalc.errors import AbcError
+    from abccalc.exponents import Optimizer
     from abccalc.graph.builder import GraphBuilder
     from abccalc.graph.core import Graph
     from abccalc.graph.spec import load_graph
@@ -32,7 +32,7 @@ _PUBLIC = {
     "Analysis": "abccalc.calculus.solver",
     "Graph": "abccalc.graph.core",
     "GraphBuilder": "abccalc.graph.builder",
-    "Optimizer": "abccalc.calculus.exponents",
+    "Optimizer": "abccalc.exponents",
     "Parametrization": "abccalc.parametrization.gauges",
     "load_graph": "abccalc.graph.spec",
     "parametrize": "abccalc.parametrization.gauges",

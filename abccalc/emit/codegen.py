@@ -16,7 +16,6 @@ import sympy
 from sympy.printing.pycode import pycode
 
 from abccalc import __version__
-from abccalc.calculus.exponents import ZERO, Exp, Optimizer
 from abccalc.calculus.solver import solve
 from abccalc.emit.codegen_model import (
     constant_expr,
@@ -27,7 +26,9 @@ from abccalc.emit.codegen_model import (
     py_expr,
 )
 from abccalc.errors import AbcError
+from abccalc.exponents import ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph, Kind, Use
+from abccalc.graph.ops import OPS
 from abccalc.graph.yamlio import read_yaml
 from abccalc.parametrization.gauges import (
     Parametrization,
@@ -113,12 +114,11 @@ def _fan_axes(graph: Graph, use: Use) -> tuple[tuple[int, ...], tuple[int, ...],
     weight is (fan_out, fan_in), a conv weight (out, in, *kernel), an Embedding
     (vocab, fan_out) with fan_in 1, a bias or gain (fan_out,) with fan_in 1."""
     node = graph.node[use.node]
-    weight = use.kind is Kind.WEIGHT and node.op != "embedding"
-    fan_in_axes = tuple(range(1, 2 + len(node.kernel))) if weight else ()
+    fan_in_axes, fan_out_axes = OPS[node.op].fan_axes(node, use)
     if graph.inf(use.fan_in):
         return fan_in_axes, fan_in_axes, "fan_in"
     if graph.inf(use.fan_out):
-        return fan_in_axes, ((1,) if node.op == "embedding" else (0,)), "fan_out"
+        return fan_in_axes, fan_out_axes, "fan_out"
     return fan_in_axes, (), ""
 
 

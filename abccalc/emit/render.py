@@ -20,7 +20,7 @@ import io
 import json
 from dataclasses import dataclass, field
 
-from abccalc.calculus.exponents import Optimizer
+from abccalc.exponents import Optimizer
 from abccalc.graph.core import Graph, Role
 from abccalc.parametrization.gauges import Conflict, Parametrization
 from abccalc.parametrization.rules import (

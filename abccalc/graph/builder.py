@@ -24,7 +24,7 @@ from typing import Any
 from abccalc.errors import AbcError
 from abccalc.graph.core import Dim, Graph, Node, Param, Use, topological_order
 from abccalc.graph.names import check_name, clean, shown
-from abccalc.graph.ops import FIELDS, OPS
+from abccalc.graph.ops import OPS
 
 NODE_FIELDS = {f.name for f in fields(Node)}
 OPTIONAL = sorted(NODE_FIELDS - {"name", "op", "inputs", "dims"})
@@ -346,7 +346,7 @@ class GraphBuilder:
                 raise self.err(f"node '{n.name}'", f"unknown op '{n.op}' (known: "
                                f"{', '.join(sorted(OPS))})")
             stray = [f for f in OPTIONAL if getattr(n, f) not in (None, ())
-                     and f not in FIELDS.get(n.op, ())]
+                     and f not in OPS[n.op].fields]
             if stray:
                 key = {"in_dims": "in"}.get(stray[0], stray[0])
                 raise self.err(f"node '{n.name}'", f"op '{n.op}' takes no '{key}'")
@@ -370,7 +370,7 @@ class GraphBuilder:
             ins = [shaped[i].dims for i in n.inputs]
             if n.rename and ins:
                 ins[-1] = tuple(dict(n.rename).get(d, d) for d in ins[-1])
-            result = OPS[n.op](n, ins, dims, err)
+            result = OPS[n.op].check(n, ins, dims, err)
             shaped[name] = result.node
             for use, shape in result.uses:
                 if use.param in names or use.param in dims:
@@ -391,7 +391,7 @@ class GraphBuilder:
                                    f"at node '{use0.node}'")
             params[pname] = Param(pname, shape0, tuple(u for u, _ in uses[pname]))
         frozen = tuple(shaped[n.name] for n in nodes)
-        if not any(n.op == "output" for n in frozen):
+        if not any(OPS[n.op].is_output for n in frozen):
             raise AbcError(f"{self.source}: no output node; end the graph with 'op: output'")
         if not params:
             raise AbcError(f"{self.source}: no parameters (no node has a weight, bias or "

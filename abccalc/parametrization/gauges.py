@@ -32,10 +32,10 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
-from abccalc.calculus.exponents import HALF, ZERO, Exp, Optimizer, exact
 from abccalc.calculus.sizes import ABC, UseKey, key
 from abccalc.calculus.solver import Analysis, Invariants
 from abccalc.errors import AbcError
+from abccalc.exponents import HALF, ZERO, Exp, Optimizer, exact
 from abccalc.graph.core import Graph, Kind, Role, Use
 
 Gauge = Callable[[Graph, Invariants, Optimizer], Exp]

@@ -16,8 +16,8 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
-from abccalc.calculus.exponents import HALF, ONE, ZERO, Exp, Optimizer, exact
 from abccalc.errors import AbcError
+from abccalc.exponents import HALF, ONE, ZERO, Exp, Optimizer, exact
 from abccalc.graph.core import Graph, Use
 from abccalc.parametrization.gauges import Parametrization, ParamRule
 

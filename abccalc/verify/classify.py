@@ -1,7 +1,7 @@
 """Classify any abc-parametrization of any graph the way TP4 (SGD) and TP4b (Adam) do.
 
 The sizes come from :func:`abccalc.calculus.sizes.propagate` on the whole graph, and each
-parameter use's terms from the rules of :mod:`abccalc.calculus.exponents`:
+parameter use's terms from the rules of :mod:`abccalc.exponents`:
 
 * ``init``   W₀·x at initialization;
 * ``w0_dx``  W₀·Δx, the effect of the change of the use's input;
@@ -36,7 +36,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from abccalc.calculus.exponents import (
+from abccalc.calculus.sizes import ABC, Sizes, dead_params, key, propagate, update_size
+from abccalc.calculus.solver import role_of, solve
+from abccalc.errors import AbcError
+from abccalc.exponents import (
     NEG_INF,
     POS_INF,
     ZERO,
@@ -47,10 +50,8 @@ from abccalc.calculus.exponents import (
     text,
     w0_dx_term,
 )
-from abccalc.calculus.sizes import ABC, Sizes, dead_params, key, propagate, update_size
-from abccalc.calculus.solver import role_of, solve
-from abccalc.errors import AbcError
 from abccalc.graph.core import Graph, Kind, Role, Use
+from abccalc.graph.ops import OPS
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def check_abc(graph: Graph, abc: ABC) -> None:
                for n, _ in (key(u) for u in param.uses) if (n, p) not in abc.a]
     missing += [f"b, c of {p}" for p in graph.params if p not in abc.b or p not in abc.c]
     missing += [f"constant {n.name}" for n in graph.order
-                if n.op in ("contract", "scale") and n.name not in abc.alpha]
+                if OPS[n.op].constant and n.name not in abc.alpha]
     if missing:
         raise AbcError(f"{graph.source}: the parametrization has no {missing[0]}")
 
@@ -147,7 +148,7 @@ class Classification:
         out: list[Issue] = []
         flagged: dict[tuple[str, str], bool] = {}
         for node in g.order:
-            if node.op == "input":
+            if OPS[node.op].is_input:
                 continue
             ins = node.inputs
             checks = (("init", "blows_up", s.s0[node.name], max(s.s0[i] for i in ins)),
@@ -183,7 +184,7 @@ class Classification:
                             f"{t.use.param} times the change of its input (W₀·Δx)")
             if causes:
                 return ", ".join(causes)
-        if node.op in ("contract", "scale"):
+        if OPS[node.op].constant:
             alpha = self.abc.alpha.get(name, ZERO)
             return f"its inputs and its constant n^{_paren(-alpha)}"
         return f"its input{'s' if len(node.inputs) > 1 else ''} {', '.join(node.inputs)}"
