@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from abccalc.calculus.solver import solve  # already imported by gauges: costs nothing
 from abccalc.emit.render import FORMATS, FORMS
 from abccalc.errors import AbcError
 from abccalc.graph.names import check_name, clean, clean_text
@@ -59,7 +60,6 @@ def _parametrization(g: Graph, optimizer: str, variant: str, params: str) -> Par
     from abccalc.emit.codegen import load_parametrization
 
     if params in ("ntk", "mf"):
-        from abccalc.calculus.solver import solve
         from abccalc.exponents import Optimizer
         from abccalc.parametrization.gauges import from_abc
         from abccalc.parametrization.presets import PRESETS
@@ -158,7 +158,6 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
           shifts: tuple[str, ...], bases: tuple[str, ...], sets: tuple[str, ...],
           output: str | None, force: bool) -> None:
     """Print the μP table of GRAPH (TP5 Table 3 style, then one row per parameter)."""
-    from abccalc.calculus.solver import solve
     from abccalc.emit.output import write_output
     from abccalc.emit.render import ALL_RENDERERS, RENDERERS, View
     from abccalc.parametrization.gauges import (
@@ -325,7 +324,6 @@ def verify(graph: str, params: str, variant: str, optimizer: str, widths: str,
 def explain_cmd(graph: str, param: str, optimizer: str, variant: str,
                 sets: tuple[str, ...]) -> None:
     """Print the derivation of PARAM's exponents: each constraint and the sizes it used."""
-    from abccalc.calculus.solver import solve
     from abccalc.emit.explain import explain
     from abccalc.graph.spec import load_graph
     from abccalc.parametrization.gauges import parametrize
