@@ -139,7 +139,7 @@ def _rule_lines(title: str, column: str, opt: str, unit: bool, k_in: int, k_out:
     """The comment and scale lines of every parameter with this signature: a use with
     ``k_in``/``k_out`` infinite dims and (a, b, c) of :func:`signature` ``sig``."""
     init_var, multiplier, lr = (doc_text(t) for t in fan_rules(unit, k_in, k_out, sig).texts())
-    a, b, c = (Fraction(sig[i], sig[i + 1]) for i in (0, 2, 4))
+    a, b, c = (Fraction(sig[i], sig[i + 1]) for i in (0, 2, 4))  # as signature() wrote
     ev, em, el = ratio_of(k_in, k_out, sig) if k_in or k_out else (ZERO, ZERO, ZERO)
     return (f"    # {title}, {column}: init var {init_var}, multiplier {multiplier}, {opt} LR "
             f"{lr}",

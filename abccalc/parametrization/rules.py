@@ -146,14 +146,15 @@ class Rules:
         return Rule(self.init_var.expr(), self.multiplier.expr(), self.lr.expr())
 
 
-def signature(*exps: Exp) -> tuple[int, ...]:
-    """Exponents as numerator, denominator ints: a cheap cache key (hashing and comparing
+def signature(a: Exp, b: Exp, c: Exp) -> tuple[int, ...]:
+    """(a, b, c) as numerator, denominator ints: a cheap cache key (hashing and comparing
     Fractions is slow, and tables and code look rules up once per parameter)."""
-    return tuple(x for e in exps for x in (e.numerator, e.denominator))
+    return (a.numerator, a.denominator, b.numerator, b.denominator, c.numerator,
+            c.denominator)
 
 
-def _exps(sig: tuple[int, ...]) -> list[Exp]:
-    return [Fraction(sig[i], sig[i + 1]) for i in range(0, len(sig), 2)]
+def _exps(sig: tuple[int, ...]) -> tuple[Exp, Exp, Exp]:
+    return Fraction(sig[0], sig[1]), Fraction(sig[2], sig[3]), Fraction(sig[4], sig[5])
 
 
 @lru_cache(maxsize=4096)
