@@ -134,11 +134,10 @@ def main() -> None:
           f"{'codegen --model CLI s':>22}")
     out = Path(tempfile.mkdtemp()) / "mup_gpt.py"
     t_ab = {}
-    for depth in (*MUP_DEPTHS, 192):
-        codegen_in_process(depth)
+    for depth in (*MUP_DEPTHS, 192):  # all of abccalc first: torch's heap (mup) not yet in
+        codegen_in_process(depth)      # this process, whose garbage collector would walk it
         t_ab[depth] = best(lambda d=depth: codegen_in_process(d), r)
-        if depth not in MUP_DEPTHS:
-            continue
+    for depth in MUP_DEPTHS:
         t_mup = mup_user_path(depth, r)
         t_cli = best(lambda d=depth: cli("codegen", str(GPT), "--optimizer", "adam",
                                          "--variant", "table8", "--model", "--force",
