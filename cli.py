@@ -4,32 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from abccalc import __version__
-from abccalc.calculus.solver import solve
-from abccalc.emit.codegen import generate, load_parametrization, read_names
-from abccalc.emit.explain import explain
-from abccalc.emit.output import write_output
-from abccalc.emit.render import ALL_RENDERERS, FORMATS, FORMS, RENDERERS, View
+from abccalc.calculus.solver import solve  # already imported by gauges: costs nothing
+from abccalc.emit.render import FORMATS, FORMS
 from abccalc.errors import AbcError
-from abccalc.graph.core import Graph
 from abccalc.graph.names import check_name, clean, clean_text
-from abccalc.graph.spec import load_builder, load_graph
-from abccalc.parametrization.gauges import (
-    VARIANTS,
-    Parametrization,
-    parametrize,
-    parametrize_all,
-    parametrize_auto,
-    parse_shifts,
-)
-from abccalc.verify.coordcheck import LOSSES, check_plot_path, check_widths, import_torch
-from abccalc.verify.coordcheck import as_dict as coord_dict
-from abccalc.verify.coordcheck import markdown as coord_markdown
-from abccalc.verify.coordcheck import plot as plot_coordcheck
-from abccalc.verify.coordcheck import run as run_coordcheck
+from abccalc.parametrization.gauges import VARIANTS
+from abccalc.verify.coordcheck import LOSSES
+
+if TYPE_CHECKING:
+    from abccalc.graph.core import Graph
+    from abccalc.parametrization.gauges import Parametrization
+
+# The pipeline's stages are imported inside each command, so ``abccalc --help`` and
+# ``abccalc table`` never import sympy, torch or the code generator.
 
 OPTIMIZERS = ("sgd", "adam")
 DEFAULT_VARIANT = "table8"  # every command (docs/cli.md, "The default variant")
@@ -66,6 +57,8 @@ def params_opt(default: str | None, help: str):
 
 def _parametrization(g: Graph, optimizer: str, variant: str, params: str) -> Parametrization:
     """The parametrization ``--params`` names: muP in ``variant``, a preset, or a file's."""
+    from abccalc.emit.codegen import load_parametrization
+
     if params in ("ntk", "mf"):
         from abccalc.exponents import Optimizer
         from abccalc.parametrization.gauges import from_abc
@@ -88,8 +81,19 @@ def _params_file(g: Graph, optimizer: str, params: str):
     return load_params(params, g)
 
 
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: the installed version, read only when asked for."""
+    if not value or ctx.resilient_parsing:
+        return
+    from abccalc import __version__
+
+    click.echo(f"abccalc, version {__version__}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="abccalc")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Show the version and exit.")
 def cli() -> None:
     """Derive μP (Tensor Programs IV/V) for a computation graph, symbolically."""
 
@@ -111,6 +115,8 @@ def _echo(text: str, nl: bool = True) -> None:
 def _load_with_base(path: str, sets: dict[str, str], bases: dict[str, str]) -> Graph:
     """Load GRAPH with ``--set``, then ``--base`` overrides of infinite dims' base sizes (a
     ``times`` dim follows the dim it is a multiple of)."""
+    from abccalc.graph.spec import load_builder
+
     builder = load_builder(path, sets)
     g = builder.build()
     for name, value in bases.items():
@@ -152,6 +158,15 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
           shifts: tuple[str, ...], bases: tuple[str, ...], sets: tuple[str, ...],
           output: str | None, force: bool) -> None:
     """Print the μP table of GRAPH (TP5 Table 3 style, then one row per parameter)."""
+    from abccalc.emit.output import write_output
+    from abccalc.emit.render import ALL_RENDERERS, RENDERERS, View
+    from abccalc.parametrization.gauges import (
+        parametrize,
+        parametrize_all,
+        parametrize_auto,
+        parse_shifts,
+    )
+
     g = _load_with_base(graph, _pairs(sets, "--set"), _pairs(bases, "--base"))
     theta = parse_shifts(g, _pairs(shifts, "--shift"))
     analysis = solve(g, optimizer)
@@ -187,6 +202,9 @@ def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
             params: str, model: bool, names: str | None, sets: tuple[str, ...],
             output: str, force: bool) -> None:
     """Write a standalone PyTorch module (init_, param_groups, multipliers) for GRAPH."""
+    from abccalc.emit.codegen import generate, read_names
+    from abccalc.emit.output import write_output
+
     g = _load_with_base(graph, _pairs(sets, "--set"), _pairs(bases, "--base"))
     p = _parametrization(g, optimizer, variant, params)
     name_map = None
@@ -207,6 +225,9 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
              params: str, widths: str) -> tuple[Parametrization, list[int], str]:
     """What coordcheck and verify train: the parametrization, the widths (checked before
     any work, as is torch) and the name to report."""
+    from abccalc.graph.spec import load_graph
+    from abccalc.verify.coordcheck import check_widths, import_torch
+
     try:
         ws = [int(w) for w in widths.split(",")]
     except ValueError:
@@ -247,6 +268,12 @@ def coordcheck(graph: str, variant: str, optimizer: str, params: str,
     """Train the generated model at several widths and report which activations grow
     or shrink with width (slopes of RMS(x_t - x_0) against width, log-log).
     Exit 1 unless every activation is flat (docs/verdicts.md)."""
+    from abccalc.verify.coordcheck import as_dict as coord_dict
+    from abccalc.verify.coordcheck import check_plot_path
+    from abccalc.verify.coordcheck import markdown as coord_markdown
+    from abccalc.verify.coordcheck import plot as plot_coordcheck
+    from abccalc.verify.coordcheck import run as run_coordcheck
+
     if plot:
         check_plot_path(plot)
     p, ws, name = _trained(graph, sets, optimizer, variant, params, widths)
@@ -277,6 +304,7 @@ def verify(graph: str, params: str, variant: str, optimizer: str, widths: str,
            steps: int, seed: int, fmt: str, sets: tuple[str, ...]) -> None:
     """Check a parametrization of GRAPH symbolically (check) and empirically (coordcheck):
     one verdict per parameter and activation, with the fix. Exit 1 unless both pass."""
+    from abccalc.verify.coordcheck import run as run_coordcheck
     from abccalc.verify.verdict import as_dict, markdown, verify
 
     p, ws, name = _trained(graph, sets, optimizer, variant, params, widths)
@@ -296,6 +324,10 @@ def verify(graph: str, params: str, variant: str, optimizer: str, widths: str,
 def explain_cmd(graph: str, param: str, optimizer: str, variant: str,
                 sets: tuple[str, ...]) -> None:
     """Print the derivation of PARAM's exponents: each constraint and the sizes it used."""
+    from abccalc.emit.explain import explain
+    from abccalc.graph.spec import load_graph
+    from abccalc.parametrization.gauges import parametrize
+
     g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))
     _echo(explain(parametrize(solve(g, optimizer), variant), param), nl=False)
 
@@ -316,6 +348,7 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
     feature learning or kernel regime, and which parameters are updated maximally."""
     import json
 
+    from abccalc.graph.spec import load_graph
     from abccalc.verify.classify import classify, render_markdown
 
     if (preset is None) == (params is None):
@@ -348,6 +381,7 @@ def check_cmd(graph: str, params: str, optimizer: str, fmt: str,
     Exit status 0 when it is muP, 1 when it has violations."""
     import json
 
+    from abccalc.graph.spec import load_graph
     from abccalc.verify.check import check, render_markdown
 
     g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))

@@ -25,22 +25,50 @@ no path to the loss) and +∞ a size that grows without settling (:func:`dynamic
 on a diverging run). Products of sizes are sums of exponents, written with :func:`plus`,
 where −∞ absorbs (0·∞ = 0: an exact zero stays zero however large its factor); a quotient
 of two sizes is written with :func:`minus`. So no exponent is ever NaN.
+
+Finite exponents are exact :class:`fractions.Fraction` values (sympy stays out of the hot
+loop; a Fraction equals the sympy.Rational of the same value); ±∞ are the floats
+:data:`NEG_INF` and :data:`POS_INF` (written ``-oo``, ``oo`` where a report prints them).
 """
 
 from __future__ import annotations
 
 from enum import Enum
-
-import sympy
+from fractions import Fraction
 
 from abccalc.errors import AbcError
 
-Exp = sympy.Rational
-ZERO = sympy.Integer(0)
-HALF = sympy.Rational(1, 2)
-ONE = sympy.Integer(1)
-NEG_INF = sympy.S.NegativeInfinity
-POS_INF = sympy.S.Infinity
+Exp = Fraction  # or ±∞ (NEG_INF, POS_INF)
+ZERO = Fraction(0)
+HALF = Fraction(1, 2)
+ONE = Fraction(1)
+NEG_INF = float("-inf")
+POS_INF = float("inf")
+
+
+def exact(value: object) -> Exp:
+    """An exponent from an int, Fraction, sympy Rational or ±∞ (sympy's ``oo`` too)."""
+    if isinstance(value, Fraction):
+        return value
+    if isinstance(value, int):
+        return Fraction(value)
+    if isinstance(value, float):
+        if value in (POS_INF, NEG_INF):
+            return value
+        raise TypeError(f"an exponent is exact, got the float {value}")
+    if getattr(value, "is_infinite", False):  # sympy's oo and -oo
+        return POS_INF if value > 0 else NEG_INF
+    return Fraction(int(value.p), int(value.q))  # a sympy Rational
+
+
+def text(e: Exp) -> str:
+    """An exponent as reports write it: ``1/2``, ``-1``; ``oo`` and ``-oo`` for ±∞."""
+    return ("oo" if e > 0 else "-oo") if e in (POS_INF, NEG_INF) else str(e)
+
+
+def is_integer(e: Exp) -> bool:
+    """Whether ``e`` is a finite integer exponent."""
+    return (isinstance(e, Fraction) and e.denominator == 1) or isinstance(e, int)
 
 
 class Optimizer(str, Enum):
@@ -79,25 +107,40 @@ def fmt_exp(e: Exp) -> str:
 def plus(*terms: Exp | int) -> Exp:
     """The exponent of a product of sizes: the sum, −∞ if any factor is an exact zero
     (−∞ absorbs +∞), else +∞ if any factor grows without bound."""
-    if any(t == NEG_INF for t in terms):
-        return NEG_INF
-    return sum(terms, ZERO)
+    total = ZERO
+    for t in terms:  # only a float is ever ±∞ (a Fraction's == with a float is slow)
+        if t.__class__ is float:
+            if t == NEG_INF:
+                return NEG_INF
+        elif not t:
+            continue  # adding an exact 0 is the costly part of Fraction arithmetic
+        total = total + t if total else t
+    return Fraction(total) if total.__class__ is int else total
+
+
+_HALVES = tuple(Fraction(k, 2) for k in range(16))
+
+
+def half(k: int) -> Exp:
+    """k/2 for a count k of infinite dims (a table lookup: the CLT's √n per dim)."""
+    return _HALVES[k] if 0 <= k < 16 else HALF * k
 
 
 def minus(num: Exp, den: Exp, both_inf: Exp = POS_INF) -> Exp:
     """The exponent of a quotient num/den of sizes. An exact zero stays zero (−∞); when
     both grow without bound (+∞/+∞, a diverged run) the quotient is ``both_inf``: +∞ (it
     may grow) unless the caller knows it is bounded (x̂'s relative change is at most 1)."""
-    if num == NEG_INF:
-        return NEG_INF
-    if num == POS_INF and den == POS_INF:
-        return both_inf
+    if num.__class__ is float:
+        if num == NEG_INF:
+            return NEG_INF
+        if den == POS_INF:
+            return both_inf
     return num - den
 
 
 def init_term(init: Exp, k_in: int, s0x: Exp) -> Exp:
     """Size of W₀·x at initialization: CLT over the fan_in (W₀ iid, independent of x)."""
-    return plus(-init, HALF * k_in, s0x)
+    return plus(-init, half(k_in), s0x)
 
 
 def w0_dx_term(init: Exp, k_in: int, k_out: int, sdx: Exp, live: bool = True) -> Exp:
@@ -105,12 +148,12 @@ def w0_dx_term(init: Exp, k_in: int, k_out: int, sdx: Exp, live: bool = True) ->
     correlated with it; a vector-like readout gives n (LLN, TP5 Table 14). That correlation
     comes from the gradient flowing back through W₀; a use with no path to the loss
     (``live`` False) sends none, so Δx is independent of W₀ and the sum is CLT (√n)."""
-    return plus(-init, (HALF if k_out or not live else ONE) * k_in, sdx)
+    return plus(-init, half(k_in) if k_out or not live else k_in, sdx)
 
 
 def backward_term(init: Exp, k_out: int, g_h: Exp) -> Exp:
     """Size of W₀ᵀ·∂L/∂h: CLT over the infinite fan_out dims."""
-    return plus(-init, HALF * k_out, g_h)
+    return plus(-init, half(k_out), g_h)
 
 
 def dw_backward_term(entries: Exp, k_out: int, g_h: Exp) -> Exp:

@@ -2,19 +2,27 @@
 
     python benchmarks/solve_speed.py [--repeat 3] [--no-mup]
 
-1. Depth scaling (issue #3): parse + solve + render of examples/gpt.yaml at n_layer 12…192,
+Every number is the best of ``--repeat`` runs, all measured in this one run (the machine's
+load average is printed with them: compare numbers from one run only).
+
+1. Start-up (issue #13): ``abccalc --help`` and ``abccalc table examples/gpt.yaml`` as
+   whole processes. Goals: ≤ 0.15 s and ≤ 0.3 s.
+2. Depth scaling (issue #3): parse + solve + render of examples/gpt.yaml at n_layer 12…192,
    in-process and as a whole ``abccalc table`` CLI call (process start-up included).
    Goals: 96 layers under 0.5 s in-process and 1 s as a CLI call; t(192)/t(96) ≤ 2.3.
-2. Against mup (issue #8), at n_layer 12, 48, 96: abccalc parse + solve + codegen, in-process
-   and as ``abccalc codegen``; mup: what a mup user runs to get per-parameter scaling, i.e.
-   build the base (width 64), delta (128) and target (256) models and ``set_base_shapes``.
-   Best of ``--repeat`` for each, measured in the same run. Also abccalc's peak memory
-   (the CLI process's own peak RSS, VmHWM) at n_layer 96.
+3. Against mup (issues #8, #13), at n_layer 12, 48, 96: abccalc ``load_graph`` + ``solve`` +
+   ``parametrize`` + ``codegen.generate`` in-process; mup: what a mup user adds to get
+   per-parameter scaling, i.e. build the base (width 64) and delta (128) models and
+   ``set_base_shapes`` on the (already built) target model (256). Goal (issue #13): abccalc
+   at least 2× faster than mup at each depth, with t(192)/t(96) ≤ 2.1. Also the whole
+   ``abccalc codegen --model`` CLI call, and abccalc's peak memory (the CLI process's own
+   peak RSS, VmHWM) at n_layer 96.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +30,7 @@ import time
 from pathlib import Path
 
 from abccalc.calculus.solver import solve
-from abccalc.emit.codegen import generate, load_parametrization
+from abccalc.emit.codegen import generate
 from abccalc.emit.render import markdown
 from abccalc.graph.spec import load_graph
 from abccalc.parametrization.gauges import parametrize
@@ -49,8 +57,9 @@ def table_in_process(n_layer: int) -> int:
 
 
 def codegen_in_process(n_layer: int) -> None:
+    """The issue-13 path: load_graph + solve + parametrize + codegen.generate."""
     graph = load_graph(GPT, {"n_layer": str(n_layer)})
-    generate(load_parametrization(graph, "adam", "table8"), model=True)
+    generate(parametrize(solve(graph, "adam"), "table8"))
 
 
 def cli(*args: str) -> None:
@@ -58,12 +67,22 @@ def cli(*args: str) -> None:
                    capture_output=True)
 
 
-def mup_set_base_shapes(n_layer: int) -> None:
+def mup_user_path(n_layer: int, repeat: int) -> float:
+    """Best time of a mup user's own step: build base (64) and delta (128) models, then
+    ``set_base_shapes`` on a target (256) built beforehand (its build is not counted:
+    an abccalc user builds the model too)."""
     sys.path.insert(0, str(Path(__file__).parent))
+    import mup
     import mup_gpt
 
     kw = {"vocab": 256, "ctx": 64, "n_layer": n_layer, "n_head": 4, "d_head0": 16}
-    mup_gpt.build(256, 64, **kw)  # builds base 64, delta 128, target 256; set_base_shapes
+    target = mup_gpt.MupGPT(256, **kw)
+
+    def step() -> None:
+        base, delta = mup_gpt.MupGPT(64, **kw), mup_gpt.MupGPT(128, **kw)
+        mup.set_base_shapes(target, base, delta=delta, rescale_params=False)
+
+    return best(step, repeat)
 
 
 def peak_rss_mib(*args: str) -> float:
@@ -88,6 +107,14 @@ def main() -> None:
     ap.add_argument("--no-mup", action="store_true", help="skip the comparison with mup")
     args = ap.parse_args()
     r = args.repeat
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on "
+          f"{os.cpu_count()} cores\n")
+
+    print("## start-up: whole CLI processes")
+    t_help = best(lambda: cli("--help"), r)
+    t_table = best(lambda: cli("table", str(GPT)), r)
+    print(f"abccalc --help: {t_help:.3f} s (goal ≤ 0.15)")
+    print(f"abccalc table examples/gpt.yaml: {t_table:.3f} s (goal ≤ 0.3)\n")
 
     print("## abccalc table: parse + solve + render, by depth")
     print(f"{'n_layer':>7} {'params':>7} {'in-process s':>13} {'CLI s':>7}")
@@ -101,19 +128,23 @@ def main() -> None:
 
     if args.no_mup:
         return
-    print("\n## per-parameter scaling: abccalc codegen vs mup set_base_shapes (best of "
-          f"{r})")
-    print(f"{'n_layer':>7} {'abccalc s':>10} {'abccalc CLI s':>14} {'mup s':>7} "
-          f"{'mup/abccalc':>12} {'mup/CLI':>8}")
+    print("\n## per-parameter scaling: abccalc load_graph + solve + parametrize + generate "
+          f"vs mup base + delta + set_base_shapes (best of {r})")
+    print(f"{'n_layer':>7} {'abccalc s':>10} {'mup s':>7} {'mup/abccalc':>12} "
+          f"{'codegen --model CLI s':>22}")
     out = Path(tempfile.mkdtemp()) / "mup_gpt.py"
+    t_ab = {}
+    for depth in (*MUP_DEPTHS, 192):  # all of abccalc first: torch's heap (mup) not yet in
+        codegen_in_process(depth)      # this process, whose garbage collector would walk it
+        t_ab[depth] = best(lambda d=depth: codegen_in_process(d), r)
     for depth in MUP_DEPTHS:
-        t_ab = best(lambda d=depth: codegen_in_process(d), r)
+        t_mup = mup_user_path(depth, r)
         t_cli = best(lambda d=depth: cli("codegen", str(GPT), "--optimizer", "adam",
                                          "--variant", "table8", "--model", "--force",
                                          "-o", str(out), "--set", f"n_layer={d}"), r)
-        t_mup = best(lambda d=depth: mup_set_base_shapes(d), r)
-        print(f"{depth:>7} {t_ab:>10.3f} {t_cli:>14.3f} {t_mup:>7.3f} {t_mup / t_ab:>12.1f} "
-              f"{t_mup / t_cli:>8.2f}")
+        print(f"{depth:>7} {t_ab[depth]:>10.3f} {t_mup:>7.3f} {t_mup / t_ab[depth]:>12.2f} "
+              f"{t_cli:>22.3f}")
+    print(f"abccalc t(192) = {t_ab[192]:.3f} s; t(192)/t(96) = {t_ab[192] / t_ab[96]:.2f}")
     rss = peak_rss_mib("codegen", str(GPT), "--optimizer", "adam", "--model", "--force",
                        "-o", str(out), "--set", "n_layer=96")
     print(f"\nabccalc codegen peak memory at n_layer 96: {rss:.0f} MiB (VmHWM of the CLI process)")

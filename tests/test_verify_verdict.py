@@ -154,13 +154,14 @@ def test_graph_without_parameters(run, tmp_path: Path, command: str) -> None:
 def test_benchmark_memory_probe_counts_the_child_alone() -> None:
     """The probe ran in a child forked from a process holding torch and reported the
     parent's peak (Linux keeps ru_maxrss across execve). With 300 MiB touched here, the
-    child (python + sympy + abccalc, ≈ 60 MiB) must still read well under it."""
+    child (python + click + abccalc's CLI, ≈ 19 MiB: --help imports no sympy) must still
+    read well under it."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import solve_speed
 
     ballast = bytearray(300 * 2**20)
     ballast[::4096] = b"x" * len(ballast[::4096])
-    assert 20 < solve_speed.peak_rss_mib("--help") < 150
+    assert 10 < solve_speed.peak_rss_mib("--help") < 150
     del ballast
 
 

@@ -67,6 +67,8 @@ class Sizes:
     g: dict[str, Exp] = field(default_factory=dict)
     converged: bool = True  # False: a blow-up that feeds itself; growing sizes are ±∞
     dead: frozenset[str] = field(init=False)  # nodes with no path to an output
+    _uses: dict[str, list[tuple[Use, int, int]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.dead = dead_nodes(self.graph)
@@ -76,12 +78,16 @@ class Sizes:
         return max(self.s0[name], self.sd.get(name, NEG_INF))
 
     def uses(self, node: Node) -> list[tuple[Use, int, int]]:
-        """The node's parameter uses with their infinite fan_in / fan_out counts."""
-        params = self.graph.params
-        out = []
-        for _, pname in node.param_fields:
-            use = next(u for u in params[pname].uses if u.node == node.name)
-            out.append((use, self.graph.inf(use.fan_in), self.graph.inf(use.fan_out)))
+        """The node's parameter uses with their infinite fan_in / fan_out counts (found
+        once per node: the graph is frozen)."""
+        out = self._uses.get(node.name)
+        if out is None:
+            params = self.graph.params
+            out = []
+            for _, pname in node.param_fields:
+                use = next(u for u in params[pname].uses if u.node == node.name)
+                out.append((use, self.graph.inf(use.fan_in), self.graph.inf(use.fan_out)))
+            self._uses[node.name] = out
         return out
 
     def operand(self, node: Node, use: Use) -> tuple[Exp, Exp]:

@@ -8,6 +8,7 @@ Expressions are printed with sympy's Python code printer.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from abccalc.emit.codegen_model import (
     py_expr,
 )
 from abccalc.errors import AbcError
-from abccalc.exponents import Optimizer
+from abccalc.exponents import ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph, Kind, Use
 from abccalc.graph.ops import OPS
 from abccalc.graph.yamlio import read_yaml
@@ -38,7 +39,15 @@ from abccalc.parametrization.gauges import (
 )
 from abccalc.parametrization.paramsfile import load_params
 from abccalc.parametrization.presets import sp
-from abccalc.parametrization.rules import M, fmt, ratio_exponents, rule
+from abccalc.parametrization.rules import (
+    M,
+    fan_rules,
+    fmt,
+    ratio_exponents,
+    ratio_of,
+    rules_of,
+    signature,
+)
 
 TABLE_TITLES = {"table3": "TP5 Table 3", "table8": "TP5 Table 8", "table9": "TP5 Table 9",
                 "tp4": "TP4 Table 1 (TP5 Table 9)", "unit": "unit-variance (u-muP style)"}
@@ -118,27 +127,48 @@ def _py(expr: sympy.Expr) -> str:
     return pycode(expr, fully_qualified_modules=True)
 
 
+@lru_cache(maxsize=1024)
+def _m_power(e: Exp) -> str:
+    """Python code of m**e (sympy's printer, once per distinct exponent)."""
+    return _py(M ** sympy.Rational(e.numerator, e.denominator))
+
+
+@lru_cache(maxsize=4096)
+def _rule_lines(title: str, column: str, opt: str, unit: bool, k_in: int, k_out: int,
+                sig: tuple[int, ...]) -> tuple[str, ...]:
+    """The comment and scale lines of every parameter with this signature: a use with
+    ``k_in``/``k_out`` infinite dims and (a, b, c) of :func:`signature` ``sig``."""
+    init_var, multiplier, lr = (doc_text(t) for t in fan_rules(unit, k_in, k_out, sig).texts())
+    a, b, c = (Fraction(sig[i], sig[i + 1]) for i in (0, 2, 4))  # as signature() wrote
+    ev, em, el = ratio_of(k_in, k_out, sig) if k_in or k_out else (ZERO, ZERO, ZERO)
+    return (f"    # {title}, {column}: init var {init_var}, multiplier {multiplier}, {opt} LR "
+            f"{lr}",
+            f"    # (a, b, c) = ({a}, {b}, {c}); vs SP at base width: var x m^{ev}, "
+            f"mult x m^{em}, LR x m^{el}",
+            f"        var_scale=lambda m: {_m_power(ev)},",
+            f"        multiplier=lambda m: {_m_power(em)},",
+            f"        lr_scale=lambda m: {_m_power(el)},")
+
+
 def _entry(p: Parametrization, r: ParamRule, module_name: str) -> list[str]:
     graph = p.graph
     use = r.use
-    ev, em, el = ratio_exponents(p, r)
+    k_in, k_out = graph.inf(use.fan_in), graph.inf(use.fan_out)
+    rules_of(p, r)  # a scalar-like parameter with nonzero exponents is an error
     in_axes, axes, which = _fan_axes(graph, use)
     base_fan = graph.size(use.fan_in if which == "fan_in" else use.fan_out) if which else 1
-    ru = rule(p, r)
     init = "zeros" if r.kind is Kind.BIAS else "ones" if r.kind is Kind.GAIN else "normal"
-    title = doc_text(TABLE_TITLES.get(p.variant, p.variant))
+    comment1, comment2, *scales = _rule_lines(
+        doc_text(TABLE_TITLES.get(p.variant, p.variant)), COLUMN[r.role.value],
+        p.optimizer.value, p.variant == "unit", k_in, k_out,
+        signature(r.a_exp[(use.node, r.name)], r.b_exp, r.c_exp))
     return [
-        f"    # {title}, {COLUMN[r.role.value]}: init var {doc_text(fmt(ru.init_var))}, "
-        f"multiplier {doc_text(fmt(ru.multiplier))}, {p.optimizer.value} LR "
-        f"{doc_text(fmt(ru.lr))}",
-        f"    # (a, b, c) = ({r.a}, {r.b}, {r.c}); vs SP at base width: var x m^{ev}, "
-        f"mult x m^{em}, LR x m^{el}",
+        comment1,
+        comment2,
         f"    {r.name!r}: Rule(",
         f"        module_param={module_name!r}, role={r.role.value!r}, init={init!r},",
         f"        fan_in_axes={in_axes!r}, fan_axes={axes!r}, base_fan={base_fan},",
-        f"        var_scale=lambda m: {_py(M**ev)},",
-        f"        multiplier=lambda m: {_py(M**em)},",
-        f"        lr_scale=lambda m: {_py(M**el)},",
+        *scales,
         *_use_multipliers(p, r),
         "    ),",
     ]
@@ -147,7 +177,7 @@ def _entry(p: Parametrization, r: ParamRule, module_name: str) -> list[str]:
 def _use_multipliers(p: Parametrization, r: ParamRule) -> list[str]:
     """A tied parameter's later uses with their own multiplier (a tied embedding's readout
     carries 1/m in Table 8)."""
-    lines = [f"            {u.node!r}: lambda m: {_py(M ** ratio_exponents(p, r, u)[1])},"
+    lines = [f"            {u.node!r}: lambda m: {_m_power(ratio_exponents(p, r, u)[1])},"
              for u in r.uses[1:]]
     return ["        use_multipliers={", *lines, "        },"] if lines else []
 

@@ -20,21 +20,17 @@ import io
 import json
 from dataclasses import dataclass, field
 
-import sympy
-
 from abccalc.exponents import Optimizer
 from abccalc.graph.core import Graph, Role
-from abccalc.parametrization.expr import parse_expr
 from abccalc.parametrization.gauges import Conflict, Parametrization
 from abccalc.parametrization.rules import (
     base_widths,
-    constant_expr,
-    fmt,
+    constant_monomial,
     greek,
     lr_header,
     m_text,
-    ratio_rule,
-    rule,
+    ratio_rules,
+    rules_of,
 )
 
 ROLE_TITLES = {
@@ -73,19 +69,19 @@ PLAIN = View()
 def rows(p: Parametrization, form: str = "fan") -> list[dict]:
     """One dict per parameter, in graph order: the JSON ``parameters`` entries."""
     ratio = form == "ratio"
-    make = ratio_rule if ratio else rule
+    make = ratio_rules if ratio else rules_of
     out = []
     for r in p.params.values():
-        ru = make(p, r)
+        init_var, multiplier, lr = make(p, r).texts()
         row = {"name": r.name, "role": r.role.value, "kind": r.kind.value,
-               "shape": list(r.shape), "a": str(r.a), "b": str(r.b), "c": str(r.c),
-               "init_var": fmt(ru.init_var), "multiplier": fmt(ru.multiplier),
-               "lr": fmt(ru.lr)}
+               "shape": list(r.shape), "a": str(r.a_exp[(r.use.node, r.name)]),
+               "b": str(r.b_exp), "c": str(r.c_exp),
+               "init_var": init_var, "multiplier": multiplier, "lr": lr}
         if ratio:
             row["m"] = m_text(p.graph, r.use)
         if len(r.uses) > 1:
-            row["uses"] = [{"node": u.node, "a": str(r.a_by_use[(u.node, u.param)]),
-                            "multiplier": fmt(make(p, r, u).multiplier)} for u in r.uses]
+            row["uses"] = [{"node": u.node, "a": str(r.a_exp[(u.node, u.param)]),
+                            "multiplier": make(p, r, u).multiplier.text()} for u in r.uses]
             if ratio:
                 for entry, u in zip(row["uses"], r.uses, strict=True):
                     entry["m"] = m_text(p.graph, u)
@@ -95,7 +91,7 @@ def rows(p: Parametrization, form: str = "fan") -> list[dict]:
 
 def constants(p: Parametrization) -> list[dict]:
     return [{"name": name, "exponent": str(alpha),
-             "multiplier": fmt(constant_expr(p.graph, name, alpha))}
+             "multiplier": constant_monomial(p.graph, name, alpha).text()}
             for name, alpha in p.constants.items()]
 
 
@@ -203,15 +199,15 @@ def markdown(p: Parametrization, view: View = PLAIN) -> str:
     return "\n\n".join(out) + "\n"
 
 
-_LATEX_NAMES = {n: sympy.Symbol(n, positive=True)
-                for n in ("fan_in", "fan_out", "sigma", "eta", "alpha", "m")}
-
-
 def _latex_cell(text: str) -> str:
-    expr = parse_expr(text, _LATEX_NAMES)
-    return "$" + sympy.latex(expr, symbol_names={
-        sympy.Symbol("fan_in", positive=True): r"\mathrm{fan\_in}",
-        sympy.Symbol("fan_out", positive=True): r"\mathrm{fan\_out}"}) + "$"
+    import sympy
+
+    from abccalc.parametrization.expr import parse_expr
+    from abccalc.parametrization.rules import symbol
+
+    names = {n: symbol(n) for n in ("fan_in", "fan_out", "sigma", "eta", "alpha", "m")}
+    return "$" + sympy.latex(parse_expr(text, names), symbol_names={
+        names["fan_in"]: r"\mathrm{fan\_in}", names["fan_out"]: r"\mathrm{fan\_out}"}) + "$"
 
 
 def _latex_comments(p: Parametrization, view: View) -> list[str]:
@@ -311,16 +307,16 @@ def _merged(results: Results, form: str) -> list[tuple[str, Parametrization, lis
 
 def _abc_cell(p: Parametrization, name: str) -> str:
     r = p.params[name]
-    a_s = [str(a) for a in r.a_by_use.values()]
+    a_s = [str(a) for a in r.a_exp.values()]
     a = a_s[0] if len(set(a_s)) == 1 else "[" + ", ".join(a_s) + "]"
-    return f"{a}, {r.b}, {r.c}"
+    return f"{a}, {r.b_exp}, {r.c_exp}"
 
 
 def _invariants(p: Parametrization, name: str) -> tuple[str, str]:
     """a+b and k·a+c of each use (one value when the uses agree)."""
     r, k = p.params[name], p.optimizer.k
-    init = dict.fromkeys(str(a + r.b) for a in r.a_by_use.values())
-    lr = dict.fromkeys(str(k * a + r.c) for a in r.a_by_use.values())
+    init = dict.fromkeys(str(a + r.b_exp) for a in r.a_exp.values())
+    lr = dict.fromkeys(str(k * a + r.c_exp) for a in r.a_exp.values())
     return "; ".join(init), "; ".join(lr)
 
 

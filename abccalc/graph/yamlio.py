@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 from abccalc.errors import AbcError
 
@@ -28,14 +31,12 @@ def _line(node: Node) -> str:
     return f"line {node.start_mark.line + 1}"
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader with limits, that rejects duplicate mapping keys instead of keeping the
-    last."""
+class _Strict:
+    """Limits and duplicate-key checks on top of a SafeLoader's composer and constructor:
+    rejects duplicate mapping keys instead of keeping the last."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._aliases = 0
-        self._depth = 0
+    _aliases = 0
+    _depth = 0
 
     # -- composing: limits and duplicate keys, before anything is constructed ----------
     def compose_node(self, parent, index):
@@ -87,7 +88,30 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_yaml_int(node)
 
 
+class _StrictLoader(_Strict, yaml.SafeLoader):
+    """The strict loader on PyYAML's pure-Python scanner and parser (the reference)."""
+
+
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
+try:
+    from yaml._yaml import CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _FastLoader = None
+else:
+    class _FastLoader(_Strict, Composer, CParser, SafeConstructor, Resolver):
+        """The same strict loader with libyaml's scanner and parser (about 6× faster):
+        only the events come from C; composing (with its limits) and constructing are the
+        Python code above. Any error is reported by re-reading with :class:`_StrictLoader`,
+        so messages do not depend on libyaml."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            Composer.__init__(self)
+
+    _FastLoader.add_constructor("tag:yaml.org,2002:int", _FastLoader.construct_yaml_int)
 
 
 def _count_items(root: Node) -> None:
@@ -123,6 +147,11 @@ def _children(node: Node) -> list[Node]:
 
 def parse_yaml(text: str, source: str) -> Any:
     """Parse ``text`` (from ``source``, named in every error) with the limits above."""
+    if _FastLoader is not None:
+        try:
+            return yaml.load(text, Loader=_FastLoader)  # a SafeLoader's composer/constructor
+        except Exception:  # any failure: the reference loader reports it
+            pass
     try:
         return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except AbcError as e:

@@ -24,20 +24,32 @@ each conflict as its result; :func:`parametrize_auto` takes the first of
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-
-import sympy
+from functools import lru_cache
+from typing import Any
 
 from abccalc.calculus.sizes import ABC, UseKey, key
 from abccalc.calculus.solver import Analysis, Invariants
 from abccalc.errors import AbcError
-from abccalc.exponents import HALF, ZERO, Exp, Optimizer
+from abccalc.exponents import HALF, ZERO, Exp, Optimizer, exact
 from abccalc.graph.core import Graph, Kind, Role, Use
 
 Gauge = Callable[[Graph, Invariants, Optimizer], Exp]
+
+
+@lru_cache(maxsize=1024)
+def rational(e: Exp) -> Any:
+    """The sympy Rational (or ±oo) of an exponent: the public API's exact type (sympy is
+    imported on first use, so tables and code are written without it)."""
+    import sympy
+
+    if e in (math.inf, -math.inf):
+        return sympy.oo if e > 0 else -sympy.oo
+    return sympy.Rational(e.numerator, e.denominator)
 
 
 def _table8(graph: Graph, inv: Invariants, opt: Optimizer) -> Exp:
@@ -86,7 +98,7 @@ def parse_theta(text: str) -> Exp:
         raise AbcError(f"θ '{text}' divides by zero") from None
     if abs(value) > MAX_THETA:
         raise AbcError(f"θ '{text}' is beyond ±{MAX_THETA}")
-    return sympy.Rational(value.numerator, value.denominator)
+    return value
 
 
 def _theta(name: str, value: object) -> Exp:
@@ -96,16 +108,15 @@ def _theta(name: str, value: object) -> Exp:
             return parse_theta(value)
         except AbcError as e:
             raise AbcError(f"shift of '{name}': {e}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float | Fraction | sympy.Rational):
+    if isinstance(value, bool) or not isinstance(value, numbers.Rational | float):
         raise TypeError(f"parametrize: shifts['{name}'] must be a rational number, got "
                         f"{type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise AbcError(f"shift of '{name}': θ {value} is not a finite rational")
-    value = Fraction(value) if not isinstance(value, sympy.Rational) else value
+    value = Fraction(value) if isinstance(value, float) else exact(value)
     if abs(value) > MAX_THETA:
         raise AbcError(f"shift of '{name}': θ {value} is beyond ±{MAX_THETA}")
-    return sympy.Rational(value.numerator, value.denominator) \
-        if isinstance(value, Fraction) else value
+    return value
 
 
 def parse_shifts(graph: Graph, items: dict[str, str]) -> dict[str, Exp]:
@@ -125,20 +136,44 @@ def parse_shifts(graph: Graph, items: dict[str, str]) -> dict[str, Exp]:
 @dataclass(frozen=True)
 class ParamRule:
     """The exponents of one parameter: multiplier n^-a (per use), init std n^-b,
-    LR n^-c. ``fan_in``/``fan_out`` are those of its first use."""
+    LR n^-c. ``fan_in``/``fan_out`` are those of its first use.
+
+    The exponents are held as exact Fractions (``a_exp``, ``b_exp``, ``c_exp``: what the
+    tables and code are written from, with no sympy); ``a_by_use``, ``a``, ``b`` and ``c``
+    give them as sympy Rationals, the public API's type."""
 
     name: str
     role: Role
     kind: Kind
     shape: tuple[str, ...]
     uses: tuple[Use, ...]
-    a_by_use: dict[UseKey, Exp]
-    b: Exp
-    c: Exp
+    a_exp: dict[UseKey, Exp]
+    b_exp: Exp
+    c_exp: Exp
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.b_exp, Fraction) and isinstance(self.c_exp, Fraction)):
+            object.__setattr__(self, "b_exp", exact(self.b_exp))
+            object.__setattr__(self, "c_exp", exact(self.c_exp))
+        if not all(isinstance(a, Fraction) for a in self.a_exp.values()):
+            object.__setattr__(self, "a_exp", {k: exact(a) for k, a in self.a_exp.items()})
 
     @property
-    def a(self) -> Exp:
-        return self.a_by_use[key(self.uses[0])]
+    def a_by_use(self) -> dict[UseKey, Any]:
+        """Multiplier exponent a of each use (sympy Rationals)."""
+        return {k: rational(a) for k, a in self.a_exp.items()}
+
+    @property
+    def a(self) -> Any:
+        return rational(self.a_exp[key(self.uses[0])])
+
+    @property
+    def b(self) -> Any:
+        return rational(self.b_exp)
+
+    @property
+    def c(self) -> Any:
+        return rational(self.c_exp)
 
     @property
     def use(self) -> Use:
@@ -170,9 +205,9 @@ class Parametrization:
 
     def abc(self) -> ABC:
         """The (a, b, c) assignment, for :func:`abccalc.calculus.sizes.propagate`."""
-        return ABC({k: a for p in self.params.values() for k, a in p.a_by_use.items()},
-                   {p.name: p.b for p in self.params.values()},
-                   {p.name: p.c for p in self.params.values()}, dict(self.constants))
+        return ABC({k: a for p in self.params.values() for k, a in p.a_exp.items()},
+                   {p.name: p.b_exp for p in self.params.values()},
+                   {p.name: p.c_exp for p in self.params.values()}, dict(self.constants))
 
 
 def from_abc(analysis: Analysis, abc: ABC, name: str) -> Parametrization:
@@ -203,8 +238,11 @@ def split_invariants(invs: list[Invariants], a_first: Exp, opt: Optimizer
     """(b, c, a of every use, consistent) for a parameter whose first use has multiplier
     exponent ``a_first``: b and c are shared, so each use's a follows from its a+b; the
     result is consistent when every use's k·a+c then agrees too."""
-    b = invs[0].init - a_first
-    c = invs[0].lr - opt.k * a_first
+    first = invs[0]
+    b = first.init - a_first
+    c = first.lr - opt.k * a_first
+    if len(invs) == 1:  # one use: nothing to agree with
+        return b, c, {key(first.use): exact(a_first)}, True
     a_by_use = {key(i.use): i.init - b for i in invs}
     consistent = all(i.lr - opt.k * a_by_use[key(i.use)] == c for i in invs)
     return b, c, a_by_use, consistent
@@ -229,8 +267,9 @@ def parametrize(analysis: Analysis, variant: str = "table3",
     for pname, param in graph.params.items():
         invs = [analysis.invariants[key(u)] for u in param.uses]
         theta = shifts.get(pname, ZERO)
+        a_first = gauge(graph, invs[0], opt)
         b, c, a_by_use, consistent = split_invariants(
-            invs, gauge(graph, invs[0], opt) + theta, opt)
+            invs, a_first + theta if theta else a_first, opt)
         if not consistent:
             raise _conflict(graph, variant, pname, "a+b and k·a+c of",
                             invs, [f"({i.init}, {i.lr})" for i in invs])

@@ -39,7 +39,7 @@ import sympy
 from abccalc.calculus.sizes import ABC, UseKey, key
 from abccalc.calculus.solver import role_of
 from abccalc.errors import AbcError
-from abccalc.exponents import ZERO, Exp
+from abccalc.exponents import ZERO, Exp, exact
 from abccalc.graph.core import Graph, Role, Use
 from abccalc.graph.ops import OPS
 from abccalc.graph.yamlio import read_yaml
@@ -95,7 +95,7 @@ def parse_exponent(value: Any, where: str) -> Exp:
             raise AbcError(f"{where}: {value!r} divides by zero") from None
     elif isinstance(value, float) and not math.isfinite(value):
         raise bad
-    exp = sympy.Rational(Fraction(value))
+    exp = Fraction(value)
     if abs(exp) > MAX_EXPONENT:
         raise AbcError(f"{where}: exponent {exp} is larger than {MAX_EXPONENT} in size")
     return exp
@@ -145,7 +145,7 @@ def rule_exponent(value: Any, names: dict[str, sympy.Symbol], subs: dict[sympy.S
     coeff, power = sympy.powsimp(expr.subs(subs)).as_coeff_exponent(N)
     if coeff.free_symbols or not power.is_Rational:
         raise AbcError(f"{where}: '{value}' does not scale like a power of the width")
-    return sympy.Rational(power)
+    return exact(power)
 
 
 def _names(graph: Graph) -> dict[str, sympy.Symbol]:

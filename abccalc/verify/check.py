@@ -21,13 +21,12 @@ the abc-symmetry.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
-
-import sympy
 
 from abccalc.calculus.sizes import ABC, key
 from abccalc.calculus.solver import Analysis, role_of, solve
-from abccalc.exponents import Exp, Optimizer
+from abccalc.exponents import Exp, Optimizer, is_integer, text
 from abccalc.graph.core import Graph, Kind, Role, Use
 from abccalc.graph.ops import OPS
 from abccalc.parametrization.gauges import Parametrization, ParamRule, split_invariants
@@ -137,7 +136,7 @@ def cd_param(cd: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _n_power(e: Exp) -> str:
-    return "1" if e == 0 else f"n^{e}" if e.is_Integer else f"n^({e})"
+    return "1" if e == 0 else f"n^{text(e)}" if is_integer(e) else f"n^({text(e)})"
 
 
 def _setting(p: Parametrization, pname: str, a: dict[str, Exp], b: Exp, c: Exp) -> Setting:
@@ -219,7 +218,7 @@ def check(graph: Graph, optimizer: Optimizer | str, params: ParamsFile) -> Check
             out_uses = [u for u in uses if role_of(graph, u) is Role.OUTPUT
                         and u.kind is Kind.WEIGHT]
             if len(uses) == 1 and out_uses:  # TP5 Table 8: a 1/fan_in readout multiplier
-                a8 = {uses[0].node: sympy.Integer(graph.inf(uses[0].fan_in))}
+                a8 = {uses[0].node: Fraction(graph.inf(uses[0].fan_in))}
                 if a8 != a_user:
                     b8, c8, _, _ = _fix(analysis, opt, uses, a8)
                     alternative = _setting(p, pname, a8, b8, c8)

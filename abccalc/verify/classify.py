@@ -46,6 +46,8 @@ from abccalc.exponents import (
     Exp,
     Optimizer,
     init_term,
+    is_integer,
+    text,
     w0_dx_term,
 )
 from abccalc.graph.core import Graph, Kind, Role, Use
@@ -88,7 +90,7 @@ class Issue:
 
 
 def _e(x: Exp) -> str:
-    return "-oo" if x == NEG_INF else "oo" if x == POS_INF else str(x)
+    return text(x)
 
 
 def use_terms(graph: Graph, sizes: Sizes, abc: ABC) -> dict[tuple[str, str], UseTerms]:
@@ -294,7 +296,7 @@ def _opt(x: Exp | None) -> str | None:
 
 
 def _paren(e: Exp) -> str:
-    return str(e) if e.is_Integer and e >= 0 else f"({e})"
+    return str(e) if is_integer(e) and e >= 0 else f"({text(e)})"
 
 
 def classify(graph: Graph, optimizer: Optimizer | str, abc: ABC,

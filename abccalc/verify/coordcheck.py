@@ -14,7 +14,6 @@ import types
 from dataclasses import dataclass
 
 from abccalc.calculus.sizes import propagate
-from abccalc.emit.codegen import generate
 from abccalc.errors import AbcError
 from abccalc.exponents import NEG_INF
 from abccalc.graph.ops import OPS
@@ -252,6 +251,8 @@ def import_torch() -> types.ModuleType:
 
 
 def _module(p: Parametrization) -> types.ModuleType:
+    from abccalc.emit.codegen import generate  # sympy and torch only when a model is built
+
     module = types.ModuleType(f"abccalc_generated_{p.graph.name}")
     exec(compile(generate(p, model=True), module.__name__, "exec"), module.__dict__)
     return module
