@@ -101,7 +101,7 @@ class Sizes:
 
     def operand(self, node: Node, use: Use) -> tuple[Exp, Exp]:
         """(s0, sd) of what the use multiplies: x, the normalized x̂, or the constant 1."""
-        if use.kind is Kind.BIAS or node.op == "embedding":
+        if use.kind is Kind.BIAS or node.op in ("embedding", "param"):
             return ZERO, NEG_INF
         x = node.inputs[0]
         if node.op in NORMS:
@@ -122,7 +122,7 @@ class Sizes:
         op = node.op
         if op == "input":
             new0, newd = ZERO, NEG_INF
-        elif op in ("linear", "conv", "embedding") or op in NORMS:
+        elif op in ("linear", "conv", "embedding", "param") or op in NORMS:
             if op in NORMS:
                 x0, xd = self.normalized(node.inputs[0])
                 terms0 = [] if node.gain else [x0]
@@ -148,6 +148,11 @@ class Sizes:
             newd = plus(-alpha, max(plus(sd[0], st[1]), plus(st[0], sd[1])), k * ONE)
         elif op == "softmax":
             new0, newd = ZERO, min(ZERO, sd[0])
+        elif op == "reduce" and node.mode == "sum":
+            k = self.graph.inf(node.over)  # like a one-input contract: CLT at init, LLN trained
+            new0, newd = plus(-alpha, s0[0], HALF * k), plus(-alpha, sd[0], k * ONE)
+        elif op == "concat":
+            new0, newd = max(s0), max(sd)
         else:  # elementwise and output
             new0, newd = s0[0], sd[0]
         self.s0[node.name] = new0
@@ -164,10 +169,13 @@ class Sizes:
             self.g[name] = gh
             ins = node.inputs
             op = node.op
-            if op in ("input", "embedding"):
+            if op in ("input", "embedding", "param"):
                 continue
-            if op not in ("linear", "conv", "multiply", "scale", "contract", *NORMS):
-                for i in ins:  # elementwise, add, softmax, output: Θ(1) Jacobians
+            if op == "reduce":  # each input coordinate gets n^-k (mean) or n^-α (sum) of it
+                scale = self.graph.inf(node.over) if node.mode == "mean" else alpha[name]
+                g[ins[0]].append(plus(gh, -scale))
+            elif op not in ("linear", "conv", "multiply", "scale", "contract", *NORMS):
+                for i in ins:  # elementwise, add, softmax, concat, slice, output: Θ(1)
                     g[i].append(gh)
             elif op in ("linear", "conv"):
                 for use, _, k_out in self.uses(node):

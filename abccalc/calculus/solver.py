@@ -85,7 +85,7 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
         name = node.name
         for use, k_in, k_out in sizes.uses(node):
             x0, xd = sizes.operand(node, use)
-            operand = "1" if use.kind is Kind.BIAS or node.op == "embedding" else \
+            operand = "1" if use.kind is Kind.BIAS or node.op in ("embedding", "param") else \
                 ("x̂" if use.kind is Kind.GAIN else node.inputs[0])
             deps = () if operand == "1" else (f"size {node.inputs[0]}",)
             if use.kind is Kind.WEIGHT and k_in and not k_out and name not in sizes.dead:
@@ -112,6 +112,15 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
                 f"so the sum over {k} infinite dim(s) is n^{k}: n^(-α + st({u}) + st({v}) + "
                 f"{k}·1) with st = {_fmt(sizes.st(u))}, {_fmt(sizes.st(v))} must be Θ(1)",
                 alpha[name], (f"size {u}", f"size {v}"))
+        elif node.op == "reduce" and node.mode == "sum":
+            x = node.inputs[0]
+            k = graph.inf(node.over)
+            alpha[name] = sizes.st(x) + k
+            trace[f"alpha {name}"] = Step(
+                f"multiplier exponent of reduce {name}",
+                f"Θ(1) once trained (LLN, as a contract): the sum over {k} infinite dim(s) "
+                f"of correlated terms is n^{k}: n^(-α + st({x}) + {k}·1) with st = "
+                f"{_fmt(sizes.st(x))} must be Θ(1)", alpha[name], (f"size {x}",))
         elif node.op == "scale":
             x = node.inputs[0]
             alpha[name] = sizes.st(x)

@@ -104,7 +104,7 @@ def _fan_axes(graph: Graph, use: Use) -> tuple[tuple[int, ...], tuple[int, ...],
     weight is (fan_out, fan_in), a conv weight (out, in, *kernel), an Embedding
     (vocab, fan_out) with fan_in 1, a bias or gain (fan_out,) with fan_in 1."""
     node = graph.node[use.node]
-    weight = use.kind is Kind.WEIGHT and node.op != "embedding"
+    weight = use.kind is Kind.WEIGHT and node.op not in ("embedding", "param")
     fan_in_axes = tuple(range(1, 2 + len(node.kernel))) if weight else ()
     if graph.inf(use.fan_in):
         return fan_in_axes, fan_in_axes, "fan_in"

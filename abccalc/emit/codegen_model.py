@@ -106,7 +106,7 @@ def constant_expr(p: Parametrization, name: str) -> sympy.Expr:
     d = sympy.Symbol(dims[0], positive=True)
     over = [x for x in node.over if graph.dims[x].infinite]
     sp_value = sympy.Mul(*(sympy.Symbol(x, positive=True) for x in over)) ** -sympy.S.Half \
-        if over else sympy.Integer(1)
+        if over and sp_constant_exponent(graph, node) else sympy.Integer(1)
     exponent = sp_constant_exponent(graph, node) - p.constants[name]
     return value * sp_value * (d / graph.dims[dims[0]].size) ** exponent
 
@@ -172,11 +172,11 @@ def check_model_names(graph: Graph, names: dict[str, str]) -> None:
 def _node_row(graph: Graph, node: Node, names: dict[str, str]) -> dict:
     row: dict = {"name": node.name, "op": node.op, "inputs": list(node.inputs),
                  "dims": list(node.dims)}
-    for fld in ("in_dims", "over", "kernel", "rename", "causal"):
+    for fld in ("in_dims", "over", "kernel", "rename", "causal", "parts"):
         value = getattr(node, fld, ())
         if value:
             row[fld] = [list(v) if isinstance(v, tuple) else v for v in value]
-    for fld in ("weight", "bias", "gain", "vocab", "value"):
+    for fld in ("weight", "bias", "gain", "vocab", "value", "mode", "along", "index"):
         value = getattr(node, fld)
         if value is not None:
             row[fld] = value
@@ -354,6 +354,7 @@ class Model(torch.nn.Module):
         env: dict[str, torch.Tensor] = {}
         s = self.sizes
         out = None
+        batch = next((x.shape[0] for x in feed.values()), 1)
         for n in NODES:
             op, dims = n["op"], n["dims"]
             xs = [env[i] for i in n["inputs"]]
@@ -387,6 +388,15 @@ class Model(torch.nn.Module):
                 y = torch.softmax(z, dim=axis)
             elif op == "contract":
                 y = self._contract(n, xs, ins)
+            elif op == "param":
+                shape = [s[d] for d in dims]
+                y = self._param(n, "weight").reshape(1, *shape).expand(batch, *shape)
+            elif op == "reduce":
+                y = self._reduce(n, xs[0], ins[0])
+            elif op == "concat":
+                y = self._concat(n, xs, ins)
+            elif op == "slice":
+                y = self._slice(n, xs[0], ins[0])
             elif op == "embedding":
                 y = self._embed(n, xs[0], ins[0])
             elif op in ("layernorm", "rmsnorm"):
@@ -441,6 +451,37 @@ class Model(torch.nn.Module):
             x = x + self._param(n, "bias").reshape(-1)
         x = x.reshape(*lead, *(self.sizes[d] for d in over))
         return _to(x, rest + over, dims)
+
+    def _reduce(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
+        """Mean, or sum times its constant, over ``over``."""
+        axes = [1 + have.index(d) for d in n["over"]]
+        if n["mode"] == "mean":
+            y = x.mean(dim=axes)
+        else:
+            y = x.sum(dim=axes) * self.const[n["name"]]
+        return _to(y, [d for d in have if d not in n["over"]], n["dims"])
+
+    def _concat(self, n: dict, xs: list[torch.Tensor], ins: list[list[str]]
+                ) -> torch.Tensor:
+        """Each input in the output's dim order (its own part dim at ``along``, a
+        one-slice input given a size-1 axis there), joined along ``along``."""
+        dims, along = n["dims"], n["along"]
+        parts = []
+        for x, have in zip(xs, ins, strict=True):
+            own = [d for d in have if d not in dims]
+            if own:
+                parts.append(_to(x, have, [own[0] if d == along else d for d in dims]))
+            else:
+                x = _to(x, have, [d for d in dims if d != along])
+                parts.append(x.unsqueeze(1 + dims.index(along)))
+        return torch.cat(parts, dim=1 + dims.index(along))
+
+    def _slice(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
+        """Part ``index`` of ``along``: the parts before it are skipped."""
+        s, parts, i = self.sizes, n["parts"], n["index"]
+        start = sum(s[d] for d in parts[:i])
+        y = x.narrow(1 + have.index(n["along"]), start, s[parts[i]])
+        return _to(y, [parts[i] if d == n["along"] else d for d in have], n["dims"])
 
     def _contract(self, n: dict, xs: list[torch.Tensor], ins: list[list[str]]
                   ) -> torch.Tensor:

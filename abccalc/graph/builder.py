@@ -22,6 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 from abccalc.errors import AbcError
+from abccalc.graph.attention import expand, key_dim
 from abccalc.graph.core import Dim, Graph, Node, Param, Use, topological_order
 from abccalc.graph.names import check_name, clean, shown
 from abccalc.graph.ops import FIELDS, OPS
@@ -54,7 +55,7 @@ class Block:
         return self
 
 
-LIST_FIELDS = {"inputs", "dims", "in_dims", "over", "kernel", "causal"}
+LIST_FIELDS = {"inputs", "dims", "in_dims", "over", "kernel", "causal", "parts", "heads"}
 
 
 def _names_field(value: Any, what: str, source: str) -> tuple[str, ...]:
@@ -77,9 +78,13 @@ def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
     kw = dict(kw)
     for k in LIST_FIELDS & set(kw):
         kw[k] = _names_field(kw[k], f"{where}: '{k}'", source)
-    for k in ("weight", "bias", "gain", "vocab"):
+    for k in ("weight", "bias", "gain", "vocab", "along", "mode"):
         if kw.get(k) is not None:
             check_name(kw[k], f"{where}: '{k}'", source)
+    index = kw.get("index")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int)
+                              or not 0 <= index <= MAX_NODES):
+        raise AbcError(f"{source}: {where}: 'index' {shown(index)} is not an integer ≥ 0")
     if "rename" in kw:
         pairs = kw["rename"]
         pairs = list(pairs.items()) if isinstance(pairs, dict) else pairs
@@ -208,7 +213,8 @@ class GraphBuilder:
         d = self._dims[name]
         out = []
         for n in nodes:
-            for a, b in n.rename:
+            keys = [(n.over[0], key_dim(n.over[0]))] if n.op == "attention" and n.over else []
+            for a, b in (*n.rename, *keys):
                 f = self._dims.get(b)
                 if a == name and b != name and b not in self._explicit and b not in out \
                         and f is not None and f["of"] is None \
@@ -329,6 +335,43 @@ class GraphBuilder:
         path = " -> ".join([e[0] for e in cycle] + [cycle[0][0]])
         raise self.err(f"node '{cycle[0][0]}'", f"is on a cycle: {path}")
 
+    def _shape(self, names: dict[str, Node], order: list[str], dims: dict[str, Dim]
+               ) -> tuple[dict[str, Node], dict[str, list[tuple[Use, tuple[str, ...]]]]]:
+        """Each node's checked form (its dims filled in) and every parameter's uses."""
+        shaped: dict[str, Node] = {}
+        uses: dict[str, list[tuple[Use, tuple[str, ...]]]] = {}
+        for name in order:
+            n = names[name]
+            err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
+            ins = [shaped[i].dims for i in n.inputs]
+            if n.rename and ins:
+                ins[-1] = tuple(dict(n.rename).get(d, d) for d in ins[-1])
+            result = OPS[n.op](n, ins, dims, err)
+            shaped[name] = result.node
+            for use, shape in result.uses:
+                if use.param in names or use.param in dims:
+                    raise self.err(f"parameter '{use.param}'", "duplicate name (also a node "
+                                   "or dim)")
+                uses.setdefault(use.param, []).append((use, shape))
+        return shaped, uses
+
+    def _expand_composites(self, nodes: list[Node], shaped: dict[str, Node],
+                           dims: dict[str, Dim]) -> list[Node]:
+        """Each attention replaced by its primitive nodes (:mod:`abccalc.graph.attention`),
+        named ``<node>.q`` … with the output projection keeping the node's name."""
+        out: list[Node] = []
+        for n in nodes:
+            if n.op != "attention":
+                out.append(n)
+                continue
+            err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
+            parts = expand(shaped[n.name], shaped[n.inputs[0]].dims, dims, err)
+            taken = [p.name for p in parts[:-1] if p.name in shaped]
+            if taken:
+                raise err(f"its part '{taken[0]}' is also the name of a node")
+            out += parts
+        return out
+
     def build(self) -> Graph:
         """Validate and freeze. Raises :class:`AbcError` naming the culprit."""
         dims = self._resolve_dims()
@@ -350,8 +393,9 @@ class GraphBuilder:
             if stray:
                 key = {"in_dims": "in"}.get(stray[0], stray[0])
                 raise self.err(f"node '{n.name}'", f"op '{n.op}' takes no '{key}'")
-            for d in (*n.dims, *n.in_dims, *n.over, *n.kernel, *n.causal,
-                      *(x for pair in n.rename for x in pair), *([n.vocab] if n.vocab else [])):
+            for d in (*n.dims, *n.in_dims, *n.over, *n.kernel, *n.causal, *n.parts, *n.heads,
+                      *(x for pair in n.rename for x in pair),
+                      *(x for x in (n.vocab, n.along) if x)):
                 if d not in dims:
                     raise self.err(f"node '{n.name}'", f"unknown dim '{d}'")
             names[n.name] = n
@@ -362,21 +406,12 @@ class GraphBuilder:
         order = topological_order({n.name: n.inputs for n in nodes})
         if order is None:
             self._raise_cycle(nodes)
-        shaped: dict[str, Node] = {}
-        uses: dict[str, list[tuple[Use, tuple[str, ...]]]] = {}
-        for name in order:
-            n = names[name]
-            err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
-            ins = [shaped[i].dims for i in n.inputs]
-            if n.rename and ins:
-                ins[-1] = tuple(dict(n.rename).get(d, d) for d in ins[-1])
-            result = OPS[n.op](n, ins, dims, err)
-            shaped[name] = result.node
-            for use, shape in result.uses:
-                if use.param in names or use.param in dims:
-                    raise self.err(f"parameter '{use.param}'", "duplicate name (also a node "
-                                   "or dim)")
-                uses.setdefault(use.param, []).append((use, shape))
+        shaped, uses = self._shape(names, order, dims)
+        if any(n.op == "attention" for n in nodes):  # composites: expand, then shape again
+            nodes = self._expand_composites(nodes, shaped, dims)
+            names = {n.name: n for n in nodes}
+            order = topological_order({n.name: n.inputs for n in nodes})
+            shaped, uses = self._shape(names, order, dims)
         first = {}  # parameters in topological order of first use: declaration order is moot
         for i, name in enumerate(order):
             for _, p in names[name].param_fields:

@@ -218,6 +218,137 @@ def _check_softmax(node, ins, dims, err) -> Shaped:
     return Shaped(replace(node, dims=out, over=over))
 
 
+def _check_param(node, ins, dims, err) -> Shaped:
+    """A learned tensor with no input (a CLS token, a position table): its activation is
+    the parameter itself, an input-like use from the constant 1 (TP5 B.1)."""
+    _arity(node, 0, err)
+    if node.weight is None:
+        raise err("a param needs its 'weight' (the parameter's name)")
+    if not node.dims:
+        raise err("a param needs its dims (the parameter's shape)")
+    if len(set(node.dims)) != len(node.dims):
+        raise err(f"dims {list(node.dims)} repeat a dim")
+    use = Use(node.name, node.weight, Kind.WEIGHT, (), node.dims)
+    return Shaped(node, ((use, node.dims),))
+
+
+REDUCE_MODES = ("mean", "sum")
+
+
+def _check_reduce(node, ins, dims, err) -> Shaped:
+    """A mean or sum over ``over``; the output has the input's other dims."""
+    _arity(node, 1, err)
+    if not node.over:
+        raise err("a reduce needs the dims it reduces 'over'")
+    mode = node.mode or "mean"
+    if mode not in REDUCE_MODES:
+        raise err(f"mode '{mode}' is not one of {', '.join(REDUCE_MODES)}")
+    x = ins[0]
+    for d in node.over:
+        if d not in x:
+            raise err(f"reduces over '{d}', which is not a dim of its input (dims {list(x)})")
+    rest = tuple(d for d in x if d not in node.over)
+    if not rest:
+        raise err("a reduce must keep at least one dim (a graph's activations have dims)")
+    if node.dims and sorted(node.dims) != sorted(rest):
+        raise err(f"dims {list(node.dims)} must be its input's dims without 'over' "
+                  f"{list(rest)}")
+    return Shaped(replace(node, dims=node.dims or rest, mode=mode))
+
+
+def _check_concat(node, ins, dims, err) -> Shaped:
+    """Inputs joined along the output dim ``along``: each input has the output's other
+    dims and one dim of its own (its part; none for a one-slice input such as a CLS
+    token), whose sizes add up to ``along``'s."""
+    _arity(node, None, err, at_least=2)
+    if node.along is None:
+        raise err("a concat needs the dim it joins 'along'")
+    if not node.dims or node.along not in node.dims:
+        raise err(f"a concat needs its output dims, including 'along' ('{node.along}')")
+    rest = [d for d in node.dims if d != node.along]
+    total, kinds = 0, set()
+    for name, x in zip(node.inputs, ins, strict=True):
+        missing = [d for d in rest if d not in x]
+        own = [d for d in x if d not in rest]
+        if missing or len(own) > 1:
+            raise err(f"input '{name}' (dims {list(x)}) must have the dims {rest} and at "
+                      f"most one dim of its own along '{node.along}'")
+        total += dims[own[0]].size if own else 1
+        kinds.add(dims[own[0]].infinite if own else False)
+    out = dims[node.along]
+    if kinds != {out.infinite}:
+        raise err(f"the inputs' parts along '{node.along}' must all be "
+                  f"{'infinite' if out.infinite else 'finite'}, as '{node.along}' is")
+    if total != out.size:
+        raise err(f"the inputs' parts along '{node.along}' add up to {total}, but "
+                  f"'{node.along}' has {'base ' if out.infinite else ''}size {out.size}")
+    return Shaped(node)
+
+
+def _check_slice(node, ins, dims, err) -> Shaped:
+    """Part ``index`` of the input's dim ``along``, cut into the named ``parts`` (in
+    order, their sizes adding up to ``along``'s); the output has that part's dim in place
+    of ``along``."""
+    _arity(node, 1, err)
+    x = ins[0]
+    if node.along is None or node.along not in x:
+        raise err(f"a slice needs 'along', a dim of its input (dims {list(x)})")
+    if len(node.parts) < 2:
+        raise err("a slice needs the 'parts' (two or more dims) its 'along' dim is cut into")
+    index = 0 if node.index is None else node.index
+    if not 0 <= index < len(node.parts):
+        raise err(f"index {index} is not a part: there are {len(node.parts)} parts")
+    whole = dims[node.along]
+    if any(dims[d].infinite != whole.infinite for d in node.parts):
+        raise err(f"the parts {list(node.parts)} must all be "
+                  f"{'infinite' if whole.infinite else 'finite'}, as '{node.along}' is")
+    total = sum(dims[d].size for d in node.parts)
+    if total != whole.size:
+        raise err(f"the parts {list(node.parts)} add up to {total}, but '{node.along}' has "
+                  f"{'base ' if whole.infinite else ''}size {whole.size}")
+    part = node.parts[index]
+    if part in x:
+        raise err(f"part '{part}' is already a dim of its input; name the part differently")
+    out = tuple(part if d == node.along else d for d in x)
+    if node.dims and sorted(node.dims) != sorted(out):
+        raise err(f"dims {list(node.dims)} must be its input's with '{node.along}' cut to "
+                  f"'{part}': {list(out)}")
+    return Shaped(replace(node, dims=node.dims or out, index=index))
+
+
+def _check_attention(node, ins, dims, err) -> Shaped:
+    """Multi-head self-attention, a composite the builder expands into primitive nodes
+    (:mod:`abccalc.graph.attention`); here only its fields and dims are checked."""
+    _arity(node, 1, err)
+    if node.weight is None:
+        raise err("an attention needs a 'weight' (W gives W_q, W_k, W_v, W_o)")
+    x = ins[0]
+    if len(node.heads) != 2 or len(set(node.heads)) != 2:
+        raise err("an attention needs 'heads': [head count dim, head dim]")
+    for d in node.heads:
+        if d in x:
+            raise err(f"head dim '{d}' is a dim of its input; heads are its own dims")
+    in_dims = node.in_dims or x[-1:]
+    for d in in_dims:
+        if d not in x:
+            raise err(f"in-dim '{d}' is not a dim of its input (dims {list(x)})")
+    batch = [d for d in x if d not in in_dims]
+    seq = node.over or tuple(batch)
+    if len(seq) != 1 or seq[0] not in batch:
+        raise err(f"attends 'over' one sequence dim of its input besides 'in', got "
+                  f"{list(seq)}; name it with 'over'")
+    if dims[seq[0]].infinite:
+        raise err(f"sequence dim '{seq[0]}' is infinite; attention is over finite positions")
+    if node.causal and tuple(node.causal) != seq:
+        raise err(f"causal names its sequence dim ['{seq[0]}'], got {list(node.causal)}")
+    out = node.dims or x
+    missing = [d for d in batch if d not in out]
+    if missing or not [d for d in out if d not in batch]:
+        raise err(f"output dims {list(out)} must keep its input's dims {batch} and add "
+                  "the dims the output projection writes")
+    return Shaped(replace(node, dims=out, in_dims=tuple(in_dims), over=seq))
+
+
 # The op-specific Node fields each op reads (name, op, inputs, dims are common); any other
 # field set on a node is a mistake the builder reports.
 FIELDS: dict[str, frozenset[str]] = {
@@ -228,6 +359,11 @@ FIELDS: dict[str, frozenset[str]] = {
     "contract": frozenset({"over", "rename"}),
     "softmax": frozenset({"over", "causal"}),
     **{op: frozenset({"gain", "bias", "over"}) for op in NORMS},
+    "param": frozenset({"weight"}),
+    "reduce": frozenset({"over", "mode"}),
+    "concat": frozenset({"along"}),
+    "slice": frozenset({"along", "parts", "index"}),
+    "attention": frozenset({"weight", "bias", "in_dims", "over", "heads", "causal"}),
 }
 
 OPS: dict[str, Check] = {
@@ -243,4 +379,15 @@ OPS: dict[str, Check] = {
     "softmax": _check_softmax,
     **{op: _check_elementwise for op in ELEMENTWISE},
     **{op: _check_norm for op in NORMS},
+    "param": _check_param,
+    "reduce": _check_reduce,
+    "concat": _check_concat,
+    "slice": _check_slice,
+    "attention": _check_attention,
 }
+
+
+def carries_constant(node: Node) -> bool:
+    """Whether ``node`` multiplies by a parameter-free constant n^-α that the solver
+    derives: a ``contract``, a ``scale`` and a ``reduce`` that sums."""
+    return node.op in ("contract", "scale") or (node.op == "reduce" and node.mode == "sum")

@@ -41,6 +41,7 @@ from abccalc.calculus.sizes import ABC, UseKey, key
 from abccalc.calculus.solver import role_of
 from abccalc.errors import AbcError
 from abccalc.graph.core import Graph, Role, Use
+from abccalc.graph.ops import carries_constant
 from abccalc.graph.yamlio import read_yaml
 from abccalc.parametrization.expr import MAX_EXPONENT, ExprError, parse_expr
 
@@ -48,7 +49,6 @@ N = sympy.Dummy("n", positive=True)  # a Dummy: never equal to a dim named n
 RULE_FIELDS = ("init_var", "multiplier", "lr")
 EXP_FIELDS = ("a", "b", "c")
 ROLES = {f"@{r.value}": r for r in Role}
-CONSTANT_OPS = ("contract", "scale")
 _GLOB = re.compile(r"[*?\[]")
 _FRACTION = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)(/\d+)?")
 
@@ -66,7 +66,7 @@ class ParamsFile:
 
 def constant_nodes(graph: Graph) -> list[str]:
     """The parameter-free ops that carry a width-scalable constant n^-α."""
-    return [n.name for n in graph.order if n.op in CONSTANT_OPS]
+    return [n.name for n in graph.order if carries_constant(n)]
 
 
 def _is_glob(k: str) -> bool:

@@ -15,6 +15,7 @@ from abccalc.calculus.sizes import ABC, key
 from abccalc.calculus.solver import Analysis, role_of, solve
 from abccalc.errors import AbcError
 from abccalc.graph.core import Graph, Kind, Node, Role
+from abccalc.graph.ops import carries_constant
 from abccalc.parametrization.gauges import Parametrization, from_abc, parametrize
 
 
@@ -52,7 +53,7 @@ def _by_role(graph: Graph,
                 graph.inf(first.fan_out))
         b[name], c[name] = b_of(*args), c_of(*args)
     alpha = {n.name: sp_constant_exponent(graph, n)
-             for n in graph.order if n.op in ("contract", "scale")}
+             for n in graph.order if carries_constant(n)}
     return ABC(a, b, c, alpha)
 
 

@@ -49,6 +49,7 @@ from abccalc.calculus.sizes import ABC, Sizes, dead_params, key, propagate, upda
 from abccalc.calculus.solver import role_of, solve
 from abccalc.errors import AbcError
 from abccalc.graph.core import Graph, Kind, Role, Use
+from abccalc.graph.ops import carries_constant
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def check_abc(graph: Graph, abc: ABC) -> None:
                for n, _ in (key(u) for u in param.uses) if (n, p) not in abc.a]
     missing += [f"b, c of {p}" for p in graph.params if p not in abc.b or p not in abc.c]
     missing += [f"constant {n.name}" for n in graph.order
-                if n.op in ("contract", "scale") and n.name not in abc.alpha]
+                if carries_constant(n) and n.name not in abc.alpha]
     if missing:
         raise AbcError(f"{graph.source}: the parametrization has no {missing[0]}")
 
@@ -148,9 +149,10 @@ class Classification:
             if node.op == "input":
                 continue
             ins = node.inputs
-            checks = (("init", "blows_up", s.s0[node.name], max(s.s0[i] for i in ins)),
+            checks = (("init", "blows_up", s.s0[node.name],
+                       max((s.s0[i] for i in ins), default=NEG_INF)),
                       ("training", "blows_up", s.sd[node.name],
-                       max(s.sd.get(i, NEG_INF) for i in ins)))
+                       max((s.sd.get(i, NEG_INF) for i in ins), default=NEG_INF)))
             for when, problem, size, upstream in checks:
                 if size > 0:
                     flagged[(node.name, when)] = True
@@ -181,7 +183,7 @@ class Classification:
                             f"{t.use.param} times the change of its input (W₀·Δx)")
             if causes:
                 return ", ".join(causes)
-        if node.op in ("contract", "scale"):
+        if carries_constant(node):
             alpha = self.abc.alpha.get(name, ZERO)
             return f"its inputs and its constant n^{_paren(-alpha)}"
         return f"its input{'s' if len(node.inputs) > 1 else ''} {', '.join(node.inputs)}"
