@@ -67,7 +67,7 @@ def params_opt(default: str | None, help: str):
 def _parametrization(g: Graph, optimizer: str, variant: str, params: str) -> Parametrization:
     """The parametrization ``--params`` names: muP in ``variant``, a preset, or a file's."""
     if params in ("ntk", "mf"):
-        from abccalc.calculus.exponents import Optimizer
+        from abccalc.exponents import Optimizer
         from abccalc.parametrization.gauges import from_abc
         from abccalc.parametrization.presets import PRESETS
 
@@ -78,7 +78,7 @@ def _parametrization(g: Graph, optimizer: str, variant: str, params: str) -> Par
 
 def _params_file(g: Graph, optimizer: str, params: str):
     """What ``check`` and ``classify`` read: a preset as a params file, or the file."""
-    from abccalc.calculus.exponents import Optimizer
+    from abccalc.exponents import Optimizer
     from abccalc.parametrization.paramsfile import ParamsFile, load_params
     from abccalc.parametrization.presets import PRESETS
 

@@ -12,9 +12,9 @@ ones:
 
 from importlib.metadata import PackageNotFoundError, version
 
-from abccalc.calculus.exponents import Optimizer
 from abccalc.calculus.solver import Analysis, solve
 from abccalc.errors import AbcError
+from abccalc.exponents import Optimizer
 from abccalc.graph.builder import GraphBuilder
 from abccalc.graph.core import Graph
 from abccalc.graph.spec import load_graph

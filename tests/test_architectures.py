@@ -4,7 +4,7 @@ V, arXiv 2203.03466; TP4 = Tensor Programs IV, arXiv 2011.14522).
 
 Conventions: a use's effective weight is n^-a·w, w ~ N(0, n^-2b), LR η·n^-c; sizes s(v) and
 gradient sizes g(v) are exponents of n (TP5 Def. J.1). Hand derivations are in each test's
-docstring; the rules used are those of abccalc/calculus/exponents.py (TP4 §3/§5, TP5 App. J).
+docstring; the rules used are those of abccalc/exponents.py (TP4 §3/§5, TP5 App. J).
 """
 
 from __future__ import annotations

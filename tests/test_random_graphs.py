@@ -24,11 +24,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
-from abccalc.calculus.exponents import Optimizer
 from abccalc.calculus.solver import solve
 from abccalc.emit.codegen import generate
 from abccalc.emit.render import json_text
 from abccalc.errors import AbcError
+from abccalc.exponents import Optimizer
 from abccalc.graph.core import Graph
 from abccalc.parametrization.gauges import VARIANTS, parametrize
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from abccalc.calculus.exponents import NEG_INF, POS_INF, ZERO, Optimizer, minus, plus
 from abccalc.calculus.sizes import dead_params
 from abccalc.calculus.solver import solve
+from abccalc.exponents import NEG_INF, POS_INF, ZERO, Optimizer, minus, plus
 from abccalc.graph.spec import load_graph
 from abccalc.parametrization.gauges import parametrize
 from abccalc.parametrization.paramsfile import ParamsFile

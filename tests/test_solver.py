@@ -14,9 +14,9 @@ import pytest
 import sympy
 
 from abccalc import GraphBuilder, load_graph, parametrize, solve
-from abccalc.calculus.exponents import NEG_INF, Optimizer
 from abccalc.calculus.sizes import ABC, key, propagate
 from abccalc.errors import AbcError
+from abccalc.exponents import NEG_INF, Optimizer
 from abccalc.graph.core import Kind, Role
 from abccalc.parametrization.rules import constant_expr, fmt, rule
 

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from abccalc import load_graph, parametrize, solve
-from abccalc.calculus.exponents import Optimizer
 from abccalc.calculus.sizes import key
 from abccalc.emit.render import latex, rows
 from abccalc.errors import AbcError
+from abccalc.exponents import Optimizer
 from abccalc.parametrization.gauges import (
     VARIANTS,
     Conflict,

@@ -1,7 +1,7 @@
 """Forward and backward propagation of size exponents through a graph.
 
 :class:`Sizes` walks a graph in topological order with the rules of
-:mod:`abccalc.calculus.exponents`. The solver drives it while it chooses exponents
+:mod:`abccalc.exponents`. The solver drives it while it chooses exponents
 (:mod:`abccalc.calculus.solver`); :func:`propagate` drives it for a given parametrization, which is
 how ``check`` and ``classify`` find what blows up or vanishes.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from abccalc.calculus.exponents import (
+from abccalc.exponents import (
     HALF,
     NEG_INF,
     ONE,
@@ -28,7 +28,8 @@ from abccalc.calculus.exponents import (
     w0_dx_term,
 )
 from abccalc.graph.core import Graph, Kind, Node, Use
-from abccalc.graph.ops import NORMS
+
+NORMS = ("layernorm", "rmsnorm")  # moves into the units next
 
 UseKey = tuple[str, str]  # (node, param): one use of a parameter
 
@@ -217,7 +218,7 @@ class ABC:
 def entries_size(sizes: Sizes, abc: ABC, use: Use) -> Exp:
     """Size of ΔW's entries at ``use``: n^-a·Δw with Δw = LR·(Adam: Θ(1) entries, TP4b;
     SGD: the gradient, the largest of the uses' contributions, each summed over its
-    broadcast dims, :func:`abccalc.calculus.exponents.gradient_term`). A parameter with no use on a
+    broadcast dims, :func:`abccalc.exponents.gradient_term`). A parameter with no use on a
     path to the loss has a zero gradient and never changes (−∞) under either optimizer."""
     graph = sizes.graph
     a_u, c = abc.a[key(use)], abc.c[use.param]

@@ -10,7 +10,7 @@ Desiderata, per use h = W·x (TP5 J.1; TP4 §5, Prop. 5.5, Thm. 5.6):
 * Θ(1) at init:  −(a+b) + ½·inf(fan_in) + st(x) = 0, with st the size during training so
   that a layer after a bottleneck is Θ(1) once trained (TP4 Cor. 3.10).
 * maximal readout init (vector-like, fan_out finite):  −(a+b) + inf(fan_in) + sd(x) = 0.
-* maximal update:  ΔW·x = Θ(1), which fixes k·a+c (see :mod:`abccalc.calculus.exponents`).
+* maximal update:  ΔW·x = Θ(1), which fixes k·a+c (see :mod:`abccalc.exponents`).
 * a contraction of two activations is Θ(1) once they are correlated (LLN), which gives
   attention 1/d rather than 1/√d (TP5 Def. 4.1 and footnote 8).
 """
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from abccalc.calculus.exponents import HALF, NEG_INF, ZERO, Exp, Optimizer
 from abccalc.calculus.sizes import Sizes, UseKey, broadcast_dims, dead_params, key
 from abccalc.errors import AbcError
+from abccalc.exponents import HALF, NEG_INF, ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph, Kind, Role, Use
 
 

@@ -15,7 +15,6 @@ import sympy
 from sympy.printing.pycode import pycode
 
 from abccalc import __version__
-from abccalc.calculus.exponents import Optimizer
 from abccalc.calculus.solver import solve
 from abccalc.emit.codegen_model import (
     constant_expr,
@@ -26,6 +25,7 @@ from abccalc.emit.codegen_model import (
     py_expr,
 )
 from abccalc.errors import AbcError
+from abccalc.exponents import Optimizer
 from abccalc.graph.core import Graph, Kind, Use
 from abccalc.graph.yamlio import read_yaml
 from abccalc.parametrization.gauges import (

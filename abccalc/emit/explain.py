@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from abccalc.calculus.exponents import NEG_INF, Exp
 from abccalc.errors import AbcError
+from abccalc.exponents import NEG_INF, Exp
 from abccalc.parametrization.gauges import Parametrization
 from abccalc.parametrization.rules import constant_expr, fmt, rule
 

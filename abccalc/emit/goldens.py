@@ -13,8 +13,8 @@ import io
 import sys
 from pathlib import Path
 
-from abccalc.calculus.exponents import Optimizer
 from abccalc.calculus.solver import solve
+from abccalc.exponents import Optimizer
 from abccalc.graph.core import Role
 from abccalc.graph.spec import load_graph
 from abccalc.parametrization.gauges import Parametrization, parametrize

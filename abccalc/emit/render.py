@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from abccalc.calculus.exponents import Optimizer
+from abccalc.exponents import Optimizer
 from abccalc.graph.core import Graph, Role
 from abccalc.parametrization.expr import parse_expr
 from abccalc.parametrization.gauges import Conflict, Parametrization

@@ -22,10 +22,9 @@ from fractions import Fraction
 from typing import Any
 
 from abccalc.errors import AbcError
-from abccalc.graph.attention import expand, key_dim
 from abccalc.graph.core import Dim, Graph, Node, Param, Use, topological_order
 from abccalc.graph.names import check_name, clean, shown
-from abccalc.graph.ops import FIELDS, OPS
+from abccalc.graph.ops import OPS
 
 NODE_FIELDS = {f.name for f in fields(Node)}
 OPTIONAL = sorted(NODE_FIELDS - {"name", "op", "inputs", "dims"})
@@ -213,8 +212,7 @@ class GraphBuilder:
         d = self._dims[name]
         out = []
         for n in nodes:
-            keys = [(n.over[0], key_dim(n.over[0]))] if n.op == "attention" and n.over else []
-            for a, b in (*n.rename, *keys):
+            for a, b in OPS[n.op].followers(n) if n.op in OPS else n.rename:
                 f = self._dims.get(b)
                 if a == name and b != name and b not in self._explicit and b not in out \
                         and f is not None and f["of"] is None \
@@ -346,7 +344,7 @@ class GraphBuilder:
             ins = [shaped[i].dims for i in n.inputs]
             if n.rename and ins:
                 ins[-1] = tuple(dict(n.rename).get(d, d) for d in ins[-1])
-            result = OPS[n.op](n, ins, dims, err)
+            result = OPS[n.op].check(n, ins, dims, err)
             shaped[name] = result.node
             for use, shape in result.uses:
                 if use.param in names or use.param in dims:
@@ -356,21 +354,25 @@ class GraphBuilder:
         return shaped, uses
 
     def _expand_composites(self, nodes: list[Node], shaped: dict[str, Node],
-                           dims: dict[str, Dim]) -> list[Node]:
-        """Each attention replaced by its primitive nodes (:mod:`abccalc.graph.attention`),
-        named ``<node>.q`` … with the output projection keeping the node's name."""
+                           dims: dict[str, Dim]) -> list[Node] | None:
+        """Each composite (an ``attention``) replaced by its primitive nodes, named
+        ``<node>.<part>`` with the last keeping the node's name (docs/spec.md §4.1); None
+        when the graph has no composite."""
         out: list[Node] = []
+        found = False
         for n in nodes:
-            if n.op != "attention":
+            err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
+            parts = OPS[n.op].expand(shaped[n.name], [shaped[i].dims for i in n.inputs], dims,
+                                     err)
+            if parts is None:
                 out.append(n)
                 continue
-            err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
-            parts = expand(shaped[n.name], shaped[n.inputs[0]].dims, dims, err)
+            found = True
             taken = [p.name for p in parts[:-1] if p.name in shaped]
             if taken:
                 raise err(f"its part '{taken[0]}' is also the name of a node")
             out += parts
-        return out
+        return out if found else None
 
     def build(self) -> Graph:
         """Validate and freeze. Raises :class:`AbcError` naming the culprit."""
@@ -389,7 +391,7 @@ class GraphBuilder:
                 raise self.err(f"node '{n.name}'", f"unknown op '{n.op}' (known: "
                                f"{', '.join(sorted(OPS))})")
             stray = [f for f in OPTIONAL if getattr(n, f) not in (None, ())
-                     and f not in FIELDS.get(n.op, ())]
+                     and f not in OPS[n.op].fields]
             if stray:
                 key = {"in_dims": "in"}.get(stray[0], stray[0])
                 raise self.err(f"node '{n.name}'", f"op '{n.op}' takes no '{key}'")
@@ -407,8 +409,9 @@ class GraphBuilder:
         if order is None:
             self._raise_cycle(nodes)
         shaped, uses = self._shape(names, order, dims)
-        if any(n.op == "attention" for n in nodes):  # composites: expand, then shape again
-            nodes = self._expand_composites(nodes, shaped, dims)
+        expanded = self._expand_composites(nodes, shaped, dims)
+        if expanded is not None:  # composites expanded: shape the graph again
+            nodes = expanded
             names = {n.name: n for n in nodes}
             order = topological_order({n.name: n.inputs for n in nodes})
             shaped, uses = self._shape(names, order, dims)

@@ -31,10 +31,10 @@ from fractions import Fraction
 
 import sympy
 
-from abccalc.calculus.exponents import HALF, ZERO, Exp, Optimizer
 from abccalc.calculus.sizes import ABC, UseKey, key
 from abccalc.calculus.solver import Analysis, Invariants
 from abccalc.errors import AbcError
+from abccalc.exponents import HALF, ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph, Kind, Role, Use
 
 Gauge = Callable[[Graph, Invariants, Optimizer], Exp]

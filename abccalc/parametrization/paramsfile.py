@@ -36,10 +36,10 @@ from typing import Any
 
 import sympy
 
-from abccalc.calculus.exponents import ZERO, Exp
 from abccalc.calculus.sizes import ABC, UseKey, key
 from abccalc.calculus.solver import role_of
 from abccalc.errors import AbcError
+from abccalc.exponents import ZERO, Exp
 from abccalc.graph.core import Graph, Role, Use
 from abccalc.graph.ops import carries_constant
 from abccalc.graph.yamlio import read_yaml

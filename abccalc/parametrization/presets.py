@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from abccalc.calculus.exponents import HALF, ONE, ZERO, Exp, Optimizer
 from abccalc.calculus.sizes import ABC, key
 from abccalc.calculus.solver import Analysis, role_of, solve
 from abccalc.errors import AbcError
+from abccalc.exponents import HALF, ONE, ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph, Kind, Node, Role
 from abccalc.graph.ops import carries_constant
 from abccalc.parametrization.gauges import Parametrization, from_abc, parametrize

@@ -16,8 +16,8 @@ from functools import lru_cache
 
 import sympy
 
-from abccalc.calculus.exponents import ZERO, Exp, Optimizer
 from abccalc.errors import AbcError
+from abccalc.exponents import ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph, Use
 from abccalc.parametrization.gauges import Parametrization, ParamRule
 

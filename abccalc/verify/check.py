@@ -25,9 +25,9 @@ from typing import Any
 
 import sympy
 
-from abccalc.calculus.exponents import Exp, Optimizer
 from abccalc.calculus.sizes import ABC, key
 from abccalc.calculus.solver import Analysis, role_of, solve
+from abccalc.exponents import Exp, Optimizer
 from abccalc.graph.core import Graph, Kind, Role, Use
 from abccalc.parametrization.gauges import Parametrization, ParamRule, split_invariants
 from abccalc.parametrization.paramsfile import ParamsFile

@@ -1,7 +1,7 @@
 """Classify any abc-parametrization of any graph the way TP4 (SGD) and TP4b (Adam) do.
 
 The sizes come from :func:`abccalc.calculus.sizes.propagate` on the whole graph, and each
-parameter use's terms from the rules of :mod:`abccalc.calculus.exponents`:
+parameter use's terms from the rules of :mod:`abccalc.exponents`:
 
 * ``init``   W₀·x at initialization;
 * ``w0_dx``  W₀·Δx, the effect of the change of the use's input;
@@ -36,7 +36,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from abccalc.calculus.exponents import (
+from abccalc.calculus.sizes import ABC, Sizes, dead_params, key, propagate, update_size
+from abccalc.calculus.solver import role_of, solve
+from abccalc.errors import AbcError
+from abccalc.exponents import (
     NEG_INF,
     POS_INF,
     ZERO,
@@ -45,9 +48,6 @@ from abccalc.calculus.exponents import (
     init_term,
     w0_dx_term,
 )
-from abccalc.calculus.sizes import ABC, Sizes, dead_params, key, propagate, update_size
-from abccalc.calculus.solver import role_of, solve
-from abccalc.errors import AbcError
 from abccalc.graph.core import Graph, Kind, Role, Use
 from abccalc.graph.ops import carries_constant
 

@@ -13,10 +13,10 @@ import math
 import types
 from dataclasses import dataclass
 
-from abccalc.calculus.exponents import NEG_INF
 from abccalc.calculus.sizes import propagate
 from abccalc.emit.codegen import generate
 from abccalc.errors import AbcError
+from abccalc.exponents import NEG_INF
 from abccalc.parametrization.gauges import Parametrization
 
 # Width exponents of an abc-parametrization are multiples of 1/2 (CLT: √n, LLN: n; TP4 §3),

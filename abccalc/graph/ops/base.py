@@ -1,0 +1,189 @@
+"""The op unit: everything abccalc knows about one op, in one class.
+
+An :class:`Op` is to abccalc what a primitive is to JAX (docs/contributing_ops.md): its dim
+check is the shape rule, its forward size rule the abstract evaluation, its backward rule
+the transpose rule, and its PyTorch snippets the lowering. The solver, size propagation,
+the presets, classify, check and codegen ask the unit; none of them names an op.
+
+Sizes are exponents of the width n (:mod:`abccalc.exponents`): ``s0`` at init, ``sd`` of
+the change in training, ``st = max(s0, sd)``, ``g`` of ∂L/∂v. Every method has the default
+of a Θ(1)-Jacobian op that keeps its input's dims (an elementwise nonlinearity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol
+
+from abccalc.errors import AbcError
+from abccalc.exponents import NEG_INF, ZERO, Exp
+from abccalc.graph.core import Dim, Kind, Node, Use
+
+if TYPE_CHECKING:
+    from abccalc.graph.core import Graph
+
+Err = Callable[[str], AbcError]
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """A node with its dims filled in, and the parameter uses it makes (with shapes)."""
+
+    node: Node
+    uses: tuple[tuple[Use, tuple[str, ...]], ...] = ()
+
+
+class SizesLike(Protocol):
+    """What an op's size rules read (:class:`abccalc.calculus.sizes.Sizes`): the graph,
+    the exponents found so far and the nodes with no path to the loss."""
+
+    graph: Graph
+    s0: dict[str, Exp]
+    sd: dict[str, Exp]
+    g: dict[str, Exp]
+    dead: frozenset[str]
+
+    def st(self, name: str) -> Exp: ...
+
+    def normalized(self, x: str) -> tuple[Exp, Exp]: ...
+
+    def uses(self, node: Node) -> list[tuple[Use, int, int]]: ...
+
+    def operand(self, node: Node, use: Use) -> tuple[Exp, Exp]: ...
+
+
+def _never(use: Use) -> Exp:
+    return NEG_INF
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a size rule needs beyond the sizes: ``init(use)`` = a+b of a use, ``alpha`` the
+    node's constant exponent (None if it has none), ``update(use)`` the size of ΔW·x,
+    ``entries(use)`` the size of ΔW's entries, ``live`` whether the node reaches the loss."""
+
+    init: Callable[[Use], Exp]
+    alpha: Exp | None = None
+    update: Callable[[Use], Exp] = _never
+    entries: Callable[[Use], Exp] = _never
+    live: bool = True
+
+
+class Op:
+    """One op. Subclasses override what differs from an elementwise Θ(1) op."""
+
+    name: str = ""
+    fields: frozenset[str] = frozenset()  # op-specific Node fields it accepts
+    constant: bool = False  # carries a free constant n^-α (a multiplier with no parameter)
+    is_input: bool = False  # a model input: fed by the caller, no inputs of its own
+    is_output: bool = False  # a model output: the loss reads it (g = 0)
+    reads_ids: bool = False  # its input holds integer ids (an embedding lookup)
+    same_dims: bool = True  # the generated Model permutes its inputs to its own dim order
+
+    # -- graph: dims -----------------------------------------------------------------------
+    def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
+              err: Err) -> Shaped:
+        """Validate ``node`` against its inputs' dims ``ins``; its output dims and the
+        parameter uses it makes. Default: one input, output dims = input dims."""
+        arity(node, 1, err)
+        return Shaped(replace(node, dims=same_dims(node, ins, err)))
+
+    # -- calculus: sizes -------------------------------------------------------------------
+    def operand(self, sizes: SizesLike, node: Node, use: Use) -> tuple[Exp, Exp]:
+        """(s0, sd) of what ``use`` multiplies: its input x, or the constant 1 (a bias)."""
+        if use.kind is Kind.BIAS:
+            return ZERO, NEG_INF
+        x = node.inputs[0]
+        return sizes.s0[x], sizes.sd.get(x, NEG_INF)
+
+    def operand_label(self, node: Node, use: Use) -> str:
+        """How a derivation names what ``use`` multiplies (``1`` for a constant operand)."""
+        return "1" if use.kind is Kind.BIAS else node.inputs[0]
+
+    def forward(self, sizes: SizesLike, node: Node, ctx: Ctx) -> tuple[Exp, Exp]:
+        """(s0, sd) of the node's output. Default: its input's (a Θ(1) Jacobian)."""
+        x = node.inputs[0]
+        return sizes.s0[x], sizes.sd.get(x, NEG_INF)
+
+    def backward(self, sizes: SizesLike, node: Node, gh: Exp, ctx: Ctx
+                 ) -> list[tuple[str, Exp]]:
+        """Contributions (input, size) to the inputs' gradients given g(node) = ``gh``.
+        Default: a Θ(1) Jacobian passes ``gh`` to every input."""
+        return [(i, gh) for i in node.inputs]
+
+    # -- parametrization: the free constant ------------------------------------------------
+    def mup_constant(self, sizes: SizesLike, node: Node) -> tuple[Exp, str, tuple[str, ...]]:
+        """μP's exponent α of the constant n^-α, the rule that fixes it (one line) and the
+        sizes it reads. Only for ops with ``constant``."""
+        raise NotImplementedError(f"op '{node.op}' has no constant")
+
+    def sp_constant(self, graph: Graph, node: Node) -> Exp:
+        """SP's exponent of the constant (what standard code writes)."""
+        return ZERO
+
+    def has_constant(self, node: Node) -> bool:
+        """Whether this node carries the free constant (a ``reduce`` only when it sums)."""
+        return self.constant
+
+    # -- graph: composites -----------------------------------------------------------------
+    def expand(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim], err: Err
+               ) -> list[Node] | None:
+        """The primitive nodes a composite op stands for, given its checked ``node`` and
+        its inputs' dims (it may add dims), the last keeping the node's name; None for a
+        primitive op."""
+        return None
+
+    def followers(self, node: Node) -> tuple[tuple[str, str], ...]:
+        """(dim, follower) pairs: a follower of the same size follows ``--set dim=…``
+        (key positions ``ctx → ctx_k``)."""
+        return node.rename
+
+    # -- emit: PyTorch ---------------------------------------------------------------------
+    def use_dims(self, node: Node, use: Use) -> list[str]:
+        """The dims of a parameter as ``use`` reads it: fan_out then fan_in."""
+        return [*use.fan_out, *use.fan_in]
+
+    def fan_axes(self, node: Node, use: Use) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(fan_in axes, fan_out axes) of the parameter's PyTorch tensor: a bias or gain is
+        (fan_out,) with fan_in 1."""
+        return (), (0,)
+
+    def torch_row(self, graph: Graph, node: Node) -> dict:
+        """Extra entries of the node's row in the generated Model's NODES table."""
+        return {}
+
+    # The generated Model (abccalc.emit.codegen_model) is assembled from these snippets.
+    # ``torch_build``: statements setting ``m``, the module that owns the node's weight
+    # (from ``n`` its row, ``s`` the dim sizes, ``owns``/``size`` its parameters' dims and
+    # sizes); empty: its parameters live on a plain Params module.
+    # ``torch_forward``: statements setting ``y`` from ``xs`` (the input tensors, each in
+    # the node's dim order when ``same_dims``), ``ins`` (their dims), ``n``, ``dims``,
+    # ``s``, ``feed`` (the Model's inputs by name); an output also sets ``out``.
+    # ``torch_methods``: Model methods the snippets call; ``torch_globals``: module-level
+    # definitions they read. Units with equal snippets share one branch.
+    torch_build: str = ""
+    torch_forward: str = "y = xs[0]"
+    torch_methods: str = ""
+    torch_globals: str = ""
+
+
+def arity(node: Node, n: int | None, err: Err, at_least: int = 0) -> None:
+    """Refuse a node without ``n`` inputs (or fewer than ``at_least``)."""
+    k = len(node.inputs)
+    if n is not None and k != n:
+        raise err(f"op '{node.op}' takes {n} input{'s' if n != 1 else ''}, got {k}")
+    if k < at_least:
+        raise err(f"op '{node.op}' takes at least {at_least} inputs, got {k}")
+
+
+def same_dims(node: Node, ins: list[tuple[str, ...]], err: Err) -> tuple[str, ...]:
+    """The common dims of the inputs (in any order), which are the node's own."""
+    dims = ins[0]
+    for name, d in zip(node.inputs[1:], ins[1:], strict=True):
+        if sorted(d) != sorted(dims):
+            raise err(f"inputs have different dims: {node.inputs[0]} {list(dims)} "
+                      f"vs {name} {list(d)}")
+    if node.dims and sorted(node.dims) != sorted(dims):
+        raise err(f"dims {list(node.dims)} do not match its input's dims {list(dims)}")
+    return node.dims or dims
