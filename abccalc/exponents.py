@@ -71,6 +71,11 @@ class Optimizer(str, Enum):
                        "rmsprop are Adam-like)")
 
 
+def fmt_exp(e: Exp) -> str:
+    """An exponent as derivations print it: ``-∞`` for an exact zero."""
+    return "-∞" if e == NEG_INF else str(e)
+
+
 def plus(*terms: Exp | int) -> Exp:
     """The exponent of a product of sizes: the sum, −∞ if any factor is an exact zero
     (−∞ absorbs +∞), else +∞ if any factor grows without bound."""

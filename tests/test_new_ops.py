@@ -7,13 +7,11 @@ them, and compare; the generated Model is built at two widths and run once.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from fractions import Fraction
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from test_generated_safety import load
 
 from abccalc import load_graph, parametrize, solve
 from abccalc.emit.codegen import generate, load_parametrization
@@ -35,16 +33,6 @@ def abc(g: Graph, optimizer: str, variant: str = "table3") -> dict[str, tuple]:
     """(a at the first use, b, c) per parameter."""
     p = parametrize(solve(g, optimizer), variant)
     return {name: (r.a, r.b, r.c) for name, r in p.params.items()}
-
-
-def load(text: str, tmp_path: Path, name: str) -> ModuleType:
-    path = tmp_path / f"{name}.py"
-    path.write_text(text, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # -- param: a learned tensor with no input -------------------------------------------------

@@ -11,25 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from abccalc.exponents import (
-    HALF,
-    NEG_INF,
-    ONE,
-    POS_INF,
-    ZERO,
-    Exp,
-    Optimizer,
-    backward_term,
-    dw_backward_term,
-    gradient_term,
-    init_term,
-    minus,
-    plus,
-    w0_dx_term,
-)
-from abccalc.graph.core import Graph, Kind, Node, Use
-
-NORMS = ("layernorm", "rmsnorm")  # moves into the units next
+from abccalc.exponents import NEG_INF, POS_INF, ZERO, Exp, Optimizer, gradient_term, minus, plus
+from abccalc.graph.core import Graph, Node, Use
+from abccalc.graph.ops import OPS, Ctx
 
 UseKey = tuple[str, str]  # (node, param): one use of a parameter
 
@@ -43,7 +27,7 @@ def dead_nodes(graph: Graph) -> frozenset[str]:
     gradient is exactly 0 (g = −∞)."""
     live: set[str] = set()
     for node in reversed(graph.order):
-        if node.op == "output" or any(c in live for c in graph.consumers[node.name]):
+        if OPS[node.op].is_output or any(c in live for c in graph.consumers[node.name]):
             live.add(node.name)
     return frozenset(n.name for n in graph.nodes if n.name not in live)
 
@@ -102,12 +86,7 @@ class Sizes:
 
     def operand(self, node: Node, use: Use) -> tuple[Exp, Exp]:
         """(s0, sd) of what the use multiplies: x, the normalized x̂, or the constant 1."""
-        if use.kind is Kind.BIAS or node.op in ("embedding", "param"):
-            return ZERO, NEG_INF
-        x = node.inputs[0]
-        if node.op in NORMS:
-            return self.normalized(x)
-        return self.s0[x], self.sd.get(x, NEG_INF)
+        return OPS[node.op].operand(self, node, use)
 
     def normalized(self, x: str) -> tuple[Exp, Exp]:
         """(s0, sd) of x̂ = norm(x): Θ(1), changing as much as x does relative to its size."""
@@ -115,93 +94,25 @@ class Sizes:
 
     def forward(self, node: Node, init: Mapping[UseKey, Exp], alpha: Exp | None,
                 upd: Callable[[Use], Exp]) -> None:
-        """Set s0 and sd of ``node`` from its inputs (TP4 §3; TP5 App. J)."""
-        ins = node.inputs
-        s0 = [self.s0[i] for i in ins]
-        sd = [self.sd.get(i, NEG_INF) for i in ins]
-        st = [self.st(i) for i in ins]
-        op = node.op
-        if op == "input":
-            new0, newd = ZERO, NEG_INF
-        elif op in ("linear", "conv", "embedding", "param") or op in NORMS:
-            if op in NORMS:
-                x0, xd = self.normalized(node.inputs[0])
-                terms0 = [] if node.gain else [x0]
-                termsd = [] if node.gain else [xd]
-            else:
-                terms0, termsd = [], []
-            for use, k_in, k_out in self.uses(node):
-                x0, xd = self.operand(node, use)
-                i = init[key(use)]
-                terms0.append(init_term(i, k_in, x0))
-                termsd += [upd(use), w0_dx_term(i, k_in, k_out, xd, node.name not in self.dead)]
-            new0, newd = max(terms0), max(termsd)
-        elif op == "add":
-            new0, newd = max(s0), max(sd)
-        elif op == "multiply":
-            new0, newd = plus(s0[0], s0[1]), max(plus(sd[0], st[1]), plus(st[0], sd[1]))
-        elif op == "scale":
-            new0, newd = plus(-alpha, s0[0]), plus(-alpha, sd[0])
-        elif op == "contract":
-            k = self.graph.inf(node.over)
-            # independent at init (CLT, ½ per dim); correlated once trained (LLN, 1 per dim)
-            new0 = plus(-alpha, s0[0], s0[1], HALF * k)
-            newd = plus(-alpha, max(plus(sd[0], st[1]), plus(st[0], sd[1])), k * ONE)
-        elif op == "softmax":
-            new0, newd = ZERO, min(ZERO, sd[0])
-        elif op == "reduce" and node.mode == "sum":
-            k = self.graph.inf(node.over)  # like a one-input contract: CLT at init, LLN trained
-            new0, newd = plus(-alpha, s0[0], HALF * k), plus(-alpha, sd[0], k * ONE)
-        elif op == "concat":
-            new0, newd = max(s0), max(sd)
-        else:  # elementwise and output
-            new0, newd = s0[0], sd[0]
-        self.s0[node.name] = new0
-        self.sd[node.name] = newd
+        """Set s0 and sd of ``node`` from its inputs by its op's rule (TP4 §3; TP5 App. J)."""
+        ctx = Ctx(lambda use: init[key(use)], alpha, update=upd,
+                  live=node.name not in self.dead)
+        self.s0[node.name], self.sd[node.name] = OPS[node.op].forward(self, node, ctx)
 
     def backward(self, init: Mapping[UseKey, Exp], alpha: Mapping[str, Exp],
                  entries: Callable[[Use], Exp]) -> None:
         """Set g of every node, from g(output) = 0 backwards (TP4 §5), through W₀ and
-        through the trained ΔW (whose entries have size ``entries(use)``)."""
+        through the trained ΔW (whose entries have size ``entries(use)``), by each op's
+        rule."""
         g: dict[str, list[Exp]] = {n.name: [] for n in self.graph.nodes}
         for node in reversed(self.graph.order):
             name = node.name
-            gh = ZERO if node.op == "output" else max(g[name], default=NEG_INF)
+            unit = OPS[node.op]
+            gh = ZERO if unit.is_output else max(g[name], default=NEG_INF)
             self.g[name] = gh
-            ins = node.inputs
-            op = node.op
-            if op in ("input", "embedding", "param"):
-                continue
-            if op == "reduce":  # each input coordinate gets n^-k (mean) or n^-α (sum) of it
-                scale = self.graph.inf(node.over) if node.mode == "mean" else alpha[name]
-                g[ins[0]].append(plus(gh, -scale))
-            elif op not in ("linear", "conv", "multiply", "scale", "contract", *NORMS):
-                for i in ins:  # elementwise, add, softmax, concat, slice, output: Θ(1)
-                    g[i].append(gh)
-            elif op in ("linear", "conv"):
-                for use, _, k_out in self.uses(node):
-                    if use.kind is Kind.WEIGHT:
-                        g[ins[0]] += [backward_term(init[key(use)], k_out, gh),
-                                      dw_backward_term(entries(use), k_out, gh)]
-            elif op in NORMS:
-                ghat = gh
-                for use, _, _ in self.uses(node):
-                    if use.kind is Kind.GAIN:
-                        ghat = max(plus(gh, -init[key(use)]), plus(entries(use), gh))
-                g[ins[0]].append(minus(ghat, self.st(ins[0])))
-            elif op == "multiply":
-                g[ins[0]].append(plus(gh, self.st(ins[1])))
-                g[ins[1]].append(plus(gh, self.st(ins[0])))
-            elif op == "scale":
-                g[ins[0]].append(plus(gh, -alpha[name]))
-            elif op == "contract":
-                du, dv = self.graph.operand_dims(node)
-                for (u, v), (own, other) in zip(((ins[0], ins[1]), (ins[1], ins[0])),
-                                                ((du, dv), (dv, du)), strict=True):
-                    # LLN over the dims the other operand shares with the output (TP5 Table 14)
-                    shared = set(other) & set(node.dims) - set(own)
-                    g[u].append(plus(-alpha[name], gh, self.st(v),
-                                     self.graph.inf(list(shared))))
+            ctx = Ctx(lambda use: init[key(use)], alpha.get(name), entries=entries)
+            for i, size in unit.backward(self, node, gh, ctx):
+                g[i].append(size)
 
 
 @dataclass(frozen=True)

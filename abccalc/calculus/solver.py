@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 from abccalc.calculus.sizes import Sizes, UseKey, broadcast_dims, dead_params, key
 from abccalc.errors import AbcError
-from abccalc.exponents import HALF, NEG_INF, ZERO, Exp, Optimizer
+from abccalc.exponents import HALF, NEG_INF, ZERO, Exp, Optimizer, fmt_exp
 from abccalc.graph.core import Graph, Kind, Role, Use
+from abccalc.graph.ops import OPS
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,6 @@ def role_of(graph: Graph, use: Use) -> Role:
     return Role.INPUT if k_out else Role.SCALAR
 
 
-def _fmt(e: Exp) -> str:
-    return "-∞" if e == NEG_INF else str(e)
-
-
 def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
     """Derive μP for ``graph`` under ``optimizer`` (``sgd`` or ``adam``)."""
     opt = Optimizer.parse(optimizer) if isinstance(optimizer, str) else optimizer
@@ -85,8 +82,7 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
         name = node.name
         for use, k_in, k_out in sizes.uses(node):
             x0, xd = sizes.operand(node, use)
-            operand = "1" if use.kind is Kind.BIAS or node.op in ("embedding", "param") else \
-                ("x̂" if use.kind is Kind.GAIN else node.inputs[0])
+            operand = OPS[node.op].operand_label(node, use)
             deps = () if operand == "1" else (f"size {node.inputs[0]}",)
             if use.kind is Kind.WEIGHT and k_in and not k_out and name not in sizes.dead:
                 if xd == NEG_INF:
@@ -94,40 +90,19 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
                                    "which never changes in training")
                 value = k_in + xd
                 rule = (f"maximal readout init (TP4 Prop. 5.5): W₀·Δx = n^(-(a+b) + "
-                        f"{k_in}·1 + sd({operand})) with sd = {_fmt(xd)} must be Θ(1)")
+                        f"{k_in}·1 + sd({operand})) with sd = {fmt_exp(xd)} must be Θ(1)")
             else:
                 value = HALF * k_in + max(x0, xd)
                 rule = (f"Θ(1) at init (TP5 J.1): W₀·x = n^(-(a+b) + {k_in}/2 + "
-                        f"st({operand})) with st = {_fmt(max(x0, xd))} must be Θ(1)")
+                        f"st({operand})) with st = {fmt_exp(max(x0, xd))} must be Θ(1)")
             init[key(use)] = value
             trace[f"init {use.param}@{name}"] = Step(
                 f"a + b of {use.param} at node {name}", rule, value, deps)
-        if node.op == "contract":
-            u, v = node.inputs
-            k = graph.inf(node.over)
-            alpha[name] = sizes.st(u) + sizes.st(v) + k
-            trace[f"alpha {name}"] = Step(
-                f"multiplier exponent of contract {name}",
-                f"Θ(1) once trained (LLN, TP5 Def. 4.1 fn. 8): {u} and {v} are correlated, "
-                f"so the sum over {k} infinite dim(s) is n^{k}: n^(-α + st({u}) + st({v}) + "
-                f"{k}·1) with st = {_fmt(sizes.st(u))}, {_fmt(sizes.st(v))} must be Θ(1)",
-                alpha[name], (f"size {u}", f"size {v}"))
-        elif node.op == "reduce" and node.mode == "sum":
-            x = node.inputs[0]
-            k = graph.inf(node.over)
-            alpha[name] = sizes.st(x) + k
-            trace[f"alpha {name}"] = Step(
-                f"multiplier exponent of reduce {name}",
-                f"Θ(1) once trained (LLN, as a contract): the sum over {k} infinite dim(s) "
-                f"of correlated terms is n^{k}: n^(-α + st({x}) + {k}·1) with st = "
-                f"{_fmt(sizes.st(x))} must be Θ(1)", alpha[name], (f"size {x}",))
-        elif node.op == "scale":
-            x = node.inputs[0]
-            alpha[name] = sizes.st(x)
-            trace[f"alpha {name}"] = Step(
-                f"multiplier exponent of scale {name}",
-                f"Θ(1) during training: n^(-α + st({x})) with st = {_fmt(sizes.st(x))}",
-                alpha[name], (f"size {x}",))
+        if OPS[node.op].has_constant(node):
+            value, rule, deps = OPS[node.op].mup_constant(sizes, node)
+            alpha[name] = value
+            trace[f"alpha {name}"] = Step(f"multiplier exponent of {node.op} {name}", rule,
+                                          value, deps)
         sizes.forward(node, init, alpha.get(name), lambda use: ZERO)
 
     def entries(use: Use) -> Exp:
@@ -149,7 +124,7 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
                 continue  # no gradient flows here: see _dead_lr
             if opt is Optimizer.ADAM:
                 rule = (f"maximal update (TP4b): Adam ΔW has Θ(n^-(a+c)) entries; ΔW·x = "
-                        f"n^(-(a+c) + {k_in}·1 + st(x)) with st(x) = {_fmt(stx)} must be Θ(1)")
+                        f"n^(-(a+c) + {k_in}·1 + st(x)) with st(x) = {fmt_exp(stx)} must be Θ(1)")
             else:
                 gh = sizes.g[node.name]
                 kb = broadcast_dims(graph, use)
@@ -159,7 +134,7 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
                 rule = (f"maximal update (TP4 Def. 5.2): SGD ΔW has n^(-(2a+c) + g({node.name})"
                         f" + st(x){over}) entries; ΔW·x = n^(-(2a+c) + g + 2·st(x) + "
                         f"{k_in}·1{' + ' + str(kb) + '·1' if kb else ''}) with "
-                        f"g = {_fmt(gh)}, st(x) = {_fmt(stx)} must be Θ(1)")
+                        f"g = {fmt_exp(gh)}, st(x) = {fmt_exp(stx)} must be Θ(1)")
                 deps = (f"grad {node.name}",)
             step_key = f"lr {use.param}@{node.name}"
             trace[step_key] = Step(f"{opt.k}a + c of {use.param} at node {node.name}",

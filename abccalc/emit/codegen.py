@@ -27,6 +27,7 @@ from abccalc.emit.codegen_model import (
 from abccalc.errors import AbcError
 from abccalc.exponents import Optimizer
 from abccalc.graph.core import Graph, Kind, Use
+from abccalc.graph.ops import OPS
 from abccalc.graph.yamlio import read_yaml
 from abccalc.parametrization.gauges import (
     Parametrization,
@@ -104,12 +105,11 @@ def _fan_axes(graph: Graph, use: Use) -> tuple[tuple[int, ...], tuple[int, ...],
     weight is (fan_out, fan_in), a conv weight (out, in, *kernel), an Embedding
     (vocab, fan_out) with fan_in 1, a bias or gain (fan_out,) with fan_in 1."""
     node = graph.node[use.node]
-    weight = use.kind is Kind.WEIGHT and node.op not in ("embedding", "param")
-    fan_in_axes = tuple(range(1, 2 + len(node.kernel))) if weight else ()
+    fan_in_axes, fan_out_axes = OPS[node.op].fan_axes(node, use)
     if graph.inf(use.fan_in):
         return fan_in_axes, fan_in_axes, "fan_in"
     if graph.inf(use.fan_out):
-        return fan_in_axes, ((1,) if node.op == "embedding" else (0,)), "fan_out"
+        return fan_in_axes, fan_out_axes, "fan_out"
     return fan_in_axes, (), ""
 
 

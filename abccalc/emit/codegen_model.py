@@ -16,14 +16,16 @@ from __future__ import annotations
 import keyword
 import pprint
 import re
+import textwrap
+from collections.abc import Callable
 
 import sympy
 from sympy.printing.pycode import pycode
 
 from abccalc.errors import AbcError
-from abccalc.graph.core import Graph, Kind, Node, Use
+from abccalc.graph.core import Graph, Kind, Node
+from abccalc.graph.ops import OPS, Op
 from abccalc.parametrization.gauges import Parametrization
-from abccalc.parametrization.presets import sp_constant_exponent
 
 # Public attributes of torch.nn.Module, ModuleDict, Linear, Conv1d/2d/3d and Embedding
 # (torch 2.x; a test checks the installed torch adds none) and of the generated Model and
@@ -106,8 +108,8 @@ def constant_expr(p: Parametrization, name: str) -> sympy.Expr:
     d = sympy.Symbol(dims[0], positive=True)
     over = [x for x in node.over if graph.dims[x].infinite]
     sp_value = sympy.Mul(*(sympy.Symbol(x, positive=True) for x in over)) ** -sympy.S.Half \
-        if over and sp_constant_exponent(graph, node) else sympy.Integer(1)
-    exponent = sp_constant_exponent(graph, node) - p.constants[name]
+        if over else sympy.Integer(1)
+    exponent = OPS[node.op].sp_constant(graph, node) - p.constants[name]
     return value * sp_value * (d / graph.dims[dims[0]].size) ** exponent
 
 
@@ -127,16 +129,6 @@ def constant_rule(p: Parametrization, name: str) -> str:
     expr = constant_expr(p, name)
     return "lambda sizes: " + py_expr(
         expr, {str(s): f"sizes[{str(s)!r}]" for s in expr.free_symbols})
-
-
-def _use_dims(graph: Graph, use: Use) -> list[str]:
-    """The dims of a parameter as ``use`` reads it (the builder's use shape): an
-    embedding's (vocab, *out), else fan_out + fan_in (a conv's fan_in ends with its
-    kernel)."""
-    node = graph.node[use.node]
-    if use.kind is Kind.WEIGHT and node.op == "embedding":
-        return [node.vocab, *use.fan_out]
-    return [*use.fan_out, *use.fan_in]
 
 
 def check_model_names(graph: Graph, names: dict[str, str]) -> None:
@@ -172,23 +164,20 @@ def check_model_names(graph: Graph, names: dict[str, str]) -> None:
 def _node_row(graph: Graph, node: Node, names: dict[str, str]) -> dict:
     row: dict = {"name": node.name, "op": node.op, "inputs": list(node.inputs),
                  "dims": list(node.dims)}
-    for fld in ("in_dims", "over", "kernel", "rename", "causal", "parts"):
+    for fld in ("in_dims", "over", "kernel", "rename", "causal"):
         value = getattr(node, fld, ())
         if value:
             row[fld] = [list(v) if isinstance(v, tuple) else v for v in value]
-    for fld in ("weight", "bias", "gain", "vocab", "value", "mode", "along", "index"):
+    for fld in ("weight", "bias", "gain", "vocab", "value"):
         value = getattr(node, fld)
         if value is not None:
             row[fld] = value
-    if node.op in ("linear", "conv"):
-        x_dims = graph.node[node.inputs[0]].dims
-        row["batch"] = [d for d in x_dims if d not in node.in_dims]
-        row["in_dims"] = list(node.in_dims)
+    row.update(OPS[node.op].torch_row(graph, node))
     params, owns = {}, {}
     for kind, pname in node.param_fields:
         param = graph.params[pname]
         use = next(u for u in param.uses if u.node == node.name and u.kind is kind)
-        params[kind.value] = [names[pname], list(param.shape), _use_dims(graph, use)]
+        params[kind.value] = [names[pname], list(param.shape), OPS[node.op].use_dims(node, use)]
         if (param.uses[0].node, param.uses[0].kind) == (node.name, kind):
             owns[kind.value] = list(param.shape)
             row["module"] = names[pname].rpartition(".")[0]
@@ -212,17 +201,8 @@ CONSTANTS: dict[str, Callable[[dict[str, int]], float]] = {
 @CONSTANTS@
 }
 
-CONV = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}
-CONV_FN = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
-           3: torch.nn.functional.conv3d}
-
-ELEMENTWISE = {
-    "relu": torch.relu, "gelu": torch.nn.functional.gelu, "tanh": torch.tanh,
-    "silu": torch.nn.functional.silu, "sigmoid": torch.sigmoid, "identity": lambda x: x,
-}
-# ops whose inputs are brought to the node's own dim order first
-SAME_DIMS = ("output", "scale", "add", "multiply", "softmax", "layernorm", "rmsnorm",
-             *ELEMENTWISE)
+@GLOBALS@# ops whose inputs are brought to the node's own dim order first
+SAME_DIMS = @SAME_DIMS@
 
 
 def dim_sizes(widths: dict[str, int]) -> dict[str, int]:
@@ -302,17 +282,7 @@ class Model(torch.nn.Module):
         for n in owners:
             op, owns = n["op"], n["owns"]
             size = {k: math.prod(s[d] for d in dims) for k, dims in owns.items()}
-            if op in ("linear", "conv") and "weight" in owns:
-                out = math.prod(s[d] for d in n["dims"] if d not in n["batch"])
-                fan_in = math.prod(s[d] for d in n["in_dims"])
-                if op == "linear":
-                    m = torch.nn.Linear(fan_in, out, bias="bias" in owns)
-                else:
-                    kernel = tuple(s[d] for d in n["kernel"])
-                    m = CONV[len(kernel)](fan_in, out, kernel, bias="bias" in owns,
-                                          padding="same")
-            elif op == "embedding":
-                m = torch.nn.Embedding(s[n["vocab"]], size["weight"] // s[n["vocab"]])
+@BUILD@
             else:
                 m = Params({"weight" if k == "gain" else k: v for k, v in size.items()})
             self._put(n["module"], m)
@@ -354,145 +324,47 @@ class Model(torch.nn.Module):
         env: dict[str, torch.Tensor] = {}
         s = self.sizes
         out = None
-        batch = next((x.shape[0] for x in feed.values()), 1)
         for n in NODES:
             op, dims = n["op"], n["dims"]
             xs = [env[i] for i in n["inputs"]]
             ins = [self._dims(i) for i in n["inputs"]]
             if op in SAME_DIMS:
                 xs = [_to(x, d, dims) for x, d in zip(xs, ins, strict=True)]
-            if op == "input":
-                y = feed[n["name"]]
-            elif op == "output":
-                y = xs[0]
-                out = y if out is None else out
-            elif op in ELEMENTWISE:
-                y = ELEMENTWISE[op](xs[0])
-            elif op == "scale":
-                y = xs[0] * self.const[n["name"]]
-            elif op == "add":
-                y = sum(xs[1:], xs[0])
-            elif op == "multiply":
-                y = xs[0] * xs[1]
-            elif op == "softmax":
-                axis = 1 + dims.index(n["over"][0])
-                z = xs[0]
-                if "causal" in n:
-                    q, k = n["causal"]
-                    mask = torch.ones(s[q], s[k], dtype=torch.bool, device=z.device).tril()
-                    shape = [1] * z.dim()
-                    shape[1 + dims.index(q)], shape[1 + dims.index(k)] = s[q], s[k]
-                    if dims.index(q) > dims.index(k):
-                        mask = mask.T
-                    z = z.masked_fill(~mask.reshape(shape), float("-inf"))
-                y = torch.softmax(z, dim=axis)
-            elif op == "contract":
-                y = self._contract(n, xs, ins)
-            elif op == "param":
-                shape = [s[d] for d in dims]
-                y = self._param(n, "weight").reshape(1, *shape).expand(batch, *shape)
-            elif op == "reduce":
-                y = self._reduce(n, xs[0], ins[0])
-            elif op == "concat":
-                y = self._concat(n, xs, ins)
-            elif op == "slice":
-                y = self._slice(n, xs[0], ins[0])
-            elif op == "embedding":
-                y = self._embed(n, xs[0], ins[0])
-            elif op in ("layernorm", "rmsnorm"):
-                y = self._norm(n, xs[0])
-            else:  # linear / conv
-                y = self._linear(n, xs[0], ins[0])
+@FORWARD@
             env[n["name"]] = y
             if capture is not None:
                 capture[n["name"]] = y.detach()
         return out
+@METHODS@'''
 
-    def _linear(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
-        s = self.sizes
-        batch, in_dims = n["batch"], n["in_dims"]
-        out_dims = [d for d in n["dims"] if d not in batch]
-        x = _to(x, have, batch + in_dims)
-        lead = x.shape[: 1 + len(batch)]
-        x = x.reshape(*lead, -1)
-        out = math.prod([s[d] for d in out_dims])
-        w = self._param(n, "weight")
-        b = self._param(n, "bias").reshape(-1) if "bias" in n else None
-        if n["op"] == "conv":  # the last len(kernel) batch dims are the spatial ones
-            k = len(n["kernel"])
-            w = w.reshape(out, -1, *(s[d] for d in n["kernel"]))
-            x = x.reshape(-1, *x.shape[-k - 1:]).movedim(-1, 1)
-            y = CONV_FN[k](x, w, b, padding="same").movedim(1, -1).reshape(*lead, -1)
-        else:
-            y = torch.nn.functional.linear(x, w.reshape(out, -1), b)
-        y = y.reshape(*lead, *(s[d] for d in out_dims))
-        return _to(y, batch + out_dims, n["dims"])
 
-    def _embed(self, n: dict, ids: torch.Tensor, have: list[str]) -> torch.Tensor:
-        s = self.sizes
-        out_dims = [d for d in n["dims"] if d not in have]
-        y = self._param(n, "weight").reshape(s[n["vocab"]], -1)[ids]
-        y = y.reshape(*ids.shape, *(s[d] for d in out_dims))
-        return _to(y, have + out_dims, n["dims"])
+def _branches(snippet: Callable[[Op], str], cond: str, indent: str) -> str:
+    """An if/elif chain with one branch per distinct snippet of the op units (in registry
+    order), taken by the ops that share it: ``cond`` formats the test of ``op``."""
+    groups: dict[str, list[str]] = {}
+    for name, unit in OPS.items():
+        if snippet(unit):
+            groups.setdefault(snippet(unit), []).append(name)
+    out = []
+    for i, (text, names) in enumerate(groups.items()):
+        quoted = ", ".join(f'"{n}"' for n in names)  # registry keys: plain identifiers
+        test = f"op == {quoted}" if len(names) == 1 else f"op in ({quoted})"
+        out.append(f"{indent}{'elif' if i else 'if'} {cond.format(test)}:")
+        out.append(textwrap.indent(text.strip("\n"), indent + "    "))
+    return "\n".join(out)
 
-    def _norm(self, n: dict, x: torch.Tensor) -> torch.Tensor:
-        dims, over = n["dims"], n["over"]
-        rest = [d for d in dims if d not in over]
-        x = _to(x, dims, rest + over)
-        lead = x.shape[: 1 + len(rest)]
-        x = x.reshape(*lead, -1)
-        if n["op"] == "layernorm":
-            x = torch.nn.functional.layer_norm(x, x.shape[-1:])
-        else:
-            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
-        if "gain" in n:
-            x = x * self._param(n, "gain").reshape(-1)
-        if "bias" in n:
-            x = x + self._param(n, "bias").reshape(-1)
-        x = x.reshape(*lead, *(self.sizes[d] for d in over))
-        return _to(x, rest + over, dims)
 
-    def _reduce(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
-        """Mean, or sum times its constant, over ``over``."""
-        axes = [1 + have.index(d) for d in n["over"]]
-        if n["mode"] == "mean":
-            y = x.mean(dim=axes)
-        else:
-            y = x.sum(dim=axes) * self.const[n["name"]]
-        return _to(y, [d for d in have if d not in n["over"]], n["dims"])
-
-    def _concat(self, n: dict, xs: list[torch.Tensor], ins: list[list[str]]
-                ) -> torch.Tensor:
-        """Each input in the output's dim order (its own part dim at ``along``, a
-        one-slice input given a size-1 axis there), joined along ``along``."""
-        dims, along = n["dims"], n["along"]
-        parts = []
-        for x, have in zip(xs, ins, strict=True):
-            own = [d for d in have if d not in dims]
-            if own:
-                parts.append(_to(x, have, [own[0] if d == along else d for d in dims]))
-            else:
-                x = _to(x, have, [d for d in dims if d != along])
-                parts.append(x.unsqueeze(1 + dims.index(along)))
-        return torch.cat(parts, dim=1 + dims.index(along))
-
-    def _slice(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
-        """Part ``index`` of ``along``: the parts before it are skipped."""
-        s, parts, i = self.sizes, n["parts"], n["index"]
-        start = sum(s[d] for d in parts[:i])
-        y = x.narrow(1 + have.index(n["along"]), start, s[parts[i]])
-        return _to(y, [parts[i] if d == n["along"] else d for d in have], n["dims"])
-
-    def _contract(self, n: dict, xs: list[torch.Tensor], ins: list[list[str]]
-                  ) -> torch.Tensor:
-        rename = dict(n.get("rename", []))
-        u_dims, v_dims = ins[0], [rename.get(d, d) for d in ins[1]]
-        axis = {d: 1 + i for i, d in enumerate(dict.fromkeys(u_dims + v_dims + n["dims"]))}
-        y = torch.einsum(xs[0], [0, *(axis[d] for d in u_dims)],
-                         xs[1], [0, *(axis[d] for d in v_dims)],
-                         [0, *(axis[d] for d in n["dims"])])
-        return y * self.const[n["name"]]
-'''
+def runtime_parts() -> dict[str, str]:
+    """The generated Model's op-specific code, assembled from the op units' snippets."""
+    same = ", ".join(f'"{n}"' for n, unit in OPS.items() if unit.same_dims)
+    return {
+        "GLOBALS": "".join(t + "\n" for t in dict.fromkeys(
+            u.torch_globals for u in OPS.values()) if t),
+        "SAME_DIMS": "(" + textwrap.fill(same, 88, subsequent_indent=" " * 13) + ")",
+        "BUILD": _branches(lambda u: u.torch_build, '{} and "weight" in owns', " " * 12),
+        "FORWARD": _branches(lambda u: u.torch_forward, "{}", " " * 12),
+        "METHODS": "".join(dict.fromkeys(u.torch_methods for u in OPS.values())),
+    }
 
 
 def _literal_rows(rows: list[dict]) -> str:
@@ -534,8 +406,9 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
     values = {
         "DIMS": pprint.pformat({n: dims[n] for n in ordered}, sort_dicts=False, width=90),
         "NODES": _literal_rows(rows),
-        "INPUTS": repr([n.name for n in graph.order if n.op == "input"]),
+        "INPUTS": repr([n.name for n in graph.order if OPS[n.op].is_input]),
         "CONSTANTS": consts,
         "EXAMPLE": doc_text(example),
     }
-    return re.sub(r"@(DIMS|NODES|INPUTS|CONSTANTS|EXAMPLE)@", lambda m: values[m[1]], RUNTIME)
+    values.update(runtime_parts())
+    return re.sub(r"@([A-Z_]+)@", lambda m: values[m[1]], RUNTIME)

@@ -3,32 +3,29 @@
 from __future__ import annotations
 
 from abccalc.errors import AbcError
-from abccalc.exponents import NEG_INF, Exp
+from abccalc.exponents import fmt_exp
+from abccalc.graph.ops import OPS
 from abccalc.parametrization.gauges import Parametrization
 from abccalc.parametrization.rules import constant_expr, fmt, rule
-
-
-def _e(x: Exp) -> str:
-    return "-∞" if x == NEG_INF else str(x)
 
 
 def _size_line(p: Parametrization, name: str) -> tuple[str, list[str]]:
     s = p.analysis.sizes
     node = p.graph.node[name]
-    line = (f"size {name} ({node.op}): s0 = {_e(s.s0[name])} at init, sd = {_e(s.sd[name])} "
-            f"for its change")
+    line = (f"size {name} ({node.op}): s0 = {fmt_exp(s.s0[name])} at init, "
+            f"sd = {fmt_exp(s.sd[name])} for its change")
     return line, [f"size {i}" for i in node.inputs]
 
 
 def _grad_line(p: Parametrization, name: str) -> tuple[str, list[str]]:
     g = p.analysis.sizes.g[name]
     consumers = p.graph.consumers[name]
-    if p.graph.node[name].op == "output":
+    if OPS[p.graph.node[name].op].is_output:
         return f"grad {name}: g = 0 (the loss is Θ(1) in the finite output)", []
     if name in p.analysis.sizes.dead:
         return (f"grad {name}: g = -∞, exactly 0: no path from {name} to an output "
                 "(a dead end)"), []
-    return (f"grad {name}: g = {_e(g)}, the largest of what its consumers "
+    return (f"grad {name}: g = {fmt_exp(g)}, the largest of what its consumers "
             f"{', '.join(consumers)} send back", [f"grad {c}" for c in consumers])
 
 

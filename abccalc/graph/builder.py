@@ -429,7 +429,7 @@ class GraphBuilder:
                                    f"at node '{use0.node}'")
             params[pname] = Param(pname, shape0, tuple(u for u, _ in uses[pname]))
         frozen = tuple(shaped[n.name] for n in nodes)
-        if not any(n.op == "output" for n in frozen):
+        if not any(OPS[n.op].is_output for n in frozen):
             raise AbcError(f"{self.source}: no output node; end the graph with 'op: output'")
         if not params:
             raise AbcError(f"{self.source}: no parameters (no node has a weight, bias or "

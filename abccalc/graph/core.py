@@ -196,4 +196,6 @@ class Graph:
 
     @property
     def outputs(self) -> tuple[Node, ...]:
-        return tuple(n for n in self.order if n.op == "output")
+        from abccalc.graph.ops import OPS  # the op units import this module
+
+        return tuple(n for n in self.order if OPS[n.op].is_output)

@@ -41,7 +41,7 @@ from abccalc.calculus.solver import role_of
 from abccalc.errors import AbcError
 from abccalc.exponents import ZERO, Exp
 from abccalc.graph.core import Graph, Role, Use
-from abccalc.graph.ops import carries_constant
+from abccalc.graph.ops import OPS
 from abccalc.graph.yamlio import read_yaml
 from abccalc.parametrization.expr import MAX_EXPONENT, ExprError, parse_expr
 
@@ -66,7 +66,7 @@ class ParamsFile:
 
 def constant_nodes(graph: Graph) -> list[str]:
     """The parameter-free ops that carry a width-scalable constant n^-α."""
-    return [n.name for n in graph.order if carries_constant(n)]
+    return [n.name for n in graph.order if OPS[n.op].has_constant(n)]
 
 
 def _is_glob(k: str) -> bool:

@@ -14,8 +14,8 @@ from abccalc.calculus.sizes import ABC, key
 from abccalc.calculus.solver import Analysis, role_of, solve
 from abccalc.errors import AbcError
 from abccalc.exponents import HALF, ONE, ZERO, Exp, Optimizer
-from abccalc.graph.core import Graph, Kind, Node, Role
-from abccalc.graph.ops import carries_constant
+from abccalc.graph.core import Graph, Kind, Role
+from abccalc.graph.ops import OPS
 from abccalc.parametrization.gauges import Parametrization, from_abc, parametrize
 
 
@@ -33,12 +33,6 @@ def sp(analysis: Analysis) -> Parametrization:
 # rule n^{1/2} for a hidden weight becomes n^{k_in/2}. Parameter-free constants get the
 # standard 1/√d over an infinite contracted dim (what SP/NTP code does), except in μP.
 
-def sp_constant_exponent(graph: Graph, node: Node) -> Exp:
-    """SP's exponent of a parameter-free constant: 1/sqrt(d) per contracted infinite dim
-    (Vaswani et al.'s attention), none for a ``scale``."""
-    return HALF * graph.inf(node.over) if node.op == "contract" else ZERO
-
-
 def _by_role(graph: Graph,
              a_of: Callable[[Role, Kind, int, int], Exp],
              b_of: Callable[[Role, Kind, int, int], Exp],
@@ -52,8 +46,8 @@ def _by_role(graph: Graph,
         args = (role_of(graph, first), first.kind, graph.inf(first.fan_in),
                 graph.inf(first.fan_out))
         b[name], c[name] = b_of(*args), c_of(*args)
-    alpha = {n.name: sp_constant_exponent(graph, n)
-             for n in graph.order if carries_constant(n)}
+    alpha = {n.name: OPS[n.op].sp_constant(graph, n)
+             for n in graph.order if OPS[n.op].has_constant(n)}
     return ABC(a, b, c, alpha)
 
 

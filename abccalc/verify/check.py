@@ -29,6 +29,7 @@ from abccalc.calculus.sizes import ABC, key
 from abccalc.calculus.solver import Analysis, role_of, solve
 from abccalc.exponents import Exp, Optimizer
 from abccalc.graph.core import Graph, Kind, Role, Use
+from abccalc.graph.ops import OPS
 from abccalc.parametrization.gauges import Parametrization, ParamRule, split_invariants
 from abccalc.parametrization.paramsfile import ParamsFile
 from abccalc.parametrization.rules import constant_expr, fmt, rule
@@ -318,11 +319,8 @@ def render_markdown(res: CheckResult) -> str:
         for k in res.constants:
             why = " (not in the params file: 1 assumed)" if k.defaulted else ""
             lines.append(f"- {k.name}: multiplier {k.multiplier}{why} should be "
-                         f"{k.mup_multiplier}" + (
-                             " (TP5 Def. 4.1: q and k are correlated once trained, so qᵀk "
-                             "grows like d by the LLN)"
-                             if res.graph.node[k.name].op == "contract" and
-                             k.mup_exponent == 1 else "") + ".")
+                         f"{k.mup_multiplier}"
+                         f"{OPS[res.graph.node[k.name].op].constant_note(k.mup_exponent)}.")
     return "\n".join(lines) + "\n" + _defaulted(res)
 
 

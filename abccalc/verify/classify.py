@@ -49,7 +49,7 @@ from abccalc.exponents import (
     w0_dx_term,
 )
 from abccalc.graph.core import Graph, Kind, Role, Use
-from abccalc.graph.ops import carries_constant
+from abccalc.graph.ops import OPS
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def check_abc(graph: Graph, abc: ABC) -> None:
                for n, _ in (key(u) for u in param.uses) if (n, p) not in abc.a]
     missing += [f"b, c of {p}" for p in graph.params if p not in abc.b or p not in abc.c]
     missing += [f"constant {n.name}" for n in graph.order
-                if carries_constant(n) and n.name not in abc.alpha]
+                if OPS[n.op].has_constant(n) and n.name not in abc.alpha]
     if missing:
         raise AbcError(f"{graph.source}: the parametrization has no {missing[0]}")
 
@@ -146,7 +146,7 @@ class Classification:
         out: list[Issue] = []
         flagged: dict[tuple[str, str], bool] = {}
         for node in g.order:
-            if node.op == "input":
+            if OPS[node.op].is_input:
                 continue
             ins = node.inputs
             checks = (("init", "blows_up", s.s0[node.name],
@@ -183,7 +183,7 @@ class Classification:
                             f"{t.use.param} times the change of its input (W₀·Δx)")
             if causes:
                 return ", ".join(causes)
-        if carries_constant(node):
+        if OPS[node.op].has_constant(node):
             alpha = self.abc.alpha.get(name, ZERO)
             return f"its inputs and its constant n^{_paren(-alpha)}"
         return f"its input{'s' if len(node.inputs) > 1 else ''} {', '.join(node.inputs)}"

@@ -17,6 +17,7 @@ from abccalc.calculus.sizes import propagate
 from abccalc.emit.codegen import generate
 from abccalc.errors import AbcError
 from abccalc.exponents import NEG_INF
+from abccalc.graph.ops import OPS
 from abccalc.parametrization.gauges import Parametrization
 
 # Width exponents of an abc-parametrization are multiples of 1/2 (CLT: √n, LLN: n; TP4 §3),
@@ -223,8 +224,8 @@ def _widths_for(p: Parametrization, width: int) -> dict[str, int]:
 def default_batch(p: Parametrization, examples: int = 8) -> int:
     graph = p.graph
     tokens = max([math.prod(graph.dims[d].size for d in n.dims) for n in graph.nodes
-                  if n.op == "input" and any(graph.node[c].op == "embedding"
-                                             for c in graph.consumers[n.name])] or [1])
+                  if OPS[n.op].is_input and any(OPS[graph.node[c].op].reads_ids
+                                                for c in graph.consumers[n.name])] or [1])
     return max(1, examples // tokens)
 
 
@@ -234,11 +235,11 @@ def _batch(torch, p: Parametrization, sizes: dict[str, int], batch: int, gen):
     graph = p.graph
     inputs = []
     for node in graph.order:  # the generated Model's INPUTS order
-        if node.op != "input":
+        if not OPS[node.op].is_input:
             continue
         shape = (batch, *(sizes[d] for d in node.dims))
         vocab = [graph.node[c].vocab for c in graph.consumers[node.name]
-                 if graph.node[c].op == "embedding"]
+                 if OPS[graph.node[c].op].reads_ids]
         if vocab:
             inputs.append(torch.randint(0, sizes[vocab[0]], shape, generator=gen))
         else:
@@ -318,7 +319,8 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
     _check_size(torch, gen_module, p, widths[-1])
     lr = lr if lr is not None else (1e-2 if p.optimizer.value == "adam" else 0.1)
     sizes = propagate(p.graph, p.optimizer, p.abc())
-    names = [n.name for n in p.graph.order if n.op not in ("input", "output")]
+    names = [n.name for n in p.graph.order
+             if not (OPS[n.op].is_input or OPS[n.op].is_output)]
     rms: dict[str, list[list[float]]] = {n: [[] for _ in range(steps + 1)] for n in names}
     for width in widths:
         runs = [_train(torch, gen_module, p, names, width, init_seed=(seed + k) % 2**63,

@@ -308,13 +308,9 @@ CONV = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}
 CONV_FN = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
            3: torch.nn.functional.conv3d}
 
-ELEMENTWISE = {
-    "relu": torch.relu, "gelu": torch.nn.functional.gelu, "tanh": torch.tanh,
-    "silu": torch.nn.functional.silu, "sigmoid": torch.sigmoid, "identity": lambda x: x,
-}
 # ops whose inputs are brought to the node's own dim order first
-SAME_DIMS = ("output", "scale", "add", "multiply", "softmax", "layernorm", "rmsnorm",
-             *ELEMENTWISE)
+SAME_DIMS = ("output", "relu", "gelu", "tanh", "silu", "identity", "sigmoid", "scale", "add",
+             "multiply", "softmax", "layernorm", "rmsnorm")
 
 
 def dim_sizes(widths: dict[str, int]) -> dict[str, int]:
@@ -394,17 +390,17 @@ class Model(torch.nn.Module):
         for n in owners:
             op, owns = n["op"], n["owns"]
             size = {k: math.prod(s[d] for d in dims) for k, dims in owns.items()}
-            if op in ("linear", "conv") and "weight" in owns:
+            if op == "embedding" and "weight" in owns:
+                m = torch.nn.Embedding(s[n["vocab"]], size["weight"] // s[n["vocab"]])
+            elif op == "linear" and "weight" in owns:
                 out = math.prod(s[d] for d in n["dims"] if d not in n["batch"])
                 fan_in = math.prod(s[d] for d in n["in_dims"])
-                if op == "linear":
-                    m = torch.nn.Linear(fan_in, out, bias="bias" in owns)
-                else:
-                    kernel = tuple(s[d] for d in n["kernel"])
-                    m = CONV[len(kernel)](fan_in, out, kernel, bias="bias" in owns,
-                                          padding="same")
-            elif op == "embedding":
-                m = torch.nn.Embedding(s[n["vocab"]], size["weight"] // s[n["vocab"]])
+                m = torch.nn.Linear(fan_in, out, bias="bias" in owns)
+            elif op == "conv" and "weight" in owns:
+                out = math.prod(s[d] for d in n["dims"] if d not in n["batch"])
+                fan_in = math.prod(s[d] for d in n["in_dims"])
+                kernel = tuple(s[d] for d in n["kernel"])
+                m = CONV[len(kernel)](fan_in, out, kernel, bias="bias" in owns, padding="same")
             else:
                 m = Params({"weight" if k == "gain" else k: v for k, v in size.items()})
             self._put(n["module"], m)
@@ -446,7 +442,6 @@ class Model(torch.nn.Module):
         env: dict[str, torch.Tensor] = {}
         s = self.sizes
         out = None
-        batch = next((x.shape[0] for x in feed.values()), 1)
         for n in NODES:
             op, dims = n["op"], n["dims"]
             xs = [env[i] for i in n["inputs"]]
@@ -458,8 +453,18 @@ class Model(torch.nn.Module):
             elif op == "output":
                 y = xs[0]
                 out = y if out is None else out
-            elif op in ELEMENTWISE:
-                y = ELEMENTWISE[op](xs[0])
+            elif op == "relu":
+                y = torch.relu(xs[0])
+            elif op == "gelu":
+                y = torch.nn.functional.gelu(xs[0])
+            elif op == "tanh":
+                y = torch.tanh(xs[0])
+            elif op == "silu":
+                y = torch.nn.functional.silu(xs[0])
+            elif op == "identity":
+                y = xs[0]
+            elif op == "sigmoid":
+                y = torch.sigmoid(xs[0])
             elif op == "scale":
                 y = xs[0] * self.const[n["name"]]
             elif op == "add":
@@ -480,45 +485,38 @@ class Model(torch.nn.Module):
                 y = torch.softmax(z, dim=axis)
             elif op == "contract":
                 y = self._contract(n, xs, ins)
+            elif op == "embedding":
+                y = self._embed(n, xs[0], ins[0])
+            elif op in ("layernorm", "rmsnorm"):
+                y = self._norm(n, xs[0])
+            elif op in ("linear", "conv"):
+                y = self._linear(n, xs[0], ins[0])
             elif op == "param":
                 shape = [s[d] for d in dims]
-                y = self._param(n, "weight").reshape(1, *shape).expand(batch, *shape)
+                y = self._param(n, "weight").reshape(1, *shape).expand(
+                    next((x.shape[0] for x in feed.values()), 1), *shape)
             elif op == "reduce":
                 y = self._reduce(n, xs[0], ins[0])
             elif op == "concat":
                 y = self._concat(n, xs, ins)
             elif op == "slice":
                 y = self._slice(n, xs[0], ins[0])
-            elif op == "embedding":
-                y = self._embed(n, xs[0], ins[0])
-            elif op in ("layernorm", "rmsnorm"):
-                y = self._norm(n, xs[0])
-            else:  # linear / conv
-                y = self._linear(n, xs[0], ins[0])
+            elif op == "attention":
+                raise RuntimeError("attention is expanded when the graph is built")
             env[n["name"]] = y
             if capture is not None:
                 capture[n["name"]] = y.detach()
         return out
 
-    def _linear(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
-        s = self.sizes
-        batch, in_dims = n["batch"], n["in_dims"]
-        out_dims = [d for d in n["dims"] if d not in batch]
-        x = _to(x, have, batch + in_dims)
-        lead = x.shape[: 1 + len(batch)]
-        x = x.reshape(*lead, -1)
-        out = math.prod([s[d] for d in out_dims])
-        w = self._param(n, "weight")
-        b = self._param(n, "bias").reshape(-1) if "bias" in n else None
-        if n["op"] == "conv":  # the last len(kernel) batch dims are the spatial ones
-            k = len(n["kernel"])
-            w = w.reshape(out, -1, *(s[d] for d in n["kernel"]))
-            x = x.reshape(-1, *x.shape[-k - 1:]).movedim(-1, 1)
-            y = CONV_FN[k](x, w, b, padding="same").movedim(1, -1).reshape(*lead, -1)
-        else:
-            y = torch.nn.functional.linear(x, w.reshape(out, -1), b)
-        y = y.reshape(*lead, *(s[d] for d in out_dims))
-        return _to(y, batch + out_dims, n["dims"])
+    def _contract(self, n: dict, xs: list[torch.Tensor], ins: list[list[str]]
+                  ) -> torch.Tensor:
+        rename = dict(n.get("rename", []))
+        u_dims, v_dims = ins[0], [rename.get(d, d) for d in ins[1]]
+        axis = {d: 1 + i for i, d in enumerate(dict.fromkeys(u_dims + v_dims + n["dims"]))}
+        y = torch.einsum(xs[0], [0, *(axis[d] for d in u_dims)],
+                         xs[1], [0, *(axis[d] for d in v_dims)],
+                         [0, *(axis[d] for d in n["dims"])])
+        return y * self.const[n["name"]]
 
     def _embed(self, n: dict, ids: torch.Tensor, have: list[str]) -> torch.Tensor:
         s = self.sizes
@@ -543,6 +541,26 @@ class Model(torch.nn.Module):
             x = x + self._param(n, "bias").reshape(-1)
         x = x.reshape(*lead, *(self.sizes[d] for d in over))
         return _to(x, rest + over, dims)
+
+    def _linear(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
+        s = self.sizes
+        batch, in_dims = n["batch"], n["in_dims"]
+        out_dims = [d for d in n["dims"] if d not in batch]
+        x = _to(x, have, batch + in_dims)
+        lead = x.shape[: 1 + len(batch)]
+        x = x.reshape(*lead, -1)
+        out = math.prod([s[d] for d in out_dims])
+        w = self._param(n, "weight")
+        b = self._param(n, "bias").reshape(-1) if "bias" in n else None
+        if n["op"] == "conv":  # the last len(kernel) batch dims are the spatial ones
+            k = len(n["kernel"])
+            w = w.reshape(out, -1, *(s[d] for d in n["kernel"]))
+            x = x.reshape(-1, *x.shape[-k - 1:]).movedim(-1, 1)
+            y = CONV_FN[k](x, w, b, padding="same").movedim(1, -1).reshape(*lead, -1)
+        else:
+            y = torch.nn.functional.linear(x, w.reshape(out, -1), b)
+        y = y.reshape(*lead, *(s[d] for d in out_dims))
+        return _to(y, batch + out_dims, n["dims"])
 
     def _reduce(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
         """Mean, or sum times its constant, over ``over``."""
@@ -574,13 +592,3 @@ class Model(torch.nn.Module):
         start = sum(s[d] for d in parts[:i])
         y = x.narrow(1 + have.index(n["along"]), start, s[parts[i]])
         return _to(y, [parts[i] if d == n["along"] else d for d in have], n["dims"])
-
-    def _contract(self, n: dict, xs: list[torch.Tensor], ins: list[list[str]]
-                  ) -> torch.Tensor:
-        rename = dict(n.get("rename", []))
-        u_dims, v_dims = ins[0], [rename.get(d, d) for d in ins[1]]
-        axis = {d: 1 + i for i, d in enumerate(dict.fromkeys(u_dims + v_dims + n["dims"]))}
-        y = torch.einsum(xs[0], [0, *(axis[d] for d in u_dims)],
-                         xs[1], [0, *(axis[d] for d in v_dims)],
-                         [0, *(axis[d] for d in n["dims"])])
-        return y * self.const[n["name"]]

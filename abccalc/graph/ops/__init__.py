@@ -6,7 +6,6 @@ The order is the order of the generated Model's per-op branches.
 
 from __future__ import annotations
 
-from abccalc.graph.core import Node
 from abccalc.graph.ops.add import ADD
 from abccalc.graph.ops.attention import ATTENTION
 from abccalc.graph.ops.base import Ctx, Op, Shaped, SizesLike
@@ -45,8 +44,4 @@ OPS: dict[str, Op] = {
 }
 
 
-def carries_constant(node: Node) -> bool:
-    """Whether ``node`` multiplies by a parameter-free constant n^-α the solver derives."""
-    return OPS[node.op].has_constant(node)
-
-__all__ = ["OPS", "Ctx", "Op", "Shaped", "SizesLike", "carries_constant"]
+__all__ = ["OPS", "Ctx", "Op", "Shaped", "SizesLike"]

@@ -73,6 +73,9 @@ class Attention(Op):
                       "the dims the output projection writes")
         return Shaped(replace(node, dims=out, in_dims=tuple(in_dims), over=seq))
 
+    # Never reached: a built graph holds its expansion, whose units emit the code.
+    torch_forward = 'raise RuntimeError("attention is expanded when the graph is built")'
+
     def followers(self, node: Node) -> tuple[tuple[str, str], ...]:
         return ((node.over[0], key_dim(node.over[0])),) if len(node.over) == 1 else ()
 

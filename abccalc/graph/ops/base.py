@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from abccalc.errors import AbcError
-from abccalc.exponents import NEG_INF, ZERO, Exp
+from abccalc.exponents import NEG_INF, ZERO, Exp, init_term, w0_dx_term
 from abccalc.graph.core import Dim, Kind, Node, Use
 
 if TYPE_CHECKING:
@@ -122,6 +122,11 @@ class Op:
         """SP's exponent of the constant (what standard code writes)."""
         return ZERO
 
+    def constant_note(self, mup_exponent: Exp) -> str:
+        """Why μP's constant has exponent ``mup_exponent``, when that surprises (check's
+        report appends it to the constant's line); empty by default."""
+        return ""
+
     def has_constant(self, node: Node) -> bool:
         """Whether this node carries the free constant (a ``reduce`` only when it sums)."""
         return self.constant
@@ -166,6 +171,33 @@ class Op:
     torch_forward: str = "y = xs[0]"
     torch_methods: str = ""
     torch_globals: str = ""
+
+
+def over_dims(node: Node, ins: list[tuple[str, ...]], err: Err, verb: str
+              ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(output dims, ``over`` dims) of a one-input op that keeps its input's dims and acts
+    over some of them (default: the last); ``verb`` names the action in messages."""
+    arity(node, 1, err)
+    out = same_dims(node, ins, err)
+    over = node.over or out[-1:]
+    for d in over:
+        if d not in out:
+            raise err(f"{verb} over '{d}', which is not a dim of its input")
+    return out, over
+
+
+def weighted(unit: Op, sizes: SizesLike, node: Node, ctx: Ctx, s0: list[Exp],
+             sd: list[Exp]) -> tuple[Exp, Exp]:
+    """(s0, sd) of a node that sums its parameter uses h = W·x (TP4 §3; TP5 App. J,
+    Table 14): at init W₀·x (CLT over the fan_in); in training the largest of ΔW·x
+    (``ctx.update``) and W₀·Δx; ``s0``/``sd`` hold terms that add to these (a norm's x̂)."""
+    s0, sd = list(s0), list(sd)
+    for use, k_in, k_out in sizes.uses(node):
+        x0, xd = unit.operand(sizes, node, use)
+        init = ctx.init(use)
+        s0.append(init_term(init, k_in, x0))
+        sd += [ctx.update(use), w0_dx_term(init, k_in, k_out, xd, ctx.live)]
+    return max(s0), max(sd)
 
 
 def arity(node: Node, n: int | None, err: Err, at_least: int = 0) -> None:

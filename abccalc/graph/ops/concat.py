@@ -4,7 +4,7 @@ multi-branch features."""
 from __future__ import annotations
 
 from abccalc.exponents import NEG_INF, Exp
-from abccalc.graph.core import Dim, Node
+from abccalc.graph.core import Dim, Graph, Node
 from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity
 
 
@@ -48,6 +48,9 @@ class Concat(Op):
     def forward(self, sizes: SizesLike, node: Node, ctx: Ctx) -> tuple[Exp, Exp]:
         return (max(sizes.s0[i] for i in node.inputs),
                 max(sizes.sd.get(i, NEG_INF) for i in node.inputs))
+
+    def torch_row(self, graph: Graph, node: Node) -> dict:
+        return {"along": node.along}
 
     torch_forward = "y = self._concat(n, xs, ins)"
     torch_methods = '''

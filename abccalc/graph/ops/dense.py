@@ -1,12 +1,31 @@
 """Dense weights: ``linear`` (h = W·x over the ``in`` dims) and ``conv`` (TP5 J.2.1: a
-Θ(1)-sized collection of dense weights, one per kernel offset)."""
+Θ(1)-sized collection of dense weights, one per kernel offset).
+
+For a use h = W·x with W = n^-a·w, w ~ N(0, n^-2b), init = a+b, k_in/k_out infinite
+fan_in/fan_out dims (TP4 §3, §5; TP5 App. J, Table 14; :mod:`abccalc.exponents`):
+
+    s0(h) = −init + k_in/2 + s0(x)                                    (CLT)
+    sd(h) = max(ΔW·x, −init + κ·k_in + sd(x))     κ = ½ matrix-like, 1 vector-like readout
+    g(x) ⊇ −init + k_out/2 + g(h),  ΔW entries + k_out + g(h)         (CLT; LLN once trained)
+"""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
+from abccalc.exponents import Exp, backward_term, dw_backward_term
 from abccalc.graph.core import Dim, Kind, Node, Use
-from abccalc.graph.ops.base import Err, Op, Shaped, arity
+from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity, weighted
+
+if TYPE_CHECKING:
+    from abccalc.graph.core import Graph
+
+# the generated Model's module for a dense weight: (fan_in, out) as PyTorch counts them
+_FANS = """\
+out = math.prod(s[d] for d in n["dims"] if d not in n["batch"])
+fan_in = math.prod(s[d] for d in n["in_dims"])
+"""
 
 
 class Linear(Op):
@@ -21,6 +40,60 @@ class Linear(Op):
               err: Err) -> Shaped:
         in_dims, out = self.dense_dims(node, ins, err)
         return self.shaped(node, in_dims, out, in_dims)
+
+    def forward(self, sizes: SizesLike, node: Node, ctx: Ctx) -> tuple[Exp, Exp]:
+        return weighted(self, sizes, node, ctx, [], [])
+
+    def backward(self, sizes: SizesLike, node: Node, gh: Exp, ctx: Ctx
+                 ) -> list[tuple[str, Exp]]:
+        x = node.inputs[0]
+        out = []
+        for use, _, k_out in sizes.uses(node):
+            if use.kind is Kind.WEIGHT:
+                out += [(x, backward_term(ctx.init(use), k_out, gh)),
+                        (x, dw_backward_term(ctx.entries(use), k_out, gh))]
+        return out
+
+    def fan_axes(self, node: Node, use: Use) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """A Linear weight is (fan_out, fan_in), a conv weight (out, in, *kernel)."""
+        if use.kind is not Kind.WEIGHT:
+            return (), (0,)
+        return tuple(range(1, 2 + len(node.kernel))), (0,)
+
+    def torch_row(self, graph: Graph, node: Node) -> dict:
+        """The input dims the weight keeps (batch; spatial for a conv) and its ``in``."""
+        x_dims = graph.node[node.inputs[0]].dims
+        return {"batch": [d for d in x_dims if d not in node.in_dims],
+                "in_dims": list(node.in_dims)}
+
+    torch_build = _FANS + 'm = torch.nn.Linear(fan_in, out, bias="bias" in owns)'
+    torch_forward = "y = self._linear(n, xs[0], ins[0])"
+    torch_globals = """\
+CONV = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}
+CONV_FN = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
+           3: torch.nn.functional.conv3d}
+"""
+    torch_methods = '''
+    def _linear(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
+        s = self.sizes
+        batch, in_dims = n["batch"], n["in_dims"]
+        out_dims = [d for d in n["dims"] if d not in batch]
+        x = _to(x, have, batch + in_dims)
+        lead = x.shape[: 1 + len(batch)]
+        x = x.reshape(*lead, -1)
+        out = math.prod([s[d] for d in out_dims])
+        w = self._param(n, "weight")
+        b = self._param(n, "bias").reshape(-1) if "bias" in n else None
+        if n["op"] == "conv":  # the last len(kernel) batch dims are the spatial ones
+            k = len(n["kernel"])
+            w = w.reshape(out, -1, *(s[d] for d in n["kernel"]))
+            x = x.reshape(-1, *x.shape[-k - 1:]).movedim(-1, 1)
+            y = CONV_FN[k](x, w, b, padding="same").movedim(1, -1).reshape(*lead, -1)
+        else:
+            y = torch.nn.functional.linear(x, w.reshape(out, -1), b)
+        y = y.reshape(*lead, *(s[d] for d in out_dims))
+        return _to(y, batch + out_dims, n["dims"])
+'''
 
     @staticmethod
     def shaped(node: Node, in_dims: tuple[str, ...], out: tuple[str, ...],
@@ -64,6 +137,9 @@ class Conv(Linear):
 
     name = "conv"
     fields = frozenset({"weight", "bias", "in_dims", "kernel"})
+    torch_build = _FANS + """\
+kernel = tuple(s[d] for d in n["kernel"])
+m = CONV[len(kernel)](fan_in, out, kernel, bias="bias" in owns, padding="same")"""
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:

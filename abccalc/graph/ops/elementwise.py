@@ -11,7 +11,7 @@ class Elementwise(Op):
 
     def __init__(self, name: str, torch_fn: str) -> None:
         self.name = name
-        self.torch_forward = f"y = {torch_fn}(xs[0])"
+        self.torch_forward = f"y = {torch_fn}(xs[0])" if torch_fn else "y = xs[0]"
 
 
 ELEMENTWISE = (

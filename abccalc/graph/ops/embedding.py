@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from abccalc.exponents import NEG_INF, ZERO, Exp
 from abccalc.graph.core import Dim, Kind, Node, Use
-from abccalc.graph.ops.base import Err, Op, Shaped, arity
+from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity, weighted
 
 
 class Embedding(Op):
-    """E[ids]: reads the constant 1 (a one-hot id), fan_in 1, fan_out its own dims."""
+    """h = E[ids]: a vector-like input weight reading the constant 1 (a one-hot id;
+    TP5 B.1), fan_in 1 and fan_out its own dims, so it sums its use as a linear does
+    (TP5 Table 14) with x = 1; no gradient flows into the ids:
+
+        s0(h) = −(a+b)      sd(h) = max(ΔE entries, −(a+b) + sd(1) = −∞)
+    """
 
     name = "embedding"
     fields = frozenset({"weight", "vocab"})
@@ -35,6 +41,38 @@ class Embedding(Op):
             raise err("an embedding needs at least one output dim beyond its input's")
         use = Use(node.name, node.weight, Kind.WEIGHT, (), out)
         return Shaped(node, ((use, (node.vocab, *out)),))
+
+    def operand(self, sizes: SizesLike, node: Node, use: Use) -> tuple[Exp, Exp]:
+        return ZERO, NEG_INF
+
+    def operand_label(self, node: Node, use: Use) -> str:
+        return "1"
+
+    def forward(self, sizes: SizesLike, node: Node, ctx: Ctx) -> tuple[Exp, Exp]:
+        return weighted(self, sizes, node, ctx, [], [])
+
+    def backward(self, sizes: SizesLike, node: Node, gh: Exp, ctx: Ctx
+                 ) -> list[tuple[str, Exp]]:
+        return []
+
+    def use_dims(self, node: Node, use: Use) -> list[str]:
+        """The table's dims: (vocab, *fan_out)."""
+        return [node.vocab, *use.fan_out]
+
+    def fan_axes(self, node: Node, use: Use) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """A torch.nn.Embedding weight is (vocab, fan_out)."""
+        return (), (1,)
+
+    torch_build = 'm = torch.nn.Embedding(s[n["vocab"]], size["weight"] // s[n["vocab"]])'
+    torch_forward = "y = self._embed(n, xs[0], ins[0])"
+    torch_methods = '''
+    def _embed(self, n: dict, ids: torch.Tensor, have: list[str]) -> torch.Tensor:
+        s = self.sizes
+        out_dims = [d for d in n["dims"] if d not in have]
+        y = self._param(n, "weight").reshape(s[n["vocab"]], -1)[ids]
+        y = y.reshape(*ids.shape, *(s[d] for d in out_dims))
+        return _to(y, have + out_dims, n["dims"])
+'''
 
 
 EMBEDDING = Embedding()

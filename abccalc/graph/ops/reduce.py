@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from abccalc.exponents import HALF, NEG_INF, ONE, Exp, plus
-from abccalc.graph.core import Dim, Node
+from abccalc.graph.core import Dim, Graph, Node
 from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity
 
 MODES = ("mean", "sum")
@@ -73,6 +73,9 @@ class Reduce(Op):
                 f"of correlated terms is n^{k}: n^(-α + st({x}) + {k}·1) with st = {st} "
                 "must be Θ(1)")
         return st + k, rule, (f"size {x}",)
+
+    def torch_row(self, graph: Graph, node: Node) -> dict:
+        return {"mode": node.mode}
 
     torch_forward = "y = self._reduce(n, xs[0], ins[0])"
     torch_methods = '''

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from abccalc.graph.core import Dim, Node
+from abccalc.graph.core import Dim, Graph, Node
 from abccalc.graph.ops.base import Err, Op, Shaped, arity
 
 
@@ -47,6 +47,9 @@ class Slice(Op):
             raise err(f"dims {list(node.dims)} must be its input's with '{node.along}' cut "
                       f"to '{part}': {list(out)}")
         return Shaped(replace(node, dims=node.dims or out, index=index))
+
+    def torch_row(self, graph: Graph, node: Node) -> dict:
+        return {"along": node.along, "parts": list(node.parts), "index": node.index}
 
     torch_forward = "y = self._slice(n, xs[0], ins[0])"
     torch_methods = '''

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from abccalc.exponents import NEG_INF, ZERO, Exp
 from abccalc.graph.core import Dim, Node
-from abccalc.graph.ops.base import Err, Op, Shaped, arity, same_dims
+from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, over_dims
 
 
 class Softmax(Op):
     """softmax over ``over`` (default: the last dim), masked to key ≤ query when
-    ``causal`` names (query, key)."""
+    ``causal`` names (query, key). Over finite dims its outputs are Θ(1) whatever its
+    input, and they change at most Θ(1); its Jacobian is Θ(1) (TP5 App. J):
+
+        s0(h) = 0      sd(h) = min(0, sd(x))      g(x) ⊇ g(h)
+    """
 
     name = "softmax"
     fields = frozenset({"over", "causal"})
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
-        arity(node, 1, err)
-        out = same_dims(node, ins, err)
-        over = node.over or out[-1:]
+        out, over = over_dims(node, ins, err, "softmax")
         for d in over:
-            if d not in out:
-                raise err(f"softmax over '{d}', which is not a dim of its input")
             if dims[d].infinite:
                 raise err(f"softmax over infinite dim '{d}' is not supported "
                           "(its outputs would be Θ(1/n))")
@@ -34,6 +35,22 @@ class Softmax(Op):
             if dims[q].infinite or dims[k].infinite or dims[q].size != dims[k].size:
                 raise err(f"causal dims '{q}' and '{k}' must be finite and of equal size")
         return Shaped(replace(node, dims=out, over=over))
+
+    def forward(self, sizes: SizesLike, node: Node, ctx: Ctx) -> tuple[Exp, Exp]:
+        return ZERO, min(ZERO, sizes.sd.get(node.inputs[0], NEG_INF))
+
+    torch_forward = """\
+axis = 1 + dims.index(n["over"][0])
+z = xs[0]
+if "causal" in n:
+    q, k = n["causal"]
+    mask = torch.ones(s[q], s[k], dtype=torch.bool, device=z.device).tril()
+    shape = [1] * z.dim()
+    shape[1 + dims.index(q)], shape[1 + dims.index(k)] = s[q], s[k]
+    if dims.index(q) > dims.index(k):
+        mask = mask.T
+    z = z.masked_fill(~mask.reshape(shape), float("-inf"))
+y = torch.softmax(z, dim=axis)"""
 
 
 SOFTMAX = Softmax()
