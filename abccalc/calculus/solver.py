@@ -98,7 +98,7 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
             init[key(use)] = value
             trace[f"init {use.param}@{name}"] = Step(
                 f"a + b of {use.param} at node {name}", rule, value, deps)
-        if OPS[node.op].constant:
+        if OPS[node.op].has_constant(node):
             value, rule, deps = OPS[node.op].mup_constant(sizes, node)
             alpha[name] = value
             trace[f"alpha {name}"] = Step(f"multiplier exponent of {node.op} {name}", rule,

@@ -54,7 +54,7 @@ class Block:
         return self
 
 
-LIST_FIELDS = {"inputs", "dims", "in_dims", "over", "kernel", "causal"}
+LIST_FIELDS = {"inputs", "dims", "in_dims", "over", "kernel", "causal", "parts", "heads"}
 
 
 def _names_field(value: Any, what: str, source: str) -> tuple[str, ...]:
@@ -77,9 +77,13 @@ def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
     kw = dict(kw)
     for k in LIST_FIELDS & set(kw):
         kw[k] = _names_field(kw[k], f"{where}: '{k}'", source)
-    for k in ("weight", "bias", "gain", "vocab"):
+    for k in ("weight", "bias", "gain", "vocab", "along", "mode"):
         if kw.get(k) is not None:
             check_name(kw[k], f"{where}: '{k}'", source)
+    index = kw.get("index")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int)
+                              or not 0 <= index <= MAX_NODES):
+        raise AbcError(f"{source}: {where}: 'index' {shown(index)} is not an integer ≥ 0")
     if "rename" in kw:
         pairs = kw["rename"]
         pairs = list(pairs.items()) if isinstance(pairs, dict) else pairs
@@ -208,7 +212,7 @@ class GraphBuilder:
         d = self._dims[name]
         out = []
         for n in nodes:
-            for a, b in n.rename:
+            for a, b in OPS[n.op].followers(n) if n.op in OPS else n.rename:
                 f = self._dims.get(b)
                 if a == name and b != name and b not in self._explicit and b not in out \
                         and f is not None and f["of"] is None \
@@ -329,6 +333,47 @@ class GraphBuilder:
         path = " -> ".join([e[0] for e in cycle] + [cycle[0][0]])
         raise self.err(f"node '{cycle[0][0]}'", f"is on a cycle: {path}")
 
+    def _shape(self, names: dict[str, Node], order: list[str], dims: dict[str, Dim]
+               ) -> tuple[dict[str, Node], dict[str, list[tuple[Use, tuple[str, ...]]]]]:
+        """Each node's checked form (its dims filled in) and every parameter's uses."""
+        shaped: dict[str, Node] = {}
+        uses: dict[str, list[tuple[Use, tuple[str, ...]]]] = {}
+        for name in order:
+            n = names[name]
+            err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
+            ins = [shaped[i].dims for i in n.inputs]
+            if n.rename and ins:
+                ins[-1] = tuple(dict(n.rename).get(d, d) for d in ins[-1])
+            result = OPS[n.op].check(n, ins, dims, err)
+            shaped[name] = result.node
+            for use, shape in result.uses:
+                if use.param in names or use.param in dims:
+                    raise self.err(f"parameter '{use.param}'", "duplicate name (also a node "
+                                   "or dim)")
+                uses.setdefault(use.param, []).append((use, shape))
+        return shaped, uses
+
+    def _expand_composites(self, nodes: list[Node], shaped: dict[str, Node],
+                           dims: dict[str, Dim]) -> list[Node] | None:
+        """Each composite (an ``attention``) replaced by its primitive nodes, named
+        ``<node>.<part>`` with the last keeping the node's name (docs/spec.md §4.1); None
+        when the graph has no composite."""
+        out: list[Node] = []
+        found = False
+        for n in nodes:
+            err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
+            parts = OPS[n.op].expand(shaped[n.name], [shaped[i].dims for i in n.inputs], dims,
+                                     err)
+            if parts is None:
+                out.append(n)
+                continue
+            found = True
+            taken = [p.name for p in parts[:-1] if p.name in shaped]
+            if taken:
+                raise err(f"its part '{taken[0]}' is also the name of a node")
+            out += parts
+        return out if found else None
+
     def build(self) -> Graph:
         """Validate and freeze. Raises :class:`AbcError` naming the culprit."""
         dims = self._resolve_dims()
@@ -350,8 +395,9 @@ class GraphBuilder:
             if stray:
                 key = {"in_dims": "in"}.get(stray[0], stray[0])
                 raise self.err(f"node '{n.name}'", f"op '{n.op}' takes no '{key}'")
-            for d in (*n.dims, *n.in_dims, *n.over, *n.kernel, *n.causal,
-                      *(x for pair in n.rename for x in pair), *([n.vocab] if n.vocab else [])):
+            for d in (*n.dims, *n.in_dims, *n.over, *n.kernel, *n.causal, *n.parts, *n.heads,
+                      *(x for pair in n.rename for x in pair),
+                      *(x for x in (n.vocab, n.along) if x)):
                 if d not in dims:
                     raise self.err(f"node '{n.name}'", f"unknown dim '{d}'")
             names[n.name] = n
@@ -362,21 +408,13 @@ class GraphBuilder:
         order = topological_order({n.name: n.inputs for n in nodes})
         if order is None:
             self._raise_cycle(nodes)
-        shaped: dict[str, Node] = {}
-        uses: dict[str, list[tuple[Use, tuple[str, ...]]]] = {}
-        for name in order:
-            n = names[name]
-            err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
-            ins = [shaped[i].dims for i in n.inputs]
-            if n.rename and ins:
-                ins[-1] = tuple(dict(n.rename).get(d, d) for d in ins[-1])
-            result = OPS[n.op].check(n, ins, dims, err)
-            shaped[name] = result.node
-            for use, shape in result.uses:
-                if use.param in names or use.param in dims:
-                    raise self.err(f"parameter '{use.param}'", "duplicate name (also a node "
-                                   "or dim)")
-                uses.setdefault(use.param, []).append((use, shape))
+        shaped, uses = self._shape(names, order, dims)
+        expanded = self._expand_composites(nodes, shaped, dims)
+        if expanded is not None:  # composites expanded: shape the graph again
+            nodes = expanded
+            names = {n.name: n for n in nodes}
+            order = topological_order({n.name: n.inputs for n in nodes})
+            shaped, uses = self._shape(names, order, dims)
         first = {}  # parameters in topological order of first use: declaration order is moot
         for i, name in enumerate(order):
             for _, p in names[name].param_fields:

@@ -124,6 +124,11 @@ class Node:
     kernel: tuple[str, ...] = ()
     rename: tuple[tuple[str, str], ...] = ()
     causal: tuple[str, ...] = ()
+    mode: str | None = None
+    along: str | None = None
+    parts: tuple[str, ...] = ()
+    index: int | None = None
+    heads: tuple[str, ...] = ()
 
     @property
     def param_fields(self) -> Iterator[tuple[Kind, str]]:

@@ -78,6 +78,9 @@ def _node_kwargs(entry: Any, source: str, where: str) -> tuple[str, str, dict]:
         elif fld == "value":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise _bad(source, f"node '{entry['name']}'", "'value' must be a number")
+        elif fld == "index":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise _bad(source, f"node '{entry['name']}'", "'index' must be an integer")
         elif not isinstance(value, str):
             raise _bad(source, f"node '{entry['name']}'", f"'{key}' must be a name")
         kw[fld] = value
@@ -144,7 +147,7 @@ def _dim_dict(dim) -> int | dict:
 def _node_dict(node: Node) -> dict:
     out: dict[str, Any] = {"name": node.name, "op": node.op}
     for fld in ("inputs", "dims", "weight", "bias", "gain", "in_dims", "over", "vocab", "value",
-                "kernel", "rename", "causal"):
+                "kernel", "rename", "causal", "mode", "along", "parts", "index", "heads"):
         value = getattr(node, fld)
         if fld == "rename" and value:
             out["rename"] = dict(value)

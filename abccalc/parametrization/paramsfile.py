@@ -66,7 +66,7 @@ class ParamsFile:
 
 def constant_nodes(graph: Graph) -> list[str]:
     """The parameter-free ops that carry a width-scalable constant n^-α."""
-    return [n.name for n in graph.order if OPS[n.op].constant]
+    return [n.name for n in graph.order if OPS[n.op].has_constant(n)]
 
 
 def _is_glob(k: str) -> bool:

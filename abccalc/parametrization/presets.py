@@ -47,7 +47,7 @@ def _by_role(graph: Graph,
                 graph.inf(first.fan_out))
         b[name], c[name] = b_of(*args), c_of(*args)
     alpha = {n.name: OPS[n.op].sp_constant(graph, n)
-             for n in graph.order if OPS[n.op].constant}
+             for n in graph.order if OPS[n.op].has_constant(n)}
     return ABC(a, b, c, alpha)
 
 

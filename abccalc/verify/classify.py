@@ -113,7 +113,7 @@ def check_abc(graph: Graph, abc: ABC) -> None:
                for n, _ in (key(u) for u in param.uses) if (n, p) not in abc.a]
     missing += [f"b, c of {p}" for p in graph.params if p not in abc.b or p not in abc.c]
     missing += [f"constant {n.name}" for n in graph.order
-                if OPS[n.op].constant and n.name not in abc.alpha]
+                if OPS[n.op].has_constant(n) and n.name not in abc.alpha]
     if missing:
         raise AbcError(f"{graph.source}: the parametrization has no {missing[0]}")
 
@@ -151,9 +151,10 @@ class Classification:
             if OPS[node.op].is_input:
                 continue
             ins = node.inputs
-            checks = (("init", "blows_up", s.s0[node.name], max(s.s0[i] for i in ins)),
+            checks = (("init", "blows_up", s.s0[node.name],
+                       max((s.s0[i] for i in ins), default=NEG_INF)),
                       ("training", "blows_up", s.sd[node.name],
-                       max(s.sd.get(i, NEG_INF) for i in ins)))
+                       max((s.sd.get(i, NEG_INF) for i in ins), default=NEG_INF)))
             for when, problem, size, upstream in checks:
                 if size > 0:
                     flagged[(node.name, when)] = True
@@ -184,7 +185,7 @@ class Classification:
                             f"{t.use.param} times the change of its input (W₀·Δx)")
             if causes:
                 return ", ".join(causes)
-        if OPS[node.op].constant:
+        if OPS[node.op].has_constant(node):
             alpha = self.abc.alpha.get(name, ZERO)
             return f"its inputs and its constant n^{_paren(-alpha)}"
         return f"its input{'s' if len(node.inputs) > 1 else ''} {', '.join(node.inputs)}"

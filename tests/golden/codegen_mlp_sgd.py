@@ -491,6 +491,18 @@ class Model(torch.nn.Module):
                 y = self._norm(n, xs[0])
             elif op in ("linear", "conv"):
                 y = self._linear(n, xs[0], ins[0])
+            elif op == "param":
+                shape = [s[d] for d in dims]
+                y = self._param(n, "weight").reshape(1, *shape).expand(
+                    next((x.shape[0] for x in feed.values()), 1), *shape)
+            elif op == "reduce":
+                y = self._reduce(n, xs[0], ins[0])
+            elif op == "concat":
+                y = self._concat(n, xs, ins)
+            elif op == "slice":
+                y = self._slice(n, xs[0], ins[0])
+            elif op == "attention":
+                raise RuntimeError("attention is expanded when the graph is built")
             env[n["name"]] = y
             if capture is not None:
                 capture[n["name"]] = y.detach()
@@ -549,3 +561,34 @@ class Model(torch.nn.Module):
             y = torch.nn.functional.linear(x, w.reshape(out, -1), b)
         y = y.reshape(*lead, *(s[d] for d in out_dims))
         return _to(y, batch + out_dims, n["dims"])
+
+    def _reduce(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
+        """Mean, or sum times its constant, over ``over``."""
+        axes = [1 + have.index(d) for d in n["over"]]
+        if n["mode"] == "mean":
+            y = x.mean(dim=axes)
+        else:
+            y = x.sum(dim=axes) * self.const[n["name"]]
+        return _to(y, [d for d in have if d not in n["over"]], n["dims"])
+
+    def _concat(self, n: dict, xs: list[torch.Tensor], ins: list[list[str]]
+                ) -> torch.Tensor:
+        """Each input in the output's dim order (its own part dim at ``along``, a
+        one-slice input given a size-1 axis there), joined along ``along``."""
+        dims, along = n["dims"], n["along"]
+        parts = []
+        for x, have in zip(xs, ins, strict=True):
+            own = [d for d in have if d not in dims]
+            if own:
+                parts.append(_to(x, have, [own[0] if d == along else d for d in dims]))
+            else:
+                x = _to(x, have, [d for d in dims if d != along])
+                parts.append(x.unsqueeze(1 + dims.index(along)))
+        return torch.cat(parts, dim=1 + dims.index(along))
+
+    def _slice(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
+        """Part ``index`` of ``along``: the parts before it are skipped."""
+        s, parts, i = self.sizes, n["parts"], n["index"]
+        start = sum(s[d] for d in parts[:i])
+        y = x.narrow(1 + have.index(n["along"]), start, s[parts[i]])
+        return _to(y, [parts[i] if d == n["along"] else d for d in have], n["dims"])

@@ -127,6 +127,23 @@ class Op:
         report appends it to the constant's line); empty by default."""
         return ""
 
+    def has_constant(self, node: Node) -> bool:
+        """Whether this node carries the free constant (a ``reduce`` only when it sums)."""
+        return self.constant
+
+    # -- graph: composites -----------------------------------------------------------------
+    def expand(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim], err: Err
+               ) -> list[Node] | None:
+        """The primitive nodes a composite op stands for, given its checked ``node`` and
+        its inputs' dims (it may add dims), the last keeping the node's name; None for a
+        primitive op."""
+        return None
+
+    def followers(self, node: Node) -> tuple[tuple[str, str], ...]:
+        """(dim, follower) pairs: a follower of the same size follows ``--set dim=…``
+        (key positions ``ctx → ctx_k``)."""
+        return node.rename
+
     # -- emit: PyTorch ---------------------------------------------------------------------
     def use_dims(self, node: Node, use: Use) -> list[str]:
         """The dims of a parameter as ``use`` reads it: fan_out then fan_in."""
