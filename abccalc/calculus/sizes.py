@@ -106,18 +106,34 @@ class Sizes:
         self.s0[node.name], self.sd[node.name] = OPS[node.op].forward(self, node, ctx)
 
     def backward(self, init: Mapping[UseKey, Exp], alpha: Mapping[str, Exp],
-                 entries: Callable[[Use], Exp]) -> None:
+                 entries: Callable[[Use], Exp], reuse: Mapping[str, str] | None = None
+                 ) -> None:
         """Set g of every node, from g(output) = 0 backwards (TP4 §5), through W₀ and
         through the trained ΔW (whose entries have size ``entries(use)``), by each op's
-        rule."""
+        rule. ``reuse`` maps a node to a twin that differs only by names and reads inputs
+        of the same sizes (:mod:`abccalc.calculus.repeats`), and for which ``init``,
+        ``alpha`` and ``entries`` agree: once the twin is done, a node with its g sends
+        its inputs what the twin sent its own, input for input."""
+        node_of = self.graph.node
         g: dict[str, list[Exp]] = {n.name: [] for n in self.graph.nodes}
+        sent: dict[str, list[tuple[str, Exp]]] = {}
         for node in reversed(self.graph.order):
             name = node.name
             unit = OPS[node.op]
             gh = ZERO if unit.is_output else max(g[name], default=NEG_INF)
             self.g[name] = gh
-            ctx = Ctx(lambda use: init[key(use)], alpha.get(name), entries=entries)
-            for i, size in unit.backward(self, node, gh, ctx):
+            t = reuse.get(name) if reuse else None
+            to = None
+            if t is not None and t in sent and (self.g[t] is gh or self.g[t] == gh):
+                to = dict(zip(node_of[t].inputs, node.inputs, strict=True))
+            if to is not None and all(i in to for i, _ in sent[t]):
+                out = [(to[i], size) for i, size in sent[t]]
+            else:
+                ctx = Ctx(lambda use: init[key(use)], alpha.get(name), entries=entries)
+                out = unit.backward(self, node, gh, ctx)
+            if reuse:
+                sent[name] = out
+            for i, size in out:
                 g[i].append(size)
 
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from abccalc.calculus.repeats import same_inputs, twins
 from abccalc.calculus.sizes import Sizes, UseKey, broadcast_dims, dead_params, key
 from abccalc.errors import AbcError
-from abccalc.exponents import HALF, NEG_INF, ZERO, Exp, Optimizer, fmt_exp
+from abccalc.exponents import NEG_INF, ZERO, Exp, Optimizer, fmt_exp, half
 from abccalc.graph.core import Graph, Kind, Role, Use
 from abccalc.graph.ops import OPS
 
@@ -70,40 +71,53 @@ def role_of(graph: Graph, use: Use) -> Role:
     return Role.INPUT if k_out else Role.SCALAR
 
 
-def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
-    """Derive μP for ``graph`` under ``optimizer`` (``sgd`` or ``adam``)."""
+def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analysis:
+    """Derive μP for ``graph`` under ``optimizer`` (``sgd`` or ``adam``). With ``reuse``, a
+    repeat block's iteration whose inputs have the sizes of the previous one's is copied
+    from it (:mod:`abccalc.calculus.repeats`): the same result, computed once per block."""
     opt = Optimizer.parse(optimizer) if isinstance(optimizer, str) else optimizer
     sizes = Sizes(graph, opt)
     init: dict[UseKey, Exp] = {}
+    operand: dict[UseKey, tuple[Exp, Exp]] = {}  # (s0, sd) of what each use multiplies
     alpha: dict[str, Exp] = {}
     trace: dict[str, Step] = {}
+    twin = twins(graph, sizes) if reuse else {}
+    copied: dict[str, str] = {}  # node -> its twin, whose inputs had the same sizes
 
     for node in graph.order:
         name = node.name
-        for use, k_in, k_out in sizes.uses(node):
-            x0, xd = sizes.operand(node, use)
-            operand = OPS[node.op].operand_label(node, use)
-            deps = () if operand == "1" else (f"size {node.inputs[0]}",)
-            if use.kind is Kind.WEIGHT and k_in and not k_out and name not in sizes.dead:
-                if xd == NEG_INF:
-                    raise AbcError(f"{graph.source}: node '{name}': readout of '{operand}', "
-                                   "which never changes in training")
-                value = k_in + xd
-                rule = (f"maximal readout init (TP4 Prop. 5.5): W₀·Δx = n^(-(a+b) + "
-                        f"{k_in}·1 + sd({operand})) with sd = {fmt_exp(xd)} must be Θ(1)")
+        t = twin.get(name)
+        if t is not None and t in sizes.s0 and same_inputs(sizes, node, graph.node[t]):
+            copied[name] = t
+        uses = sizes.uses(node)
+        for j, (use, k_in, k_out) in enumerate(uses):
+            readout = (use.kind is Kind.WEIGHT and k_in and not k_out
+                       and name not in sizes.dead)
+            if name in copied:
+                u_t = key(sizes.uses(graph.node[t])[j][0])
+                value, (x0, xd) = init[u_t], operand[u_t]
+                x = xd if readout else max(x0, xd)
             else:
-                value = HALF * k_in + max(x0, xd)
-                rule = (f"Θ(1) at init (TP5 J.1): W₀·x = n^(-(a+b) + {k_in}/2 + "
-                        f"st({operand})) with st = {fmt_exp(max(x0, xd))} must be Θ(1)")
-            init[key(use)] = value
+                x0, xd = sizes.operand(node, use)
+                x = xd if readout else max(x0, xd)
+                value = k_in + xd if readout else half(k_in) + x
+            label = OPS[node.op].operand_label(node, use)
+            if readout and x == NEG_INF:
+                raise AbcError(f"{graph.source}: node '{name}': readout of '{label}', "
+                               "which never changes in training")
+            init[key(use)], operand[key(use)] = value, (x0, xd)
             trace[f"init {use.param}@{name}"] = Step(
-                f"a + b of {use.param} at node {name}", rule, value, deps)
+                f"a + b of {use.param} at node {name}", _init_rule(readout, k_in, label, x),
+                value, () if label == "1" else (f"size {node.inputs[0]}",))
         if OPS[node.op].has_constant(node):
             value, rule, deps = OPS[node.op].mup_constant(sizes, node)
             alpha[name] = value
             trace[f"alpha {name}"] = Step(f"multiplier exponent of {node.op} {name}", rule,
                                           value, deps)
-        sizes.forward(node, init, alpha.get(name), lambda use: ZERO)
+        if name in copied:
+            sizes.s0[name], sizes.sd[name] = sizes.s0[t], sizes.sd[t]
+        else:
+            sizes.forward(node, init, alpha.get(name), lambda use: ZERO)
 
     def entries(use: Use) -> Exp:
         """ΔW entries of a maximally updated use: ΔW·x = n^(entries + inf(fan_in) + st(x))
@@ -111,35 +125,33 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
         node = graph.node[use.node]
         return -(graph.inf(use.fan_in) + max(sizes.operand(node, use)))
 
-    sizes.backward(init, alpha, entries)
+    # backwards, iteration i + 1 comes first: it is the template of iteration i
+    sizes.backward(init, alpha, entries, reuse={t: n for n, t in copied.items()})
 
     invariants: dict[UseKey, Invariants] = {}
     for node in graph.order:
-        for use, k_in, _ in sizes.uses(node):
-            x0, xd = sizes.operand(node, use)
-            stx = max(x0, xd)
-            lr = k_in + stx
-            deps: tuple[str, ...] = ()
-            if node.name in sizes.dead:
-                continue  # no gradient flows here: see _dead_lr
-            if opt is Optimizer.ADAM:
-                rule = (f"maximal update (TP4b): Adam ΔW has Θ(n^-(a+c)) entries; ΔW·x = "
-                        f"n^(-(a+c) + {k_in}·1 + st(x)) with st(x) = {fmt_exp(stx)} must be Θ(1)")
+        name = node.name
+        if name in sizes.dead:
+            continue  # no gradient flows here: see _dead_lr
+        t = copied.get(name)
+        if t is not None and opt is Optimizer.SGD and not _same(sizes.g[name], sizes.g[t]):
+            t = None
+        for j, (use, k_in, _) in enumerate(sizes.uses(node)):
+            stx = max(operand[key(use)])
+            if t is not None:
+                inv = invariants[key(sizes.uses(graph.node[t])[j][0])]
+                role, lr = inv.role, inv.lr
             else:
-                gh = sizes.g[node.name]
-                kb = broadcast_dims(graph, use)
+                role, lr = role_of(graph, use), k_in + stx
+            gh = sizes.g[name]
+            kb = broadcast_dims(graph, use) if opt is Optimizer.SGD else 0
+            if t is None and opt is Optimizer.SGD:
                 lr += gh + stx + kb
-                over = (f" + {kb}·1 (LLN over the {kb} infinite dim(s) it is applied "
-                        "across, docs/derivations.md)") if kb else ""
-                rule = (f"maximal update (TP4 Def. 5.2): SGD ΔW has n^(-(2a+c) + g({node.name})"
-                        f" + st(x){over}) entries; ΔW·x = n^(-(2a+c) + g + 2·st(x) + "
-                        f"{k_in}·1{' + ' + str(kb) + '·1' if kb else ''}) with "
-                        f"g = {fmt_exp(gh)}, st(x) = {fmt_exp(stx)} must be Θ(1)")
-                deps = (f"grad {node.name}",)
-            step_key = f"lr {use.param}@{node.name}"
-            trace[step_key] = Step(f"{opt.k}a + c of {use.param} at node {node.name}",
-                                   rule, lr, deps)
-            invariants[key(use)] = Invariants(use, role_of(graph, use), init[key(use)], lr)
+            trace[f"lr {use.param}@{name}"] = Step(
+                f"{opt.k}a + c of {use.param} at node {name}",
+                _lr_rule(opt, name, k_in, stx, gh, kb), lr,
+                (f"grad {name}",) if opt is Optimizer.SGD else ())
+            invariants[key(use)] = Invariants(use, role, init[key(use)], lr)
     raised = [_dead_lr(sizes, p.uses, init, invariants, trace) for p in graph.params.values()]
     if any(raised):  # a dead use's init changed: resize the dead nodes (nothing live reads them)
         for node in graph.order:
@@ -147,6 +159,32 @@ def solve(graph: Graph, optimizer: Optimizer | str) -> Analysis:
                 sizes.forward(node, init, alpha.get(node.name), lambda use: ZERO)
     invariants = {key(u): invariants[key(u)] for n in graph.order for u, _, _ in sizes.uses(n)}
     return Analysis(graph, opt, sizes, invariants, alpha, trace, dead_params(graph))
+
+
+def _same(a: Exp, b: Exp) -> bool:
+    return a is b or a == b
+
+
+def _init_rule(readout: bool, k_in: int, operand: str, x: Exp) -> str:
+    """The derivation of a use's a + b: ``x`` is sd (a readout) or st of its operand."""
+    if readout:
+        return (f"maximal readout init (TP4 Prop. 5.5): W₀·Δx = n^(-(a+b) + {k_in}·1 + "
+                f"sd({operand})) with sd = {fmt_exp(x)} must be Θ(1)")
+    return (f"Θ(1) at init (TP5 J.1): W₀·x = n^(-(a+b) + {k_in}/2 + st({operand})) with "
+            f"st = {fmt_exp(x)} must be Θ(1)")
+
+
+def _lr_rule(opt: Optimizer, name: str, k_in: int, stx: Exp, gh: Exp, kb: int) -> str:
+    """The derivation of a live use's k·a + c (maximal update) at node ``name``."""
+    if opt is Optimizer.ADAM:
+        return (f"maximal update (TP4b): Adam ΔW has Θ(n^-(a+c)) entries; ΔW·x = "
+                f"n^(-(a+c) + {k_in}·1 + st(x)) with st(x) = {fmt_exp(stx)} must be Θ(1)")
+    over = (f" + {kb}·1 (LLN over the {kb} infinite dim(s) it is applied "
+            "across, docs/derivations.md)") if kb else ""
+    return (f"maximal update (TP4 Def. 5.2): SGD ΔW has n^(-(2a+c) + g({name})"
+            f" + st(x){over}) entries; ΔW·x = n^(-(2a+c) + g + 2·st(x) + "
+            f"{k_in}·1{' + ' + str(kb) + '·1' if kb else ''}) with "
+            f"g = {fmt_exp(gh)}, st(x) = {fmt_exp(stx)} must be Θ(1)")
 
 
 def _dead_lr(sizes: Sizes, uses: tuple[Use, ...], init: dict[UseKey, Exp],

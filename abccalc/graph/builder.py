@@ -125,6 +125,7 @@ class GraphBuilder:
         self._dims: dict[str, dict] = {}
         self._values: dict[str, int] = {}
         self._items: list[Node | Block] = []
+        self._repeats: list[tuple[str, int]] = []  # (block, count) as last expanded
 
     def __repr__(self) -> str:
         return f"GraphBuilder({self.name!r})"
@@ -291,6 +292,7 @@ class GraphBuilder:
                            f"the limit is {MAX_NODES:,}")
         nodes: list[Node] = []
         alias: dict[str, str] = {}  # block name -> its last iteration's output node
+        self._repeats = []
         for item in self._items:
             if isinstance(item, Node):
                 nodes.append(item)
@@ -317,6 +319,7 @@ class GraphBuilder:
                     for n in item.nodes)
                 prev = pre + item.output
             alias[item.name] = prev
+            self._repeats.append((item.name, count))
         outside = [n for n in self._items if isinstance(n, Node)]
         ids = {id(n) for n in outside}
         _check_block_params(outside, [n for n in nodes if id(n) not in ids], self.err)
@@ -434,4 +437,5 @@ class GraphBuilder:
         if not params:
             raise AbcError(f"{self.source}: no parameters (no node has a weight, bias or "
                            "gain); there is nothing to parametrize")
-        return Graph(self.name, dims, frozen, params, dict(self._values), self.source)
+        return Graph(self.name, dims, frozen, params, dict(self._values), self.source,
+                     tuple(self._repeats))

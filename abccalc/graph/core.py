@@ -148,6 +148,9 @@ class Graph:
     params: dict[str, Param]
     values: dict[str, int] = field(default_factory=dict)
     source: str = field(default="<graph>", compare=False)
+    # (block name, count) of each repeat block: iteration i's nodes are named
+    # ``<block>.<i>.<local name>`` (the solver copies an iteration that repeats the last)
+    repeats: tuple[tuple[str, int], ...] = field(default=(), compare=False)
 
     def __hash__(self) -> int:
         return id(self)
