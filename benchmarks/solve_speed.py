@@ -3,7 +3,10 @@
     python benchmarks/solve_speed.py [--repeat 3] [--no-mup]
 
 Every number is the best of ``--repeat`` runs, all measured in this one run (the machine's
-load average is printed with them: compare numbers from one run only).
+load average is printed with them: compare numbers from one run only). Each timed run
+starts after ``gc.collect()``, for abccalc and mup alike, so that no run pays for the
+garbage of the one before; the collector stays on during the run (``timeit`` turns it
+off; here a full pass that a run's own allocations trigger is part of its time).
 
 1. Start-up (issue #13): ``abccalc --help`` and ``abccalc table examples/gpt.yaml`` as
    whole processes. Goals: ≤ 0.15 s and ≤ 0.3 s.
@@ -22,6 +25,7 @@ load average is printed with them: compare numbers from one run only).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import subprocess
 import sys
@@ -44,6 +48,7 @@ MUP_DEPTHS = (12, 48, 96)
 def best(f, repeat: int) -> float:
     times = []
     for _ in range(repeat):
+        gc.collect()
         t = time.perf_counter()
         f()
         times.append(time.perf_counter() - t)

@@ -17,7 +17,7 @@ named by a value can be changed with :meth:`GraphBuilder.set` (``--set n_layer=9
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from typing import Any
 
@@ -99,6 +99,12 @@ def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
             raise AbcError(f"{source}: {where}: 'value' {shown(v)} is not a finite "
                            "number")
     return Node(name=name, op=op, **kw)
+
+
+def _with(node: Node, **changes: Any) -> Node:
+    """``dataclasses.replace`` for a Node, without its per-field checks (a Node has no
+    init-only fields): a repeat makes thousands of these."""
+    return Node(**{**node.__dict__, **changes})
 
 
 def _check_block_params(outside: list[Node], expanded: list[Node], err) -> None:
@@ -312,7 +318,7 @@ class GraphBuilder:
                         carry: str = item.carry) -> str:
                     return pre + x if x in local else prev if x == carry else x
 
-                nodes.extend(replace(
+                nodes.extend(_with(
                     n, name=pre + n.name, inputs=tuple(ref(x) for x in n.inputs),
                     **{k: pre + p for k, p in (("weight", n.weight), ("bias", n.bias),
                                                ("gain", n.gain)) if p is not None})
@@ -323,7 +329,13 @@ class GraphBuilder:
         outside = [n for n in self._items if isinstance(n, Node)]
         ids = {id(n) for n in outside}
         _check_block_params(outside, [n for n in nodes if id(n) not in ids], self.err)
-        return [replace(n, inputs=tuple(alias.get(x, x) for x in n.inputs)) for n in nodes]
+        if not alias:
+            return nodes
+        out = []
+        for n in nodes:
+            inputs = tuple(alias.get(x, x) for x in n.inputs)
+            out.append(n if inputs == n.inputs else _with(n, inputs=inputs))
+        return out
 
     def _raise_cycle(self, nodes: list[Node]) -> None:
         """Name the nodes of a cycle (networkx finds one; only needed on this error path)."""
