@@ -301,7 +301,7 @@ def test_mixer_exponents() -> None:
 
 
 MODELS = [
-    ("examples/archs/vit.yaml", {"patches": (16, 48)}, (1, 10)),
+    ("examples/archs/vit.yaml", {"patches": (4, 196)}, (1, 10)),
     ("examples/archs/mixer.yaml", {"patches": (16, 48)}, (10,)),
     (POOL.replace("MODE", "mode: sum"), {"x": (2, 3)}, (2,)),
     (CLS, {"x": (3, 6)}, (1, 2)),
