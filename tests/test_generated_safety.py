@@ -223,14 +223,19 @@ def test_module_attributes_cover_installed_torch() -> None:
 
 
 # -- point 8: generated code refuses to fail silently ---------------------------------------
-def _mlp_module(tmp_path: Path, name: str) -> ModuleType:
+def _mlp_parametrization():
+    """x[i] → W1 → h[w] → W2 → f[o]: one hidden and one readout weight."""
     b = GraphBuilder("mlp")
     b.dim("i", size=3).dim("w", base=8).dim("o", size=2)
     b.node("x", "input", dims=["i"])
     b.node("h", "linear", inputs="x", dims=["w"], weight="W1")
     b.node("f", "linear", inputs="h", dims=["o"], weight="W2")
     b.node("y", "output", inputs="f")
-    p = load_parametrization(b.build(), "adam", "table8")
+    return load_parametrization(b.build(), "adam", "table8")
+
+
+def _mlp_module(tmp_path: Path, name: str) -> ModuleType:
+    p = _mlp_parametrization()
     return load(generate(p, names={"W1": "0.weight", "W2": "1.weight"}), tmp_path, name)
 
 
@@ -257,13 +262,7 @@ def test_uncovered_parameters_raise_unless_strict_false(tmp_path: Path) -> None:
 
 
 def test_two_parameters_on_one_module_parameter_are_refused() -> None:
-    b = GraphBuilder("mlp")
-    b.dim("i", size=3).dim("w", base=8).dim("o", size=2)
-    b.node("x", "input", dims=["i"])
-    b.node("h", "linear", inputs="x", dims=["w"], weight="W1")
-    b.node("f", "linear", inputs="h", dims=["o"], weight="W2")
-    b.node("y", "output", inputs="f")
-    p = load_parametrization(b.build(), "adam", "table8")
+    p = _mlp_parametrization()
     with pytest.raises(AbcError, match=r"'W1' and 'W2' both map to module parameter "
                                        r"'0\.weight'"):
         generate(p, names={"W1": "0.weight", "W2": "0.weight"})
