@@ -22,6 +22,9 @@ from dataclasses import replace
 
 from abccalc.graph.core import Dim, Node
 from abccalc.graph.ops.base import Err, Op, Shaped, arity
+from abccalc.graph.ops.contract import CONTRACT
+from abccalc.graph.ops.dense import LINEAR
+from abccalc.graph.ops.softmax import SOFTMAX
 
 PARTS = ("q", "k", "v", "scores", "probs", "mix")
 
@@ -100,20 +103,20 @@ class Attention(Op):
             return None if p is None else f"{p}_{part}"
 
         def proj(part: str) -> Node:
-            return Node(f"{n}.{part}", "linear", (x,), heads,
+            return Node(f"{n}.{part}", LINEAR.name, (x,), heads,
                         weight=param(node.weight, part), bias=param(node.bias, part),
                         in_dims=node.in_dims)
 
         rename = ((seq, keys),)
         return [
             proj("q"), proj("k"), proj("v"),
-            Node(f"{n}.scores", "contract", (f"{n}.q", f"{n}.k"), (*batch, count, keys),
+            Node(f"{n}.scores", CONTRACT.name, (f"{n}.q", f"{n}.k"), (*batch, count, keys),
                  over=(head,), rename=rename),
-            Node(f"{n}.probs", "softmax", (f"{n}.scores",), over=(keys,),
+            Node(f"{n}.probs", SOFTMAX.name, (f"{n}.scores",), over=(keys,),
                  causal=(seq, keys) if node.causal else ()),
-            Node(f"{n}.mix", "contract", (f"{n}.probs", f"{n}.v"), heads, over=(keys,),
+            Node(f"{n}.mix", CONTRACT.name, (f"{n}.probs", f"{n}.v"), heads, over=(keys,),
                  rename=rename),
-            replace(node, op="linear", inputs=(f"{n}.mix",), in_dims=(count, head), over=(),
+            replace(node, op=LINEAR.name, inputs=(f"{n}.mix",), in_dims=(count, head), over=(),
                     heads=(), causal=(), weight=param(node.weight, "o"),
                     bias=param(node.bias, "o")),
         ]
