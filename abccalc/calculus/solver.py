@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 
 from abccalc.calculus.repeats import same_inputs, twins
 from abccalc.calculus.sizes import Sizes, UseKey, broadcast_dims, dead_params, key
@@ -29,22 +28,24 @@ from abccalc.graph.core import Graph, Kind, Role, Use
 from abccalc.graph.ops import OPS
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Step:
     """One line of a derivation: what was fixed, by which rule, from which sizes. The rule
-    may be given as a function that writes it: its text is made when first read (most
-    solves never read it), and two steps are equal when their texts are."""
+    may be given as a function that writes it from ``args``: its text is made when first
+    read (most solves never read it), and two steps are equal when their texts are."""
 
     what: str
-    text: str | Callable[[], str] = field(repr=False)
+    text: str | Callable[..., str] = field(repr=False)
     value: Exp
     deps: tuple[str, ...] = ()
+    args: tuple = field(default=(), repr=False)
 
     @property
     def rule(self) -> str:
         """The rule's text (written once, on first read)."""
         if not isinstance(self.text, str):
-            object.__setattr__(self, "text", self.text())
+            object.__setattr__(self, "text", self.text(*self.args))
+            object.__setattr__(self, "args", ())
         return self.text  # type: ignore[return-value]
 
     def _key(self) -> tuple:
@@ -61,7 +62,7 @@ class Step:
                 f"deps={self.deps!r})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Invariants:
     """The gauge-invariant exponents of one use (TP4 Eq. 5; TP5 Lemma J.1)."""
 
@@ -131,9 +132,8 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                                "which never changes in training")
             init[key(use)], operand[key(use)] = value, (x0, xd)
             trace[f"init {use.param}@{name}"] = Step(
-                f"a + b of {use.param} at node {name}",
-                partial(_init_rule, readout, k_in, label, x), value,
-                () if label == "1" else (f"size {node.inputs[0]}",))
+                f"a + b of {use.param} at node {name}", _init_rule, value,
+                () if label == "1" else (f"size {node.inputs[0]}",), (readout, k_in, label, x))
         if OPS[node.op].has_constant(node):
             value, rule, deps = OPS[node.op].mup_constant(sizes, node)
             alpha[name] = value
@@ -174,8 +174,8 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                 lr += gh + stx + kb
             trace[f"lr {use.param}@{name}"] = Step(
                 f"{opt.k}a + c of {use.param} at node {name}",
-                partial(_lr_rule, opt, name, k_in, stx, gh, kb), lr,
-                (f"grad {name}",) if opt is Optimizer.SGD else ())
+                _lr_rule, lr, (f"grad {name}",) if opt is Optimizer.SGD else (),
+                (opt, name, k_in, stx, gh, kb))
             invariants[key(use)] = Invariants(use, role, init[key(use)], lr)
     raised = [_dead_lr(sizes, p.uses, init, invariants, trace) for p in graph.params.values()]
     if any(raised):  # a dead use's init changed: resize the dead nodes (nothing live reads them)
