@@ -17,7 +17,8 @@ Desiderata, per use h = W·x (TP5 J.1; TP4 §5, Prop. 5.5, Thm. 5.6):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from abccalc.calculus.repeats import same_inputs, twins
 from abccalc.calculus.sizes import Sizes, UseKey, broadcast_dims, dead_params, key
@@ -27,17 +28,41 @@ from abccalc.graph.core import Graph, Kind, Role, Use
 from abccalc.graph.ops import OPS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, slots=True)
 class Step:
-    """One line of a derivation: what was fixed, by which rule, from which sizes."""
+    """One line of a derivation: what was fixed, by which rule, from which sizes. The rule
+    may be given as a function that writes it from ``args``: its text is made when first
+    read (most solves never read it), and two steps are equal when their texts are."""
 
     what: str
-    rule: str
+    text: str | Callable[..., str] = field(repr=False)
     value: Exp
     deps: tuple[str, ...] = ()
+    args: tuple = field(default=(), repr=False)
+
+    @property
+    def rule(self) -> str:
+        """The rule's text (written once, on first read)."""
+        if not isinstance(self.text, str):
+            object.__setattr__(self, "text", self.text(*self.args))
+            object.__setattr__(self, "args", ())
+        return self.text  # type: ignore[return-value]
+
+    def _key(self) -> tuple:
+        return (self.what, self.rule, self.value, self.deps)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Step) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Step(what={self.what!r}, rule={self.rule!r}, value={self.value!r}, "
+                f"deps={self.deps!r})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Invariants:
     """The gauge-invariant exponents of one use (TP4 Eq. 5; TP5 Lemma J.1)."""
 
@@ -107,8 +132,8 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                                "which never changes in training")
             init[key(use)], operand[key(use)] = value, (x0, xd)
             trace[f"init {use.param}@{name}"] = Step(
-                f"a + b of {use.param} at node {name}", _init_rule(readout, k_in, label, x),
-                value, () if label == "1" else (f"size {node.inputs[0]}",))
+                f"a + b of {use.param} at node {name}", _init_rule, value,
+                () if label == "1" else (f"size {node.inputs[0]}",), (readout, k_in, label, x))
         if OPS[node.op].has_constant(node):
             value, rule, deps = OPS[node.op].mup_constant(sizes, node)
             alpha[name] = value
@@ -149,8 +174,8 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                 lr += gh + stx + kb
             trace[f"lr {use.param}@{name}"] = Step(
                 f"{opt.k}a + c of {use.param} at node {name}",
-                _lr_rule(opt, name, k_in, stx, gh, kb), lr,
-                (f"grad {name}",) if opt is Optimizer.SGD else ())
+                _lr_rule, lr, (f"grad {name}",) if opt is Optimizer.SGD else (),
+                (opt, name, k_in, stx, gh, kb))
             invariants[key(use)] = Invariants(use, role, init[key(use)], lr)
     raised = [_dead_lr(sizes, p.uses, init, invariants, trace) for p in graph.params.values()]
     if any(raised):  # a dead use's init changed: resize the dead nodes (nothing live reads them)

@@ -18,6 +18,7 @@ import pprint
 import re
 import textwrap
 from collections.abc import Callable
+from functools import lru_cache
 
 import sympy
 from sympy.printing.pycode import pycode
@@ -70,6 +71,7 @@ def ident(name: str) -> str:
     return f"_x_{_hex(name)}"
 
 
+@lru_cache(maxsize=4096)
 def module_part(name: str) -> str:
     """One component of a generated module path (``add_module`` name): a plain
     identifier or a block index kept as is; a name that is an attribute of torch's

@@ -101,12 +101,6 @@ def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
     return Node(name=name, op=op, **kw)
 
 
-def _with(node: Node, **changes: Any) -> Node:
-    """``dataclasses.replace`` for a Node, without its per-field checks (a Node has no
-    init-only fields): a repeat makes thousands of these."""
-    return Node(**{**node.__dict__, **changes})
-
-
 def _check_block_params(outside: list[Node], expanded: list[Node], err) -> None:
     """A parameter named outside a block must not take the name of a block iteration's
     parameter (``layer.0.W``): it would silently tie into it (docs/spec.md, section 6)."""
@@ -318,8 +312,8 @@ class GraphBuilder:
                         carry: str = item.carry) -> str:
                     return pre + x if x in local else prev if x == carry else x
 
-                nodes.extend(_with(
-                    n, name=pre + n.name, inputs=tuple(ref(x) for x in n.inputs),
+                nodes.extend(n.with_(
+                    name=pre + n.name, inputs=tuple(ref(x) for x in n.inputs),
                     **{k: pre + p for k, p in (("weight", n.weight), ("bias", n.bias),
                                                ("gain", n.gain)) if p is not None})
                     for n in item.nodes)
@@ -334,7 +328,7 @@ class GraphBuilder:
         out = []
         for n in nodes:
             inputs = tuple(alias.get(x, x) for x in n.inputs)
-            out.append(n if inputs == n.inputs else _with(n, inputs=inputs))
+            out.append(n if inputs == n.inputs else n.with_(inputs=inputs))
         return out
 
     def _raise_cycle(self, nodes: list[Node]) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
 from functools import cached_property
+from typing import Any
 
 
 def topological_order(inputs: dict[str, tuple[str, ...]]) -> list[str] | None:
@@ -136,6 +137,15 @@ class Node:
                            (Kind.GAIN, self.gain)):
             if name is not None:
                 yield kind, name
+
+    def with_(self, **changes: Any) -> Node:
+        """This node with ``changes``: itself when nothing changes (nodes are frozen), else
+        a copy without ``dataclasses.replace``'s per-field checks (a Node has no init-only
+        fields; a repeat makes thousands of these)."""
+        d = self.__dict__
+        if all(d[k] == v for k, v in changes.items()):
+            return self
+        return Node(**{**d, **changes})
 
 
 @dataclass(frozen=True)

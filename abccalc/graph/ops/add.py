@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from abccalc.exponents import NEG_INF, Exp
 from abccalc.graph.core import Dim, Node
 from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity, same_dims
@@ -21,7 +19,7 @@ class Add(Op):
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
         arity(node, None, err, at_least=2)
-        return Shaped(replace(node, dims=same_dims(node, ins, err)))
+        return Shaped(node.with_(dims=same_dims(node, ins, err)))
 
     def forward(self, sizes: SizesLike, node: Node, ctx: Ctx) -> tuple[Exp, Exp]:
         return (max(sizes.s0[i] for i in node.inputs),

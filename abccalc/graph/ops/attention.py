@@ -18,8 +18,6 @@ made with the sequence dim's size unless the graph declares it (then it must mat
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from abccalc.graph.core import Dim, Node
 from abccalc.graph.ops.base import Err, Op, Shaped, arity
 from abccalc.graph.ops.contract import CONTRACT
@@ -74,7 +72,7 @@ class Attention(Op):
         if missing or not [d for d in out if d not in batch]:
             raise err(f"output dims {list(out)} must keep its input's dims {batch} and add "
                       "the dims the output projection writes")
-        return Shaped(replace(node, dims=out, in_dims=tuple(in_dims), over=seq))
+        return Shaped(node.with_(dims=out, in_dims=tuple(in_dims), over=seq))
 
     # Never reached: a built graph holds its expansion, whose units emit the code.
     torch_forward = 'raise RuntimeError("attention is expanded when the graph is built")'
@@ -116,7 +114,7 @@ class Attention(Op):
                  causal=(seq, keys) if node.causal else ()),
             Node(f"{n}.mix", CONTRACT.name, (f"{n}.probs", f"{n}.v"), heads, over=(keys,),
                  rename=rename),
-            replace(node, op=LINEAR.name, inputs=(f"{n}.mix",), in_dims=(count, head), over=(),
+            node.with_(op=LINEAR.name, inputs=(f"{n}.mix",), in_dims=(count, head), over=(),
                     heads=(), causal=(), weight=param(node.weight, "o"),
                     bias=param(node.bias, "o")),
         ]

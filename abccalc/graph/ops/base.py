@@ -13,7 +13,7 @@ of a Θ(1)-Jacobian op that keeps its input's dims (an elementwise nonlinearity)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from abccalc.errors import AbcError
@@ -87,7 +87,7 @@ class Op:
         """Validate ``node`` against its inputs' dims ``ins``; its output dims and the
         parameter uses it makes. Default: one input, output dims = input dims."""
         arity(node, 1, err)
-        return Shaped(replace(node, dims=same_dims(node, ins, err)))
+        return Shaped(node.with_(dims=same_dims(node, ins, err)))
 
     # -- calculus: sizes -------------------------------------------------------------------
     def operand(self, sizes: SizesLike, node: Node, use: Use) -> tuple[Exp, Exp]:

@@ -11,7 +11,6 @@ fan_in/fan_out dims (TP4 §3, §5; TP5 App. J, Table 14; :mod:`abccalc.exponents
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from abccalc.exponents import Exp, backward_term, dw_backward_term
@@ -102,7 +101,7 @@ CONV_FN = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
         uses = [(Use(node.name, node.weight, Kind.WEIGHT, fan_in, out), out + fan_in)]
         if node.bias is not None:
             uses.append((Use(node.name, node.bias, Kind.BIAS, (), out), out))
-        return Shaped(replace(node, in_dims=in_dims), tuple(uses))
+        return Shaped(node.with_(in_dims=in_dims), tuple(uses))
 
     @staticmethod
     def dense_dims(node: Node, ins: list[tuple[str, ...]], err: Err

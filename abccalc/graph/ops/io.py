@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from abccalc.exponents import NEG_INF, ZERO, Exp
 from abccalc.graph.core import Dim, Node
 from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity, same_dims
@@ -49,7 +47,7 @@ class Output(Op):
             if dims[d].infinite:
                 raise err(f"output dim '{d}' is infinite; a model's output is finite "
                           "(TP5 Appendix B), add a readout linear")
-        return Shaped(replace(node, dims=out))
+        return Shaped(node.with_(dims=out))
 
     torch_forward = "y = xs[0]\nout = y if out is None else out"
 

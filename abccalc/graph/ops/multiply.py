@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from abccalc.exponents import NEG_INF, Exp, plus
 from abccalc.graph.core import Dim, Node
 from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity, same_dims
@@ -22,7 +20,7 @@ class Multiply(Op):
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
         arity(node, 2, err)
-        return Shaped(replace(node, dims=same_dims(node, ins, err)))
+        return Shaped(node.with_(dims=same_dims(node, ins, err)))
 
     def forward(self, sizes: SizesLike, node: Node, ctx: Ctx) -> tuple[Exp, Exp]:
         u, v = node.inputs

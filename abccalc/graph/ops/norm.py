@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from abccalc.exponents import NEG_INF, ZERO, Exp, minus, plus
 from abccalc.graph.core import Dim, Kind, Node, Use
 from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, over_dims, weighted
@@ -49,7 +47,7 @@ class Norm(Op):
         uses = [(Use(node.name, p, kind, (), over), over)
                 for kind, p in ((Kind.GAIN, node.gain), (Kind.BIAS, node.bias))
                 if p is not None]
-        return Shaped(replace(node, dims=out, over=over), tuple(uses))
+        return Shaped(node.with_(dims=out, over=over), tuple(uses))
 
     def operand(self, sizes: SizesLike, node: Node, use: Use) -> tuple[Exp, Exp]:
         if use.kind is Kind.BIAS:

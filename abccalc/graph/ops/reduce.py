@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from abccalc.exponents import HALF, NEG_INF, ONE, Exp, plus
 from abccalc.graph.core import Dim, Graph, Node
 from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity
@@ -47,7 +45,7 @@ class Reduce(Op):
         if node.dims and sorted(node.dims) != sorted(rest):
             raise err(f"dims {list(node.dims)} must be its input's dims without 'over' "
                       f"{list(rest)}")
-        return Shaped(replace(node, dims=node.dims or rest, mode=mode))
+        return Shaped(node.with_(dims=node.dims or rest, mode=mode))
 
     def has_constant(self, node: Node) -> bool:
         return node.mode == "sum"

@@ -3,8 +3,6 @@ a GLU, the CLS token of the tokens."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from abccalc.graph.core import Dim, Graph, Node
 from abccalc.graph.ops.base import Err, Op, Shaped, arity
 
@@ -46,7 +44,7 @@ class Slice(Op):
         if node.dims and sorted(node.dims) != sorted(out):
             raise err(f"dims {list(node.dims)} must be its input's with '{node.along}' cut "
                       f"to '{part}': {list(out)}")
-        return Shaped(replace(node, dims=node.dims or out, index=index))
+        return Shaped(node.with_(dims=node.dims or out, index=index))
 
     def torch_row(self, graph: Graph, node: Node) -> dict:
         return {"along": node.along, "parts": list(node.parts), "index": node.index}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from abccalc.exponents import NEG_INF, ZERO, Exp
 from abccalc.graph.core import Dim, Node
 from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, over_dims
@@ -34,7 +32,7 @@ class Softmax(Op):
             q, k = node.causal
             if dims[q].infinite or dims[k].infinite or dims[q].size != dims[k].size:
                 raise err(f"causal dims '{q}' and '{k}' must be finite and of equal size")
-        return Shaped(replace(node, dims=out, over=over))
+        return Shaped(node.with_(dims=out, over=over))
 
     def forward(self, sizes: SizesLike, node: Node, ctx: Ctx) -> tuple[Exp, Exp]:
         return ZERO, min(ZERO, sizes.sd.get(node.inputs[0], NEG_INF))
