@@ -104,11 +104,6 @@ def width_monomial(e: Exp, k_in: int, k_out: int) -> Monomial:
     raise ValueError(f"exponent {e} on a scalar-like quantity")
 
 
-def width_expr(e: Exp, k_in: int, k_out: int) -> Any:
-    """:func:`width_monomial` as a sympy expression."""
-    return width_monomial(e, k_in, k_out).expr()
-
-
 class ScalarLikeExponent(AbcError, ValueError):
     """A nonzero width exponent on a scalar-like parameter (no infinite fan_in or fan_out,
     TP5 App. B.2): there is no fan to write it with. μP never asks for one."""
