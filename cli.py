@@ -112,14 +112,14 @@ def _echo(text: str, nl: bool = True) -> None:
     click.echo(clean_text(text), nl=nl)
 
 
-def _load_with_base(path: str, sets: dict[str, str], bases: dict[str, str]) -> Graph:
+def _load(path: str, sets: tuple[str, ...], bases: tuple[str, ...] = ()) -> Graph:
     """Load GRAPH with ``--set``, then ``--base`` overrides of infinite dims' base sizes (a
-    ``times`` dim follows the dim it is a multiple of)."""
+    ``times`` dim follows the dim it is a multiple of); warn of dead-end parameters."""
     from abccalc.graph.spec import load_builder
 
-    builder = load_builder(path, sets)
+    builder = load_builder(path, _pairs(sets, "--set"))
     g = builder.build()
-    for name, value in bases.items():
+    for name, value in _pairs(bases, "--base").items():
         dim = g.dims.get(name)
         where = f"{g.source}: --base {name}={value}"
         if dim is None or not dim.infinite or dim.of is not None:
@@ -167,7 +167,7 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
         parse_shifts,
     )
 
-    g = _load_with_base(graph, _pairs(sets, "--set"), _pairs(bases, "--base"))
+    g = _load(graph, sets, bases)
     theta = parse_shifts(g, _pairs(shifts, "--shift"))
     analysis = solve(g, optimizer)
     view = View(form, show_base=bool(bases))
@@ -205,7 +205,7 @@ def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
     from abccalc.emit.codegen import generate, read_names
     from abccalc.emit.output import write_output
 
-    g = _load_with_base(graph, _pairs(sets, "--set"), _pairs(bases, "--base"))
+    g = _load(graph, sets, bases)
     p = _parametrization(g, optimizer, variant, params)
     name_map = None
     if names:
@@ -225,7 +225,6 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
              params: str, widths: str) -> tuple[Parametrization, list[int], str]:
     """What coordcheck and verify train: the parametrization, the widths (checked before
     any work, as is torch) and the name to report."""
-    from abccalc.graph.spec import load_graph
     from abccalc.verify.coordcheck import check_widths, import_torch
 
     try:
@@ -234,7 +233,7 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
         raise AbcError(f"--widths {widths}: expected comma-separated integers") from None
     check_widths(ws)
     import_torch()
-    g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))
+    g = _load(graph, sets)
     p = _parametrization(g, optimizer, variant, params)
     return p, ws, f"mup ({p.variant})" if params == "mup" else params
 
@@ -325,10 +324,9 @@ def explain_cmd(graph: str, param: str, optimizer: str, variant: str,
                 sets: tuple[str, ...]) -> None:
     """Print the derivation of PARAM's exponents: each constraint and the sizes it used."""
     from abccalc.emit.explain import explain
-    from abccalc.graph.spec import load_graph
     from abccalc.parametrization.gauges import parametrize
 
-    g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))
+    g = _load(graph, sets)
     _echo(explain(parametrize(solve(g, optimizer), variant), param), nl=False)
 
 
@@ -348,7 +346,6 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
     feature learning or kernel regime, and which parameters are updated maximally."""
     import json
 
-    from abccalc.graph.spec import load_graph
     from abccalc.verify.classify import classify, render_markdown
 
     if (preset is None) == (params is None):
@@ -358,7 +355,7 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
         click.echo(f"abccalc: warning: --preset is deprecated; use --params {preset}",
                    err=True)
         params = preset
-    g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))
+    g = _load(graph, sets)
     c = classify(g, optimizer, _params_file(g, optimizer, params).abc, params)
     text = json.dumps(c.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
         else render_markdown(c)
@@ -381,10 +378,9 @@ def check_cmd(graph: str, params: str, optimizer: str, fmt: str,
     Exit status 0 when it is muP, 1 when it has violations."""
     import json
 
-    from abccalc.graph.spec import load_graph
     from abccalc.verify.check import check, render_markdown
 
-    g = _warn_dead_ends(load_graph(graph, _pairs(sets, "--set")))
+    g = _load(graph, sets)
     res = check(g, optimizer, _params_file(g, optimizer, params))
     text = json.dumps(res.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
         else render_markdown(res)
