@@ -21,8 +21,8 @@ where inf(dims) counts the infinite dims. Biases and embeddings read the constan
 (TP5 B.1), gains read the normalized x̂.
 
 Exponents ±∞: −∞ is an exact zero (a value that never changes, the gradient of a node with
-no path to the loss) and +∞ a size that grows without settling (:func:`abccalc.calculus.sizes.propagate`
-on a diverging run). Products of sizes are sums of exponents, written with :func:`plus`,
+no path to the loss) and +∞ a size that grows without settling
+(:func:`abccalc.calculus.sizes.propagate` on a diverging run). Products of sizes are sums of exponents, written with :func:`plus`,
 where −∞ absorbs (0·∞ = 0: an exact zero stays zero however large its factor); a quotient
 of two sizes is written with :func:`minus`. So no exponent is ever NaN.
 
