@@ -23,8 +23,9 @@ where inf(dims) counts the infinite dims. Biases and embeddings read the constan
 Exponents ±∞: −∞ is an exact zero (a value that never changes, the gradient of a node with
 no path to the loss) and +∞ a size that grows without settling
 (:func:`abccalc.calculus.sizes.propagate` on a diverging run). Products of sizes are sums
-of exponents, written with :func:`plus`, where −∞ absorbs (0·∞ = 0: an exact zero stays zero however large its factor); a quotient
-of two sizes is written with :func:`minus`. So no exponent is ever NaN.
+of exponents, written with :func:`plus`, where −∞ absorbs (0·∞ = 0: an exact zero stays
+zero however large its factor); a quotient of two sizes is written with :func:`minus`. So
+no exponent is ever NaN.
 
 Finite exponents are exact :class:`fractions.Fraction` values (sympy stays out of the hot
 loop; a Fraction equals the sympy.Rational of the same value); ±∞ are the floats
