@@ -74,9 +74,9 @@ def clt_fit(widths: list[int], rms: list[float], e: float) -> tuple[float, float
 
     A Θ(n^e) quantity of an abc-parametrization is its LLN limit plus fluctuations a CLT
     factor √n smaller (TP4 §3, TP5 App. J), independent of it at leading order, so their
-    squares add. Attention logits under μP are such a case: their gradient at init is
-    ⟨W_oᵀδ, W_v x⟩ of two independent weights, CLT-sized, and the LLN part appears only
-    once an update has correlated W_o and W_v (second order in the LR)."""
+    squares add. Attention logits and what they feed are such a case (:func:`clt_nodes`:
+    the random W_q, W_k carry an input's change into q·k as a sum of d terms of random
+    sign)."""
     ys = [max(r * r * n ** (-2 * e), 1e-300) for n, r in zip(widths, rms, strict=True)]
     rows = [(1 / y, 1 / (n * y)) for n, y in zip(widths, ys, strict=True)]  # ≈ 1 each
 
@@ -176,7 +176,7 @@ def agrees(s: Series, widths: list[int]) -> bool:
     """The measurement matches the prediction: an activation predicted never to change
     (exponent −∞) is unchanged; otherwise its change is Θ(n^predicted) by
     :func:`consistent`."""
-    if s.predicted_change == float("-inf"):
+    if s.predicted_change == NEG_INF:
         return unchanged(s)
     return not unchanged(s) and consistent(s, widths, s.predicted_change)
 
