@@ -45,8 +45,11 @@ def clean(text: Any) -> str:
     """``text`` safe to print: control characters (newlines included), lone surrogates and
     other unprintable code points become ``\\x..``/``\\u....`` escapes; other Unicode
     (μ, →, ½) is kept."""
+    text = str(text)
+    if text.isprintable():  # every escaped category (Cc, Cs, Co, Cn, Zl, Zp) is not
+        return text
     out = []
-    for ch in str(text):
+    for ch in text:
         if unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") or ch in "\u2028\u2029":
             out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii")
                        if unicodedata.category(ch) != "Cs" else f"\\u{ord(ch):04x}")
