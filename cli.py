@@ -46,6 +46,10 @@ variant_opt = click.option("--variant", type=click.Choice(VARIANTS), default=DEF
                            show_default=True, help="Gauge (equivalent formulation) to print.")
 set_opt = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
                        help="Override a value (e.g. n_layer) or a dim size; repeatable.")
+depth_opt = click.option("--depth-alpha", "depth_alpha", default="1", show_default=True,
+                         metavar="ALPHA", help="α in [1/2, 1] of the residual branch "
+                         "multipliers L^-α of an infinite repeat count (--base n_layer=2): "
+                         "1 = CompleteP, 1/2 = Depth-muP (docs/depth.md).")
 
 
 def params_opt(default: str | None, help: str):
@@ -55,7 +59,8 @@ def params_opt(default: str | None, help: str):
                         "of that name; write ./sp for a file called sp.")
 
 
-def _parametrization(g: Graph, optimizer: str, variant: str, params: str) -> Parametrization:
+def _parametrization(g: Graph, optimizer: str, variant: str, params: str,
+                     depth_alpha: str = "1") -> Parametrization:
     """The parametrization ``--params`` names: muP in ``variant``, a preset, or a file's."""
     from abccalc.emit.codegen import load_parametrization
 
@@ -66,7 +71,9 @@ def _parametrization(g: Graph, optimizer: str, variant: str, params: str) -> Par
 
         opt = Optimizer.parse(optimizer)
         return from_abc(solve(g, opt), PRESETS[params](g, opt), params)
-    return load_parametrization(g, optimizer, variant, params)
+    from abccalc.calculus.depth import parse_alpha
+
+    return load_parametrization(g, optimizer, variant, params, parse_alpha(depth_alpha))
 
 
 def _params_file(g: Graph, optimizer: str, params: str):
@@ -120,6 +127,9 @@ def _load(path: str, sets: tuple[str, ...], bases: tuple[str, ...] = ()) -> Grap
     builder = load_builder(path, _pairs(sets, "--set"))
     g = builder.build()
     for name, value in _pairs(bases, "--base").items():
+        if name in g.values:  # an infinite repeat count: depth (docs/depth.md)
+            builder.set_base(name, value)
+            continue
         dim = g.dims.get(name)
         where = f"{g.source}: --base {name}={value}"
         if dim is None or not dim.infinite or dim.of is not None:
@@ -150,14 +160,17 @@ def _load(path: str, sets: tuple[str, ...], bases: tuple[str, ...] = ()) -> Grap
               help="abc-symmetry shift of PARAM by the rational THETA: (a+θ, b−θ, c−2θ) for "
               "SGD, (a+θ, b−θ, c−θ) for Adam; repeatable.")
 @click.option("--base", "bases", multiple=True, metavar="DIM=SIZE",
-              help="Base size of an infinite dim (for --form ratio); repeatable.")
+              help="Base size of an infinite dim (for --form ratio), or of a repeat count "
+              "it makes infinite (depth); repeatable.")
+@depth_opt
 @set_opt
 @click.option("-o", "output", type=click.Path(dir_okay=False), help="Write to this file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
 def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
-          shifts: tuple[str, ...], bases: tuple[str, ...], sets: tuple[str, ...],
-          output: str | None, force: bool) -> None:
+          shifts: tuple[str, ...], bases: tuple[str, ...], depth_alpha: str,
+          sets: tuple[str, ...], output: str | None, force: bool) -> None:
     """Print the μP table of GRAPH (TP5 Table 3 style, then one row per parameter)."""
+    from abccalc.calculus.depth import parse_alpha
     from abccalc.emit.output import write_output
     from abccalc.emit.render import ALL_RENDERERS, RENDERERS, View
     from abccalc.parametrization.gauges import (
@@ -169,15 +182,16 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
 
     g = _load(graph, sets, bases)
     theta = parse_shifts(g, _pairs(shifts, "--shift"))
+    alpha = parse_alpha(depth_alpha)
     analysis = solve(g, optimizer)
     view = View(form, show_base=bool(bases))
     if variant == "all":
-        text = ALL_RENDERERS[fmt](parametrize_all(analysis, VARIANTS, theta), view)
+        text = ALL_RENDERERS[fmt](parametrize_all(analysis, VARIANTS, theta, alpha), view)
     elif variant == "auto":
-        p, skipped = parametrize_auto(analysis, theta)
+        p, skipped = parametrize_auto(analysis, theta, alpha)
         text = RENDERERS[fmt](p, View(form, bool(bases), skipped))
     else:
-        text = RENDERERS[fmt](parametrize(analysis, variant, theta), view)
+        text = RENDERERS[fmt](parametrize(analysis, variant, theta, alpha), view)
     write_output(text, output, force)
 
 
@@ -192,6 +206,9 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
               help="Base size of an infinite dim (where the code equals SP); repeatable.")
 @params_opt("mup", "Generate muP, a preset (sp, ntk, mf) or a params file's rules.")
 @click.option("--model", is_flag=True, help="Also emit class Model(torch.nn.Module).")
+@click.option("--hyper", is_flag=True, help="Also emit per-group Adam eps and weight decay "
+              "(param_groups_hyper); always on with a depth axis (docs/depth.md).")
+@depth_opt
 @click.option("--names", type=click.Path(dir_okay=False),
               help="YAML map: graph parameter -> module parameter name.")
 @set_opt
@@ -199,14 +216,14 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
               help="The .py file to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
 def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
-            params: str, model: bool, names: str | None, sets: tuple[str, ...],
-            output: str, force: bool) -> None:
+            params: str, model: bool, hyper: bool, depth_alpha: str, names: str | None,
+            sets: tuple[str, ...], output: str, force: bool) -> None:
     """Write a standalone PyTorch module (init_, param_groups, multipliers) for GRAPH."""
     from abccalc.emit.codegen import generate, read_names
     from abccalc.emit.output import write_output
 
     g = _load(graph, sets, bases)
-    p = _parametrization(g, optimizer, variant, params)
+    p = _parametrization(g, optimizer, variant, params, depth_alpha)
     name_map = None
     if names:
         name_map = read_names(names)
@@ -214,7 +231,8 @@ def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
             check_name(module_path, f"'{clean(pname)}' maps to", names, module=True)
     # the spec path reaches a docstring of the module: escaped so it cannot end it
     source = json.dumps(graph)[1:-1]
-    write_output(generate(p, names=name_map, model=model, source=source), output, force)
+    write_output(generate(p, names=name_map, model=model, source=source, hyper=hyper),
+                 output, force)
     opt = "torch.optim.SGD" if p.optimizer.value == "sgd" else "torch.optim.AdamW"
     click.echo(f"abccalc: wrote {clean(output)} ({p.variant}, {p.optimizer.value}); use: "
                f"init_(model); apply_multipliers(model); {opt}(param_groups(model, lr=...))"

@@ -163,11 +163,11 @@ def schedule(torch, opt, steps: int, warmup: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def train(torch, param, width, log2_lr, seed, cfg, data, cache) -> dict:
+def fit(torch, model, opt, cfg, data, seed: int) -> tuple[float | None, float | None]:
+    """Train ``model`` with ``opt`` for cfg.steps (warmup then cosine, bf16 autocast on a
+    GPU) on the train split; (validation loss, last train loss), None where not finite."""
     train_s, val_s = data
-    torch.manual_seed(seed)
     device = cfg.device
-    model, opt = make(torch, param, width, cfg.widths[0], 2.0 ** log2_lr, cfg, cache)
     model.to(device)
     sched = schedule(torch, opt, cfg.steps, cfg.warmup)
     positions = torch.arange(cfg.ctx, device=device).expand(cfg.batch, cfg.ctx)
@@ -192,9 +192,16 @@ def train(torch, param, width, log2_lr, seed, cfg, data, cache) -> dict:
                 logits.float().reshape(-1, VOCAB), y.to(device).reshape(-1)).item()
             count += 1
     val = total / count
+    return (val if math.isfinite(val) else None,
+            loss.item() if torch.isfinite(loss) else None)
+
+
+def train(torch, param, width, log2_lr, seed, cfg, data, cache) -> dict:
+    torch.manual_seed(seed)
+    model, opt = make(torch, param, width, cfg.widths[0], 2.0 ** log2_lr, cfg, cache)
+    val, last = fit(torch, model, opt, cfg, data, seed)
     return {"param": param, "width": width, "log2_lr": log2_lr, "seed": seed,
-            "val_loss": val if math.isfinite(val) else None,
-            "train_loss": loss.item() if torch.isfinite(loss) else None}
+            "val_loss": val, "train_loss": last}
 
 
 def run(cfg: argparse.Namespace) -> None:

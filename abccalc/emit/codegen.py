@@ -17,6 +17,7 @@ from sympy.printing.pycode import pycode
 
 from abccalc import __version__
 from abccalc.calculus.solver import solve
+from abccalc.emit.codegen_depth import hyper_source
 from abccalc.emit.codegen_model import (
     constant_expr,
     doc_text,
@@ -26,7 +27,7 @@ from abccalc.emit.codegen_model import (
     py_expr,
 )
 from abccalc.errors import AbcError
-from abccalc.exponents import ZERO, Exp, Optimizer
+from abccalc.exponents import ONE, ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph, Kind, Use
 from abccalc.graph.ops import OPS
 from abccalc.graph.yamlio import read_yaml
@@ -55,16 +56,19 @@ COLUMN = {"input": "input weights & all biases", "output": "output weights",
           "hidden": "hidden weights", "scalar": "scalar-like"}
 
 
-def load_parametrization(graph: Graph, optimizer: str, variant: str, preset: str = "mup"
-                         ) -> Parametrization:
+def load_parametrization(graph: Graph, optimizer: str, variant: str, preset: str = "mup",
+                         depth_alpha: Exp = ONE) -> Parametrization:
     """μP in ``variant`` (``auto``: the first without a tied-weight conflict) for
-    ``optimizer`` (``adamw`` is Adam-like), SP (``preset='sp'``) or a params file."""
+    ``optimizer`` (``adamw`` is Adam-like), SP (``preset='sp'``) or a params file; μP
+    scales an infinite repeat count with branch multipliers L^-``depth_alpha``."""
     analysis = solve(graph, Optimizer.parse(optimizer))
     if preset == "sp":
         return sp(analysis)
     if preset != "mup":  # a params file (docs/check.md)
         return from_abc(analysis, load_params(preset, graph).abc, Path(preset).stem)
-    return parametrize_auto(analysis)[0] if variant == "auto" else parametrize(analysis, variant)
+    if variant == "auto":
+        return parametrize_auto(analysis, depth_alpha=depth_alpha)[0]
+    return parametrize(analysis, variant, depth_alpha=depth_alpha)
 
 
 def read_names(path: str) -> dict[str, str]:
@@ -450,8 +454,9 @@ def _scale_output(a: float):
 
 
 def generate(p: Parametrization, *, names: dict[str, str] | None = None,
-             model: bool = False, source: str = "") -> str:
-    """The module's text; deterministic for the same inputs."""
+             model: bool = False, source: str = "", hyper: bool = False) -> str:
+    """The module's text; deterministic for the same inputs. ``hyper`` (always on for a
+    graph with a depth axis) adds the depth, Adam ε and weight-decay section."""
     graph = p.graph
     names = names if names is not None else default_names(graph)
     check_names(graph, names, "--names")
@@ -467,6 +472,8 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
     text += "\n".join(lines) + "\n}\n" + FUNCTIONS
     constants = _constants(p)
     text += "\n".join(constants) + ("\n" if constants else "")
+    if hyper or p.depth.active:
+        text += hyper_source(p)
     if model:
         text += model_source(p, names)
     if max(len(line) for line in text.splitlines()) > 100:  # a long name, repr'd whole

@@ -124,8 +124,10 @@ class GraphBuilder:
         self._explicit: set[str] = set()  # dims given a size by set()
         self._dims: dict[str, dict] = {}
         self._values: dict[str, int] = {}
+        self._depth: dict[str, int] = {}  # infinite values (depth axes): name -> base
         self._items: list[Node | Block] = []
         self._repeats: list[tuple[str, int]] = []  # (block, count) as last expanded
+        self._carry: dict[str, tuple[str, str]] = {}  # block -> (input node, output local)
 
     def __repr__(self) -> str:
         return f"GraphBuilder({self.name!r})"
@@ -158,15 +160,39 @@ class GraphBuilder:
         self._dims[name] = {"size": size, "base": base, "of": of, "times": times}
         return self
 
-    def value(self, name: str, value: int) -> GraphBuilder:
-        """A named integer, e.g. a repeat count."""
+    def value(self, name: str, value: int | None = None, *, base: int | None = None
+              ) -> GraphBuilder:
+        """A named integer, e.g. a repeat count; with ``base`` instead, an infinite repeat
+        count (a depth axis L, docs/depth.md) built ``base`` times until ``set``."""
         check_name(name, "value name", self.source)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIZE:
-            raise self.err(f"value '{name}'", f"{shown(value)} is not an integer "
-                           "in [0, 2^40]")
+        if (value is None) == (base is None):
+            raise self.err(f"value '{name}'", "give exactly one of an integer or "
+                           "{base: N} (an infinite repeat count)")
+        v = value if base is None else base
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_SIZE \
+                or (base is not None and v < 1):
+            raise self.err(f"value '{name}'", f"{shown(v)} is not an integer "
+                           "in [0, 2^40]" + (" (a base is at least 1)" if base else ""))
         if name in self._values:
             raise self.err(f"value '{name}'", "duplicate name")
-        self._values[name] = value
+        self._values[name] = v
+        if base is not None:
+            self._depth[name] = base
+        return self
+
+    def set_base(self, name: str, value: str | int) -> GraphBuilder:
+        """Declare a value an infinite repeat count with this base, or override its base
+        (``--base n_layer=2``); its count follows the base unless ``set`` gave it."""
+        if name not in self._values:
+            raise AbcError(f"{self.source}: --base {clean(name)}={clean(str(value))}: "
+                           f"unknown value '{clean(name)}'")
+        count, given = self._values[name], name in self._explicit
+        self.set(name, value)  # validates the number
+        self._depth[name] = self._values[name]
+        if given:
+            self._values[name] = count
+        else:
+            self._explicit.discard(name)
         return self
 
     def set(self, name: str, value: str | int) -> GraphBuilder:
@@ -185,7 +211,11 @@ class GraphBuilder:
         if number > MAX_SIZE:
             raise AbcError(f"{self.source}: {shown}: larger than 2^40")
         if name in self._values:
+            if name in self._depth and number < 1:
+                raise AbcError(f"{self.source}: {shown}: an infinite repeat count is at "
+                               "least 1")
             self._values[name] = number
+            self._explicit.add(name)
         elif name in self._dims and self._dims[name]["of"] is None:
             self._explicit.add(name)
             for follower in self._followers(name):
@@ -318,6 +348,7 @@ class GraphBuilder:
                                                ("gain", n.gain)) if p is not None})
                     for n in item.nodes)
                 prev = pre + item.output
+            self._carry[item.name] = (alias.get(item.input, item.input), item.output)
             alias[item.name] = prev
             self._repeats.append((item.name, count))
         outside = [n for n in self._items if isinstance(n, Node)]
@@ -443,5 +474,9 @@ class GraphBuilder:
         if not params:
             raise AbcError(f"{self.source}: no parameters (no node has a weight, bias or "
                            "gain); there is nothing to parametrize")
+        depth = tuple((item.name, item.count, self._depth[item.count],
+                       *self._carry[item.name])
+                      for item in self._items if isinstance(item, Block)
+                      and isinstance(item.count, str) and item.count in self._depth)
         return Graph(self.name, dims, frozen, params, dict(self._values), self.source,
-                     tuple(self._repeats))
+                     tuple(self._repeats), depth)

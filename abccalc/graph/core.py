@@ -161,6 +161,9 @@ class Graph:
     # (block name, count) of each repeat block: iteration i's nodes are named
     # ``<block>.<i>.<local name>`` (the solver copies an iteration that repeats the last)
     repeats: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    # (block, value, base, input node, output local name) of each repeat block whose count
+    # is an infinite value: the depth axis L (docs/depth.md), built values[value] times
+    depth: tuple[tuple[str, str, int, str, str], ...] = field(default=(), compare=False)
 
     def __hash__(self) -> int:
         return id(self)
