@@ -31,6 +31,7 @@ from abccalc.calculus.solver import Step
 from abccalc.errors import AbcError
 from abccalc.exponents import HALF, ONE, ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph
+from abccalc.graph.ops import OPS
 
 ALPHA_RANGE = (HALF, ONE)
 _RATIONAL = re.compile(r"\d{1,6}(?:/[1-9]\d{0,5}|\.\d{1,6})?")
@@ -97,7 +98,7 @@ def _branches(graph: Graph, block: str, carry_in: str, output: str, nodes: list[
     for name in nodes:
         node = graph.node[name]
         on = [i for i, x in enumerate(node.inputs) if x in stream]
-        if node.op == "add" and len(on) == 1:
+        if OPS[node.op].is_sum and len(on) == 1:
             stream.add(name)
             index[name] = on[0]
     if output not in stream:
