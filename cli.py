@@ -337,15 +337,20 @@ def verify(graph: str, params: str, variant: str, optimizer: str, widths: str,
 @click.argument("param")
 @optimizer_opt
 @variant_opt
+@click.option("--base", "bases", multiple=True, metavar="NAME=SIZE",
+              help="Base of a repeat count it makes infinite (depth, docs/depth.md).")
+@depth_opt
 @set_opt
 def explain_cmd(graph: str, param: str, optimizer: str, variant: str,
-                sets: tuple[str, ...]) -> None:
+                bases: tuple[str, ...], depth_alpha: str, sets: tuple[str, ...]) -> None:
     """Print the derivation of PARAM's exponents: each constraint and the sizes it used."""
+    from abccalc.calculus.depth import parse_alpha
     from abccalc.emit.explain import explain
     from abccalc.parametrization.gauges import parametrize
 
-    g = _load(graph, sets)
-    _echo(explain(parametrize(solve(g, optimizer), variant), param), nl=False)
+    g = _load(graph, sets, bases)
+    p = parametrize(solve(g, optimizer), variant, depth_alpha=parse_alpha(depth_alpha))
+    _echo(explain(p, param), nl=False)
 
 
 @cli.command("classify")
@@ -388,8 +393,11 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
 @optimizer_opt
 @click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
               show_default=True, help="Output format; the JSON fields are in docs/check.md.")
+@click.option("--base", "bases", multiple=True, metavar="NAME=SIZE",
+              help="Base of a repeat count it makes infinite (depth, docs/depth.md); the "
+              "check then also flags depth counted twice in a residual branch.")
 @set_opt
-def check_cmd(graph: str, params: str, optimizer: str, fmt: str,
+def check_cmd(graph: str, params: str, optimizer: str, fmt: str, bases: tuple[str, ...],
               sets: tuple[str, ...]) -> None:
     """Check your own parametrization of GRAPH against muP: every activation that blows up
     or vanishes, every parameter not updated maximally, and the fix in your own gauge.
@@ -398,7 +406,7 @@ def check_cmd(graph: str, params: str, optimizer: str, fmt: str,
 
     from abccalc.verify.check import check, render_markdown
 
-    g = _load(graph, sets)
+    g = _load(graph, sets, bases)
     res = check(g, optimizer, _params_file(g, optimizer, params))
     text = json.dumps(res.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
         else render_markdown(res)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,9 @@ class ParamsFile:
     abc: ABC
     keys: dict[str, str]
     defaulted_constants: tuple[str, ...]
+    # exponent of the depth L (an infinite repeat count) in each init_var rule that names
+    # it, e.g. -1 for GPT-2's std 0.02/sqrt(2·n_layer) (docs/depth.md)
+    depth_init: dict[str, Exp] = field(default_factory=dict)
 
 
 def constant_nodes(graph: Graph) -> list[str]:
@@ -149,7 +152,8 @@ def rule_exponent(value: Any, names: dict[str, sympy.Symbol], subs: dict[sympy.S
 
 
 def _names(graph: Graph) -> dict[str, sympy.Symbol]:
-    names = {d: sympy.Symbol(d, positive=True) for d in graph.dims}
+    names = {v: sympy.Symbol(v, positive=True) for _, v, *_ in graph.depth}
+    names.update({d: sympy.Symbol(d, positive=True) for d in graph.dims})
     names["fan_in"] = sympy.Symbol("fan_in", positive=True)
     names["fan_out"] = sympy.Symbol("fan_out", positive=True)
     return names
@@ -157,8 +161,8 @@ def _names(graph: Graph) -> dict[str, sympy.Symbol]:
 
 def _subs(graph: Graph, names: dict[str, sympy.Symbol], use: Use | None
           ) -> dict[sympy.Symbol, Any]:
-    subs: dict[sympy.Symbol, Any] = {names[d]: N if dim.infinite else 1
-                                     for d, dim in graph.dims.items()}
+    subs: dict[sympy.Symbol, Any] = {names[v]: 1 for _, v, *_ in graph.depth}
+    subs.update({names[d]: N if dim.infinite else 1 for d, dim in graph.dims.items()})
     if use is not None:
         subs[names["fan_in"]] = N ** graph.inf(use.fan_in)
         subs[names["fan_out"]] = N ** graph.inf(use.fan_out)
@@ -252,6 +256,7 @@ def params_from_dict(data: Any, graph: Graph, source: str = "<params>") -> Param
     b: dict[str, Exp] = {}
     c: dict[str, Exp] = {}
     keys: dict[str, str] = {}
+    depth_init: dict[str, Exp] = {}
     for pname, param in graph.params.items():
         role = role_of(graph, param.uses[0])
         k = next((k for k in entries if _matches(k, pname, role)), None)
@@ -262,6 +267,13 @@ def params_from_dict(data: Any, graph: Graph, source: str = "<params>") -> Param
         a_p, b[pname], c[pname] = _param_entry(graph, pname, entries[k], where, names)
         a.update(a_p)
         keys[pname] = k
+        rule = entries[k].get("init_var") if isinstance(entries[k], dict) else None
+        if graph.depth and isinstance(rule, str):
+            depth = {s: N if str(s) in {v for _, v, *_ in graph.depth} else 1
+                     for s in names.values()}
+            e = rule_exponent(rule, names, depth, f"{where}: 'init_var'")
+            if e:
+                depth_init[pname] = e
     const_nodes = constant_nodes(graph)
     alpha: dict[str, Exp] = {}
     for k in consts:
@@ -276,4 +288,4 @@ def params_from_dict(data: Any, graph: Graph, source: str = "<params>") -> Param
                                     f"{source}: constant '{node}' (key '{k}')", names)
     defaulted = tuple(n for n in const_nodes if n not in alpha)
     alpha.update({n: ZERO for n in defaulted})
-    return ParamsFile(source, ABC(a, b, c, alpha), keys, defaulted)
+    return ParamsFile(source, ABC(a, b, c, alpha), keys, defaulted, depth_init)
