@@ -171,8 +171,9 @@ class GraphBuilder:
         v = value if base is None else base
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_SIZE \
                 or (base is not None and v < 1):
-            raise self.err(f"value '{name}'", f"{shown(v)} is not an integer "
-                           "in [0, 2^40]" + (" (a base is at least 1)" if base else ""))
+            raise self.err(f"value '{name}'", f"{shown(v)} is not an integer in "
+                           + ("[1, 2^40] (the base of an infinite repeat count)"
+                              if base is not None else "[0, 2^40]"))
         if name in self._values:
             raise self.err(f"value '{name}'", "duplicate name")
         self._values[name] = v
