@@ -75,8 +75,8 @@ def test_a_block_without_residual_adds_cannot_be_a_depth_axis() -> None:
     text = GPT.read_text().replace("n_layer: 2", "n_layer: {base: 2}").replace(
         "{name: r2, op: add, inputs: [r1, proj]}", "{name: r2, op: gelu, inputs: proj}")
     g = parse_builder(text, "gpt.yaml").build()
-    with pytest.raises(AbcError, match="'block' has an infinite count, but its output "
-                                       "'block.0.r2' is not a residual sum"):
+    with pytest.raises(AbcError, match=r"'block' has an infinite count, but its output "
+                                       r"'block\.0\.r2' is not a residual sum"):
         solve_depth(g, Optimizer.ADAM)
 
 
