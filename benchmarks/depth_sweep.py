@@ -66,18 +66,22 @@ def params_arg(text: str) -> list[str]:
 
 # -- models -------------------------------------------------------------------------------
 def generated(param: str, depth: int, cfg: argparse.Namespace, cache: dict):
-    """The module ``abccalc codegen --model`` writes for ``param`` at ``depth``."""
+    """The module ``abccalc codegen --model`` writes for ``param`` at ``depth``, written
+    once into ``<out>/gen`` (by ``run`` before it starts the workers) and imported."""
     if (param, depth) in cache:
         return cache[param, depth]
-    out = Path(tempfile.mkdtemp()) / f"gpt_{param}_{depth}.py"
-    cmd = [sys.executable, "-m", "abccalc", "codegen", str(mutransfer.GPT), "--optimizer",
-           "adam", "--variant", "table8", "--model", "--hyper", "-o", str(out),
-           "--base", f"d_model={cfg.width}", "--base", f"d_head={cfg.width // cfg.heads}",
-           "--set", f"n_layer={depth}", "--set", f"n_head={cfg.heads}",
-           "--set", f"ctx={cfg.ctx}", "--set", f"ctx_k={cfg.ctx}"]
-    if param == "completep":
-        cmd += ["--base", f"n_layer={BASE_DEPTH}", "--depth-alpha", "1"]
-    subprocess.run(cmd, check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
+    folder = Path(cfg.out) / "gen" if getattr(cfg, "out", None) else Path(tempfile.mkdtemp())
+    out = folder / f"gpt_{param}_{depth}_w{cfg.width}_h{cfg.heads}_c{cfg.ctx}.py"
+    if not out.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "abccalc", "codegen", str(mutransfer.GPT), "--optimizer",
+               "adam", "--variant", "table8", "--model", "--hyper", "-o", str(out), "--force",
+               "--base", f"d_model={cfg.width}", "--base", f"d_head={cfg.width // cfg.heads}",
+               "--set", f"n_layer={depth}", "--set", f"n_head={cfg.heads}",
+               "--set", f"ctx={cfg.ctx}", "--set", f"ctx_k={cfg.ctx}"]
+        if param == "completep":
+            cmd += ["--base", f"n_layer={BASE_DEPTH}", "--depth-alpha", "1"]
+        subprocess.run(cmd, check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
     spec = importlib.util.spec_from_file_location(out.stem, out)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -153,6 +157,8 @@ def run(cfg: argparse.Namespace, argv: list[str]) -> None:
     print(f"{len(left)} runs to go in {cfg.procs} processes", flush=True)
     if not left:
         return
+    for p, depth in sorted({(p, d) for p, d, _, _ in left}):  # each module written once
+        generated(p, depth, cfg, {})
     if cfg.procs == 1:
         cfg.worker = (0, 1)
         return worker(cfg)
@@ -289,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     r = sub.add_parser("run", help="train in parallel processes, one JSON line per run")
     r.add_argument("--params", type=params_arg, default=list(PARAMS))
     r.add_argument("--depths", type=depths_arg, default=[2, 4, 8, 16])
-    r.add_argument("--log2-lrs", type=mutransfer.lrs_arg, default=list(range(-11, -3)))
+    r.add_argument("--log2-lrs", type=mutransfer.lrs_arg, default=list(range(-10, -3)))
     r.add_argument("--seeds", type=lambda t: mutransfer.ints(t, "--seeds"), default=[0])
     r.add_argument("--width", type=int, default=128, help="d_model (the base width too)")
     r.add_argument("--heads", type=int, default=4)
@@ -298,9 +304,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--ctx", type=int, default=128)
     r.add_argument("--batch", type=int, default=32)
     r.add_argument("--eval-batches", type=int, default=16)
-    r.add_argument("--procs", type=int, default=8, help="worker processes on the device")
+    r.add_argument("--procs", type=int, default=12, help="worker processes on the device")
     r.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    r.add_argument("--budget-s", type=float, default=510.0,
+    r.add_argument("--budget-s", type=float, default=480.0,
                    help="no worker starts a run after this many seconds")
     r.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     r.add_argument("--quick", action="store_true", help="tiny CPU smoke run (< 2 min)")
@@ -318,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg.depths, cfg.log2_lrs, cfg.steps, cfg.ctx, cfg.batch = [2, 4], [-8, -6, -4], 10, \
             16, 4
         cfg.width, cfg.heads, cfg.eval_batches = 16, 2, 2
+        cfg.procs = min(cfg.procs, 2)
     if cfg.width % cfg.heads:
         raise fail(f"--width {cfg.width} is not a multiple of --heads {cfg.heads}")
     if cfg.procs < 1:
