@@ -234,8 +234,9 @@ def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
     write_output(generate(p, names=name_map, model=model, source=source, hyper=hyper),
                  output, force)
     opt = "torch.optim.SGD" if p.optimizer.value == "sgd" else "torch.optim.AdamW"
+    groups = "param_groups_hyper" if hyper or p.depth.active else "param_groups"
     click.echo(f"abccalc: wrote {clean(output)} ({p.variant}, {p.optimizer.value}); use: "
-               f"init_(model); apply_multipliers(model); {opt}(param_groups(model, lr=...))"
+               f"init_(model); apply_multipliers(model); {opt}({groups}(model, lr=...))"
                + ("; Model(widths) builds the graph" if model else ""), err=True)
 
 

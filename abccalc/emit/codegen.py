@@ -17,7 +17,7 @@ from sympy.printing.pycode import pycode
 
 from abccalc import __version__
 from abccalc.calculus.solver import solve
-from abccalc.emit.codegen_depth import hyper_source
+from abccalc.emit.codegen_depth import HYPER_DOC, hyper_source
 from abccalc.emit.codegen_model import (
     constant_expr,
     doc_text,
@@ -274,7 +274,7 @@ Weight decay (TP5 B.3): `weight_decay` is passed unchanged to every group, i.e. 
 independent, which is right for SGD and for AdamW's decoupled decay. With torch.optim.Adam
 the decay is coupled (added to the gradient before normalization), which muP Adam does not
 support: its effect then changes with width; use AdamW.
-"""
+{hyper_doc}"""
 
 import math
 import warnings
@@ -467,7 +467,8 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
               "multipliers.",
         version=__version__, source=doc_text(source or graph.source),
         graph=doc_text(graph.name), optimizer=p.optimizer.value, variant=p.variant,
-        variant_text=doc_text(p.variant), opt_class=opt_class, base_widths=repr(base))
+        variant_text=doc_text(p.variant), opt_class=opt_class, base_widths=repr(base),
+        hyper_doc=HYPER_DOC if hyper or p.depth.active else "")
     lines = [line for r in p.params.values() for line in _entry(p, r, names[r.name])]
     text += "\n".join(lines) + "\n}\n" + FUNCTIONS
     constants = _constants(p)

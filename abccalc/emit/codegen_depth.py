@@ -14,6 +14,19 @@ from abccalc.graph.core import Kind
 from abccalc.parametrization.gauges import Parametrization
 from abccalc.parametrization.hyper import hyper
 
+HYPER_DOC = """
+Depth, Adam eps and weight decay (docs/depth.md): param_groups_hyper(model, lr, eps=...,
+weight_decay=...) gives each group its LR with the depth factor, its eps (which follows
+the typical entry of the tensor's gradient) and its weight decay. Weight-decay
+convention: torch.optim.AdamW, where each step multiplies w by 1 - lr * weight_decay; the
+groups' weight_decay is scaled inversely to their LR, so the decay timescale
+1 / (lr * weight_decay) steps is the base model's at every width and depth (param_groups
+above passes one weight_decay to every group, which with AdamW makes the hidden weights
+decay more slowly as the width grows). decay="independent" is for a loop that applies
+w *= 1 - weight_decay * schedule(t) itself; decay_bias_and_norm=False exempts biases and
+norm gains. Residual branches: x = x + BRANCH_MULTIPLIER * f(x).
+"""
+
 SECTION = '''
 
 # -- depth, Adam eps and weight decay (docs/depth.md) ------------------------------------
