@@ -257,3 +257,16 @@ def test_check_flags_gpt2_init_with_a_branch_multiplier() -> None:
     fixed = json.loads(json.dumps(GPT2))
     fixed["parameters"]["*.W_proj"]["init_var"] = "1/fan_in"
     assert check(g, "adam", params_from_dict(fixed, g, "mup.yaml")).depth == []
+
+
+def test_table_prints_depth_next_to_width(run) -> None:
+    code, out, err = run("table", str(GPT), "--base", "n_layer=2", "--set", "n_layer=8",
+                         "--depth-alpha", "1/2", "--form", "ratio")
+    assert code == 0, err
+    assert "### Depth: L = `n_layer` (base 2, now 8), α = 1/2" in out
+    # hidden weight in a branch at α = 1/2 (§3-§5 of docs/depth.md)
+    assert ("| block.*.W_fc | block.*.r2 | 0 | 0 | 1/2 | η·1/m_N·m_L^(-1/2) | "
+            "ε·1/m_N·m_L^(-1/2) | λ·m_N·m_L^(1/2) |") in out
+    assert "| W_unemb | — | 0 | 0 | 0 | η·1 | ε·1/m_N | λ·1 |" in out
+    code, flat, _ = run("table", str(GPT))
+    assert code == 0 and "### Depth" not in flat
