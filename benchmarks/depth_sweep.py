@@ -55,15 +55,6 @@ def depths_arg(text: str) -> list[int]:
     return depths
 
 
-def params_arg(text: str) -> list[str]:
-    names = text.split(",")
-    for name in names:
-        if name not in PARAMS:
-            raise fail(f"--params: unknown parametrization '{name}' (known: "
-                       f"{', '.join(PARAMS)})")
-    return names
-
-
 # -- models -------------------------------------------------------------------------------
 def generated(param: str, depth: int, cfg: argparse.Namespace, cache: dict):
     """The module ``abccalc codegen --model`` writes for ``param`` at ``depth``, written
@@ -233,58 +224,18 @@ def summary_text(s: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(merged: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = [r for r in merged["runs"] if r["val_loss"] is not None]
-    params = [p for p in PARAMS if any(r["param"] == p for r in runs)]
-    fig, axes = plt.subplots(1, len(params), figsize=(4.5 * len(params), 3.6), sharey=True)
-    axes = [axes] if len(params) == 1 else axes
-    depths = sorted({r["depth"] for r in runs})
-    cmap = plt.get_cmap("viridis")
-    for ax, p in zip(axes, params, strict=True):
-        for i, d in enumerate(depths):
-            pts: dict = {}
-            for r in runs:
-                if r["param"] == p and r["depth"] == d:
-                    pts.setdefault(r["log2_lr"], []).append(r["val_loss"])
-            xs = sorted(pts)
-            ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], marker="o", ms=3,
-                    color=cmap(i / max(1, len(depths) - 1)), label=f"depth {d}")
-        ax.set_title({"completep": "CompleteP (α = 1), generated",
-                      "mup": "width-only μP"}.get(p, p))
-        ax.set_xlabel("log2 learning rate")
-    axes[0].set_ylabel("validation loss")
-    lo = min(r["val_loss"] for r in runs)
-    axes[0].set_ylim(lo - 0.05, min(max(r["val_loss"] for r in runs), lo + 1.0))
-    axes[-1].legend(fontsize=7)
-    fig.suptitle(f"Depth transfer, d_model 128 ({merged['device']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def merge(cfg: argparse.Namespace) -> None:
     runs = [r for path in cfg.files for r in read_runs(Path(path))]
     if not runs:
         raise fail("merge: no runs in the given files")
-    starts = [r["start"] for r in runs if "start" in r]
-    ends = [r["end"] for r in runs if "end" in r]
-    merged = {
-        "device": ", ".join(sorted({r.get("device", "?") for r in runs})),
-        "command": "\n".join(sorted({r["command"] for r in runs if "command" in r})),
-        "wall_s": round(max(ends) - min(starts), 1) if starts else None,
-        "runs": [{k: r[k] for k in (*KEYS, "val_loss")}
-                 for r in sorted(runs, key=lambda r: tuple(r[k] for k in KEYS))],
-    }
+    merged = mutransfer.merged_runs(runs, KEYS)
     merged["summary"] = summarize(merged["runs"])
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(merged, indent=1) + "\n")
-    plot(merged, out.with_suffix(".png"))
+    mutransfer.plot(merged, out.with_suffix(".png"), "depth", PARAMS,
+                    {"completep": "CompleteP (α = 1), generated", "mup": "width-only μP"},
+                    "Depth transfer at a fixed width", 1.0)
     print(summary_text(merged["summary"]))
 
 
@@ -293,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train in parallel processes, one JSON line per run")
-    r.add_argument("--params", type=params_arg, default=list(PARAMS))
+    r.add_argument("--params", type=lambda t: mutransfer.params_arg(t, PARAMS),
+                   default=list(PARAMS))
     r.add_argument("--depths", type=depths_arg, default=[2, 4, 8, 16])
     r.add_argument("--log2-lrs", type=mutransfer.lrs_arg, default=list(range(-10, -3)))
     r.add_argument("--seeds", type=lambda t: mutransfer.ints(t, "--seeds"), default=[0])

@@ -10,6 +10,7 @@ itself), and ``param_groups_hyper``: per-group LR with its depth factor, Adam ``
 from __future__ import annotations
 
 from abccalc.emit.codegen_model import doc_text
+from abccalc.errors import AbcError
 from abccalc.graph.core import Kind
 from abccalc.parametrization.gauges import Parametrization
 from abccalc.parametrization.hyper import hyper
@@ -87,7 +88,7 @@ def param_groups_hyper(model: torch.nn.Module, lr: float, *, eps: float = 1e-8,
     d = depth / BASE_DEPTH
     named = _params(model)
     groups: dict[tuple[float, float, float], list[torch.nn.Parameter]] = {{}}
-    for pname, base in zip(PARAMETERS, param_groups_flat(model, lr, strict), strict=True):
+    for pname, base in zip(PARAMETERS, _width_lrs(model, lr, strict), strict=True):
         rule, h = PARAMETERS[pname], HYPER[pname]
         p = named[rule.module_param]
         m = width_ratio(rule, p)
@@ -109,8 +110,7 @@ def param_groups_hyper(model: torch.nn.Module, lr: float, *, eps: float = 1e-8,
     return out
 
 
-def param_groups_flat(model: torch.nn.Module, lr: float, strict: bool = True
-                      ) -> list[float]:
+def _width_lrs(model: torch.nn.Module, lr: float, strict: bool = True) -> list[float]:
     """The width-scaled LR of every rule, in PARAMETERS order."""
     _check_covered(model, strict, "param_groups_hyper")
     named = _params(model)
@@ -135,8 +135,10 @@ def hyper_source(p: Parametrization) -> str:
                     f"{group!r}),")
     if d.active:
         (_, value, base, depth), *more = d.blocks
-        if any(b[1:] != (value, base, depth) for b in more):
-            value += " (every depth block shares it)"
+        if any(b[2:] != (base, depth) for b in more):
+            raise AbcError(f"{graph.source}: codegen writes one depth axis, but the repeat "
+                           f"blocks {', '.join(b[0] for b in d.blocks)} have different "
+                           "bases or depths; give them one infinite value")
     else:
         value, base, depth = "1 (no depth axis: every depth factor is 1)", 1, 1
     branches = "{" + "".join(f"\n    {a!r}: {i}," for a, i in sorted(d.stream.items())) + \
