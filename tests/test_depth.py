@@ -9,6 +9,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from abccalc.calculus.depth import parse_alpha, solve_depth
 from abccalc.calculus.solver import solve
@@ -270,3 +272,25 @@ def test_table_prints_depth_next_to_width(run) -> None:
     assert "| W_unemb | — | 0 | 0 | 0 | η·1 | ε·1/m_N | λ·1 |" in out
     code, flat, _ = run("table", str(GPT))
     assert code == 0 and "### Depth" not in flat
+
+
+_SOLVED = {}
+
+
+@settings(max_examples=25, deadline=None)
+@given(num=st.integers(1, 12), opt=st.sampled_from([Optimizer.ADAM, Optimizer.SGD]))
+def test_depth_exponents_follow_alpha(num: int, opt: Optimizer) -> None:
+    # α = 1/2 + num/24 ∈ (1/2, 1]: for every tensor in a branch the update condition
+    # k·a + c = 1 − α (Adam) or 1 − 2α (SGD) holds, ε follows L^-α (Adam), and λ keeps
+    # lr·λ fixed (wd_depth = −c_depth); outside the branches everything is 0
+    alpha = HALF + F(num, 24)
+    if opt not in _SOLVED:
+        _SOLVED[opt] = solve(gpt(3), opt)
+    p = parametrize(_SOLVED[opt], "table8", depth_alpha=alpha)
+    for r in p.params.values():
+        h = hyper(p, r)
+        inside = h.branch is not None
+        c = (1 - alpha if opt is Optimizer.ADAM else 1 - 2 * alpha) if inside else 0
+        assert (h.a_depth, h.b_depth, h.c_depth, h.wd_depth) == (0, 0, c, -c), r.name
+        assert h.eps_depth == (alpha if inside and opt is Optimizer.ADAM else 0), r.name
+    assert set(p.depth.branches.values()) == {alpha}
