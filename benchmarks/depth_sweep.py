@@ -4,7 +4,7 @@ A GPT from examples/gpt.yaml at fixed width (d_model 128, 4 heads), byte-level, 
 data of benchmarks/mutransfer.py (the standard library's .py files) and with its training
 loop (Adam, warmup then cosine, bf16 autocast on a GPU), at every (parametrization,
 depth, log2 LR, seed). Both parametrizations are the code ``abccalc codegen --model``
-writes, with per-group Adam ε from ``param_groups_hyper``:
+writes, with per-group Adam ε from its ``param_groups``:
 
 * ``completep``: n_layer infinite with base 2 (``--base n_layer=2``), ``--depth-alpha 1``:
   every residual branch × (L/2)^-1, LR, ε and decay with their depth factors.
@@ -66,7 +66,7 @@ def generated(param: str, depth: int, cfg: argparse.Namespace, cache: dict):
     if not out.exists():
         folder.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "abccalc", "codegen", str(mutransfer.GPT), "--optimizer",
-               "adam", "--variant", "table8", "--model", "--hyper", "-o", str(out), "--force",
+               "adam", "--variant", "table8", "--model", "-o", str(out), "--force",
                "--base", f"d_model={cfg.width}", "--base", f"d_head={cfg.width // cfg.heads}",
                "--set", f"n_layer={depth}", "--set", f"n_head={cfg.heads}",
                "--set", f"ctx={cfg.ctx}", "--set", f"ctx_k={cfg.ctx}"]
@@ -87,8 +87,8 @@ def train(torch, param: str, depth: int, log2_lr: int, seed: int, cfg, data, cac
     # PyTorch's default variance 1/(3 fan_in) for linear weights at the base width, as in
     # benchmarks/mutransfer.py's abccalc-table8
     gen.init_(model, sigmas={"hidden": 3 ** -0.5, "output": 3 ** -0.5})
-    opt = torch.optim.AdamW(gen.param_groups_hyper(model, 2.0 ** log2_lr, eps=1e-8,
-                                                   weight_decay=0.0))
+    opt = torch.optim.AdamW(gen.param_groups(model, 2.0 ** log2_lr, eps=1e-8,
+                                             weight_decay=0.0))
     val, last = mutransfer.fit(torch, model, opt, cfg, data, seed)
     return {"param": param, "depth": depth, "log2_lr": log2_lr, "seed": seed,
             "val_loss": val, "train_loss": last,

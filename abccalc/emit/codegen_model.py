@@ -29,9 +29,9 @@ from abccalc.graph.ops import OPS, Op
 from abccalc.parametrization.gauges import Parametrization
 
 # the generated Model's residual branch multiplier (abccalc.emit.codegen_depth)
-MODEL_BRANCH = '''            if n["name"] in BRANCHES:  # x + L^-alpha * f(x)
-                xs = [x if i == BRANCHES[n["name"]] else x * BRANCH_MULTIPLIER
-                      for i, x in enumerate(xs)]
+MODEL_BRANCH = '''            stream = stream_input(n["name"])
+            if stream is not None:  # x + L^-alpha * f(x)
+                xs = [x if i == stream else x * BRANCH_MULTIPLIER for i, x in enumerate(xs)]
 '''
 
 # Public attributes of torch.nn.Module, ModuleDict, Linear, Conv1d/2d/3d and Embedding
