@@ -185,3 +185,18 @@ def test_depth_module_does_not_grow_with_depth() -> None:
     assert len(a) == len(b)
     assert [(x, y) for x, y in zip(a, b, strict=True) if x != y] == [("DEPTH = 4", "DEPTH = 96")]
     assert "    'block.*.r1': 0," in a
+
+
+def test_width_scaled_eps_without_an_infinite_fan_is_refused() -> None:
+    """With no infinite fan the code's m is 1: a hidden weight's ε ∝ 1/n cannot ride on it,
+    so codegen refuses rather than emit an unscaled ε (k = 0 forced here)."""
+    from abccalc.emit.codegen_depth import group_scales
+    from abccalc.errors import AbcError
+    from abccalc.exponents import ZERO
+
+    b = load_builder(GPT, {"n_layer": "2", **SIZES})
+    p = parametrize(solve(b.build(), Optimizer.ADAM), "table8")
+    r = p.params["block.0.W_fc"]
+    assert "'eps': lambda m: 1/m," in "\n".join(group_scales(p, r, -ONE, 1))
+    with pytest.raises(AbcError, match=r"'block\.0\.W_fc' has no infinite fan"):
+        group_scales(p, r, ZERO, 0)

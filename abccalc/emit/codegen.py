@@ -140,7 +140,7 @@ def _entry(p: Parametrization, r: ParamRule, part: tuple[int, int, int] | None) 
         doc_text(TABLE_TITLES.get(p.variant, p.variant)), COLUMN[r.role.value],
         p.optimizer.value, p.variant == "unit", k_in, k_out, sig)
     lr = ratio_of(k_in, k_out, sig)[2] if k_in or k_out else ZERO
-    groups = group_scales(p, r, lr, (k_in if which == "fan_in" else k_out) or 1)
+    groups = group_scales(p, r, lr, k_in if which == "fan_in" else k_out if which else 0)
     return Entry((comment1, comment2, f"role={r.role.value!r}, init={init!r},",
                   f"        fan_in_axes={in_axes!r}, fan_axes={axes!r}, base_fan={base_fan},",
                   *scales, *groups), part, groups)

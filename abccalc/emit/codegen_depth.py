@@ -78,10 +78,18 @@ def _power(width: Exp, depth: Exp) -> str:
 def group_scales(p: Parametrization, r: ParamRule, lr: Exp, k: int) -> tuple[str, ...]:
     """The ``group_scales`` lines of ``r``: LR m^lr (its width exponent vs SP) with its
     depth factor, Adam ε and weight decay (torch's convention) in width and depth. ``k``
-    is the number of infinite dims in the width-scaling fan (m = n^k; 1 when none)."""
+    is the number of infinite dims in the width-scaling fan (m = n^k); with none m is 1,
+    so a width exponent there has no m to ride on and is refused."""
     h = hyper(p, r)
+    adam = p.optimizer is Optimizer.ADAM
+    if not k and (h.wd or (adam and h.eps)):
+        raise AbcError(f"{p.graph.source}: parameter '{doc_text(r.name)}' has no infinite "
+                       f"fan, but its Adam eps or weight decay scales with width (n^{-h.eps}"
+                       f", n^{-h.wd}); the generated code reads width from a tensor's fans: "
+                       "give it an infinite dim, or set that group's values by hand")
+    k = k or 1
     scales = {"lr": (lr, -h.c_depth)}
-    if p.optimizer is Optimizer.ADAM:
+    if adam:
         scales["eps"] = (-h.eps / k, -h.eps_depth)
     scales["weight_decay"] = (-h.wd / k, -h.wd_depth)
     return ("        group_scales={",

@@ -26,9 +26,6 @@ from abccalc.calculus.sizes import broadcast_dims, key
 from abccalc.exponents import NEG_INF, ZERO, Exp, Optimizer, gradient_term
 from abccalc.parametrization.gauges import Parametrization, ParamRule
 
-DECAY = ("torch", "independent")
-"""Weight-decay conventions: torch's AdamW (per-step decay lr·λ) and independent (λ·s(t))."""
-
 
 @dataclass(frozen=True)
 class Hyper:
