@@ -281,3 +281,68 @@ def test_fused_parts_with_different_lr_rules_are_refused() -> None:
         generate(p, names=names)
     with pytest.raises(AbcError, match=r"each part i/n of one split once"):
         generate(p, names={**names, "W2": "a.weight[0/2]"})
+
+
+def _state_dict_named(n_layer: int):
+    """A graph keyed by state_dict names, as the model importer builds it: parameters
+    `transformer.h.<i>.fc.weight`, no repeat block."""
+    b = GraphBuilder("imported")
+    b.dim("i", size=3).dim("d", base=8).dim("o", size=2)
+    b.node("x", "input", dims=["i"])
+    b.node("inp", "linear", inputs="x", dims=["d"], weight="inp.weight")
+    last = "inp"
+    for i in range(n_layer):
+        b.node(f"transformer.h.{i}.fc", "linear", inputs=last, dims=["d"],
+               weight=f"transformer.h.{i}.fc.weight", bias=f"transformer.h.{i}.fc.bias")
+        last = f"transformer.h.{i}.fc"
+    b.node("out", "linear", inputs=last, dims=["o"], weight="out.weight")
+    b.node("y", "output", inputs="out")
+    return b.build()
+
+
+def test_state_dict_names_give_module_path_patterns(tmp_path: Path) -> None:
+    """Graph names = module names (the importer's contract): the digit components of the
+    module path become the pattern, the same text at 2 and 7 layers, covering a model
+    of 4 (Adam Table 8 at d = 16, m = 2: hidden LR η/2)."""
+    texts = []
+    for n in (2, 7):
+        graph = _state_dict_named(n)
+        p = load_parametrization(graph, "adam", "table8")
+        texts.append(generate(p, names={q: q for q in graph.params}))
+    assert texts[0] == texts[1]
+    assert ("'transformer.h.*.fc.weight': Rule(\n"
+            "        module_param='transformer.h.*.fc.weight'") in texts[0]
+    gen = load_module(texts[0], tmp_path, "imported_names")
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp = torch.nn.Linear(3, 16, bias=False)
+            self.transformer = torch.nn.Module()
+            self.transformer.h = torch.nn.ModuleList(
+                torch.nn.ModuleDict({"fc": torch.nn.Linear(16, 16)}) for _ in range(4))
+            self.out = torch.nn.Linear(16, 2, bias=False)
+
+    net = Net()
+    lrs = {id(q): g["lr"] for g in gen.param_groups(net, 0.1) for q in g["params"]}
+    assert len(lrs) == 10 and lrs[id(net.transformer.h[3].fc.weight)] == pytest.approx(0.05)
+
+
+def test_cli_names_file_with_patterns(run, tmp_path: Path) -> None:
+    """`abccalc codegen --names` reads patterns; a bad one is one line and exit 2."""
+    spec = tmp_path / "resmlp.yaml"
+    spec.write_text((ROOT / "docs" / "spec.md").read_text().split(
+        "Example, a residual MLP:\n\n```yaml\n")[1].split("```")[0])
+    good = tmp_path / "names.yaml"
+    good.write_text("W_in: inp.weight\nlayer.*.W: net.h.*.weight\nlayer.*.b: net.h.*.bias\n"
+                    "W_out: out.weight\n")
+    out = tmp_path / "mup.py"
+    code, _, err = run("codegen", str(spec), "--optimizer", "adam", "--names", str(good),
+                       "-o", str(out))
+    assert code == 0, err
+    assert "'layer.*.W': Rule(\n        module_param='net.h.*.weight'" in out.read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("layer.*.W: net.h.weight\n")
+    code, _, err = run("codegen", str(spec), "--optimizer", "adam", "--names", str(bad),
+                       "-o", str(tmp_path / "bad.py"))
+    assert code == 2 and "same number of '*'" in err and len(err.strip().splitlines()) == 1

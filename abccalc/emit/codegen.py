@@ -184,19 +184,24 @@ def _rule_text(key: str, module: str, entry: Entry, uses: tuple[tuple[str, Exp],
 
 
 class _Index:
-    """Names by (component count, last component): the candidates a pattern can match."""
+    """Names by (component count, last two components): the candidates of a pattern."""
 
     def __init__(self, names: list[str]) -> None:
-        self.by_shape: dict[tuple[int, str], list[str]] = {}
+        self.by_shape: dict[tuple[int, str, str], list[str]] = {}
         for name in names:
-            self.by_shape.setdefault((name.count(".") + 1, name.rpartition(".")[2]),
-                                     []).append(name)
+            self.by_shape.setdefault(self._shape(name), []).append(name)
 
-    def matches(self, pattern: str) -> list[str]:
-        n, last = pattern.count(".") + 1, pattern.rpartition(".")[2]
-        cands = (self.by_shape.get((n, last), []) if "*" not in last else
-                 [x for (k, _), xs in self.by_shape.items() if k == n for x in xs])
-        return [x for x in cands if match_pattern(pattern, x) is not None]
+    @staticmethod
+    def _shape(name: str) -> tuple[int, str, str]:
+        segs = name.split(".")
+        return len(segs), segs[-2] if len(segs) > 1 else "", segs[-1]
+
+    def others(self, pattern: str, own: set[str]) -> list[str]:
+        """The names ``pattern`` matches, but for those in ``own``."""
+        shape = self._shape(pattern)
+        cands = (self.by_shape.get(shape, []) if "*" not in shape[1] + shape[2] else
+                 [x for k, xs in self.by_shape.items() if k[0] == shape[0] for x in xs])
+        return [x for x in cands if x not in own and match_pattern(pattern, x) is not None]
 
 
 def rules(p: Parametrization, names: dict[str, str]) -> list[str]:
@@ -208,11 +213,12 @@ def rules(p: Parametrization, names: dict[str, str]) -> list[str]:
     graph = p.graph
     groups: dict[tuple, list[ParamRule]] = {}
     entries: dict[str, Entry] = {}
+    later: dict[str, tuple[tuple[str, Exp], ...]] = {}
     for r in p.params.values():
         path, part = split_part(names[r.name])
         entries[r.name] = entry = _entry(p, r, part)
         (gkey, gdigits), (mkey, mdigits) = star(r.name), star(path)
-        uses = _uses(p, r)
+        later[r.name] = uses = _uses(p, r)
         if gdigits and gdigits == mdigits:
             key = (gkey, mkey, entry, tuple((star(n)[0], e) for n, e in uses))
         else:
@@ -225,16 +231,17 @@ def rules(p: Parametrization, names: dict[str, str]) -> list[str]:
     for (key, module, entry, uses), group in groups.items():
         own = {r.name for r in group}
         own_paths = {split_part(names[n])[0] for n in own}
-        starred = [_starred_uses(r, _uses(p, r)) for r in group]
+        starred = [_starred_uses(r, later[r.name]) for r in group]
         if "*" not in key or (
-                not [n for n in params.matches(key) if n not in own]
-                and not [q for q in paths.matches(module) if q not in own_paths]
+                not params.others(key, own) and not paths.others(module, own_paths)
                 and None not in starred):
             lines += _rule_text(key, module, entry, starred[0] or uses)
             continue
         for r in group:  # the pattern would cover more: each parameter by its name
-            lines += _rule_text(r.name, split_part(names[r.name])[0], entry, _uses(p, r))
+            lines += _rule_text(r.name, split_part(names[r.name])[0], entry, later[r.name])
     return lines
+
+
 def _check_parts(graph: Graph, names: dict[str, str], entries: dict[str, Entry]) -> None:
     """The parts of one fused tensor share its optimizer group: their LR rules agree."""
     lrs: dict[str, dict[Exp, str]] = {}

@@ -57,6 +57,8 @@ def _match_segment(pat: str, text: str) -> list[str] | None:
         return [] if pat == text else None
     if not text.startswith(head):
         return None
+    if not rest:
+        return [text[len(head):]]
     for end in range(len(head), len(text) + 1):
         tail = _match_segment(rest, text[end:])
         if tail is not None:

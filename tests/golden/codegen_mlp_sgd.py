@@ -146,6 +146,8 @@ def _match_segment(pat: str, text: str) -> list[str] | None:
         return [] if pat == text else None
     if not text.startswith(head):
         return None
+    if not rest:
+        return [text[len(head):]]
     for end in range(len(head), len(text) + 1):
         tail = _match_segment(rest, text[end:])
         if tail is not None:
@@ -166,14 +168,15 @@ def _scan(model: torch.nn.Module
     found: dict[str, list[tuple[str, torch.nn.Parameter]]] = {k: [] for k in PARAMETERS}
     covers: dict[int, list[str]] = {}
     names: dict[int, str] = {}
-    shapes = [(key, len(r.module_param.split(".")), r.module_param.rpartition(".")[2])
-              for key, r in PARAMETERS.items()]
+    by_shape: dict[tuple, list[str]] = {}  # rules by (components, last two) or (components,)
+    for key, rule in PARAMETERS.items():
+        shape = _shape(rule.module_param)
+        by_shape.setdefault(shape if "*" not in shape[1] + shape[2] else shape[:1],
+                            []).append(key)
     for name, p in model.named_parameters(remove_duplicate=False):
         names.setdefault(id(p), name)
-        n, last = name.count(".") + 1, name.rpartition(".")[2]
-        for key, length, end in shapes:
-            if length != n or ("*" not in end and end != last):
-                continue
+        shape = _shape(name)
+        for key in (*by_shape.get(shape, ()), *by_shape.get(shape[:1], ())):
             if match_pattern(PARAMETERS[key].module_param, name) is None:
                 continue
             keys = covers.setdefault(id(p), [])
@@ -191,6 +194,11 @@ def _scan(model: torch.nn.Module
     left = [name for name, p in model.named_parameters()
             if p.requires_grad and id(p) not in covers]
     return found, left
+
+
+def _shape(name: str) -> tuple[int, str, str]:
+    segs = name.split(".")
+    return len(segs), segs[-2] if len(segs) > 1 else "", segs[-1]
 
 
 def _covered_once(parts: list[tuple[int, int, int] | None]) -> bool:
@@ -363,11 +371,12 @@ def apply_multipliers(model: torch.nn.Module) -> list:
                 raise ValueError(f"{name}: the parts of this fused tensor have different "
                                  "multipliers; apply them in your forward")
     handles = []
+    modules = dict(model.named_modules(remove_duplicate=False))
     for module_name, attrs in by_module.items():
         w, b = attrs.get("weight", 1.0), attrs.get("bias", 1.0)
         if w == 1.0 and b == 1.0:
             continue
-        module = model.get_submodule(module_name)
+        module = modules[module_name]
         if b == 1.0 and not isinstance(module, torch.nn.Embedding):
             handles.append(module.register_forward_pre_hook(_scale_input(w)))
         elif w == b or "bias" not in attrs:
