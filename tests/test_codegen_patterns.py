@@ -346,3 +346,25 @@ def test_cli_names_file_with_patterns(run, tmp_path: Path) -> None:
     code, _, err = run("codegen", str(spec), "--optimizer", "adam", "--names", str(bad),
                        "-o", str(tmp_path / "bad.py"))
     assert code == 2 and "same number of '*'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_rule_can_scale_more_hyperparameters(tmp_path: Path) -> None:
+    """group_scales carries any optimizer hyperparameter (the hook for ε and weight
+    decay by width or depth): a rule scaling eps by 1/m needs eps passed, and its group
+    gets eps/m and eps_scale 1/m (m = 4 at d = 32, base 8)."""
+    p = load_parametrization(_resmlp(2), "adam", "table8")
+    gen = load_module(generate(p, names=NAMES), tmp_path, "hyper")
+    rule = gen.PARAMETERS["layer.*.W"]
+    gen.PARAMETERS["layer.*.W"] = rule._replace(
+        group_scales={**rule.group_scales, "eps": lambda m: 1 / m})
+    net = UserNet(32, 3)
+    net.net.h = torch.nn.ModuleList(torch.nn.ModuleDict({"fc": layer}) for layer in net.net.h)
+    with pytest.raises(TypeError, match=r"scale \['eps'\].*eps=\.\.\."):
+        gen.param_groups(net, 0.1)
+    groups = gen.param_groups(net, 0.1, eps=1e-8)
+    hidden = next(g for g in groups if g["params"][0] is net.net.h[0].fc.weight)
+    assert hidden["eps"] == pytest.approx(2.5e-9) and hidden["eps_scale"] == 0.25
+    assert hidden["lr"] == pytest.approx(0.025) and hidden["weight_decay"] == 0.0
+    other = next(g for g in groups if g["params"][0] is net.inp.weight)
+    assert other["eps"] == 1e-8 and "eps_scale" not in other
+    assert len(torch.optim.AdamW(groups).param_groups) == len(groups)

@@ -3,7 +3,9 @@
 The module imports only ``math`` and ``torch``. Every rule is written relative to SP at
 the base width (TP5 Eq. 4): init var = σ²/fan_in·m^e₁, multiplier = m^e₂, LR = η·m^e₃,
 where m = fan/base_fan of the parameter's infinite fan, read from the tensor's shape.
-Expressions are printed with sympy's Python code printer.
+Expressions are printed with sympy's Python code printer. Parameters that share a rule
+share one entry keyed by a name pattern (:func:`rules`, :mod:`abccalc.emit.patterns`), so
+the text does not grow with depth; the fixed text is in :mod:`abccalc.emit.codegen_runtime`.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ KeyError. apply_multipliers is idempotent.
 Rules are written relative to the standard parametrization (SP) at the base widths
 BASE_WIDTHS (TP5 Eq. 4): with m = fan / base_fan of a parameter's width-scaling fan,
 init var = sigma^2 / fan_in * var_scale(m), multiplier = multiplier(m), and each optimizer
-hyperparameter k of the group (LR = lr * lr_scale(m)) is its value times
-group_scales[k](m). At the base widths every factor is 1 and the model is SP.
+hyperparameter k in group_scales is its value times group_scales[k](m) (LR = lr *
+group_scales["lr"](m)). At the base widths every factor is 1 and the model is SP.
 
 Forward multipliers are forward hooks, not torch.nn.utils.parametrize: hooks leave the
 parameters and the state_dict keys exactly as in your model (checkpoints stay
@@ -423,18 +423,24 @@ def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0
     """Parameter groups ready for torch.optim.SGD / Adam / AdamW. Each hyperparameter
     (``lr``, ``weight_decay`` and any other keyword, e.g. ``eps``) is its value times the
     rule's group_scales[name](m), or its value where the rule has no scale for it; the
-    group also keeps each scale as "<name>_scale" (see LR schedulers above). Parameters
-    of equal hyperparameters share a group, in rule order. A trainable parameter no rule
-    covers raises ValueError; ``strict=False`` puts it in a group of its own at the base
-    values, with a warning."""
-    found, left = _resolve(model, strict, "param_groups")
+    group also keeps each scale as "<name>_scale" (see LR schedulers above). A
+    hyperparameter some rule scales must be passed (TypeError otherwise: the optimizer's
+    default is not known here). Parameters of equal hyperparameters share a group, in
+    rule order. A trainable parameter no rule covers raises ValueError; ``strict=False``
+    puts it in a group of its own at the base values, with a warning."""
     base = {"lr": lr, "weight_decay": weight_decay, **hyper}
+    scaled = sorted({k for rule in PARAMETERS.values() for k in rule.group_scales})
+    if set(scaled) - set(base):
+        missing = sorted(set(scaled) - set(base))
+        raise TypeError(f"param_groups: the rules scale {missing} with width; pass their "
+                        f"base values ({missing[0]}=...)")
+    found, left = _resolve(model, strict, "param_groups")
     groups: dict[tuple, list[torch.nn.Parameter]] = {}
     placed: dict[int, tuple] = {}
     for key, rule in PARAMETERS.items():
         for name, p in found[key]:
             m = width_ratio(rule, p)
-            scales = {k: f(m) for k, f in rule.group_scales.items() if k in base}
+            scales = {k: f(m) for k, f in rule.group_scales.items()}
             values = {**base, **{k: base[k] * s for k, s in scales.items()},
                       **{f"{k}_scale": s for k, s in scales.items()}}
             group = tuple(values.items())
@@ -447,7 +453,8 @@ def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0
     out = [{"params": ps, **dict(group)} for group, ps in groups.items()]
     if left:
         named = dict(model.named_parameters())
-        out.append({"params": [named[n] for n in left], **base, "lr_scale": 1.0})
+        out.append({"params": [named[n] for n in left], **base,
+                    **{f"{k}_scale": 1.0 for k in scaled}})
     return out
 
 
