@@ -29,6 +29,7 @@ from abccalc.emit.codegen_model import (
 )
 from abccalc.emit.codegen_runtime import FUSED, HEADER, functions
 from abccalc.emit.patterns import (
+    NameIndex,
     check_names,
     default_names,
     expand_names,
@@ -185,27 +186,6 @@ def _rule_text(key: str, module: str, entry: Entry, uses: tuple[tuple[str, Exp],
     ]
 
 
-class _Index:
-    """Names by (component count, last two components): the candidates of a pattern."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.by_shape: dict[tuple[int, str, str], list[str]] = {}
-        for name in names:
-            self.by_shape.setdefault(self._shape(name), []).append(name)
-
-    @staticmethod
-    def _shape(name: str) -> tuple[int, str, str]:
-        segs = name.split(".")
-        return len(segs), segs[-2] if len(segs) > 1 else "", segs[-1]
-
-    def others(self, pattern: str, own: set[str]) -> list[str]:
-        """The names ``pattern`` matches, but for those in ``own``."""
-        shape = self._shape(pattern)
-        cands = (self.by_shape.get(shape, []) if "*" not in shape[1] + shape[2] else
-                 [x for k, xs in self.by_shape.items() if k[0] == shape[0] for x in xs])
-        return [x for x in cands if x not in own and match_pattern(pattern, x) is not None]
-
-
 def rules(p: Parametrization, names: dict[str, str]) -> list[str]:
     """The PARAMETERS entries. Parameters whose graph and module names agree once their
     digit components (a repeat block's iteration, a ModuleList index) are starred, with
@@ -227,8 +207,8 @@ def rules(p: Parametrization, names: dict[str, str]) -> list[str]:
             key = (r.name, path, entry, uses)
         groups.setdefault(key, []).append(r)
     _check_parts(graph, names, entries)
-    params = _Index(list(graph.params))
-    paths = _Index(sorted({split_part(names[n])[0] for n in graph.params}))
+    params = NameIndex(list(graph.params))
+    paths = NameIndex(sorted({split_part(names[n])[0] for n in graph.params}))
     lines: list[str] = []
     for (key, module, entry, uses), group in groups.items():
         own = {r.name for r in group}

@@ -233,8 +233,8 @@ def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0
     puts it in a group of its own at the base values, with a warning."""
     base = {"lr": lr, "weight_decay": weight_decay, **hyper}
     scaled = sorted({k for rule in PARAMETERS.values() for k in rule.group_scales})
-    if set(scaled) - set(base):
-        missing = sorted(set(scaled) - set(base))
+    missing = sorted(set(scaled) - set(base))
+    if missing:
         raise TypeError(f"param_groups: the rules scale {missing} with width; pass their "
                         f"base values ({missing[0]}=...)")
     found, left = _resolve(model, strict, "param_groups")

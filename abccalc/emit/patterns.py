@@ -80,6 +80,27 @@ def star(name: str) -> tuple[str, tuple[str, ...]]:
     return ".".join("*" if s.isdigit() else s for s in segs), digits
 
 
+class NameIndex:
+    """Names by (component count, last two components): the candidates of a pattern."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.by_shape: dict[tuple[int, str, str], list[str]] = {}
+        for name in names:
+            self.by_shape.setdefault(self._shape(name), []).append(name)
+
+    @staticmethod
+    def _shape(name: str) -> tuple[int, str, str]:
+        segs = name.split(".")
+        return len(segs), segs[-2] if len(segs) > 1 else "", segs[-1]
+
+    def others(self, pattern: str, own: set[str]) -> list[str]:
+        """The names ``pattern`` matches, but for those in ``own``."""
+        shape = self._shape(pattern)
+        cands = (self.by_shape.get(shape, []) if "*" not in shape[1] + shape[2] else
+                 [x for k, xs in self.by_shape.items() if k[0] == shape[0] for x in xs])
+        return [x for x in cands if x not in own and match_pattern(pattern, x) is not None]
+
+
 def _checked(text: str, what: str, source: str, module: bool) -> str:
     """A pattern following the name rule once each ``*`` is read as a letter."""
     check_name(text.replace("*", "x"), what, source, module=module)
@@ -109,11 +130,12 @@ def expand_names(graph: Graph, names: dict[str, str], source: str) -> dict[str, 
     the value. A parameter matched by two keys, or a key matching none, is an error."""
     out: dict[str, str] = {}
     origin: dict[str, str] = {}
+    index = NameIndex(list(graph.params))
     for key, value in names.items():
         if "*" not in key:
             hits = [(key, [])] if key in graph.params else []
         else:
-            hits = [(p, got) for p in graph.params if (got := match_pattern(key, p)) is not None]
+            hits = [(p, match_pattern(key, p)) for p in index.others(key, set())]
         if not hits and "*" in key:
             raise AbcError(f"{source}: pattern '{doc_text(key)}' matches no parameter of "
                            f"graph '{doc_text(graph.name)}'")
