@@ -14,7 +14,13 @@ from test_codegen import GPT, MLP, ROOT, load_module
 
 from abccalc.emit import goldens
 from abccalc.emit.codegen import generate, load_parametrization
-from abccalc.emit.patterns import fill_pattern, match_pattern, read_name_map, star
+from abccalc.emit.patterns import (
+    NameIndex,
+    fill_pattern,
+    match_pattern,
+    read_name_map,
+    star,
+)
 from abccalc.errors import AbcError
 from abccalc.graph.builder import GraphBuilder
 from abccalc.graph.spec import load_graph
@@ -197,6 +203,20 @@ def test_starred_name_matches_itself(segs: list[str]) -> None:
     assert match_pattern(pattern, name + ".x") is None
     if digits:
         assert match_pattern(pattern, name.replace(digits[0], f"{digits[0]}.9", 1)) is None
+
+
+SEGMENT = st.sampled_from(["a", "b", "ab", "0", "1", "12"])
+NAME = st.lists(SEGMENT, min_size=1, max_size=4).map(".".join)
+
+
+@given(st.lists(NAME, max_size=12, unique=True),
+       st.lists(st.sampled_from(["a", "b", "ab", "0", "*", "a*", "*b", "*1*"]), min_size=1,
+                max_size=4).map(".".join))
+def test_name_index_finds_what_a_scan_finds(names: list[str], pattern: str) -> None:
+    """The index that spares codegen a scan per pattern returns exactly the names a scan
+    matches, each once."""
+    want = sorted(n for n in names if match_pattern(pattern, n) is not None)
+    assert sorted(NameIndex(names).others(pattern, set())) == want
 
 
 # -- fused tensors ----------------------------------------------------------------------

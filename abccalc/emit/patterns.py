@@ -81,24 +81,27 @@ def star(name: str) -> tuple[str, tuple[str, ...]]:
 
 
 class NameIndex:
-    """Names by (component count, last two components): the candidates of a pattern."""
+    """Names by component count and their last one or two components: the candidates a
+    pattern can match, found without matching it against every name."""
 
     def __init__(self, names: list[str]) -> None:
-        self.by_shape: dict[tuple[int, str, str], list[str]] = {}
+        self.by_key: dict[tuple, list[str]] = {}
         for name in names:
-            self.by_shape.setdefault(self._shape(name), []).append(name)
-
-    @staticmethod
-    def _shape(name: str) -> tuple[int, str, str]:
-        segs = name.split(".")
-        return len(segs), segs[-2] if len(segs) > 1 else "", segs[-1]
+            segs = name.split(".")
+            keys = {(len(segs),), (len(segs), segs[-1]), (len(segs), *segs[-2:])}
+            for key in sorted(keys):
+                self.by_key.setdefault(key, []).append(name)
 
     def others(self, pattern: str, own: set[str]) -> list[str]:
         """The names ``pattern`` matches, but for those in ``own``."""
-        shape = self._shape(pattern)
-        cands = (self.by_shape.get(shape, []) if "*" not in shape[1] + shape[2] else
-                 [x for k, xs in self.by_shape.items() if k[0] == shape[0] for x in xs])
-        return [x for x in cands if x not in own and match_pattern(pattern, x) is not None]
+        segs = pattern.split(".")
+        key: tuple = (len(segs),)
+        if "*" not in segs[-1]:
+            key += (segs[-1],)
+            if len(segs) > 1 and "*" not in segs[-2]:
+                key = (len(segs), *segs[-2:])
+        return [x for x in self.by_key.get(key, []) if x not in own
+                and match_pattern(pattern, x) is not None]
 
 
 def _checked(text: str, what: str, source: str, module: bool) -> str:
