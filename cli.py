@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ import click
 from abccalc.calculus.solver import solve  # already imported by gauges: costs nothing
 from abccalc.emit.render import FORMATS, FORMS
 from abccalc.errors import AbcError
+from abccalc.exponents import OPTIMIZER_NAMES, Optimizer
 from abccalc.graph.names import check_name, clean, clean_text
 from abccalc.parametrization.gauges import VARIANTS
 from abccalc.verify.coordcheck import LOSSES
@@ -22,7 +24,8 @@ if TYPE_CHECKING:
 # The pipeline's stages are imported inside each command, so ``abccalc --help`` and
 # ``abccalc table`` never import sympy, torch or the code generator.
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = OPTIMIZER_NAMES
+MUON_ADJUSTS = ("keller", "spectral", "match_rms_adamw")
 DEFAULT_VARIANT = "table8"  # every command (docs/cli.md, "The default variant")
 PRESET_NAMES = ("sp", "ntk", "mf", "mup")
 PARAMS_METAVAR = "sp|ntk|mf|mup|FILE"
@@ -40,8 +43,28 @@ def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
 
 
 graph_arg = click.argument("graph", type=click.Path(dir_okay=False))
-optimizer_opt = click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam",
-                             show_default=True, help="Optimizer class: SGD-like or Adam-like.")
+
+
+def optimizer_opt(command):
+    """``--optimizer`` and ``--muon-adjust``, passed on as one Optimizer (docs/optimizers.md)."""
+    @functools.wraps(command)
+    def run(*args, optimizer: str, muon_adjust: str | None, **kwargs):
+        if muon_adjust is not None and optimizer != "muon":
+            raise AbcError(f"--muon-adjust {muon_adjust}: applies to --optimizer muon only")
+        return command(*args, optimizer=Optimizer.parse(optimizer, muon_adjust or "keller"),
+                       **kwargs)
+
+    run = click.option("--muon-adjust", type=click.Choice(MUON_ADJUSTS), default=None,
+                       help="Muon's shape factor: keller (torch.optim.Muon's default, "
+                       "max(1, fan_out/fan_in)^½), spectral ((fan_out/fan_in)^½) or "
+                       "match_rms_adamw (0.2·max(fan_out, fan_in)^½). [default: keller]")(run)
+    return click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam",
+                        show_default=True, help="Optimizer, by update class: sgd (raw); "
+                        "adam, adamw, lion, signsgd, rmsprop, adagrad (entrywise); lamb, "
+                        "adafactor (Frobenius); muon (spectral on hidden matrices, AdamW "
+                        "elsewhere).")(run)
+
+
 variant_opt = click.option("--variant", type=click.Choice(VARIANTS), default=DEFAULT_VARIANT,
                            show_default=True, help="Gauge (equivalent formulation) to print.")
 set_opt = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",

@@ -169,3 +169,21 @@ def lr_rule(opt: Optimizer, graph: Graph, pname: str, k_in: int, k_out: int,
             f"η·s·U·Vᵀ with s = {adj.formula} = n^{s}, rank finite, entries "
             f"n^-(a+c)·n^{s}·(fan_out·fan_in)^-½ = n^(-(a+c) + {s} − "
             f"{Fraction(k_in + k_out, 2)}); {base}")
+
+
+def muon_note(opt: Optimizer) -> str:
+    """What a table for a Muon setup must say: which LR its column is, and, for a shape
+    factor that grows with width, the exponent the user's base LR must carry."""
+    adj = ADJUSTS[MUON_ADJUST[opt]]
+    where = (f"torch.optim.Muon(adjust_lr_fn={adj.torch_fn!r})" if adj.torch_fn else
+             "a Muon whose update is scaled by (fan_out/fan_in)^½ (torch.optim.Muon has no "
+             "such adjust_lr_fn: keep the default ('original') and multiply each group's LR by "
+             "min(1, fan_out/fan_in)^½)")
+    text = (f"Muon ({adj.name}: s = {adj.formula}) updates the hidden matrices (optimizer "
+            f"column 'muon'): their LR is what you pass to {where}, before its own shape "
+            "factor; every other parameter uses AdamW with Adam's exponents.")
+    if adj.name == "match_rms_adamw":
+        text += (" This shape factor grows like n^½ on hidden matrices, so μP needs the LR "
+                 "passed to Muon to shrink like n^-½ (c = 1/2 above): a width-independent "
+                 "base LR with this convention is not μP (docs/optimizers.md).")
+    return text
