@@ -124,24 +124,34 @@ def sigma(opt: Optimizer, k_in: int, k_out: int) -> Exp:
     return ADJUSTS[MUON_ADJUST[opt]].sigma(k_out, k_in)
 
 
-def lr_offset(opt: Optimizer, graph: Graph, pname: str, k_in: int, k_out: int,
-              init: Exp) -> Exp:
-    """k·a + c minus the entrywise (Adam) value k_in + st(x), for a non-raw class: setting
+def offset(cls: str, k_in: int, k_out: int, init: Exp, s: Exp = ZERO) -> Exp:
+    """The LR invariant of class ``cls`` minus the entrywise one, k_in + st(x): setting
     the class's e (module docstring) to −(k_in + st(x)) gives
 
         entrywise  a + c = k_in + st(x)                        offset 0
         frobenius      c = k_in + st(x) − (a + b)              offset −init
         spectral   a + c = k_in + st(x) + σ − ½(k_in + k_out)  offset σ − ½(k_in + k_out)
-    """
-    cls = update_class(opt, graph, pname).name
+
+    with σ = ``s`` the shape factor's exponent. The raw class (SGD) has no fixed entry
+    size: its LR follows the gradient (the solver's SGD rule)."""
     if cls == "frobenius":
         return -init
     if cls == "spectral":
-        return sigma(opt, k_in, k_out) - HALF * (k_in + k_out)
+        return s - HALF * (k_in + k_out)
     if cls == "entrywise":
         return ZERO
-    raise AbcError(f"{graph.source}: parameter '{pname}': the raw-gradient class (SGD) has "
-                   "no fixed entry size; its LR follows the gradient (solver)")
+    raise ValueError(f"class {cls!r} has no fixed entry size")
+
+
+def lr_offset(opt: Optimizer, graph: Graph, pname: str, k_in: int, k_out: int,
+              init: Exp) -> Exp:
+    """:func:`offset` for a use of ``pname`` under ``opt`` (not SGD)."""
+    cls = update_class(opt, graph, pname).name
+    if cls == "raw":
+        raise AbcError(f"{graph.source}: parameter '{pname}': the raw-gradient class (SGD) "
+                       "has no fixed entry size; its LR follows the gradient (solver)")
+    s = sigma(opt, k_in, k_out) if cls == "spectral" else ZERO
+    return offset(cls, k_in, k_out, init, s)
 
 
 def entries(opt: Optimizer, graph: Graph, pname: str, k_in: int, k_out: int, a: Exp,

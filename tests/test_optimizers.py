@@ -1,0 +1,200 @@
+"""Update classes (abccalc/calculus/updates.py; docs/optimizers.md): the tables/optim_*.csv
+exponents against hand derivations, the solver against both, and the CLI's Muon table."""
+
+import csv
+import json
+from fractions import Fraction as F
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from abccalc.calculus.solver import solve
+from abccalc.calculus.updates import ADJUSTS, CLASSES, muon_managed, offset, update_class
+from abccalc.errors import AbcError
+from abccalc.exponents import Optimizer
+from abccalc.graph.spec import load_builder
+from abccalc.parametrization.gauges import parametrize
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = ROOT / "tables"
+H = F(1, 2)
+
+# Roles of TP5 Table 3 as (k_in, k_out): the number of infinite dims of fan_in, fan_out.
+FANS = {"input": (0, 1), "output": (1, 0), "hidden": (1, 1)}
+# Gauges as (a, b) per role: TP5 Table 3 has no multipliers (output init var 1/fan_in², b = 1);
+# Table 8 puts the output's 1/fan_in in a multiplier (a = 1, b = 0). Either way a + b is
+# input 0, output 1 (maximal readout init, TP4 Prop. 5.5), hidden 1/2 (CLT).
+GAUGES = {"table3": {"input": (0, 0), "output": (0, 1), "hidden": (0, H)},
+          "table8": {"input": (0, 0), "output": (1, 0), "hidden": (0, H)}}
+
+# Hand derivations of c. For every class, maximal update needs ΔW's entries
+# e = −(k_in + st(x)) with st(x) = 0 here (x Θ(1)): input e = 0, output e = −1, hidden e = −1.
+HAND = {
+    # raw (SGD): ΔW's entries are n^-a·LR·∂L/∂w = −(2a + c) + g(h) + st(x), with g(h) the
+    # size of ∂L/∂h: 0 at the readout (the loss reads it), −1 at hidden and input
+    # activations (they reach the loss through the 1/n readout, TP4 §5). So
+    # input 0 = −(2a + c) − 1, output −1 = −(2a + c) + 0, hidden −1 = −(2a + c) − 1:
+    # 2a + c = input −1, output 1, hidden 0; c = that − 2a: Table 3 (−1, 1, 0),
+    # Table 8 (−1, 1 − 2 = −1, 0), as TP5 Tables 3 and 8 (SGD LR).
+    ("sgd", "table3"): {"input": -1, "output": 1, "hidden": 0},
+    ("sgd", "table8"): {"input": -1, "output": -1, "hidden": 0},
+    # entrywise: e = −(a + c) ⇒ a + c = k_in: input 0, output 1, hidden 1; c = a + c − a:
+    # Table 3 (0, 1, 1), Table 8 (0, 1 − 1 = 0, 1): TP5 Tables 3 and 8, Adam LR.
+    ("adam", "table3"): {"input": 0, "output": 1, "hidden": 1},
+    ("adam", "table8"): {"input": 0, "output": 0, "hidden": 1},
+    # Lion: sign(·) has entries ±1, Θ(1): the entrywise class, Adam's c.
+    ("lion", "table3"): {"input": 0, "output": 1, "hidden": 1},
+    ("lion", "table8"): {"input": 0, "output": 0, "hidden": 1},
+    # frobenius: e = −(a + b) − c ⇒ c = k_in − (a + b): input 0 − 0 = 0, output 1 − 1 = 0,
+    # hidden 1 − 1/2 = 1/2 (TP5 B.3: 1/√fan_in), the same in both gauges (k = 0).
+    ("lamb", "table3"): {"input": 0, "output": 0, "hidden": H},
+    ("lamb", "table8"): {"input": 0, "output": 0, "hidden": H},
+    # spectral: e = −(a + c) + σ − (k_in + k_out)/2 ⇒ a + c = k_in + σ − (k_in + k_out)/2.
+    # keller σ = max(0, k_out − k_in)/2: input 1/2, output 0, hidden 0, so a + c =
+    # input 0 + 1/2 − 1/2 = 0, output 1 + 0 − 1/2 = 1/2, hidden 1 + 0 − 1 = 0.
+    ("muon-keller", "table3"): {"input": 0, "output": H, "hidden": 0},
+    ("muon-keller", "table8"): {"input": 0, "output": -H, "hidden": 0},
+    # spectral σ = (k_out − k_in)/2: input 1/2, output −1/2, hidden 0 ⇒ a + c = 0 for all
+    # three (the spectral condition is met by s alone).
+    ("muon-spectral", "table3"): {"input": 0, "output": 0, "hidden": 0},
+    ("muon-spectral", "table8"): {"input": 0, "output": -1, "hidden": 0},
+    # match_rms_adamw σ = max(k_out, k_in)/2 = 1/2 for all three ⇒ a + c = input 0,
+    # output 1 + 1/2 − 1/2 = 1, hidden 1 + 1/2 − 1 = 1/2: hidden LR ∝ n^-1/2.
+    ("muon-match_rms_adamw", "table3"): {"input": 0, "output": 1, "hidden": H},
+    ("muon-match_rms_adamw", "table8"): {"input": 0, "output": 0, "hidden": H},
+}
+CLASS_OF = {"sgd": "raw", "adam": "entrywise", "lion": "entrywise", "lamb": "frobenius",
+            "muon-keller": "spectral", "muon-spectral": "spectral",
+            "muon-match_rms_adamw": "spectral"}
+FILES = {"raw": "optim_raw.csv", "entrywise": "optim_entrywise.csv",
+         "frobenius": "optim_frobenius.csv", "spectral": "optim_spectral.csv"}
+
+
+def table_rows(cls: str) -> list[dict]:
+    lines = [ln for ln in (TABLES / FILES[cls]).read_text().splitlines()
+             if not ln.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+ALL_ROWS = [(cls, r) for cls in FILES for r in table_rows(cls)]
+
+
+def test_every_hand_derivation_is_in_a_table() -> None:
+    got = {(r["optimizer"], r["gauge"], r["role"]) for _, r in ALL_ROWS}
+    assert got == {(o, g, role) for (o, g), cs in HAND.items() for role in cs}
+
+
+@pytest.mark.parametrize(("cls", "row"), ALL_ROWS,
+                         ids=[f"{r['optimizer']}-{r['gauge']}-{r['role']}" for _, r in ALL_ROWS])
+def test_table_row_equals_hand_derivation(cls: str, row: dict) -> None:
+    role, gauge = row["role"], row["gauge"]
+    assert CLASS_OF[row["optimizer"]] == cls
+    assert (F(row["a"]), F(row["b"])) == GAUGES[gauge][role]
+    assert F(row["c"]) == HAND[(row["optimizer"], gauge)][role]
+    assert row["source"]
+
+
+@pytest.mark.parametrize(("cls", "row"), [x for x in ALL_ROWS if x[0] != "raw"],
+                         ids=[f"{r['optimizer']}-{r['gauge']}-{r['role']}"
+                              for c, r in ALL_ROWS if c != "raw"])
+def test_class_rule_gives_the_table(cls: str, row: dict) -> None:
+    """updates.offset on the role's fans reproduces c: k·a + c = k_in + offset."""
+    k_in, k_out = FANS[row["role"]]
+    a, b = GAUGES[row["gauge"]][row["role"]]
+    adj = row["optimizer"].removeprefix("muon-")
+    s = ADJUSTS[adj].sigma(k_out, k_in) if cls == "spectral" else F(0)
+    lr_invariant = k_in + offset(cls, k_in, k_out, a + b, s)
+    assert lr_invariant - CLASSES[cls].k * a == F(row["c"])
+
+
+SETUP = {"sgd": "sgd", "adam": "adam", "lion": "lion", "lamb": "lamb",
+         "muon-keller": "muon", "muon-spectral": "muon", "muon-match_rms_adamw": "muon"}
+PARAM_OF = {"input": "W1", "output": "W3", "hidden": "W2"}
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return load_builder(str(ROOT / "examples" / "mlp.yaml"), {}).build()
+
+
+@pytest.mark.parametrize(("opt", "gauge"), sorted(HAND))
+def test_solver_on_mlp_matches_hand(mlp, opt: str, gauge: str) -> None:
+    """The solver on examples/mlp.yaml: W1 input, W2 hidden, W3 output. In a Muon setup only
+    the hidden W2 is Muon's; W1 and W3 get AdamW's (entrywise) exponents."""
+    adjust = opt.removeprefix("muon-") if opt.startswith("muon") else "keller"
+    p = parametrize(solve(mlp, Optimizer.parse(SETUP[opt], adjust)), gauge)
+    for role, pname in PARAM_OF.items():
+        want = HAND[(opt, gauge)][role] if not opt.startswith("muon") or role == "hidden" \
+            else HAND[("adam", gauge)][role]
+        assert p.params[pname].c_exp == want, (opt, gauge, role)
+
+
+@pytest.mark.parametrize(("name", "value", "k"), [
+    ("sgd", "sgd", 2), ("momentum", "sgd", 2), ("adamw", "adam", 1), ("Lion", "adam", 1),
+    ("signsgd", "adam", 1), ("RMSProp", "adam", 1), ("adagrad", "adam", 1),
+    ("lamb", "lamb", 0), ("adafactor", "lamb", 0), ("muon", "muon", 1)])
+def test_parse_names_and_symmetry(name: str, value: str, k: int) -> None:
+    opt = Optimizer.parse(name)
+    assert opt.value == value
+    assert opt.k == k  # (a+θ, b−θ, c−kθ) keeps the dynamics
+
+
+def test_setup_k_agrees_with_class_table(mlp) -> None:
+    for opt in Optimizer:
+        assert {update_class(opt, mlp, p).k for p in mlp.params} == {opt.k}
+
+
+def test_parse_muon_adjust() -> None:
+    assert Optimizer.parse("muon", "match_rms_adamw") is Optimizer.MUON_RMS
+    assert Optimizer.parse("muon", "spectral") is Optimizer.MUON_SPECTRAL
+    with pytest.raises(AbcError, match="unknown Muon adjustment 'moonlight'"):
+        Optimizer.parse("muon", "moonlight")
+
+
+def test_muon_takes_the_gpt_hidden_matrices() -> None:
+    g = load_builder(str(ROOT / "examples" / "gpt.yaml"), {}).build()
+    muon = sorted(p for p in g.params if muon_managed(g, p))
+    assert muon == sorted(f"block.{i}.{w}" for i in range(2)
+                          for w in ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj"))
+
+
+@given(st.integers(0, 3), st.integers(0, 3))
+def test_spectral_convention_is_the_condition(k_in: int, k_out: int) -> None:
+    """With s = (fan_out/fan_in)^½ every shape's a + c is st(x) (0 here): the factor alone
+    meets ‖ΔW‖_* = Θ(√(fan_out/fan_in)); Keller's differs by max(0, k_in − k_out)/2, where
+    max(1, ·) stops shrinking s, and match_rms_adamw by k_in, or k_out when it is larger."""
+    def lr(adj: str) -> F:
+        return k_in + offset("spectral", k_in, k_out, F(0), ADJUSTS[adj].sigma(k_out, k_in))
+
+    assert lr("spectral") == 0
+    assert lr("keller") == H * max(0, k_in - k_out)
+    assert lr("match_rms_adamw") == H * (max(k_in, k_out) - k_out + k_in)
+
+
+def test_trace_names_the_class(mlp) -> None:
+    def rule(opt: str) -> str:
+        return next(s.rule for k, s in solve(mlp, opt).trace.items() if k.startswith("lr W2@"))
+
+    assert "spectral condition" in rule("muon") and "U·Vᵀ" in rule("muon")
+    assert "trust ratio" in rule("lamb")
+
+
+def test_cli_table_muon_json(run) -> None:
+    code, out, _ = run("table", "examples/mlp.yaml", "--optimizer", "muon", "--muon-adjust",
+                       "match_rms_adamw", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["optimizer"] == "muon-match_rms_adamw"
+    by = {p["name"]: p for p in data["parameters"]}
+    assert {n: by[n]["optimizer"] for n in by} == {
+        "W1": "adamw", "b1": "adamw", "W2": "muon", "b2": "adamw", "W3": "adamw"}
+    assert by["W2"]["lr"] == "1/sqrt(fan_in)"  # the base LR must shrink like n^-1/2
+    assert "n^-½" in data["muon_note"]
+
+
+def test_cli_muon_adjust_needs_muon(run) -> None:
+    code, out, err = run("table", "examples/mlp.yaml", "--muon-adjust", "spectral")
+    assert code == 2 and out == ""
+    assert "--muon-adjust spectral: applies to --optimizer muon only" in err
