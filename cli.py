@@ -101,7 +101,10 @@ def _params_file(g: Graph, optimizer: str, params: str):
     if params in PRESETS:
         return ParamsFile(params, PRESETS[params](g, Optimizer.parse(optimizer)),
                           {p: params for p in g.params}, ())
-    return load_params(params, g)
+    from abccalc.parametrization.gauges import parametrize  # an LR file's model: μP
+
+    return load_params(params, g,
+                       lambda: parametrize(solve(g, optimizer), DEFAULT_VARIANT).abc())
 
 
 def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

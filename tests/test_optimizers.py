@@ -198,3 +198,51 @@ def test_cli_muon_adjust_needs_muon(run) -> None:
     code, out, err = run("table", "examples/mlp.yaml", "--muon-adjust", "spectral")
     assert code == 2 and out == ""
     assert "--muon-adjust spectral: applies to --optimizer muon only" in err
+
+
+# -- check on an optimizer setup (an LR file on abccalc's μP model) -------------------------
+
+def _check(graph_file: str, opt: Optimizer, lrs: dict):
+    from abccalc.parametrization.paramsfile import lrs_from_dict
+    from abccalc.verify.check import check
+
+    g = load_builder(str(ROOT / "examples" / graph_file), {}).build()
+    base = parametrize(solve(g, opt), "table8").abc()
+    return check(g, opt, lrs_from_dict({"lr": lrs}, g, base, "lrs.yaml"))
+
+
+def test_check_names_the_double_scaling_trap() -> None:
+    """μP-Adam's hidden LR 1/fan_in (c = 1) on Muon (keller) matrices, whose μP c is 0:
+    ΔW·x = n^(e + 1) with e = −(a + c) − ½(1 + 1) = −2 vanishes like n^-1."""
+    res = _check("gpt.yaml", Optimizer.MUON, {"@hidden": "1/fan_in", "*": 1})
+    bad = {p.name: p for p in res.params}
+    muon = {f"block.{i}.{w}" for i in range(2)
+            for w in ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj")}
+    assert set(bad) == muon  # the AdamW groups at LR 1 are μP in Table 8
+    for p in bad.values():
+        assert any("vanishes like n^(-1)" in x for x in p.problems)
+        assert any(x.startswith("double scaling") for x in p.problems)
+        assert p.fix.lr == "1"
+
+
+def test_check_match_rms_needs_a_shrinking_lr() -> None:
+    """match_rms_adamw, LR 1: s = 0.2·√n on W2 makes ΔW·x grow like n^½; fix n^-½."""
+    res = _check("mlp.yaml", Optimizer.MUON_RMS, {"*": 1})
+    w2 = next(p for p in res.params if p.name == "W2")
+    assert any("grows like n^(1/2)" in x for x in w2.problems)
+    assert any("must shrink like n^-1/2" in x for x in w2.problems)
+    assert w2.fix.lr == "1/sqrt(fan_in)"
+    assert _check("mlp.yaml", Optimizer.MUON_RMS, {"W2": "1/sqrt(fan_in)", "*": 1}).ok
+
+
+def test_check_lr_file_cli(run) -> None:
+    code, out, _ = run("check", "examples/gpt.yaml", "--params",
+                       "examples/params/muon_adam_lrs.yaml", "--optimizer", "muon")
+    assert code == 1
+    assert "12 violations" in out and "double scaling" in out
+    code, _, _ = run("check", "examples/mlp.yaml", "--params",
+                     "examples/params/muon_adam_lrs.yaml", "--optimizer", "muon")
+    assert code == 1  # the MLP's hidden W2 too
+    code, out, _ = run("check", "examples/mlp.yaml", "--params",
+                       "examples/params/muon_adam_lrs.yaml", "--optimizer", "adam")
+    assert code == 0, out  # the same LRs are μP for Adam

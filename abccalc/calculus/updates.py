@@ -197,3 +197,24 @@ def muon_note(opt: Optimizer) -> str:
                  "passed to Muon to shrink like n^-½ (c = 1/2 above): a width-independent "
                  "base LR with this convention is not μP (docs/optimizers.md).")
     return text
+
+
+def misapplied(opt: Optimizer, graph: Graph, pname: str, k_in: int, k_out: int, init: Exp,
+               lr_mup: Exp, lr_user: Exp) -> str | None:
+    """Name the known mistake behind a Muon matrix's LR invariant ``lr_user`` (μP's is
+    ``lr_mup``), if it is one: μP-Adam's LR scaling applied on top of Muon's (double
+    scaling), or a width-independent LR under match_rms_adamw, whose shape factor grows
+    like √n."""
+    if opt not in MUON_ADJUST or lr_user == lr_mup or \
+            update_class(opt, graph, pname).name != "spectral":
+        return None
+    if lr_user == lr_mup - lr_offset(opt, graph, pname, k_in, k_out, init):
+        return ("double scaling: this is μP-Adam's LR scaling (Adam's ΔW has Θ(1) "
+                "entries) on a matrix Muon updates, whose orthogonalized update has the "
+                "right size up to its shape factor: drop the Adam scaling")
+    s_rms, s_keller = (ADJUSTS[a].sigma(k_out, k_in) for a in ("match_rms_adamw", "keller"))
+    if opt is Optimizer.MUON_RMS and lr_user == lr_mup - s_rms + s_keller:
+        return (f"match_rms_adamw multiplies the LR by 0.2·max(fan_out, fan_in)^½, which "
+                f"grows like n^{s_rms} here: the LR you pass to Muon must shrink like "
+                f"n^-{s_rms - s_keller} (a width-independent base LR is not μP)")
+    return None
