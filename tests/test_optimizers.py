@@ -246,3 +246,52 @@ def test_check_lr_file_cli(run) -> None:
     code, out, _ = run("check", "examples/mlp.yaml", "--params",
                        "examples/params/muon_adam_lrs.yaml", "--optimizer", "adam")
     assert code == 0, out  # the same LRs are μP for Adam
+
+
+# -- coordinate check with a real torch.optim.Muon and a real Lion step ----------------------
+
+def _cc(graph_file: str, opt: str, run_as: str | None, widths: list[int]):
+    pytest.importorskip("torch")
+    from abccalc.verify import coordcheck
+
+    g = load_builder(str(ROOT / "examples" / graph_file), {}).build()
+    return {s.name: s.slopes[1:] for s in coordcheck.run(
+        parametrize(solve(g, opt), "table8"), widths, steps=2, repeats=1,
+        run_as=run_as).series}
+
+
+MLP_WIDTHS = [64, 128, 256, 512]
+
+
+@pytest.mark.parametrize(("opt", "run_as"), [("muon", None), ("muon-spectral", None),
+                                             ("adam", "lion"), ("muon", "muon-alone")])
+def test_mlp_coordcheck_flat_under_derived_scaling(opt: str, run_as: str | None) -> None:
+    """Muon (keller, spectral) on W2 at its derived c = 0 with Adam elsewhere, Lion at
+    Adam's exponents, and Muon's W2 alone: every change is width-independent (measured
+    |slope| ≤ 0.07; bound 0.15)."""
+    for name, slopes in _cc("mlp.yaml", opt, run_as, MLP_WIDTHS).items():
+        assert all(abs(x) <= 0.15 for x in slopes), (name, slopes)
+
+
+def test_mlp_match_rms_with_a_constant_lr_grows_like_sqrt_n() -> None:
+    """match_rms_adamw's s = 0.2·√n on W2 at the width-independent c = 0 (W2 alone
+    trains): ΔW2·x1 = n^(σ − (a+c) − ½(1+1) + 1) = n^½, and so everything after it
+    (measured 0.45)."""
+    slopes = _cc("mlp.yaml", "muon", "muon-match_rms_adamw-alone", MLP_WIDTHS)
+    assert slopes["h1"] == pytest.approx([0, 0], abs=0.05)  # W1 does not train
+    for name in ("h2", "x2", "f"):
+        assert all(0.35 <= x <= 0.6 for x in slopes[name]), (name, slopes[name])
+
+
+def test_gpt_muon_convention_moves_slopes_by_one_half() -> None:
+    """GPT, the Muon matrices alone trained: match_rms_adamw at a width-independent LR
+    changes the hidden activations n^½ faster than the derived (keller) scaling; the
+    difference of slopes is σ_rms − σ_keller = ½ (measured 0.49 to 0.52)."""
+    widths = [64, 128, 256]
+    keller = _cc("gpt.yaml", "muon", "muon-alone", widths)
+    rms = _cc("gpt.yaml", "muon", "muon-match_rms_adamw-alone", widths)
+    for name in ("block.0.fc", "block.0.proj", "ln_f"):  # measured −0.07 to −0.16
+        assert all(abs(x) <= 0.25 for x in keller[name]), (name, keller[name])
+    for name in ("block.0.fc", "block.0.proj", "block.1.o", "block.1.fc", "ln_f"):
+        diff = [r - k for r, k in zip(rms[name], keller[name], strict=True)]
+        assert all(0.4 <= d <= 0.6 for d in diff), (name, diff)

@@ -455,7 +455,7 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
     graph = p.graph
     names = names if names is not None else default_names(graph)
     check_names(graph, names, "--names")
-    opt_class = {"sgd": "SGD", "adam": "AdamW"}[p.optimizer.value]
+    opt_class = "SGD" if p.optimizer.value == "sgd" else "AdamW"
     base = {d: graph.dims[d].size for d in sorted(graph.dims) if graph.dims[d].infinite}
     text = HEADER.format(
         title=f"muP for `{doc_text(graph.name)}`: init, parameter groups and forward "
