@@ -224,10 +224,13 @@ def run(cfg: argparse.Namespace) -> None:
     with cf.ProcessPoolExecutor(cfg.workers, mp_context=ctx) as pool:
         running: dict = {}
         skipped: set = set()
+        failed: set = set()  # runs that raised: reported, retried by the next call
         while True:
             for key in todo(cfg, results, set(running.values())):
                 if len(running) >= cfg.workers:
                     break
+                if key in failed:
+                    continue
                 elapsed = time.time() - start
                 if cfg.deadline_s and elapsed + took.get(key[1], 0) > cfg.deadline_s:
                     skipped.add(key)
@@ -239,7 +242,12 @@ def run(cfg: argparse.Namespace) -> None:
             finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for fut in finished:
                 key = running.pop(fut)
-                record = fut.result()
+                try:
+                    record = fut.result()
+                except Exception as e:  # one bad run (OOM, ...) must not end the sweep
+                    failed.add(key)
+                    print(f"{key}: failed: {type(e).__name__}: {e}", flush=True)
+                    continue
                 record["command"] = command
                 took[key[1]] = max(took.get(key[1], 0), record["end"] - record["start"])
                 results[key] = record["val_loss"]
@@ -248,6 +256,8 @@ def run(cfg: argparse.Namespace) -> None:
                 print(f"{key[0]} width={key[1]} log2_lr={key[2]} "
                       f"val_loss={record['val_loss']} ({record['end'] - record['start']:.0f}s;"
                       f" elapsed {time.time() - start:.0f}s)", flush=True)
+    if failed:
+        print(f"{len(failed)} run(s) failed (rerun to retry): {sorted(failed)}", flush=True)
     left = sorted(k for k in skipped if k not in results)
     if left:
         print(f"deadline: {len(left)} run(s) not started (rerun the same command to resume):"
