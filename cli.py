@@ -209,8 +209,13 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
 
 @cli.command()
 @graph_arg
-@click.option("--optimizer", type=click.Choice(("sgd", "adam", "adamw")), required=True,
-              help="The optimizer the code is for (adamw behaves as adam, TP5 B.3).")
+@click.option("--optimizer", type=click.Choice(("sgd", "adam", "adamw", "lion", "muon")),
+              required=True, help="The optimizer the code is for (adamw behaves as adam, "
+              "TP5 B.3; lion adds a plain-torch Lion; muon: torch.optim.Muon on the hidden "
+              "matrices, AdamW on the rest).")
+@click.option("--muon-adjust", type=click.Choice(MUON_ADJUSTS), default=None,
+              help="With --optimizer muon: the shape-factor convention (docs/optimizers.md)."
+              " [default: keller]")
 @click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default=DEFAULT_VARIANT,
               show_default=True, help="Gauge; auto: the first of table3, table8, table9, "
               "unit without a tied-weight conflict.")
@@ -224,15 +229,19 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
 @click.option("-o", "output", type=click.Path(dir_okay=False), required=True,
               help="The .py file to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
-def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
-            params: str, model: bool, names: str | None, sets: tuple[str, ...],
-            output: str, force: bool) -> None:
+def codegen(graph: str, optimizer: str, muon_adjust: str | None, variant: str,
+            bases: tuple[str, ...], params: str, model: bool, names: str | None,
+            sets: tuple[str, ...], output: str, force: bool) -> None:
     """Write a standalone PyTorch module (init_, param_groups, multipliers) for GRAPH."""
     from abccalc.emit.codegen import generate, read_names
     from abccalc.emit.output import write_output
 
     g = _load(graph, sets, bases)
-    p = _parametrization(g, optimizer, variant, params)
+    if muon_adjust is not None and optimizer != "muon":
+        raise AbcError(f"--muon-adjust {muon_adjust}: applies to --optimizer muon only")
+    lion = optimizer == "lion"
+    p = _parametrization(g, Optimizer.parse(optimizer, muon_adjust or "keller"), variant,
+                         params)
     name_map = None
     if names:
         name_map = read_names(names)
@@ -240,10 +249,14 @@ def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
             check_name(module_path, f"'{clean(pname)}' maps to", names, module=True)
     # the spec path reaches a docstring of the module: escaped so it cannot end it
     source = json.dumps(graph)[1:-1]
-    write_output(generate(p, names=name_map, model=model, source=source), output, force)
-    opt = "torch.optim.SGD" if p.optimizer.value == "sgd" else "torch.optim.AdamW"
+    write_output(generate(p, names=name_map, model=model, source=source, lion=lion), output,
+                 force)
+    opt = "Lion" if lion else "torch.optim.SGD" if p.optimizer.value == "sgd" \
+        else "torch.optim.AdamW"
+    use = "optimizers(model, lr=..., adamw_lr=...)" if "muon" in optimizer else \
+        f"{opt}(param_groups(model, lr=...))"
     click.echo(f"abccalc: wrote {clean(output)} ({p.variant}, {p.optimizer.value}); use: "
-               f"init_(model); apply_multipliers(model); {opt}(param_groups(model, lr=...))"
+               f"init_(model); apply_multipliers(model); {use}"
                + ("; Model(widths) builds the graph" if model else ""), err=True)
 
 

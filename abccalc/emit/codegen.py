@@ -25,6 +25,7 @@ from abccalc.emit.codegen_model import (
     module_path,
     py_expr,
 )
+from abccalc.emit.codegen_optim import optimizer_source, use_text
 from abccalc.errors import AbcError
 from abccalc.exponents import ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph, Kind, Use
@@ -248,7 +249,7 @@ Use:
 
     init_(model)                                     # initialize every parameter
     apply_multipliers(model)                         # forward multipliers (hooks)
-    opt = torch.optim.{opt_class}(param_groups(model, lr=...))
+{use}
 
 init_ and param_groups raise ValueError naming every trainable parameter of the model
 that no rule in PARAMETERS covers; with strict=False they warn instead, and param_groups
@@ -450,8 +451,9 @@ def _scale_output(a: float):
 
 
 def generate(p: Parametrization, *, names: dict[str, str] | None = None,
-             model: bool = False, source: str = "") -> str:
-    """The module's text; deterministic for the same inputs."""
+             model: bool = False, source: str = "", lion: bool = False) -> str:
+    """The module's text; deterministic for the same inputs. A Muon setup also gets
+    Muon/AdamW groups and step helpers, ``lion`` a plain-torch Lion (codegen_optim)."""
     graph = p.graph
     names = names if names is not None else default_names(graph)
     check_names(graph, names, "--names")
@@ -462,9 +464,11 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
               "multipliers.",
         version=__version__, source=doc_text(source or graph.source),
         graph=doc_text(graph.name), optimizer=p.optimizer.value, variant=p.variant,
-        variant_text=doc_text(p.variant), opt_class=opt_class, base_widths=repr(base))
+        variant_text=doc_text(p.variant), base_widths=repr(base),
+        use=use_text(p, lion) or f"    opt = torch.optim.{opt_class}(param_groups(model, "
+                                 "lr=...))")
     lines = [line for r in p.params.values() for line in _entry(p, r, names[r.name])]
-    text += "\n".join(lines) + "\n}\n" + FUNCTIONS
+    text += "\n".join(lines) + "\n}\n" + FUNCTIONS + optimizer_source(p, lion)
     constants = _constants(p)
     text += "\n".join(constants) + ("\n" if constants else "")
     if model:
