@@ -3,11 +3,11 @@
 The byte-level GPT of benchmarks/mutransfer.py (same data, schedule and training loop) at
 widths 64 → 1024, three setups, one swept LR η each (log2 grid, factors of 2):
 
-    muon-mup        abccalc's generated μP code (Table 8: init, multipliers, AdamW groups)
-                    for every parameter; torch.optim.Muon (adjust_lr_fn "original", Keller
-                    Jordan's max(1, fan_out/fan_in)^½) on the hidden matrices at LR
-                    η·m^-c with c derived by abccalc (`solve(graph, "muon")`: c = 0), AdamW
-                    at η·2^ADAM_OFFSET on the rest
+    muon-mup        abccalc's generated μP code for Muon (`abccalc codegen --optimizer
+                    muon`, Table 8: init, multipliers, `optimizers()`): torch.optim.Muon
+                    (adjust_lr_fn "original", Keller Jordan's max(1, fan_out/fan_in)^½)
+                    on the hidden matrices at the derived LR η·m^-c (c = 0), AdamW at
+                    η·2^ADAM_OFFSET on the rest
     muon-moonlight  no μP: PyTorch's default init (SP), Muon with Moonlight's
                     "match_rms_adamw" (0.2·max(fan_out, fan_in)^½) on the same matrices
                     and AdamW on the rest, both at η (that convention's point)
@@ -49,8 +49,9 @@ import mutransfer as mt
 ROOT = mt.ROOT
 SETUPS = ("muon-mup", "muon-moonlight", "adamw-mup")
 GUESS = {"muon-mup": -5, "muon-moonlight": -6, "adamw-mup": -6}  # first grid centres
-MODEL = {"muon-mup": "abccalc-table8", "muon-moonlight": "sp", "adamw-mup": "abccalc-table8"}
-ADJUST = {"muon-mup": "keller", "muon-moonlight": "match_rms_adamw"}
+# the generated module of each setup: (parametrization, codegen --optimizer)
+MODEL = {"muon-mup": ("abccalc-table8", "muon"), "muon-moonlight": ("sp", "adam"),
+         "adamw-mup": ("abccalc-table8", "adam")}
 
 
 def fail(msg: str) -> SystemExit:
@@ -86,55 +87,25 @@ def _module(path: str):
     return _CACHE[path]
 
 
-def muon_exponents(cfg: argparse.Namespace, adjust: str) -> dict[str, float]:
-    """c per parameter of abccalc's μP for Muon with ``adjust`` (Table 8 gauge): the LR of
-    a parameter is η·m^-c relative to torch.optim.Muon's own shape adjustment."""
-    key = ("exponents", adjust)
-    if key not in _CACHE:
-        sys.path.insert(0, str(ROOT))
-        from abccalc.calculus.solver import solve
-        from abccalc.exponents import Optimizer
-        from abccalc.graph.spec import load_builder
-        from abccalc.parametrization.gauges import parametrize
-
-        sets = {"n_layer": str(cfg.layers), "n_head": str(cfg.heads), "ctx": str(cfg.ctx),
-                "ctx_k": str(cfg.ctx)}
-        graph = load_builder(str(mt.GPT), sets).build()
-        p = parametrize(solve(graph, Optimizer.parse("muon", adjust)), "table8")
-        _CACHE[key] = {name: float(r.c) for name, r in p.params.items()}
-    return _CACHE[key]
-
-
 def build(torch, setup: str, width: int, lr: float, cfg, paths: dict) -> tuple:
     """(model, [optimizers]) of ``setup`` at ``width`` and base LR ``lr``."""
     gen = _module(paths[MODEL[setup]])
     model = gen.Model({"d_model": width, "d_head": width // cfg.heads})
-    if MODEL[setup] != "sp":  # σ as PyTorch's defaults, as mutransfer's abccalc-table8
+    if MODEL[setup][0] != "sp":  # σ as PyTorch's defaults, as mutransfer's abccalc-table8
         gen.init_(model, sigmas={"hidden": 3 ** -0.5, "output": 3 ** -0.5})
-    named = dict(model.named_parameters())
-    hidden = {r.module_param: name for name, r in gen.PARAMETERS.items()
-              if r.role == "hidden" and named[r.module_param].ndim == 2}
     if setup == "adamw-mup":
         return model, [torch.optim.AdamW(gen.param_groups(model, lr), weight_decay=0.0)]
+    if setup == "muon-mup":  # the generated Muon + AdamW groups
+        return model, gen.optimizers(model, lr, lr * 2.0 ** cfg.adam_offset,
+                                     weight_decay=0.0)
+    named = dict(model.named_parameters())  # SP: no μP, one LR, Moonlight's factor
+    hidden = sorted(r.module_param for r in gen.PARAMETERS.values()
+                    if r.role == "hidden" and named[r.module_param].ndim == 2)
     muon_ids = {id(named[m]) for m in hidden}
-    if setup == "muon-moonlight":
-        rest = [p for p in model.parameters() if id(p) not in muon_ids]
-        muon_groups = [{"params": [named[m] for m in sorted(hidden)], "lr": lr}]
-        adam = torch.optim.AdamW(rest, lr=lr, weight_decay=0.0)
-    else:
-        c = muon_exponents(cfg, ADJUST[setup])
-        muon_groups = []
-        for m in sorted(hidden):
-            rule = gen.PARAMETERS[hidden[m]]
-            muon_groups.append({"params": [named[m]],
-                                "lr": lr * gen.width_ratio(rule, named[m]) ** -c[hidden[m]]})
-        groups = gen.param_groups(model, lr * 2.0 ** cfg.adam_offset)
-        groups = [{**g, "params": [p for p in g["params"] if id(p) not in muon_ids]}
-                  for g in groups]
-        adam = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
-    fn = {"keller": "original", "match_rms_adamw": "match_rms_adamw"}[ADJUST[setup]]
-    muon = torch.optim.Muon(muon_groups, lr=lr, weight_decay=0.0, adjust_lr_fn=fn)
-    return model, [muon, adam]
+    rest = [p for p in model.parameters() if id(p) not in muon_ids]
+    return model, [torch.optim.Muon([named[m] for m in hidden], lr=lr, weight_decay=0.0,
+                                    adjust_lr_fn="match_rms_adamw"),
+                   torch.optim.AdamW(rest, lr=lr, weight_decay=0.0)]
 
 
 def job(cfg: argparse.Namespace, paths: dict, setup: str, width: int, log2_lr: int,
@@ -212,8 +183,8 @@ def run(cfg: argparse.Namespace) -> None:
                 results[(r["param"], r["width"], r["log2_lr"])] = r["val_loss"]
     paths = {}
     cache: dict = {}
-    for model in sorted({MODEL[s] for s in cfg.setups}):
-        paths[model] = mt.generated(model, cfg.widths[0], cfg, cache).__file__
+    for key in sorted({MODEL[s] for s in cfg.setups}):
+        paths[key] = mt.generated(key[0], cfg.widths[0], cfg, cache, key[1]).__file__
     command = " ".join(shlex.quote(a) for a in sys.argv)
     start = time.time()
     took: dict[int, float] = {}  # longest run seen per width

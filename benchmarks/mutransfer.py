@@ -112,13 +112,14 @@ def batches(torch, stream, n: int, batch: int, ctx: int, seed: int):
 
 
 # -- models -----------------------------------------------------------------------------
-def generated(param: str, base: int, cfg: argparse.Namespace, cache: dict):
+def generated(param: str, base: int, cfg: argparse.Namespace, cache: dict,
+              optimizer: str = "adam"):
     """The module written by ``abccalc codegen --model`` for this parametrization."""
-    if param in cache:
-        return cache[param]
+    if (param, optimizer) in cache:
+        return cache[(param, optimizer)]
     variant = param.removeprefix("abccalc-") if param != "sp" else "table8"
-    out = Path(tempfile.mkdtemp()) / f"gpt_{param.replace('-', '_')}.py"
-    cmd = [sys.executable, "-m", "abccalc", "codegen", str(GPT), "--optimizer", "adam",
+    out = Path(tempfile.mkdtemp()) / f"gpt_{param.replace('-', '_')}_{optimizer}.py"
+    cmd = [sys.executable, "-m", "abccalc", "codegen", str(GPT), "--optimizer", optimizer,
            "--variant", variant, "--model", "-o", str(out),
            "--base", f"d_model={base}", "--base", f"d_head={base // cfg.heads}",
            "--set", f"n_layer={cfg.layers}", "--set", f"n_head={cfg.heads}",
@@ -129,7 +130,7 @@ def generated(param: str, base: int, cfg: argparse.Namespace, cache: dict):
     spec = importlib.util.spec_from_file_location(out.stem, out)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    cache[param] = module
+    cache[(param, optimizer)] = module
     return module
 
 
