@@ -14,11 +14,13 @@ widths 64 → 1024, three setups, one swept LR η each (log2 grid, factors of 2)
     adamw-mup       abccalc's Table 8 μP with AdamW everywhere (the reference)
 
 Weight decay is 0 everywhere (torch.optim.Muon's default is 0.1) so only the LR moves.
-The LR grid is adaptive, per (setup, width): three points around a guess, extended by two
-beyond whichever edge holds the best loss until the best is interior; then each width
-also runs the base width's best LR (the transfer penalty). Runs go to a pool of worker
-processes sharing the one GPU, longest (widest) first; each finished run is appended to
-``--out`` as one JSON line, so a cut-off sweep resumes where it stopped.
+The LR grid is adaptive, per (setup, width): three points around where the setup's
+derivation puts the optimum (:data:`GUESS`, :data:`SLOPE`), extended by two beyond
+whichever edge holds the best loss until the best is interior; then each width also runs
+the base width's best LR (the transfer penalty). Runs go to a pool of worker processes
+sharing the one GPU, longest (widest) first, AdamW fused on CUDA (fewer kernels); each
+finished run is appended to ``--out`` as one JSON line, so a cut-off sweep resumes where
+it stopped.
 
     python benchmarks/muon_sweep.py run --quick --out /tmp/q.jsonl        # CPU smoke test
     python benchmarks/muon_sweep.py run --workers 12 --deadline-s 500 --out runs/muon.jsonl
@@ -36,6 +38,7 @@ import concurrent.futures as cf
 import importlib.util
 import inspect
 import json
+import math
 import multiprocessing
 import os
 import shlex
@@ -48,7 +51,11 @@ import mutransfer as mt
 
 ROOT = mt.ROOT
 SETUPS = ("muon-mup", "muon-moonlight", "adamw-mup")
-GUESS = {"muon-mup": -5, "muon-moonlight": -6, "adamw-mup": -6}  # first grid centres
+# Where each line's search starts (it then runs until its best is interior): log2 LR at
+# the base width, moved by SLOPE·log2(width/base), what each setup's derivation predicts
+# (μP: no move; match_rms_adamw without μP: the LR must shrink like n^-½).
+GUESS = {"muon-mup": -5, "muon-moonlight": -6, "adamw-mup": -6}
+SLOPE = {"muon-mup": 0.0, "muon-moonlight": -0.5, "adamw-mup": 0.0}
 # the generated module of each setup: (parametrization, codegen --optimizer)
 MODEL = {"muon-mup": ("abccalc-table8", "muon"), "muon-moonlight": ("sp", "adam"),
          "adamw-mup": ("abccalc-table8", "adam")}
@@ -93,11 +100,17 @@ def build(torch, setup: str, width: int, lr: float, cfg, paths: dict) -> tuple:
     model = gen.Model({"d_model": width, "d_head": width // cfg.heads})
     if MODEL[setup][0] != "sp":  # σ as PyTorch's defaults, as mutransfer's abccalc-table8
         gen.init_(model, sigmas={"hidden": 3 ** -0.5, "output": 3 ** -0.5})
+    fused = {"fused": True} if cfg.device == "cuda" else {}  # fewer kernels per step
     if setup == "adamw-mup":
-        return model, [torch.optim.AdamW(gen.param_groups(model, lr), weight_decay=0.0)]
+        return model, [torch.optim.AdamW(gen.param_groups(model, lr), weight_decay=0.0,
+                                         **fused)]
     if setup == "muon-mup":  # the generated Muon + AdamW groups
-        return model, gen.optimizers(model, lr, lr * 2.0 ** cfg.adam_offset,
-                                     weight_decay=0.0)
+        adam_lr = lr * 2.0 ** cfg.adam_offset
+        return model, [torch.optim.Muon(gen.muon_param_groups(model, lr), lr=lr,
+                                        weight_decay=0.0,
+                                        adjust_lr_fn=gen.MUON_ADJUST_LR_FN),
+                       torch.optim.AdamW(gen.adamw_param_groups(model, adam_lr), lr=adam_lr,
+                                         weight_decay=0.0, **fused)]
     named = dict(model.named_parameters())  # SP: no μP, one LR, Moonlight's factor
     hidden = sorted(r.module_param for r in gen.PARAMETERS.values()
                     if r.role == "hidden" and named[r.module_param].ndim == 2)
@@ -105,7 +118,7 @@ def build(torch, setup: str, width: int, lr: float, cfg, paths: dict) -> tuple:
     rest = [p for p in model.parameters() if id(p) not in muon_ids]
     return model, [torch.optim.Muon([named[m] for m in hidden], lr=lr, weight_decay=0.0,
                                     adjust_lr_fn="match_rms_adamw"),
-                   torch.optim.AdamW(rest, lr=lr, weight_decay=0.0)]
+                   torch.optim.AdamW(rest, lr=lr, weight_decay=0.0, **fused)]
 
 
 def job(cfg: argparse.Namespace, paths: dict, setup: str, width: int, log2_lr: int,
@@ -152,6 +165,12 @@ def settled(tried: dict[int, float | None], lo: int, hi: int) -> int | None:
     return best if ok_lo and ok_hi else None
 
 
+def guess(cfg, setup: str, width: int) -> int:
+    """The centre of a line's first three points (:data:`GUESS`), inside the grid."""
+    g = GUESS[setup] + round(SLOPE[setup] * math.log2(width / cfg.widths[0]))
+    return min(max(g, cfg.lo + 1), cfg.hi - 1)
+
+
 def todo(cfg, results: dict, running: set) -> list[tuple]:
     """Runs to start now, widest first: the next points of each line with none running,
     then the base width's best LR at every other width."""
@@ -161,7 +180,8 @@ def todo(cfg, results: dict, running: set) -> list[tuple]:
                  for w in cfg.widths}
         for w in cfg.widths:  # a line waits for its running points before it extends
             if not any(k[:2] == (s, w) for k in running):
-                out += [(s, w, lr) for lr in wanted(lines[w], cfg.guess[s], cfg.lo, cfg.hi)]
+                out += [(s, w, lr) for lr in wanted(lines[w], guess(cfg, s, w), cfg.lo,
+                                                   cfg.hi)]
         base = settled(lines[cfg.widths[0]], cfg.lo, cfg.hi)
         if base is not None:
             out += [(s, w, base) for w in cfg.widths[1:] if base not in lines[w]]
@@ -279,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--batch", type=int, default=32)
     r.add_argument("--eval-batches", type=int, default=16)
     r.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
-    r.add_argument("--workers", type=int, default=4, help="parallel training processes")
+    r.add_argument("--workers", type=int, default=14, help="parallel training processes")
     r.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     r.add_argument("--deadline-s", type=float, default=0,
                    help="start no run that would end after this many seconds (0: none)")
@@ -305,7 +325,6 @@ def main(argv: list[str] | None = None) -> None:
     for w in cfg.widths:
         if w % cfg.heads:
             raise fail(f"--widths: {w} is not a multiple of --heads {cfg.heads}")
-    cfg.guess = {s: min(max(GUESS[s], cfg.lo + 1), cfg.hi - 1) for s in SETUPS}
     cfg.warmup = cfg.warmup if cfg.warmup is not None else max(1, cfg.steps // 10)
     run(cfg)
 
