@@ -23,7 +23,7 @@ finished run is appended to ``--out`` as one JSON line, so a cut-off sweep resum
 it stopped.
 
     python benchmarks/muon_sweep.py run --quick --out /tmp/q.jsonl        # CPU smoke test
-    python benchmarks/muon_sweep.py run --workers 12 --deadline-s 500 --out runs/muon.jsonl
+    python benchmarks/muon_sweep.py run --workers 14 --deadline-s 450 --out runs/muon.jsonl
     python benchmarks/muon_sweep.py merge runs/muon.jsonl -o docs/results/muon_gpu.json
 
 ``merge`` writes ``{"device", "command", "wall_s", "runs", "summary"}`` (per setup: best
