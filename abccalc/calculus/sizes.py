@@ -160,7 +160,9 @@ def entries_size(sizes: Sizes, abc: ABC, use: Use) -> Exp:
     uses = graph.params[use.param].uses
     if all(v.node in sizes.dead for v in uses):
         return NEG_INF
-    if sizes.optimizer is not Optimizer.SGD:  # normalized updates (calculus/updates.py)
+    if sizes.optimizer is Optimizer.ADAM:
+        return -a_u - c
+    if sizes.optimizer is not Optimizer.SGD:  # LAMB, Muon (calculus/updates.py)
         return class_entries(sizes.optimizer, graph, use.param, graph.inf(use.fan_in),
                              graph.inf(use.fan_out), a_u, abc.b[use.param], c)
     grad = max(gradient_term(abc.a[key(v)], sizes.g.get(v.node, NEG_INF),

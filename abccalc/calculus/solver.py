@@ -169,7 +169,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                 role, lr = inv.role, inv.lr
             else:
                 role, lr = role_of(graph, use), k_in + stx
-                if opt is not Optimizer.SGD:  # the update class's map from e to the LR
+                if opt is not Optimizer.SGD and opt is not Optimizer.ADAM:  # LAMB, Muon
                     lr += lr_offset(opt, graph, use.param, k_in, k_out, init[key(use)])
             gh = sizes.g[name]
             kb = broadcast_dims(graph, use) if opt is Optimizer.SGD else 0
