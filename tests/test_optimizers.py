@@ -146,6 +146,17 @@ def test_setup_k_agrees_with_class_table(mlp) -> None:
         assert {update_class(opt, mlp, p).k for p in mlp.params} == {opt.k}
 
 
+def test_class_table_lists_every_name(mlp) -> None:
+    """Each accepted name parses to a setup whose class for a hidden matrix (W2) is the
+    class that lists the name (Muon's hidden matrices: spectral)."""
+    from abccalc.exponents import OPTIMIZER_NAMES
+
+    listed = {name: c.name for c in CLASSES.values() for name in c.optimizers}
+    assert set(OPTIMIZER_NAMES) <= set(listed)
+    for name in OPTIMIZER_NAMES:
+        assert update_class(Optimizer.parse(name), mlp, "W2").name == listed[name], name
+
+
 def test_parse_muon_adjust() -> None:
     assert Optimizer.parse("muon", "match_rms_adamw") is Optimizer.MUON_RMS
     assert Optimizer.parse("muon", "spectral") is Optimizer.MUON_SPECTRAL
