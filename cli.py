@@ -281,8 +281,12 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
 @graph_arg
 @click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default=DEFAULT_VARIANT,
               show_default=True, help="Gauge of the muP code (all gauges train alike).")
-@click.option("--optimizer", type=click.Choice(("sgd", "adam")), default="adam",
-              show_default=True, help="Optimizer to train with.")
+@click.option("--optimizer", type=click.Choice(("sgd", "adam", "lion", "muon")),
+              default="adam", show_default=True, help="Optimizer to train with (lion: "
+              "Adam's exponents, a plain-torch Lion; muon: torch.optim.Muon on the hidden "
+              "matrices, Adam on the rest).")
+@click.option("--muon-adjust", type=click.Choice(MUON_ADJUSTS), default=None,
+              help="With --optimizer muon: the shape-factor convention. [default: keller]")
 @params_opt("mup", "Check muP, a preset (sp, ntk, mf) or a params file's rules.")
 @click.option("--widths", default="64,128,256,512,1024", show_default=True,
               help="Increasing widths of the first infinite dim (others scale alike).")
@@ -299,10 +303,10 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
 @click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
               show_default=True)
 @set_opt
-def coordcheck(graph: str, variant: str, optimizer: str, params: str,
-               widths: str, steps: int, lr: float | None, seed: int, batch: int | None,
-               loss: str,
-               plot: str | None, fmt: str, sets: tuple[str, ...]) -> None:
+def coordcheck(graph: str, variant: str, optimizer: str, muon_adjust: str | None,
+               params: str, widths: str, steps: int, lr: float | None, seed: int,
+               batch: int | None, loss: str, plot: str | None, fmt: str,
+               sets: tuple[str, ...]) -> None:
     """Train the generated model at several widths and report which activations grow
     or shrink with width (slopes of RMS(x_t - x_0) against width, log-log).
     Exit 1 unless every activation is flat (docs/verdicts.md)."""
@@ -314,9 +318,12 @@ def coordcheck(graph: str, variant: str, optimizer: str, params: str,
 
     if plot:
         check_plot_path(plot)
-    p, ws, name = _trained(graph, sets, optimizer, variant, params, widths)
+    if muon_adjust is not None and optimizer != "muon":
+        raise AbcError(f"--muon-adjust {muon_adjust}: applies to --optimizer muon only")
+    opt = Optimizer.parse(optimizer, muon_adjust or "keller")
+    p, ws, name = _trained(graph, sets, opt, variant, params, widths)
     result = run_coordcheck(p, ws, steps=steps, lr=lr, seed=seed, batch=batch, loss=loss,
-                            name=name)
+                            name=name, run_as="lion" if optimizer == "lion" else None)
     if plot:
         plot_coordcheck(result, plot)
     _echo(json.dumps(coord_dict(result), indent=2) if fmt == "json"

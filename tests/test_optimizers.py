@@ -306,3 +306,13 @@ def test_gpt_muon_convention_moves_slopes_by_one_half() -> None:
     for name in ("block.0.fc", "block.0.proj", "block.1.o", "block.1.fc", "ln_f"):
         diff = [r - k for r, k in zip(rms[name], keller[name], strict=True)]
         assert all(0.4 <= d <= 0.6 for d in diff), (name, diff)
+
+
+def test_cli_coordcheck_muon_and_lion(run) -> None:
+    pytest.importorskip("torch")
+    for opt in ("muon", "lion"):
+        code, out, _ = run("coordcheck", "examples/mlp.yaml", "--optimizer", opt,
+                           "--widths", "64,128,256", "--steps", "2", "--format", "json")
+        assert code == 0, out
+        data = json.loads(out)
+        assert data["flat"] and data["optimizer"] == opt
