@@ -21,7 +21,6 @@ import json
 from dataclasses import dataclass, field
 
 from abccalc.calculus.updates import MUON_ADJUST, muon_note, optimizer_of
-from abccalc.exponents import Optimizer
 from abccalc.graph.core import Graph, Role
 from abccalc.parametrization.gauges import Conflict, Parametrization
 from abccalc.parametrization.rules import (
@@ -134,8 +133,8 @@ PARAM_COLS = ("name", "role", "kind", "a", "b", "c", "init_var", "multiplier", "
 
 
 def _shift_text(p: Parametrization) -> str:
-    k = "2θ" if p.optimizer is Optimizer.SGD else "θ"
-    return (f"Shifted by the abc-symmetry (a+θ, b−θ, c−{k}), the same training dynamics "
+    c = {2: "c−2θ", 1: "c−θ", 0: "c"}[p.optimizer.k]
+    return (f"Shifted by the abc-symmetry (a+θ, b−θ, {c}), the same training dynamics "
             "(TP5 Lemma J.1): " + ", ".join(f"`{n}` θ = {t}" for n, t in p.shifts.items())
             + ".")
 
@@ -336,7 +335,7 @@ def markdown_all(results: Results, view: View = PLAIN) -> str:
     merged = _merged(results, view.form)
     first = merged[0][1]
     roles = _roles([p for _, p, _ in merged])
-    lr_inv = "2a+c" if first.optimizer is Optimizer.SGD else "a+c"
+    lr_inv = {2: "2a+c", 1: "a+c", 0: "c"}[first.optimizer.k]
     notes = [f"## μP for `{first.graph.name}` ({first.optimizer.value}), all variants",
              f"Every variant is the same training dynamics: per parameter, a+b and {lr_inv} "
              "are fixed and a variant only chooses a (TP5 Lemma J.1)."]
