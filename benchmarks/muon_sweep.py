@@ -8,9 +8,10 @@ widths 64 → 1024, three setups, one swept LR η each (log2 grid, factors of 2)
                     (adjust_lr_fn "original", Keller Jordan's max(1, fan_out/fan_in)^½)
                     on the hidden matrices at the derived LR η·m^-c (c = 0), AdamW at
                     η·2^ADAM_OFFSET on the rest
-    muon-moonlight  no μP: PyTorch's default init (SP), Muon with Moonlight's
-                    "match_rms_adamw" (0.2·max(fan_out, fan_in)^½) on the same matrices
-                    and AdamW on the rest, both at η (that convention's point)
+    muon-moonlight  no μP: PyTorch's default init (SP; `abccalc codegen --optimizer muon
+                    --muon-adjust match_rms_adamw --params sp`, one LR for all): Muon with
+                    Moonlight's "match_rms_adamw" (0.2·max(fan_out, fan_in)^½) on the same
+                    matrices and AdamW on the rest, both at η (that convention's point)
     adamw-mup       abccalc's Table 8 μP with AdamW everywhere (the reference)
 
 Weight decay is 0 everywhere (torch.optim.Muon's default is 0.1) so only the LR moves.
@@ -57,7 +58,8 @@ SETUPS = ("muon-mup", "muon-moonlight", "adamw-mup")
 GUESS = {"muon-mup": -5, "muon-moonlight": -6, "adamw-mup": -6}
 SLOPE = {"muon-mup": 0.0, "muon-moonlight": -0.5, "adamw-mup": 0.0}
 # the generated module of each setup: (parametrization, codegen --optimizer)
-MODEL = {"muon-mup": ("abccalc-table8", "muon"), "muon-moonlight": ("sp", "adam"),
+MODEL = {"muon-mup": ("abccalc-table8", "muon:keller"),
+         "muon-moonlight": ("sp", "muon:match_rms_adamw"),
          "adamw-mup": ("abccalc-table8", "adam")}
 
 
@@ -104,21 +106,12 @@ def build(torch, setup: str, width: int, lr: float, cfg, paths: dict) -> tuple:
     if setup == "adamw-mup":
         return model, [torch.optim.AdamW(gen.param_groups(model, lr), weight_decay=0.0,
                                          **fused)]
-    if setup == "muon-mup":  # the generated Muon + AdamW groups
-        adam_lr = lr * 2.0 ** cfg.adam_offset
-        return model, [torch.optim.Muon(gen.muon_param_groups(model, lr), lr=lr,
-                                        weight_decay=0.0,
-                                        adjust_lr_fn=gen.MUON_ADJUST_LR_FN),
-                       torch.optim.AdamW(gen.adamw_param_groups(model, adam_lr), lr=adam_lr,
-                                         weight_decay=0.0, **fused)]
-    named = dict(model.named_parameters())  # SP: no μP, one LR, Moonlight's factor
-    hidden = sorted(r.module_param for r in gen.PARAMETERS.values()
-                    if r.role == "hidden" and named[r.module_param].ndim == 2)
-    muon_ids = {id(named[m]) for m in hidden}
-    rest = [p for p in model.parameters() if id(p) not in muon_ids]
-    return model, [torch.optim.Muon([named[m] for m in hidden], lr=lr, weight_decay=0.0,
-                                    adjust_lr_fn="match_rms_adamw"),
-                   torch.optim.AdamW(rest, lr=lr, weight_decay=0.0, **fused)]
+    # the generated Muon + AdamW groups; Moonlight's AdamW shares Muon's LR
+    adam_lr = lr * 2.0 ** cfg.adam_offset if setup == "muon-mup" else lr
+    return model, [torch.optim.Muon(gen.muon_param_groups(model, lr), lr=lr,
+                                    weight_decay=0.0, adjust_lr_fn=gen.MUON_ADJUST_LR_FN),
+                   torch.optim.AdamW(gen.adamw_param_groups(model, adam_lr), lr=adam_lr,
+                                     weight_decay=0.0, **fused)]
 
 
 def job(cfg: argparse.Namespace, paths: dict, setup: str, width: int, log2_lr: int,

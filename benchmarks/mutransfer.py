@@ -114,12 +114,15 @@ def batches(torch, stream, n: int, batch: int, ctx: int, seed: int):
 # -- models -----------------------------------------------------------------------------
 def generated(param: str, base: int, cfg: argparse.Namespace, cache: dict,
               optimizer: str = "adam"):
-    """The module written by ``abccalc codegen --model`` for this parametrization."""
+    """The module written by ``abccalc codegen --model`` for this parametrization, for
+    ``optimizer`` (``muon:ADJUST`` passes ``--muon-adjust ADJUST``)."""
     if (param, optimizer) in cache:
         return cache[(param, optimizer)]
     variant = param.removeprefix("abccalc-") if param != "sp" else "table8"
-    out = Path(tempfile.mkdtemp()) / f"gpt_{param.replace('-', '_')}_{optimizer}.py"
-    cmd = [sys.executable, "-m", "abccalc", "codegen", str(GPT), "--optimizer", optimizer,
+    name, _, adjust = optimizer.partition(":")
+    out = Path(tempfile.mkdtemp()) / f"gpt_{param.replace('-', '_')}_{name}.py"
+    cmd = [sys.executable, "-m", "abccalc", "codegen", str(GPT), "--optimizer", name,
+           *(["--muon-adjust", adjust] if adjust else []),
            "--variant", variant, "--model", "-o", str(out),
            "--base", f"d_model={base}", "--base", f"d_head={base // cfg.heads}",
            "--set", f"n_layer={cfg.layers}", "--set", f"n_head={cfg.heads}",

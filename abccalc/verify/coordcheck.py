@@ -251,11 +251,12 @@ def import_torch() -> types.ModuleType:
     return torch
 
 
-def _module(p: Parametrization) -> types.ModuleType:
+def _module(p: Parametrization, lion: bool = False) -> types.ModuleType:
     from abccalc.emit.codegen import generate  # sympy and torch only when a model is built
 
     module = types.ModuleType(f"abccalc_generated_{p.graph.name}")
-    exec(compile(generate(p, model=True), module.__name__, "exec"), module.__dict__)
+    exec(compile(generate(p, model=True, lion=lion), module.__name__, "exec"),
+         module.__dict__)
     return module
 
 
@@ -365,7 +366,7 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
     check_graph(p)
     batch = batch or default_batch(p)
     torch = import_torch()
-    gen_module = _module(p)
+    gen_module = _module(p, lion=run_as == "lion")
     shorten_sequences(p.graph, gen_module.DIMS, TOKENS)
     _check_size(torch, gen_module, p, widths[-1])
     lr = lr if lr is not None else (0.1 if p.optimizer is Optimizer.SGD else 1e-2)
