@@ -45,24 +45,31 @@ def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
 graph_arg = click.argument("graph", type=click.Path(dir_okay=False))
 
 
+muon_adjust_opt = click.option(
+    "--muon-adjust", type=click.Choice(MUON_ADJUSTS), default=None,
+    help="With --optimizer muon, its shape factor: keller (torch.optim.Muon's default, "
+    "max(1, fan_out/fan_in)^½), spectral ((fan_out/fan_in)^½) or match_rms_adamw "
+    "(0.2·max(fan_out, fan_in)^½). [default: keller]")
+
+
+def _optimizer(name: str, muon_adjust: str | None) -> Optimizer:
+    """``--optimizer`` with ``--muon-adjust`` as one Optimizer (docs/optimizers.md)."""
+    if muon_adjust is not None and name != "muon":
+        raise AbcError(f"--muon-adjust {muon_adjust}: applies to --optimizer muon only")
+    return Optimizer.parse(name, muon_adjust or "keller")
+
+
 def optimizer_opt(command):
-    """``--optimizer`` and ``--muon-adjust``, passed on as one Optimizer (docs/optimizers.md)."""
+    """``--optimizer`` and ``--muon-adjust``, passed on as one Optimizer."""
     @functools.wraps(command)
     def run(*args, optimizer: str, muon_adjust: str | None, **kwargs):
-        if muon_adjust is not None and optimizer != "muon":
-            raise AbcError(f"--muon-adjust {muon_adjust}: applies to --optimizer muon only")
-        return command(*args, optimizer=Optimizer.parse(optimizer, muon_adjust or "keller"),
-                       **kwargs)
+        return command(*args, optimizer=_optimizer(optimizer, muon_adjust), **kwargs)
 
-    run = click.option("--muon-adjust", type=click.Choice(MUON_ADJUSTS), default=None,
-                       help="Muon's shape factor: keller (torch.optim.Muon's default, "
-                       "max(1, fan_out/fan_in)^½), spectral ((fan_out/fan_in)^½) or "
-                       "match_rms_adamw (0.2·max(fan_out, fan_in)^½). [default: keller]")(run)
     return click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam",
                         show_default=True, help="Optimizer, by update class: sgd (raw); "
                         "adam, adamw, lion, signsgd, rmsprop, adagrad (entrywise); lamb, "
                         "adafactor (Frobenius); muon (spectral on hidden matrices, AdamW "
-                        "elsewhere).")(run)
+                        "elsewhere).")(muon_adjust_opt(run))
 
 
 variant_opt = click.option("--variant", type=click.Choice(VARIANTS), default=DEFAULT_VARIANT,
@@ -213,9 +220,7 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
               required=True, help="The optimizer the code is for (adamw behaves as adam, "
               "TP5 B.3; lion adds a plain-torch Lion; muon: torch.optim.Muon on the hidden "
               "matrices, AdamW on the rest).")
-@click.option("--muon-adjust", type=click.Choice(MUON_ADJUSTS), default=None,
-              help="With --optimizer muon: the shape-factor convention (docs/optimizers.md)."
-              " [default: keller]")
+@muon_adjust_opt
 @click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default=DEFAULT_VARIANT,
               show_default=True, help="Gauge; auto: the first of table3, table8, table9, "
               "unit without a tied-weight conflict.")
@@ -237,11 +242,8 @@ def codegen(graph: str, optimizer: str, muon_adjust: str | None, variant: str,
     from abccalc.emit.output import write_output
 
     g = _load(graph, sets, bases)
-    if muon_adjust is not None and optimizer != "muon":
-        raise AbcError(f"--muon-adjust {muon_adjust}: applies to --optimizer muon only")
     lion = optimizer == "lion"
-    p = _parametrization(g, Optimizer.parse(optimizer, muon_adjust or "keller"), variant,
-                         params)
+    p = _parametrization(g, _optimizer(optimizer, muon_adjust), variant, params)
     name_map = None
     if names:
         name_map = read_names(names)
@@ -285,8 +287,7 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
               default="adam", show_default=True, help="Optimizer to train with (lion: "
               "Adam's exponents, a plain-torch Lion; muon: torch.optim.Muon on the hidden "
               "matrices, Adam on the rest).")
-@click.option("--muon-adjust", type=click.Choice(MUON_ADJUSTS), default=None,
-              help="With --optimizer muon: the shape-factor convention. [default: keller]")
+@muon_adjust_opt
 @params_opt("mup", "Check muP, a preset (sp, ntk, mf) or a params file's rules.")
 @click.option("--widths", default="64,128,256,512,1024", show_default=True,
               help="Increasing widths of the first infinite dim (others scale alike).")
@@ -318,10 +319,8 @@ def coordcheck(graph: str, variant: str, optimizer: str, muon_adjust: str | None
 
     if plot:
         check_plot_path(plot)
-    if muon_adjust is not None and optimizer != "muon":
-        raise AbcError(f"--muon-adjust {muon_adjust}: applies to --optimizer muon only")
-    opt = Optimizer.parse(optimizer, muon_adjust or "keller")
-    p, ws, name = _trained(graph, sets, opt, variant, params, widths)
+    p, ws, name = _trained(graph, sets, _optimizer(optimizer, muon_adjust), variant, params,
+                           widths)
     result = run_coordcheck(p, ws, steps=steps, lr=lr, seed=seed, batch=batch, loss=loss,
                             name=name, run_as="lion" if optimizer == "lion" else None)
     if plot:
