@@ -49,7 +49,7 @@ class UpdateClass:
     k: int  # the multiplier's weight in the LR invariant k·a + c
     optimizers: tuple[str, ...]
     update: str  # the update Δw, in words
-    entries: str  # e, the size exponent of ΔW's entries
+    entry_size: str  # e, the size exponent of ΔW's entries
     source: str
 
 
