@@ -102,6 +102,7 @@ def build(torch, setup: str, width: int, lr: float, cfg, paths: dict) -> tuple:
     model = gen.Model({"d_model": width, "d_head": width // cfg.heads})
     if MODEL[setup][0] != "sp":  # σ as PyTorch's defaults, as mutransfer's abccalc-table8
         gen.init_(model, sigmas={"hidden": 3 ** -0.5, "output": 3 ** -0.5})
+    model.to(cfg.device)  # before the optimizers: a fused AdamW may check the device
     fused = {"fused": True} if cfg.device == "cuda" else {}  # fewer kernels per step
     if setup == "adamw-mup":
         return model, [torch.optim.AdamW(gen.param_groups(model, lr), weight_decay=0.0,
