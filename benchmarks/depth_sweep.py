@@ -89,7 +89,7 @@ def train(torch, param: str, depth: int, log2_lr: int, seed: int, cfg, data, cac
     gen.init_(model, sigmas={"hidden": 3 ** -0.5, "output": 3 ** -0.5})
     opt = torch.optim.AdamW(gen.param_groups(model, 2.0 ** log2_lr, eps=1e-8,
                                              weight_decay=0.0))
-    val, last = mutransfer.fit(torch, model, opt, cfg, data, seed)
+    val, last = mutransfer.fit(torch, model, [opt], cfg, data, seed)
     return {"param": param, "depth": depth, "log2_lr": log2_lr, "seed": seed,
             "val_loss": val, "train_loss": last,
             "branch_multiplier": getattr(gen, "BRANCH_MULTIPLIER", 1.0)}

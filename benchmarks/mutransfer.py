@@ -112,13 +112,17 @@ def batches(torch, stream, n: int, batch: int, ctx: int, seed: int):
 
 
 # -- models -----------------------------------------------------------------------------
-def generated(param: str, base: int, cfg: argparse.Namespace, cache: dict):
-    """The module written by ``abccalc codegen --model`` for this parametrization."""
-    if param in cache:
-        return cache[param]
+def generated(param: str, base: int, cfg: argparse.Namespace, cache: dict,
+              optimizer: str = "adam"):
+    """The module written by ``abccalc codegen --model`` for this parametrization, for
+    ``optimizer`` (``muon:ADJUST`` passes ``--muon-adjust ADJUST``)."""
+    if (param, optimizer) in cache:
+        return cache[(param, optimizer)]
     variant = param.removeprefix("abccalc-") if param != "sp" else "table8"
-    out = Path(tempfile.mkdtemp()) / f"gpt_{param.replace('-', '_')}.py"
-    cmd = [sys.executable, "-m", "abccalc", "codegen", str(GPT), "--optimizer", "adam",
+    name, _, adjust = optimizer.partition(":")
+    out = Path(tempfile.mkdtemp()) / f"gpt_{param.replace('-', '_')}_{name}.py"
+    cmd = [sys.executable, "-m", "abccalc", "codegen", str(GPT), "--optimizer", name,
+           *(["--muon-adjust", adjust] if adjust else []),
            "--variant", variant, "--model", "-o", str(out),
            "--base", f"d_model={base}", "--base", f"d_head={base // cfg.heads}",
            "--set", f"n_layer={cfg.layers}", "--set", f"n_head={cfg.heads}",
@@ -129,7 +133,7 @@ def generated(param: str, base: int, cfg: argparse.Namespace, cache: dict):
     spec = importlib.util.spec_from_file_location(out.stem, out)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    cache[param] = module
+    cache[(param, optimizer)] = module
     return module
 
 
@@ -151,7 +155,7 @@ def make(torch, param: str, width: int, base: int, lr: float, cfg, cache: dict):
     # init_'s own σ = 1 as a contrast
     sigmas = {"hidden": 3 ** -0.5, "output": 3 ** -0.5} if param == "abccalc-table8" else None
     gen.init_(model, sigmas=sigmas)
-    return model, torch.optim.Adam(gen.param_groups(model, lr))
+    return model, torch.optim.Adam(gen.param_groups(model, lr, eps=1e-8))
 
 
 def schedule(torch, opt, steps: int, warmup: int):
@@ -163,13 +167,13 @@ def schedule(torch, opt, steps: int, warmup: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def fit(torch, model, opt, cfg, data, seed: int) -> tuple[float | None, float | None]:
-    """Train ``model`` with ``opt`` for cfg.steps (warmup then cosine, bf16 autocast on a
-    GPU) on the train split; (validation loss, last train loss), None where not finite."""
+def fit(torch, model, opts: list, cfg, data, seed: int) -> tuple[float | None, float | None]:
+    """Train ``model`` with every optimizer in ``opts`` stepping together (warmup, cosine),
+    then (validation loss, last train loss); None where not finite."""
     train_s, val_s = data
     device = cfg.device
     model.to(device)
-    sched = schedule(torch, opt, cfg.steps, cfg.warmup)
+    scheds = [schedule(torch, opt, cfg.steps, cfg.warmup) for opt in opts]
     positions = torch.arange(cfg.ctx, device=device).expand(cfg.batch, cfg.ctx)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
     loss = torch.tensor(float("nan"))
@@ -178,10 +182,12 @@ def fit(torch, model, opt, cfg, data, seed: int) -> tuple[float | None, float | 
             logits = model(tokens=x.to(device), positions=positions)
             loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, VOCAB),
                                                      y.to(device).reshape(-1))
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        sched.step()
+        for opt, sched in zip(opts, scheds, strict=True):
+            opt.step()
+            sched.step()
         if not torch.isfinite(loss):
             break
     total, count = 0.0, 0
@@ -199,7 +205,7 @@ def fit(torch, model, opt, cfg, data, seed: int) -> tuple[float | None, float | 
 def train(torch, param, width, log2_lr, seed, cfg, data, cache) -> dict:
     torch.manual_seed(seed)
     model, opt = make(torch, param, width, cfg.widths[0], 2.0 ** log2_lr, cfg, cache)
-    val, last = fit(torch, model, opt, cfg, data, seed)
+    val, last = fit(torch, model, [opt], cfg, data, seed)
     return {"param": param, "width": width, "log2_lr": log2_lr, "seed": seed,
             "val_loss": val, "train_loss": last}
 
@@ -340,18 +346,18 @@ def summary_text(s: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(merged: dict, path: Path, axis: str = "width", params: tuple[str, ...] = PARAMS,
+def plot(merged: dict, path: Path, axis: str = "width", order: tuple[str, ...] = PARAMS,
          titles: dict[str, str] | None = None, title: str = "μTransfer",
          span: float = 1.5) -> None:
-    """One panel per parametrization: validation loss against log2 LR, one curve per
-    value of ``axis`` (width here, depth in benchmarks/depth_sweep.py)."""
+    """One panel per parametrization (in ``order``): validation loss against log2 LR, one
+    curve per value of ``axis`` (width here, depth in benchmarks/depth_sweep.py)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     runs = [r for r in merged["runs"] if r["val_loss"] is not None]
-    params = [p for p in params if any(r["param"] == p for r in runs)]
+    params = [p for p in order if any(r["param"] == p for r in runs)]
     fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.6), sharey=True)
     axes = [axes] if len(params) == 1 else axes
     values = sorted({r[axis] for r in runs})

@@ -14,7 +14,13 @@ from test_codegen import GPT, MLP, ROOT, load_module
 
 from abccalc.emit import goldens
 from abccalc.emit.codegen import generate, load_parametrization
-from abccalc.emit.patterns import fill_pattern, match_pattern, read_name_map, star
+from abccalc.emit.patterns import (
+    NameIndex,
+    fill_pattern,
+    match_pattern,
+    read_name_map,
+    star,
+)
 from abccalc.errors import AbcError
 from abccalc.graph.builder import GraphBuilder
 from abccalc.graph.spec import load_graph
@@ -60,10 +66,10 @@ def test_rules_of_two_layers_cover_five(tmp_path: Path) -> None:
     (SP's 1/fan_in times m: 2/128, std 1/8) and multiplier 1/fan_in (SP's 1 times 1/m)."""
     rules, deep, model = _two_depths(tmp_path, "cover")
     assert rules.uncovered(model) == []
-    groups = rules.param_groups(model, 0.01)
+    groups = rules.param_groups(model, 0.01, eps=1e-8)
     lrs = {id(q): g["lr"] for g in groups for q in g["params"]}
     assert len(lrs) == sum(1 for _ in model.parameters())
-    own = {id(q): g["lr"] for g in deep.param_groups(model, 0.01) for q in g["params"]}
+    own = {id(q): g["lr"] for g in deep.param_groups(model, 0.01, eps=1e-8) for q in g["params"]}
     assert lrs == own
     named = dict(model.named_parameters())
     assert lrs[id(named["block.4.q.weight"])] == pytest.approx(0.005)
@@ -88,12 +94,12 @@ def test_double_cover_and_unmatched_rules_raise(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"block\.0\.q\.weight \(block\.\*\.W_q, also\)"):
         rules.init_(model)
     with pytest.raises(ValueError, match="more than one rule"):
-        rules.param_groups(model, 0.1, strict=False)
+        rules.param_groups(model, 0.1, eps=1e-8, strict=False)
     del rules.PARAMETERS["also"]
     rules.PARAMETERS["ghost"] = rules.PARAMETERS["block.*.W_q"]._replace(
         module_param="block.*.nothing.weight")
     with pytest.raises(KeyError, match=r"block\.\*\.nothing\.weight"):
-        rules.param_groups(model, 0.1)
+        rules.param_groups(model, 0.1, eps=1e-8)
 
 
 def test_line_count_does_not_grow_with_depth() -> None:
@@ -150,7 +156,7 @@ def test_names_patterns_reach_a_user_model(tmp_path: Path) -> None:
     gen = load_module(text, tmp_path, "user_names")
     net = UserNet(32, 6)
     gen.init_(net)
-    lrs = {id(q): g["lr"] for g in gen.param_groups(net, 0.1) for q in g["params"]}
+    lrs = {id(q): g["lr"] for g in gen.param_groups(net, 0.1, eps=1e-8) for q in g["params"]}
     assert len(lrs) == 2 + 12
     assert lrs[id(net.net.h[5].weight)] == pytest.approx(0.025)
     assert lrs[id(net.net.h[5].bias)] == pytest.approx(0.1)
@@ -199,6 +205,20 @@ def test_starred_name_matches_itself(segs: list[str]) -> None:
         assert match_pattern(pattern, name.replace(digits[0], f"{digits[0]}.9", 1)) is None
 
 
+SEGMENT = st.sampled_from(["a", "b", "ab", "0", "1", "12"])
+NAME = st.lists(SEGMENT, min_size=1, max_size=4).map(".".join)
+
+
+@given(st.lists(NAME, max_size=12, unique=True),
+       st.lists(st.sampled_from(["a", "b", "ab", "0", "*", "a*", "*b", "*1*"]), min_size=1,
+                max_size=4).map(".".join))
+def test_name_index_finds_what_a_scan_finds(names: list[str], pattern: str) -> None:
+    """The index that spares codegen a scan per pattern returns exactly the names a scan
+    matches, each once."""
+    want = sorted(n for n in names if match_pattern(pattern, n) is not None)
+    assert sorted(NameIndex(names).others(pattern, set())) == want
+
+
 # -- fused tensors ----------------------------------------------------------------------
 def _fused_graph(separate: bool):
     """x[i] → h[d] → Q, K, V [d] → q·k over d, a mix → readout: one W_qkv [3d, d] cut by
@@ -244,7 +264,7 @@ def test_fused_in_the_graph_is_one_rule(tmp_path: Path) -> None:
     assert set(gen.PARAMETERS) == {"W_in", "W_qkv", "W_out"}
     assert gen.PARAMETERS["W_qkv"].part is None
     net = FusedNet(32)
-    lrs = {id(q): g["lr"] for g in gen.param_groups(net, 0.1) for q in g["params"]}
+    lrs = {id(q): g["lr"] for g in gen.param_groups(net, 0.1, eps=1e-8) for q in g["params"]}
     assert lrs[id(net.c_attn.weight)] == pytest.approx(0.1 / 4)
 
 
@@ -264,7 +284,7 @@ def test_parts_of_a_fused_tensor_get_a_rule_each(tmp_path: Path) -> None:
     w = net.c_attn.weight
     assert torch.equal(w[:32], torch.zeros(32, 32))
     assert w[32:].std().item() == pytest.approx(1 / math.sqrt(32), rel=0.05)
-    groups = gen.param_groups(net, 0.1)
+    groups = gen.param_groups(net, 0.1, eps=1e-8)
     assert sum(len(g["params"]) for g in groups) == 3
     assert next(g["lr"] for g in groups if g["params"][0] is w) == pytest.approx(0.025)
     del gen.PARAMETERS["W_v"]
@@ -281,3 +301,92 @@ def test_fused_parts_with_different_lr_rules_are_refused() -> None:
         generate(p, names=names)
     with pytest.raises(AbcError, match=r"each part i/n of one split once"):
         generate(p, names={**names, "W2": "a.weight[0/2]"})
+
+
+def _state_dict_named(n_layer: int):
+    """A graph keyed by state_dict names, as the model importer builds it: parameters
+    `transformer.h.<i>.fc.weight`, no repeat block."""
+    b = GraphBuilder("imported")
+    b.dim("i", size=3).dim("d", base=8).dim("o", size=2)
+    b.node("x", "input", dims=["i"])
+    b.node("inp", "linear", inputs="x", dims=["d"], weight="inp.weight")
+    last = "inp"
+    for i in range(n_layer):
+        b.node(f"transformer.h.{i}.fc", "linear", inputs=last, dims=["d"],
+               weight=f"transformer.h.{i}.fc.weight", bias=f"transformer.h.{i}.fc.bias")
+        last = f"transformer.h.{i}.fc"
+    b.node("out", "linear", inputs=last, dims=["o"], weight="out.weight")
+    b.node("y", "output", inputs="out")
+    return b.build()
+
+
+def test_state_dict_names_give_module_path_patterns(tmp_path: Path) -> None:
+    """Graph names = module names (the importer's contract): the digit components of the
+    module path become the pattern, the same text at 2 and 7 layers, covering a model
+    of 4 (Adam Table 8 at d = 16, m = 2: hidden LR η/2)."""
+    texts = []
+    for n in (2, 7):
+        graph = _state_dict_named(n)
+        p = load_parametrization(graph, "adam", "table8")
+        texts.append(generate(p, names={q: q for q in graph.params}))
+    assert texts[0] == texts[1]
+    assert ("'transformer.h.*.fc.weight': Rule(\n"
+            "        module_param='transformer.h.*.fc.weight'") in texts[0]
+    gen = load_module(texts[0], tmp_path, "imported_names")
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp = torch.nn.Linear(3, 16, bias=False)
+            self.transformer = torch.nn.Module()
+            self.transformer.h = torch.nn.ModuleList(
+                torch.nn.ModuleDict({"fc": torch.nn.Linear(16, 16)}) for _ in range(4))
+            self.out = torch.nn.Linear(16, 2, bias=False)
+
+    net = Net()
+    lrs = {id(q): g["lr"] for g in gen.param_groups(net, 0.1, eps=1e-8) for q in g["params"]}
+    assert len(lrs) == 10 and lrs[id(net.transformer.h[3].fc.weight)] == pytest.approx(0.05)
+
+
+def test_cli_names_file_with_patterns(run, tmp_path: Path) -> None:
+    """`abccalc codegen --names` reads patterns; a bad one is one line and exit 2."""
+    spec = tmp_path / "resmlp.yaml"
+    spec.write_text((ROOT / "docs" / "spec.md").read_text().split(
+        "Example, a residual MLP:\n\n```yaml\n")[1].split("```")[0])
+    good = tmp_path / "names.yaml"
+    good.write_text("W_in: inp.weight\nlayer.*.W: net.h.*.weight\nlayer.*.b: net.h.*.bias\n"
+                    "W_out: out.weight\n")
+    out = tmp_path / "mup.py"
+    code, _, err = run("codegen", str(spec), "--optimizer", "adam", "--names", str(good),
+                       "-o", str(out))
+    assert code == 0, err
+    assert "'layer.*.W': Rule(\n        module_param='net.h.*.weight'" in out.read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("layer.*.W: net.h.weight\n")
+    code, _, err = run("codegen", str(spec), "--optimizer", "adam", "--names", str(bad),
+                       "-o", str(tmp_path / "bad.py"))
+    assert code == 2 and "same number of '*'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_group_scales_carry_eps_and_weight_decay(tmp_path: Path) -> None:
+    """group_scales carries eps and weight decay besides the LR (m = 4 at d = 32, base 8;
+    Table 8, Adam). A weight's gradient entry is ∂L/∂h_i·x_j (an outer product, no sum):
+    ∂L/∂h is Θ(1/n) under the 1/n readout and x is Θ(1), so eps ∝ 1/n for the hidden W
+    (fan_in infinite: 1/m) and the input W (fan_out infinite: 1/m) alike (docs/depth.md
+    §4). Weight decay ∝ 1/LR keeps lr·λ: hidden LR 1/m gets λ·m, input LR 1 gets λ. An
+    eps the rules scale must be passed."""
+    p = load_parametrization(_resmlp(2), "adam", "table8")
+    gen = load_module(generate(p, names=NAMES), tmp_path, "hyper")
+    net = UserNet(32, 3)
+    net.net.h = torch.nn.ModuleList(torch.nn.ModuleDict({"fc": layer}) for layer in net.net.h)
+    with pytest.raises(TypeError, match=r"scale \['eps'\].*eps=\.\.\."):
+        gen.param_groups(net, 0.1)
+    groups = gen.param_groups(net, 0.1, eps=1e-8, weight_decay=0.1)
+    hidden = next(g for g in groups if g["params"][0] is net.net.h[0].fc.weight)
+    assert hidden["eps"] == pytest.approx(2.5e-9) and hidden["eps_scale"] == 0.25
+    assert hidden["lr"] == pytest.approx(0.025)
+    assert hidden["weight_decay"] == pytest.approx(0.4) and hidden["weight_decay_scale"] == 4
+    other = next(g for g in groups if g["params"][0] is net.inp.weight)
+    assert other["eps"] == pytest.approx(2.5e-9) and other["lr"] == pytest.approx(0.1)
+    assert other["weight_decay"] == pytest.approx(0.1)
+    assert len(torch.optim.AdamW(groups).param_groups) == len(groups)

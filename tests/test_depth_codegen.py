@@ -77,20 +77,19 @@ def test_param_groups_per_tensor_lr_eps_and_decay(tmp_path: Path) -> None:
     assert w["lr"] * w["weight_decay"] == pytest.approx(lr * wd)  # the decay timescale
     e = got["tok_emb.weight"]  # embedding, outside: LR η, ε·m_N^-1, λ
     assert (e["lr"], e["eps"], e["weight_decay"]) == pytest.approx((lr, eps / 2, wd))
-    # eps not given: torch AdamW's 1e-8, scaled
-    assert by_name(model, gen.param_groups(model, lr))["block.3.fc.weight"]["eps"] == \
-        pytest.approx(1e-8 / 4)
-    off = by_name(model, gen.param_groups(model, lr, weight_decay=wd,
+    with pytest.raises(TypeError, match=r"scale \['eps'\]"):  # eps is scaled: pass it
+        gen.param_groups(model, lr)
+    off = by_name(model, gen.param_groups(model, lr, eps=eps, weight_decay=wd,
                                           decay_bias_and_norm=False))
     assert off["block.3.fc.bias"]["weight_decay"] == 0.0
     assert off["block.3.ln1.weight"]["weight_decay"] == 0.0
     assert off["block.3.fc.weight"]["weight_decay"] == pytest.approx(wd * 4)
-    ind = gen.param_groups(model, lr, weight_decay=wd, decay="independent")
+    ind = gen.param_groups(model, lr, eps=eps, weight_decay=wd, decay="independent")
     assert {g["weight_decay"] for g in ind} == {0.0}
     assert {g["independent_weight_decay"] for g in ind} == {wd}
     torch.optim.AdamW(groups).step()  # torch accepts the groups
     with pytest.raises(ValueError, match="decay must be"):
-        gen.param_groups(model, lr, decay="l2")
+        gen.param_groups(model, lr, eps=eps, decay="l2")
 
 
 def test_schedulers_keep_the_depth_lr_factor(tmp_path: Path) -> None:
@@ -99,7 +98,7 @@ def test_schedulers_keep_the_depth_lr_factor(tmp_path: Path) -> None:
     gen = module(tmp_path, HALF, depth=8)
     model = gen.Model({"d_model": 32, "d_head": 16})  # m_N = 2, m_L = 4
     lr = 1e-2
-    opt = torch.optim.AdamW(gen.param_groups(model, lr))
+    opt = torch.optim.AdamW(gen.param_groups(model, lr, eps=1e-8))
     fc = by_name(model, opt.param_groups)["block.3.fc.weight"]
     assert fc["lr_scale"] == pytest.approx(1 / 2 / 2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 ** step)
@@ -108,7 +107,7 @@ def test_schedulers_keep_the_depth_lr_factor(tmp_path: Path) -> None:
         sched.step()
     assert gen.check_lr_scales(opt) == pytest.approx(lr / 8)
     assert fc["lr"] == pytest.approx(lr / 8 / 4)
-    opt = torch.optim.AdamW(gen.param_groups(model, lr))
+    opt = torch.optim.AdamW(gen.param_groups(model, lr, eps=1e-8))
     one = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=gen.lr_scales(opt, lr),
                                               total_steps=10)
     for _ in range(5):
@@ -117,7 +116,7 @@ def test_schedulers_keep_the_depth_lr_factor(tmp_path: Path) -> None:
     base = gen.check_lr_scales(opt)
     assert by_name(model, opt.param_groups)["block.3.fc.weight"]["lr"] == \
         pytest.approx(base / 4)
-    bad = torch.optim.AdamW(gen.param_groups(model, lr))
+    bad = torch.optim.AdamW(gen.param_groups(model, lr, eps=1e-8))
     torch.optim.lr_scheduler.OneCycleLR(bad, max_lr=lr, total_steps=10)  # absolute LRs
     with pytest.raises(ValueError, match="absolute LRs"):
         gen.check_lr_scales(bad)
@@ -200,3 +199,16 @@ def test_width_scaled_eps_without_an_infinite_fan_is_refused() -> None:
     assert "'eps': lambda m: 1/m," in "\n".join(group_scales(p, r, -ONE, 1))
     with pytest.raises(AbcError, match=r"'block\.0\.W_fc' has no infinite fan"):
         group_scales(p, r, ZERO, 0)
+
+
+@pytest.mark.parametrize("optimizer", [Optimizer.MUON, Optimizer.LAMB])
+def test_depth_axis_refused_for_optimizers_without_a_depth_rule(optimizer) -> None:
+    """Depth exponents are derived for SGD and Adam-like updates only (TP6, CompleteP);
+    Muon/LAMB would silently get SGD's (hidden LR × L^(2α−1))."""
+    from abccalc.errors import AbcError
+
+    b = load_builder(GPT, {"n_layer": "4", **SIZES})
+    b.set_base("n_layer", "2")
+    p = parametrize(solve(b.build(), optimizer), "table8")
+    with pytest.raises(AbcError, match="depth exponents are derived for SGD and Adam"):
+        generate(p)

@@ -136,6 +136,10 @@ def solve_depth(graph: Graph, optimizer: Optimizer, alpha: Exp | None = ONE) -> 
             stream.update(index)
             member.update(inside)
             prev = f"{block}.{i}.{output}"
+    if blocks and optimizer not in (Optimizer.SGD, Optimizer.ADAM):
+        raise AbcError(f"{graph.source}: depth exponents are derived for SGD and Adam-like "
+                       f"optimizers, not {optimizer.value} (its update is normalized per "
+                       f"matrix); drop the base of '{blocks[0][1]}' to scale width only")
     trace: dict[str, Step] = {}
     why_alpha = (f"α = {alpha} (--depth-alpha): stable at init iff α ≥ 1/2 (TP6 Claim 7.1), "
                  "faithful in training iff α ≤ 1 (Claim 7.3); the desiderata leave this "

@@ -3,7 +3,9 @@
 The module imports only ``math`` and ``torch``. Every rule is written relative to SP at
 the base width (TP5 Eq. 4): init var = σ²/fan_in·m^e₁, multiplier = m^e₂, LR = η·m^e₃,
 where m = fan/base_fan of the parameter's infinite fan, read from the tensor's shape.
-Expressions are printed with sympy's Python code printer.
+Expressions are printed with sympy's Python code printer. Parameters that share a rule
+share one entry keyed by a name pattern (:func:`rules`, :mod:`abccalc.emit.patterns`), so
+the text does not grow with depth; the fixed text is in :mod:`abccalc.emit.codegen_runtime`.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from abccalc.emit.codegen_model import (
     model_source,
     py_expr,
 )
-from abccalc.emit.codegen_runtime import DEFAULTS, FUSED, HEADER, functions
+from abccalc.emit.codegen_optim import optimizer_source, use_text
+from abccalc.emit.codegen_runtime import FUSED, HEADER, functions
 from abccalc.emit.patterns import (
+    NameIndex,
     check_names,
     default_names,
     expand_names,
@@ -127,7 +131,8 @@ class Entry(NamedTuple):
     scales: tuple[str, ...]  # group_scales (the parts of one fused tensor must agree)
 
 
-def _entry(p: Parametrization, r: ParamRule, part: tuple[int, int, int] | None) -> Entry:
+def _entry(p: Parametrization, r: ParamRule, part: tuple[int, int, int] | None,
+           eps: bool) -> Entry:
     graph = p.graph
     use = r.use
     k_in, k_out = graph.inf(use.fan_in), graph.inf(use.fan_out)
@@ -140,7 +145,8 @@ def _entry(p: Parametrization, r: ParamRule, part: tuple[int, int, int] | None) 
         doc_text(TABLE_TITLES.get(p.variant, p.variant)), COLUMN[r.role.value],
         p.optimizer.value, p.variant == "unit", k_in, k_out, sig)
     lr = ratio_of(k_in, k_out, sig)[2] if k_in or k_out else ZERO
-    groups = group_scales(p, r, lr, k_in if which == "fan_in" else k_out if which else 0)
+    groups = group_scales(p, r, lr, k_in if which == "fan_in" else k_out if which else 0,
+                          eps)
     return Entry((comment1, comment2, f"role={r.role.value!r}, init={init!r},",
                   f"        fan_in_axes={in_axes!r}, fan_axes={axes!r}, base_fan={base_fan},",
                   *scales, *groups), part, groups)
@@ -187,23 +193,7 @@ def _rule_text(key: str, module: str, entry: Entry, uses: tuple[tuple[str, Exp],
     ]
 
 
-class _Index:
-    """Names by (component count, last component): the candidates a pattern can match."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.by_shape: dict[tuple[int, str], list[str]] = {}
-        for name in names:
-            self.by_shape.setdefault((name.count(".") + 1, name.rpartition(".")[2]),
-                                     []).append(name)
-
-    def matches(self, pattern: str) -> list[str]:
-        n, last = pattern.count(".") + 1, pattern.rpartition(".")[2]
-        cands = (self.by_shape.get((n, last), []) if "*" not in last else
-                 [x for (k, _), xs in self.by_shape.items() if k == n for x in xs])
-        return [x for x in cands if match_pattern(pattern, x) is not None]
-
-
-def rules(p: Parametrization, names: dict[str, str]) -> list[str]:
+def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[str]:
     """The PARAMETERS entries. Parameters whose graph and module names agree once their
     digit components (a repeat block's iteration, a ModuleList index) are starred, with
     the same digits in both, and whose rules are equal share one entry keyed by that
@@ -212,32 +202,32 @@ def rules(p: Parametrization, names: dict[str, str]) -> list[str]:
     graph = p.graph
     groups: dict[tuple, list[ParamRule]] = {}
     entries: dict[str, Entry] = {}
+    later: dict[str, tuple[tuple[str, Exp], ...]] = {}
     for r in p.params.values():
         path, part = split_part(names[r.name])
-        entries[r.name] = entry = _entry(p, r, part)
+        entries[r.name] = entry = _entry(p, r, part, eps)
         (gkey, gdigits), (mkey, mdigits) = star(r.name), star(path)
-        uses = _uses(p, r)
+        later[r.name] = uses = _uses(p, r)
         if gdigits and gdigits == mdigits:
             key = (gkey, mkey, entry, tuple((star(n)[0], e) for n, e in uses))
         else:
             key = (r.name, path, entry, uses)
         groups.setdefault(key, []).append(r)
     _check_parts(graph, names, entries)
-    params = _Index(list(graph.params))
-    paths = _Index(sorted({split_part(names[n])[0] for n in graph.params}))
+    params = NameIndex(list(graph.params))
+    paths = NameIndex(sorted({split_part(names[n])[0] for n in graph.params}))
     lines: list[str] = []
     for (key, module, entry, uses), group in groups.items():
         own = {r.name for r in group}
         own_paths = {split_part(names[n])[0] for n in own}
-        starred = [_starred_uses(r, _uses(p, r)) for r in group]
+        starred = [_starred_uses(r, later[r.name]) for r in group]
         if "*" not in key or (
-                not [n for n in params.matches(key) if n not in own]
-                and not [q for q in paths.matches(module) if q not in own_paths]
+                not params.others(key, own) and not paths.others(module, own_paths)
                 and None not in starred):
             lines += _rule_text(key, module, entry, starred[0] or uses)
             continue
         for r in group:  # the pattern would cover more: each parameter by its name
-            lines += _rule_text(r.name, split_part(names[r.name])[0], entry, _uses(p, r))
+            lines += _rule_text(r.name, split_part(names[r.name])[0], entry, later[r.name])
     return lines
 
 
@@ -315,26 +305,32 @@ def _constants(p: Parametrization) -> list[str]:
 
 
 def generate(p: Parametrization, *, names: dict[str, str] | None = None,
-             model: bool = False, source: str = "") -> str:
+             model: bool = False, source: str = "", lion: bool = False) -> str:
     """The module's text; deterministic for the same inputs. ``names`` maps graph
     parameters, or patterns of them, to module parameter names or patterns
-    (:func:`~abccalc.emit.patterns.expand_names`); default ``<node>.weight``."""
+    (:func:`~abccalc.emit.patterns.expand_names`); default ``<node>.weight``. A Muon
+    setup also gets Muon/AdamW groups and step helpers, ``lion`` a plain-torch Lion
+    (:mod:`abccalc.emit.codegen_optim`)."""
     graph = p.graph
     names = default_names(graph) if names is None else expand_names(graph, names, "--names")
     check_names(graph, names, "--names")
-    opt_class = {"sgd": "SGD", "adam": "AdamW"}[p.optimizer.value]
+    opt_class = "SGD" if p.optimizer.value == "sgd" else "AdamW"
     base = {d: graph.dims[d].size for d in sorted(graph.dims) if graph.dims[d].infinite}
-    rule_lines = rules(p, names)
+    eps = p.optimizer is Optimizer.ADAM and not lion  # Lion has no eps
+    rule_lines = rules(p, names, eps)
     fused = any(split_part(name)[1] for name in names.values())
     text = HEADER.format(
         title=f"muP for `{doc_text(graph.name)}`: init, parameter groups and forward "
               "multipliers.",
         version=__version__, source=doc_text(source or graph.source),
         graph=doc_text(graph.name), optimizer=p.optimizer.value, variant=p.variant,
-        variant_text=doc_text(p.variant), opt_class=opt_class, base_widths=repr(base),
+        variant_text=doc_text(p.variant), base_widths=repr(base),
+        use=use_text(p, lion) or f"    opt = torch.optim.{opt_class}(param_groups(model, "
+                                 f"lr=...{', eps=1e-8' if eps else ''}))",
         fused=FUSED.format() if fused else "", depth_doc=DEPTH_DOC if p.depth.active else "",
-        depth=depth_source(p), defaults=repr(DEFAULTS[p.optimizer.value]))
-    text += "\n".join(rule_lines) + "\n}\n" + functions()
+        depth=depth_source(p))
+    text += ("\n".join(rule_lines) + "\n}\n" + functions()
+             + optimizer_source(p, lion, rule_lines))
     constants = _constants(p)
     text += "\n".join(constants) + ("\n" if constants else "")
     if model:

@@ -75,13 +75,15 @@ def _power(width: Exp, depth: Exp) -> str:
                   fully_qualified_modules=True)
 
 
-def group_scales(p: Parametrization, r: ParamRule, lr: Exp, k: int) -> tuple[str, ...]:
+def group_scales(p: Parametrization, r: ParamRule, lr: Exp, k: int, eps: bool = True
+                 ) -> tuple[str, ...]:
     """The ``group_scales`` lines of ``r``: LR m^lr (its width exponent vs SP) with its
-    depth factor, Adam ε and weight decay (torch's convention) in width and depth. ``k``
+    depth factor, Adam ε (unless ``eps`` is off: Lion) and weight decay (torch's
+    convention) in width and depth. ``k``
     is the number of infinite dims in the width-scaling fan (m = n^k); with none m is 1,
     so a width exponent there has no m to ride on and is refused."""
     h = hyper(p, r)
-    adam = p.optimizer is Optimizer.ADAM
+    adam = eps and p.optimizer is Optimizer.ADAM
     if not k and (h.wd or (adam and h.eps)):
         raise AbcError(f"{p.graph.source}: parameter '{doc_text(r.name)}' has no infinite "
                        f"fan, but its Adam eps or weight decay scales with width (n^{-h.eps}"
