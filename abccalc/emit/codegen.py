@@ -29,7 +29,7 @@ from abccalc.emit.codegen_model import (
     py_expr,
 )
 from abccalc.emit.codegen_optim import optimizer_source, use_text
-from abccalc.emit.codegen_runtime import FUSED, HEADER, functions
+from abccalc.emit.codegen_runtime import EPS_DOC, FUSED, HEADER, functions
 from abccalc.emit.patterns import (
     NameIndex,
     check_names,
@@ -327,7 +327,8 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
         variant_text=doc_text(p.variant), base_widths=repr(base),
         use=use_text(p, lion) or f"    opt = torch.optim.{opt_class}(param_groups(model, "
                                  f"lr=...{', eps=1e-8' if eps else ''}))",
-        fused=FUSED.format() if fused else "", depth_doc=DEPTH_DOC if p.depth.active else "",
+        fused=FUSED.format() if fused else "", eps_doc=EPS_DOC if eps else "",
+        depth_doc=DEPTH_DOC if p.depth.active else "",
         depth=depth_source(p))
     text += ("\n".join(rule_lines) + "\n}\n" + functions()
              + optimizer_source(p, lion, rule_lines))

@@ -25,8 +25,6 @@ BASE_WIDTHS (TP5 Eq. 4): with m = fan / base_fan of a parameter's width-scaling 
 init var = sigma^2 / fan_in * var_scale(m), multiplier = multiplier(m), and each optimizer
 hyperparameter k in group_scales is its value times group_scales[k](m) (LR = lr *
 group_scales["lr"](m)). At the base widths every factor is 1 and the model is SP.
-Adam's eps scales like the typical entry of the tensor's gradient, so that it stays as
-small against sqrt(v) as at the base width (docs/depth.md).
 
 Forward multipliers are forward hooks, not torch.nn.utils.parametrize: hooks leave the
 parameters and the state_dict keys exactly as in your model (checkpoints stay
