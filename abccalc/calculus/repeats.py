@@ -11,21 +11,15 @@ text is written again with the node's own names.
 
 from __future__ import annotations
 
-from dataclasses import fields
-from operator import attrgetter
-
 from abccalc.calculus.sizes import Sizes
 from abccalc.exponents import NEG_INF
-from abccalc.graph.core import Graph, Node
-
-_NAMED = {"name", "inputs", "weight", "bias", "gain"}  # fields a repeat prefixes
-_UNNAMED = attrgetter(*(f.name for f in fields(Node) if f.name not in _NAMED))
+from abccalc.graph.core import Graph, Node, unnamed_fields
 
 
 def _signature(graph: Graph, sizes: Sizes, node: Node) -> tuple:
     """Everything a size rule may read about ``node`` except names: its op and fields,
     its operands' dims, which inputs coincide, its parameter uses and whether it is dead."""
-    return (_UNNAMED(node), tuple(graph.operand_dims(node)),
+    return (unnamed_fields(node), tuple(graph.operand_dims(node)),
             tuple(node.inputs.index(i) for i in node.inputs),
             tuple((u.kind, u.fan_in, u.fan_out) for u, _, _ in sizes.uses(node)),
             node.name in sizes.dead)

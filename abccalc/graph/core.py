@@ -12,10 +12,11 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from fractions import Fraction
 from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 
@@ -140,12 +141,29 @@ class Node:
 
     def with_(self, **changes: Any) -> Node:
         """This node with ``changes``: itself when nothing changes (nodes are frozen), else
-        a copy without ``dataclasses.replace``'s per-field checks (a Node has no init-only
-        fields; a repeat makes thousands of these)."""
+        a copy made without ``__init__`` (a frozen dataclass sets each of its 19 fields
+        through ``object.__setattr__``; a repeat makes thousands of these): the same
+        field dict, in the same order, with ``changes`` written over it."""
         d = self.__dict__
+        if not changes.keys() <= d.keys():
+            raise TypeError(f"Node has no field(s) {sorted(changes.keys() - d.keys())}")
         if all(d[k] == v for k, v in changes.items()):
             return self
-        return Node(**{**d, **changes})
+        return self._copy(changes)
+
+    def _copy(self, changes: dict[str, Any]) -> Node:
+        """A copy with ``changes`` (Node field names, unchecked) written over its fields."""
+        new = object.__new__(Node)
+        fresh = new.__dict__
+        fresh.update(self.__dict__)
+        fresh.update(changes)
+        return new
+
+
+NAMED_FIELDS = ("name", "inputs", "weight", "bias", "gain")  # the fields a repeat renames
+# A node's fields other than names (its op first), as a tuple: two nodes with equal ones
+# differ only by names.
+unnamed_fields = attrgetter(*(f.name for f in fields(Node) if f.name not in NAMED_FIELDS))
 
 
 @dataclass(frozen=True)
