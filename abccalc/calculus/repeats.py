@@ -16,39 +16,41 @@ from abccalc.exponents import NEG_INF
 from abccalc.graph.core import Graph, Node, unnamed_fields
 
 
-def _signature(graph: Graph, sizes: Sizes, node: Node) -> tuple:
-    """Everything a size rule may read about ``node`` except names: its op and fields,
-    its operands' dims, which inputs coincide, its parameter uses and whether it is dead."""
-    return (unnamed_fields(node), tuple(graph.operand_dims(node)),
-            tuple(node.inputs.index(i) for i in node.inputs),
-            tuple((u.kind, u.fan_in, u.fan_out) for u, _, _ in sizes.uses(node)),
-            node.name in sizes.dead)
+def _alike(graph: Graph, sizes: Sizes, node: Node, twin: Node) -> bool:
+    """Whether ``node`` and ``twin`` agree in everything a size rule may read except names:
+    op and other fields, their inputs' dims, which inputs coincide, their parameter uses
+    (kind, fan_in, fan_out) and whether they are dead."""
+    if unnamed_fields(node) != unnamed_fields(twin) or \
+            (node.name in sizes.dead) != (twin.name in sizes.dead):
+        return False
+    ins, t_ins = node.inputs, twin.inputs
+    if len(ins) != len(t_ins) or (len(ins) > 1 and [ins.index(i) for i in ins]
+                                  != [t_ins.index(i) for i in t_ins]):
+        return False
+    of = graph.node
+    if any(of[i].dims != of[j].dims for i, j in zip(ins, t_ins, strict=True)):
+        return False
+    uses, t_uses = sizes.uses(node), sizes.uses(twin)
+    return len(uses) == len(t_uses) and all(
+        u.kind is v.kind and u.fan_in == v.fan_in and u.fan_out == v.fan_out
+        for (u, _, _), (v, _, _) in zip(uses, t_uses, strict=True))
 
 
 def twins(graph: Graph, sizes: Sizes) -> dict[str, str]:
     """Each node of iteration i ≥ 1 of a repeat block → the same node of iteration i − 1,
-    where the two have the same :func:`_signature` (a block whose carry changes dims
-    between iterations, or whose last iteration is dead, has none there)."""
+    where the two are :func:`_alike` (a block whose carry changes dims between iterations,
+    or whose last iteration is dead, has none there)."""
     out: dict[str, str] = {}
     node = graph.node
-    sig: dict[str, tuple] = {}
-
-    def signature(n: Node) -> tuple:
-        if n.name not in sig:
-            sig[n.name] = _signature(graph, sizes, n)
-        return sig[n.name]
-
     for block, count in graph.repeats:
-        head = block + "."
-        for n in graph.nodes:
-            if not n.name.startswith(head):
-                continue
-            i, dot, local = n.name[len(head):].partition(".")
-            if not dot or not i.isdigit() or i != str(int(i)) or not 0 < int(i) < count:
-                continue
-            t = node.get(f"{head}{int(i) - 1}.{local}")
-            if t is not None and signature(n) == signature(t):
-                out[n.name] = t.name
+        first = f"{block}.0."
+        local = [n.name[len(first):] for n in graph.nodes if n.name.startswith(first)]
+        for i in range(1, count):
+            head, prev = f"{block}.{i}.", f"{block}.{i - 1}."
+            for x in local:
+                n, t = node.get(head + x), node.get(prev + x)
+                if n is not None and t is not None and _alike(graph, sizes, n, t):
+                    out[n.name] = t.name
     return out
 
 

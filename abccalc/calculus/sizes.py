@@ -32,10 +32,12 @@ def dead_nodes(graph: Graph) -> frozenset[str]:
     return frozenset(n.name for n in graph.nodes if n.name not in live)
 
 
-def dead_params(graph: Graph) -> tuple[str, ...]:
-    """Parameters whose every use is at a dead node (:func:`dead_nodes`): their gradient
-    is exactly 0 under any optimizer, so they never train (a dead end)."""
-    dead = dead_nodes(graph)
+def dead_params(graph: Graph, dead: frozenset[str] | None = None) -> tuple[str, ...]:
+    """Parameters whose every use is at a dead node (:func:`dead_nodes`, or ``dead`` when
+    the caller has them): their gradient is exactly 0 under any optimizer, so they never
+    train (a dead end)."""
+    if dead is None:
+        dead = dead_nodes(graph)
     return tuple(p for p, param in graph.params.items()
                  if all(u.node in dead for u in param.uses))
 
@@ -69,6 +71,8 @@ class Sizes:
     dead: frozenset[str] = field(init=False)  # nodes with no path to an output
     _uses: dict[str, list[tuple[Use, int, int]]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
+    _inf: dict[tuple[str, ...], int] = field(  # graph.inf of a fan_in or fan_out, by dims
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.dead = dead_nodes(self.graph)
@@ -82,12 +86,18 @@ class Sizes:
         once per node: the graph is frozen)."""
         out = self._uses.get(node.name)
         if out is None:
-            params = self.graph.params
+            params, name, inf = self.graph.params, node.name, self._inf
             out = []
-            for _, pname in node.param_fields:
-                use = next(u for u in params[pname].uses if u.node == node.name)
-                out.append((use, self.graph.inf(use.fan_in), self.graph.inf(use.fan_out)))
-            self._uses[node.name] = out
+            for pname in (node.weight, node.bias, node.gain):
+                if pname is not None:
+                    use = next(u for u in params[pname].uses if u.node == name)
+                    k_in, k_out = inf.get(use.fan_in), inf.get(use.fan_out)
+                    if k_in is None:
+                        k_in = inf[use.fan_in] = self.graph.inf(use.fan_in)
+                    if k_out is None:
+                        k_out = inf[use.fan_out] = self.graph.inf(use.fan_out)
+                    out.append((use, k_in, k_out))
+            self._uses[name] = out
         return out
 
     def operand(self, node: Node, use: Use) -> tuple[Exp, Exp]:
