@@ -24,16 +24,26 @@ def _alike(graph: Graph, sizes: Sizes, node: Node, twin: Node) -> bool:
             (node.name in sizes.dead) != (twin.name in sizes.dead):
         return False
     ins, t_ins = node.inputs, twin.inputs
-    if len(ins) != len(t_ins) or (len(ins) > 1 and [ins.index(i) for i in ins]
-                                  != [t_ins.index(i) for i in t_ins]):
+    if len(ins) != len(t_ins) or (len(ins) > 1 and _pattern(ins) != _pattern(t_ins)):
         return False
     of = graph.node
-    if any(of[i].dims != of[j].dims for i, j in zip(ins, t_ins, strict=True)):
-        return False
+    for i, j in zip(ins, t_ins, strict=True):
+        if of[i].dims != of[j].dims:
+            return False
     uses, t_uses = sizes.uses(node), sizes.uses(twin)
-    return len(uses) == len(t_uses) and all(
-        u.kind is v.kind and u.fan_in == v.fan_in and u.fan_out == v.fan_out
-        for (u, _, _), (v, _, _) in zip(uses, t_uses, strict=True))
+    if len(uses) != len(t_uses):
+        return False
+    for (u, _, _), (v, _, _) in zip(uses, t_uses, strict=True):
+        if u.kind is not v.kind or u.fan_in != v.fan_in or u.fan_out != v.fan_out:
+            return False
+    return True
+
+
+def _pattern(names: tuple[str, ...]) -> tuple[int, ...] | bool:
+    """Which of ``names`` coincide: each one's first position."""
+    if len(names) == 2:
+        return names[0] == names[1]
+    return tuple(names.index(x) for x in names)
 
 
 def twins(graph: Graph, sizes: Sizes) -> dict[str, str]:

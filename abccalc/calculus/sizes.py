@@ -38,6 +38,8 @@ def dead_params(graph: Graph, dead: frozenset[str] | None = None) -> tuple[str, 
     train (a dead end)."""
     if dead is None:
         dead = dead_nodes(graph)
+    if not dead:
+        return ()
     return tuple(p for p, param in graph.params.items()
                  if all(u.node in dead for u in param.uses))
 
@@ -130,21 +132,33 @@ class Sizes:
         for node in reversed(self.graph.order):
             name = node.name
             unit = OPS[node.op]
-            gh = ZERO if unit.is_output else max(g[name], default=NEG_INF)
+            gh = ZERO if unit.is_output else _largest(g[name])
             self.g[name] = gh
             t = reuse.get(name) if reuse else None
             to = None
             if t is not None and t in sent and (self.g[t] is gh or self.g[t] == gh):
                 to = dict(zip(node_of[t].inputs, node.inputs, strict=True))
-            if to is not None and all(i in to for i, _ in sent[t]):
-                out = [(to[i], size) for i, size in sent[t]]
-            else:
+                out = [(to[i], size) for i, size in sent[t] if i in to]
+                if len(out) != len(sent[t]):  # the twin sent to a node it does not read
+                    to = None
+            if to is None:
                 ctx = Ctx(lambda use: init[key(use)], alpha.get(name), entries=entries)
                 out = unit.backward(self, node, gh, ctx)
             if reuse:
                 sent[name] = out
             for i, size in out:
                 g[i].append(size)
+
+
+def _largest(values: list[Exp]) -> Exp:
+    """max(values), −∞ for none; copies send one object, which needs no comparing."""
+    if not values:
+        return NEG_INF
+    first = values[0]
+    for v in values:
+        if v is not first:
+            return max(values)
+    return first
 
 
 @dataclass(frozen=True)
