@@ -33,13 +33,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from abccalc.calculus.solver import solve
-from abccalc.emit.codegen import generate
-from abccalc.emit.render import markdown
-from abccalc.graph.spec import load_graph
-from abccalc.parametrization.gauges import parametrize
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's abccalc, not an installed one (the CLI
+# calls run ``python -m abccalc`` in ROOT, so both sides measure the same code)
+
+from abccalc.calculus.solver import solve  # noqa: E402
+from abccalc.emit.codegen import generate  # noqa: E402
+from abccalc.emit.render import markdown  # noqa: E402
+from abccalc.graph.spec import load_graph  # noqa: E402
+from abccalc.parametrization.gauges import parametrize  # noqa: E402
+
 GPT = ROOT / "examples" / "gpt.yaml"
 DEPTHS = (12, 24, 48, 96, 192)
 MUP_DEPTHS = (12, 48, 96)

@@ -71,7 +71,7 @@ class Sizes:
     g: dict[str, Exp] = field(default_factory=dict)
     converged: bool = True  # False: a blow-up that feeds itself; growing sizes are ±∞
     dead: frozenset[str] = field(init=False)  # nodes with no path to an output
-    _uses: dict[str, list[tuple[Use, int, int]]] = field(
+    _uses: dict[str, tuple[tuple[Use, int, int], ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
     _inf: dict[tuple[str, ...], int] = field(  # graph.inf of a fan_in or fan_out, by dims
         default_factory=dict, init=False, repr=False, compare=False)
@@ -83,13 +83,13 @@ class Sizes:
         """The operative size during training, max(s0, sd)."""
         return max(self.s0[name], self.sd.get(name, NEG_INF))
 
-    def uses(self, node: Node) -> list[tuple[Use, int, int]]:
+    def uses(self, node: Node) -> tuple[tuple[Use, int, int], ...]:
         """The node's parameter uses with their infinite fan_in / fan_out counts (found
-        once per node: the graph is frozen)."""
+        once per node: the graph is frozen; a node without parameters shares ``()``)."""
         out = self._uses.get(node.name)
         if out is None:
             params, name, inf = self.graph.params, node.name, self._inf
-            out = []
+            out = ()
             for pname in (node.weight, node.bias, node.gain):
                 if pname is not None:
                     use = next(u for u in params[pname].uses if u.node == name)
@@ -98,7 +98,7 @@ class Sizes:
                         k_in = inf[use.fan_in] = self.graph.inf(use.fan_in)
                     if k_out is None:
                         k_out = inf[use.fan_out] = self.graph.inf(use.fan_out)
-                    out.append((use, k_in, k_out))
+                    out += ((use, k_in, k_out),)
             self._uses[name] = out
         return out
 

@@ -109,6 +109,10 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
     operand: dict[UseKey, tuple[Exp, Exp]] = {}
     alpha: dict[str, Exp] = {}
     trace: dict[str, Step] = {}
+    # each use's rule arguments: a copied use shares its twin's tuple where they are equal
+    # (one tuple fewer per use for the garbage collector to track)
+    init_args: dict[UseKey, tuple] = {}
+    lr_args: dict[UseKey, tuple] = {}
     twin = twins(graph, sizes) if reuse else {}
     copied: dict[str, str] = {}  # node -> its twin, whose inputs had the same sizes
 
@@ -125,7 +129,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
             readout = (use.kind is Kind.WEIGHT and k_in and not k_out and name not in dead)
             if t is not None:  # the twin's a + b and operand sizes (the same objects)
                 u_t = key(t_uses[j][0])
-                value, xs = init[u_t], operand[u_t]
+                value, xs, args = init[u_t], operand[u_t], init_args[u_t]
                 x = xs[0]
             else:
                 x0, xd = sizes.operand(node, use)
@@ -137,11 +141,13 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
             if readout and x == NEG_INF:
                 raise AbcError(f"{graph.source}: node '{name}': readout of '{label}', "
                                "which never changes in training")
+            if t is None or args[2] != label:
+                args = (readout, k_in, label, x)
             u = key(use)
-            init[u], operand[u] = value, xs
+            init[u], operand[u], init_args[u] = value, xs, args
             trace[f"init {use.param}@{name}"] = Step(
                 f"a + b of {use.param} at node {name}", _init_rule, value,
-                () if label == "1" else (f"size {node.inputs[0]}",), (readout, k_in, label, x))
+                () if label == "1" else (f"size {node.inputs[0]}",), args)
         if unit.has_constant(node):
             value, rule, deps = unit.mup_constant(sizes, node)
             alpha[name] = value
@@ -180,16 +186,21 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
             u = key(use)
             stx = operand[u][1]
             if t is not None:
-                inv = invariants[key(t_uses[j][0])]
+                u_t = key(t_uses[j][0])
+                inv = invariants[u_t]
                 role, lr = inv.role, inv.lr
             else:
                 role, lr = role_of(graph, use), k_in + stx
-            kb = broadcast_dims(graph, use) if sgd else 0
-            if t is None and sgd:
-                lr += gh + stx + kb
+            if sgd:  # the rule names the node's gradient
+                kb = broadcast_dims(graph, use)
+                if t is None:
+                    lr += gh + stx + kb
+                args = (opt, k_in, stx, gh, kb, name)
+            else:  # Adam's rule names nothing: a copy shares its twin's arguments
+                args = lr_args[u_t] if t is not None else (opt, k_in, stx)
+            lr_args[u] = args
             trace[f"lr {use.param}@{name}"] = Step(
-                f"{opt.k}a + c of {use.param} at node {name}", _lr_rule, lr, deps,
-                (opt, name, k_in, stx, gh, kb))
+                f"{opt.k}a + c of {use.param} at node {name}", _lr_rule, lr, deps, args)
             invariants[u] = Invariants(use, role, init[u], lr)
     if dead:  # the uses at dead nodes, whose LR no desideratum fixes
         raised = [_dead_lr(sizes, p.uses, init, invariants, trace)
@@ -221,8 +232,10 @@ def _init_rule(readout: bool, k_in: int, operand: str, x: Exp) -> str:
             f"st = {fmt_exp(x)} must be Θ(1)")
 
 
-def _lr_rule(opt: Optimizer, name: str, k_in: int, stx: Exp, gh: Exp, kb: int) -> str:
-    """The derivation of a live use's k·a + c (maximal update) at node ``name``."""
+def _lr_rule(opt: Optimizer, k_in: int, stx: Exp, gh: Exp = ZERO, kb: int = 0,
+             name: str = "") -> str:
+    """The derivation of a live use's k·a + c (maximal update) at node ``name`` (SGD's
+    rule reads its gradient ``gh`` there; Adam's reads neither)."""
     if opt is Optimizer.ADAM:
         return (f"maximal update (TP4b): Adam ΔW has Θ(n^-(a+c)) entries; ΔW·x = "
                 f"n^(-(a+c) + {k_in}·1 + st(x)) with st(x) = {fmt_exp(stx)} must be Θ(1)")
