@@ -202,8 +202,17 @@ class Graph:
         return {k: tuple(v) for k, v in out.items()}
 
     def inf(self, dims: tuple[str, ...] | list[str]) -> int:
-        """The width exponent of the product of ``dims``: the count of infinite ones."""
-        return sum(1 for d in dims if self.dims[d].infinite)
+        """The width exponent of the product of ``dims``: the count of infinite ones
+        (counted once per tuple of dims: every stage asks it of the same few)."""
+        key = dims if type(dims) is tuple else tuple(dims)
+        k = self._inf_counts.get(key)
+        if k is None:
+            k = self._inf_counts[key] = sum(1 for d in key if self.dims[d].infinite)
+        return k
+
+    @cached_property
+    def _inf_counts(self) -> dict[tuple[str, ...], int]:
+        return {}
 
     def size(self, dims: tuple[str, ...], widths: dict[str, int] | None = None) -> int:
         """The product of the sizes of ``dims``, at base sizes or at ``widths``."""
