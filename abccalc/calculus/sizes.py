@@ -126,39 +126,32 @@ class Sizes:
         of the same sizes (:mod:`abccalc.calculus.repeats`), and for which ``init``,
         ``alpha`` and ``entries`` agree: once the twin is done, a node with its g sends
         its inputs what the twin sent its own, input for input."""
-        node_of = self.graph.node
-        g: dict[str, list[Exp]] = {n.name: [] for n in self.graph.nodes}
-        sent: dict[str, list[tuple[str, Exp]]] = {}
+        node_of, g = self.graph.node, self.g
+        largest: dict[str, Exp] = {}  # the largest contribution to each gradient so far
+        sent: dict[str, list[tuple[str, Exp]]] = {}  # a template's contributions
         for node in reversed(self.graph.order):
             name = node.name
             unit = OPS[node.op]
-            gh = ZERO if unit.is_output else _largest(g[name])
-            self.g[name] = gh
+            gh = ZERO if unit.is_output else largest.get(name, NEG_INF)
+            g[name] = gh
+            out = None
             t = reuse.get(name) if reuse else None
-            to = None
-            if t is not None and t in sent and (self.g[t] is gh or self.g[t] == gh):
-                to = dict(zip(node_of[t].inputs, node.inputs, strict=True))
-                out = [(to[i], size) for i, size in sent[t] if i in to]
-                if len(out) != len(sent[t]):  # the twin sent to a node it does not read
-                    to = None
-            if to is None:
+            if t is not None:
+                t_out = sent.pop(t, None)  # each template serves one node
+                if t_out is not None and (g[t] is gh or g[t] == gh):
+                    t_ins, ins = node_of[t].inputs, node.inputs
+                    out = [(ins[t_ins.index(i)], size) for i, size in t_out if i in t_ins]
+                    if len(out) != len(t_out):  # the twin sent to a node it does not read
+                        out = None
+            if out is None:
                 ctx = Ctx(lambda use: init[key(use)], alpha.get(name), entries=entries)
                 out = unit.backward(self, node, gh, ctx)
             if reuse:
                 sent[name] = out
-            for i, size in out:
-                g[i].append(size)
-
-
-def _largest(values: list[Exp]) -> Exp:
-    """max(values), −∞ for none; copies send one object, which needs no comparing."""
-    if not values:
-        return NEG_INF
-    first = values[0]
-    for v in values:
-        if v is not first:
-            return max(values)
-    return first
+            for i, size in out:  # max over the contributions: the first of equal ones
+                cur = largest.get(i)
+                if cur is None or (size is not cur and size > cur):
+                    largest[i] = size
 
 
 @dataclass(frozen=True)
