@@ -115,6 +115,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
     lr_args: dict[UseKey, tuple] = {}
     twin = twins(graph, sizes) if reuse else {}
     copied: dict[str, str] = {}  # node -> its twin, whose inputs had the same sizes
+    uses_of, weight = sizes.uses, Kind.WEIGHT
 
     for node in graph.order:
         name = node.name
@@ -122,13 +123,14 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
         t = twin.get(name)
         if t is not None and t in s0 and same_inputs(sizes, node, node_of[t]):
             copied[name] = t
-            t_uses = sizes.uses(node_of[t])
+            t_uses = uses_of(node_of[t])
         else:
             t = None
-        for j, (use, k_in, k_out) in enumerate(sizes.uses(node)):
-            readout = (use.kind is Kind.WEIGHT and k_in and not k_out and name not in dead)
+        for j, (use, k_in, k_out) in enumerate(uses_of(node)):
+            readout = (use.kind is weight and k_in and not k_out and name not in dead)
             if t is not None:  # the twin's a + b and operand sizes (the same objects)
-                u_t = key(t_uses[j][0])
+                v = t_uses[j][0]
+                u_t = (v.node, v.param)
                 value, xs, args = init[u_t], operand[u_t], init_args[u_t]
                 x = xs[0]
             else:
@@ -143,7 +145,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                                "which never changes in training")
             if t is None or args[2] != label:
                 args = (readout, k_in, label, x)
-            u = key(use)
+            u = (name, use.param)
             init[u], operand[u], init_args[u] = value, xs, args
             trace[f"init {use.param}@{name}"] = Step(
                 f"a + b of {use.param} at node {name}", _init_rule, value,
@@ -167,7 +169,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
     # backwards, iteration i + 1 comes first: it is the template of iteration i
     sizes.backward(init, alpha, entries, reuse={t: n for n, t in copied.items()})
 
-    sgd = opt is Optimizer.SGD
+    sgd, k = opt is Optimizer.SGD, opt.k
     deps = ()
     invariants: dict[UseKey, Invariants] = {}
     for node in graph.order:
@@ -179,14 +181,15 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
         if t is not None and sgd and not _same(gh, sizes.g[t]):
             t = None
         if t is not None:
-            t_uses = sizes.uses(node_of[t])
+            t_uses = uses_of(node_of[t])
         if sgd:
             deps = (f"grad {name}",)
-        for j, (use, k_in, _) in enumerate(sizes.uses(node)):
-            u = key(use)
+        for j, (use, k_in, _) in enumerate(uses_of(node)):
+            u = (name, use.param)
             stx = operand[u][1]
             if t is not None:
-                u_t = key(t_uses[j][0])
+                v = t_uses[j][0]
+                u_t = (v.node, v.param)
                 inv = invariants[u_t]
                 role, lr = inv.role, inv.lr
             else:
@@ -200,7 +203,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                 args = lr_args[u_t] if t is not None else (opt, k_in, stx)
             lr_args[u] = args
             trace[f"lr {use.param}@{name}"] = Step(
-                f"{opt.k}a + c of {use.param} at node {name}", _lr_rule, lr, deps, args)
+                f"{k}a + c of {use.param} at node {name}", _lr_rule, lr, deps, args)
             invariants[u] = Invariants(use, role, init[u], lr)
     if dead:  # the uses at dead nodes, whose LR no desideratum fixes
         raised = [_dead_lr(sizes, p.uses, init, invariants, trace)
