@@ -25,10 +25,11 @@ def key(use: Use) -> UseKey:
 def dead_nodes(graph: Graph) -> frozenset[str]:
     """Nodes with no path to an output: the loss does not depend on them, so their
     gradient is exactly 0 (g = −∞)."""
-    live: set[str] = set()
+    live: set[str] = set()  # consumers come first backwards: a live one marks its inputs
     for node in reversed(graph.order):
-        if OPS[node.op].is_output or any(c in live for c in graph.consumers[node.name]):
+        if node.name in live or OPS[node.op].is_output:
             live.add(node.name)
+            live.update(node.inputs)
     return frozenset(n.name for n in graph.nodes if n.name not in live)
 
 
