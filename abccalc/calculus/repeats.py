@@ -13,54 +13,26 @@ from __future__ import annotations
 
 from abccalc.calculus.sizes import Sizes
 from abccalc.exponents import NEG_INF
-from abccalc.graph.core import Graph, Node, unnamed_fields
-
-
-def _alike(graph: Graph, sizes: Sizes, node: Node, twin: Node) -> bool:
-    """Whether ``node`` and ``twin`` agree in everything a size rule may read except names:
-    op and other fields, their inputs' dims, which inputs coincide, their parameter uses
-    (kind, fan_in, fan_out) and whether they are dead."""
-    if unnamed_fields(node) != unnamed_fields(twin) or \
-            (node.name in sizes.dead) != (twin.name in sizes.dead):
-        return False
-    ins, t_ins = node.inputs, twin.inputs
-    if len(ins) != len(t_ins) or (len(ins) > 1 and _pattern(ins) != _pattern(t_ins)):
-        return False
-    of = graph.node
-    for i, j in zip(ins, t_ins, strict=True):
-        if of[i].dims != of[j].dims:
-            return False
-    uses, t_uses = sizes.uses(node), sizes.uses(twin)
-    if len(uses) != len(t_uses):
-        return False
-    for (u, _, _), (v, _, _) in zip(uses, t_uses, strict=True):
-        if u.kind is not v.kind or u.fan_in != v.fan_in or u.fan_out != v.fan_out:
-            return False
-    return True
-
-
-def _pattern(names: tuple[str, ...]) -> tuple[int, ...] | bool:
-    """Which of ``names`` coincide: each one's first position."""
-    if len(names) == 2:
-        return names[0] == names[1]
-    return tuple(names.index(x) for x in names)
+from abccalc.graph.core import Graph, Node
 
 
 def twins(graph: Graph, sizes: Sizes) -> dict[str, str]:
     """Each node of iteration i ≥ 1 of a repeat block → the same node of iteration i − 1,
-    where the two are :func:`_alike` (a block whose carry changes dims between iterations,
-    or whose last iteration is dead, has none there)."""
+    where the two are of one class (:attr:`Graph.classes`: they differ only by names) and
+    both dead or both live (a block whose carry changes dims between iterations, or whose
+    last iteration is dead, has none there)."""
     out: dict[str, str] = {}
-    node = graph.node
+    node, classes, dead = graph.node, graph.classes, sizes.dead
     for block, count in graph.repeats:
         first = f"{block}.0."
         local = [n.name[len(first):] for n in graph.nodes if n.name.startswith(first)]
         for i in range(1, count):
             head, prev = f"{block}.{i}.", f"{block}.{i - 1}."
             for x in local:
-                n, t = node.get(head + x), node.get(prev + x)
-                if n is not None and t is not None and _alike(graph, sizes, n, t):
-                    out[n.name] = t.name
+                n, t = head + x, prev + x
+                if n in node and t in node and classes[n] == classes[t] \
+                        and (n in dead) == (t in dead):
+                    out[n] = t
     return out
 
 

@@ -395,41 +395,49 @@ class GraphBuilder:
 
     def _shape(self, names: dict[str, Node], order: list[str], dims: dict[str, Dim],
                reuse: bool = True
-               ) -> tuple[dict[str, Node], dict[str, list[tuple[Use, tuple[str, ...]]]]]:
-        """Each node's checked form (its dims filled in) and every parameter's uses.
+               ) -> tuple[dict[str, Node], dict[str, list[tuple[Use, tuple[str, ...]]]],
+                          dict[str, int]]:
+        """Each node's checked form (its dims filled in), every parameter's uses and, with
+        ``reuse``, each node's class (:attr:`Graph.classes`).
 
         With ``reuse``, a node that differs from one checked before only by names (op and
         other fields equal, its inputs of the same dims, the same of its inputs and of its
         parameters coinciding) takes that node's result with its own names: an op's check
         reads names only to copy them into its result and its messages (the op-unit
-        contract, docs/contributing_ops.md), so the result is the one a check would give.
-        In a repeat block every iteration after the first two is such a copy."""
+        contract, docs/contributing_ops.md), so the result is the one a check would give,
+        and the two are of one class. In a repeat block every iteration after the first
+        two is such a copy."""
         shaped: dict[str, Node] = {}
         uses: dict[str, list[tuple[Use, tuple[str, ...]]]] = {}
-        memo: dict[tuple, Recipe | None] = {}
+        memo: dict[tuple, tuple[Recipe | None, int]] = {}  # -> (recipe, class)
+        classes: dict[str, int] = {}
         for name in order:
             n = names[name]
-            ins = [shaped[i].dims for i in n.inputs]
+            raw = [shaped[i].dims for i in n.inputs]
+            ins = raw
             if n.rename and ins:
-                ins[-1] = tuple(dict(n.rename).get(d, d) for d in ins[-1])
-            key = recipe = None
+                ins = [*raw[:-1], tuple(dict(n.rename).get(d, d) for d in raw[-1])]
+            key = hit = None
             if reuse:
-                key = (unnamed_fields(n), tuple(ins), _coincide(n))
-                recipe = memo.get(key)
-            if recipe is not None:
-                result = _replay(n, recipe)
+                key = (unnamed_fields(n), tuple(raw), _coincide(n))
+                hit = memo.get(key)
+            if hit is not None and hit[0] is not None:
+                result = _replay(n, hit[0])
             else:
                 err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
                 result = OPS[n.op].check(n, ins, dims, err)
-                if reuse:
-                    memo[key] = _recipe(n, result)
+                if reuse and hit is None:
+                    recipe = _recipe(n, result)  # None: a class of its own, checked again
+                    hit = memo[key] = recipe, len(memo) if recipe is not None else -1
+            if reuse:
+                classes[name] = hit[1] if hit[1] >= 0 else -1 - len(classes)
             shaped[name] = result.node
             for use, shape in result.uses:
                 if use.param in names or use.param in dims:
                     raise self.err(f"parameter '{use.param}'", "duplicate name (also a node "
                                    "or dim)")
                 uses.setdefault(use.param, []).append((use, shape))
-        return shaped, uses
+        return shaped, uses, classes
 
     def _expand_composites(self, nodes: list[Node], shaped: dict[str, Node],
                            dims: dict[str, Dim]) -> list[Node] | None:
@@ -504,13 +512,13 @@ class GraphBuilder:
         order = topological_order({n.name: n.inputs for n in nodes})
         if order is None:
             self._raise_cycle(nodes)
-        shaped, uses = self._shape(names, order, dims, reuse)
+        shaped, uses, classes = self._shape(names, order, dims, reuse)
         expanded = self._expand_composites(nodes, shaped, dims)
         if expanded is not None:  # composites expanded: shape the graph again
             nodes = expanded
             names = {n.name: n for n in nodes}
             order = topological_order({n.name: n.inputs for n in nodes})
-            shaped, uses = self._shape(names, order, dims, reuse)
+            shaped, uses, classes = self._shape(names, order, dims, reuse)
         first = {}  # parameters in topological order of first use: declaration order is moot
         for i, name in enumerate(order):
             for p in _params_of(names[name]):
@@ -537,4 +545,6 @@ class GraphBuilder:
             # own (Graph.order: the same function of the same names and inputs)
             graph.__dict__["node"] = {n.name: n for n in frozen}
             graph.__dict__["order"] = tuple(shaped[name] for name in order)
+            if reuse:  # the checks' classes: finer than Graph.classes finds, never coarser
+                graph.__dict__["classes"] = {n.name: classes[n.name] for n in frozen}
         return graph

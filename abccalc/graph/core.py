@@ -201,6 +201,28 @@ class Graph:
                 out[i].append(n.name)
         return {k: tuple(v) for k, v in out.items()}
 
+    @cached_property
+    def classes(self) -> dict[str, int]:
+        """Each node's class: nodes of one class differ only by names. Their op and other
+        fields, their inputs' dims, which of their inputs are the same node, and their
+        parameter uses' kinds and fans are equal, so a rule that reads no name treats them
+        alike (the iterations of a repeat block). The builder fills this in from its
+        checks (:meth:`abccalc.graph.builder.GraphBuilder.build`)."""
+        first: dict[tuple[str, str], Use] = {}
+        for p in self.params.values():
+            for u in p.uses:
+                first.setdefault((u.node, u.param), u)
+        ids: dict[tuple, int] = {}
+        out: dict[str, int] = {}
+        for n in self.nodes:
+            ins = n.inputs
+            uses = tuple((u.kind, u.fan_in, u.fan_out) for u in
+                         (first[n.name, p] for p in (n.weight, n.bias, n.gain) if p is not None))
+            key = (unnamed_fields(n), tuple(self.node[i].dims for i in ins),
+                   tuple(ins.index(i) for i in ins), uses)
+            out[n.name] = ids.setdefault(key, len(ids))
+        return out
+
     def inf(self, dims: tuple[str, ...] | list[str]) -> int:
         """The width exponent of the product of ``dims``: the count of infinite ones
         (counted once per tuple of dims: every stage asks it of the same few)."""
