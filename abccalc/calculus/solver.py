@@ -194,13 +194,13 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                 role, lr = inv.role, inv.lr
             else:
                 role, lr = role_of(graph, use), k_in + stx
-            if sgd:  # the rule names the node's gradient
-                kb = broadcast_dims(graph, use)
-                if t is None:
+            if opt is Optimizer.ADAM:  # its rule names nothing: a copy shares its twin's
+                args = lr_args[u_t] if t is not None else (opt, k_in, stx)
+            else:  # SGD's rule names the node's gradient
+                kb = broadcast_dims(graph, use) if sgd else 0
+                if t is None and sgd:
                     lr += gh + stx + kb
                 args = (opt, k_in, stx, gh, kb, name)
-            else:  # Adam's rule names nothing: a copy shares its twin's arguments
-                args = lr_args[u_t] if t is not None else (opt, k_in, stx)
             lr_args[u] = args
             trace[f"lr {use.param}@{name}"] = Step(
                 f"{k}a + c of {use.param} at node {name}", _lr_rule, lr, deps, args)

@@ -141,7 +141,7 @@ def _recipe(node: Node, result: Shaped) -> Recipe | None:
         if use.node != node.name or use.param not in params:
             return None
         made.append((params.index(use.param), use.kind, use.fan_in, use.fan_out, shape))
-    return {k: v for k, v in r.items() if v != d[k]}, tuple(made)
+    return {k: v for k, v in r.items() if v is not d[k]}, tuple(made)
 
 
 def _replay(node: Node, recipe: Recipe) -> Shaped:
@@ -405,8 +405,8 @@ class GraphBuilder:
         parameters coinciding) takes that node's result with its own names: an op's check
         reads names only to copy them into its result and its messages (the op-unit
         contract, docs/contributing_ops.md), so the result is the one a check would give,
-        and the two are of one class. In a repeat block every iteration after the first
-        two is such a copy."""
+        and the two are of one class. In a repeat block each iteration whose inputs have
+        the dims of the previous one's is such a copy."""
         shaped: dict[str, Node] = {}
         uses: dict[str, list[tuple[Use, tuple[str, ...]]]] = {}
         memo: dict[tuple, tuple[Recipe | None, int]] = {}  # -> (recipe, class)
@@ -428,7 +428,7 @@ class GraphBuilder:
                 result = OPS[n.op].check(n, ins, dims, err)
                 if reuse and hit is None:
                     recipe = _recipe(n, result)  # None: a class of its own, checked again
-                    hit = memo[key] = recipe, len(memo) if recipe is not None else -1
+                    hit = memo[key] = (recipe, len(memo) if recipe is not None else -1)
             if reuse:
                 classes[name] = hit[1] if hit[1] >= 0 else -1 - len(classes)
             shaped[name] = result.node

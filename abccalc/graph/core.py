@@ -207,7 +207,8 @@ class Graph:
         fields, their inputs' dims, which of their inputs are the same node, and their
         parameter uses' kinds and fans are equal, so a rule that reads no name treats them
         alike (the iterations of a repeat block). The builder fills this in from its
-        checks (:meth:`abccalc.graph.builder.GraphBuilder.build`)."""
+        checks (:meth:`abccalc.graph.builder.GraphBuilder.build`), which may split a class
+        found here further (never join two)."""
         first: dict[tuple[str, str], Use] = {}
         for p in self.params.values():
             for u in p.uses:
