@@ -1,0 +1,367 @@
+"""Pass 1 of mapping a traced forward (:mod:`abccalc.importer.trace`) onto abccalc's op
+units; pass 2 is :mod:`abccalc.importer.nodes`. Both read the first width's events, with
+every tensor's sizes at all traced widths:
+
+1. **Axes** (:class:`abccalc.importer.atoms.Atoms`): each op says which axes are equal (a
+   contraction's summed axes, a residual's operands, a weight's fan_in and its input), how
+   a view merges or splits them, where a slice cuts. Afterwards every activation axis is a
+   product of atoms, each finite or infinite.
+2. **Nodes**: each op becomes the op unit that states its size rules: mm/addmm with a
+   parameter → ``linear``, of two activations → ``contract``; ``convolution`` → ``conv``
+   (a patchify conv, kernel = stride, → ``linear`` over ``[c_in, kh, kw]``); embedding,
+   layer_norm (and RMSNorm written as pow/mean/rsqrt/mul) → norms; SDPA → contract +
+   softmax + contract with its scale recorded; mul/div by a constant → ``scale`` (the model's
+   own multiplier, recorded); views → bookkeeping, or ``reshape`` where a sliced dim is
+   split; anything else → :class:`~abccalc.importer.imported.Unseen`.
+
+Chains of pointwise ops on one activation (``0.5·x·(1 + tanh(…))``) are fused into one
+elementwise node; a chain of only multiplications by constants is one ``scale``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from abccalc.importer.atoms import Atoms, Group
+from abccalc.importer.trace import SDPA, Event, T, Trace
+
+VIEWS = {"view", "_unsafe_view", "reshape", "_reshape_alias"}
+PERMUTES = {"t", "transpose", "permute", "swapaxes"}
+SAME = {"clone", "contiguous", "_to_copy", "alias", "detach", "lift_fresh", "dropout",
+        "native_dropout", "feature_dropout", "_to_dtype", "type_as", "masked_fill",
+        "_assert_tensor_metadata"}
+ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "tanh": "tanh",
+               "sigmoid": "sigmoid"}
+UNARY = {"neg", "exp", "log", "erf", "rsqrt", "sqrt", "pow", "abs", "sin", "cos",
+         "reciprocal", "clamp", "hardtanh", "leaky_relu", "elu", "softplus", "mish",
+         "hardswish", "square", *ACTIVATIONS}
+BINARY = {"add", "sub", "mul", "div", "where", "maximum", "minimum", "rsub"}
+SOFTMAXES = {"_softmax", "_safe_softmax", "softmax", "_log_softmax"}
+RECURRENT = {"lstm", "gru", "rnn_tanh", "rnn_relu"}
+
+
+class Axes:
+    """Pass 1 over the traces of one model at several widths: every tensor axis as atoms."""
+
+    def __init__(self, traces: list[Trace]) -> None:
+        self.traces = traces
+        self.t0 = traces[0]
+        self.atoms = Atoms(len(traces))
+        self.groups: dict[int, list[Group]] = {}
+        self.info: dict[int, dict] = {}
+
+    # -- sizes and groups --------------------------------------------------------------------
+    def shape(self, i: int) -> list[tuple[int, ...]]:
+        """Per axis, its size at each width."""
+        return [tuple(t.shapes[i][j] for t in self.traces) for j in range(len(self.t0.shapes[i]))]
+
+    def g(self, i: int) -> list[Group]:
+        if i not in self.groups:
+            kind, name = self.t0.kinds[i], self.t0.names[i]
+            axes = []
+            for j, s in enumerate(self.shape(i)):
+                a = self.atoms.new(s, _input_hint(name, j, len(s)) if kind == "input" else None)
+                if kind == "input" and j == 0:
+                    self.atoms.batch.add(a)
+                axes.append((a,))
+            self.groups[i] = axes
+        return self.groups[i]
+
+    def arg(self, k: int, pos: int, w: int = 0) -> Any:
+        args = self.traces[w].events[k].args
+        return args[pos] if pos < len(args) else None
+
+    def arg_all(self, k: int, pos: int) -> tuple:
+        return tuple(self.arg(k, pos, w) for w in range(len(self.traces)))
+
+    # -- pass 1: axes ----------------------------------------------------------------------
+    def axes(self) -> None:
+        for k, ev in enumerate(self.t0.events):
+            try:
+                self._axes(k, ev)
+            except (ValueError, IndexError, TypeError) as e:
+                self.info.setdefault(k, {})["bad"] = str(e)
+            for o in ev.outs:  # outputs no rule reached: fresh atoms
+                self.g(o)
+
+    def _unify(self, k: int, g1: Group, g2: Group) -> None:
+        if not self.atoms.unify(g1, g2):
+            self.info.setdefault(k, {})["bad"] = "axes that should be equal differ"
+
+    def _axes(self, k: int, ev: Event) -> None:
+        op, a = ev.op, ev.args
+        tens = [x.i for x in a if isinstance(x, T)]
+        out = ev.outs[0] if ev.outs else None
+        if op in VIEWS:
+            shape = [s for s in self.shape(out)]
+            self.groups[out], split = self.atoms.reshape(self.g(a[0].i), shape)
+            self.info[k] = {"split": split}
+        elif op in PERMUTES:
+            g = self.g(a[0].i)
+            n = len(g)
+            if op == "t":
+                perm = list(range(n))[::-1]
+            elif op == "permute":
+                perm = [p % n for p in a[1]]
+            else:
+                d0, d1 = a[1] % n, a[2] % n
+                perm = list(range(n))
+                perm[d0], perm[d1] = perm[d1], perm[d0]
+            self.groups[out] = [g[p] for p in perm]
+        elif op in SAME or op in UNARY:
+            for o in ev.outs[:1]:
+                self.groups[o] = list(self.g(tens[0]))
+        elif op == "unsqueeze":
+            g = list(self.g(a[0].i))
+            d = a[1] % (len(g) + 1)
+            self.groups[out] = [*g[:d], (), *g[d:]]
+        elif op == "squeeze":
+            shape = self.shape(a[0].i)
+            g = self.g(a[0].i)
+            dims = a[1] if len(a) > 1 else None
+            dims = [dims] if isinstance(dims, int) else dims
+            drop = {j for j, s in enumerate(shape) if all(v == 1 for v in s)
+                    and (dims is None or j in [d % len(shape) for d in dims])}
+            self.groups[out] = [x for j, x in enumerate(g) if j not in drop]
+        elif op == "expand":
+            g = self.g(a[0].i)
+            shape = self.shape(out)
+            lead = len(shape) - len(g)
+            res = []
+            for j, s in enumerate(shape):
+                src = g[j - lead] if j >= lead else ()
+                had = self.shape(a[0].i)[j - lead] if j >= lead else None
+                res.append(src if had == s else (self.atoms.new(s),))
+            self.groups[out] = res
+        elif op in BINARY or op in SOFTMAXES:
+            self._broadcast(k, [t for t in tens], out)
+        elif op in ("mm", "addmm", "bmm", "baddbmm"):
+            x, w = (a[1].i, a[2].i) if op in ("addmm", "baddbmm") else (a[0].i, a[1].i)
+            gx, gw = self.g(x), self.g(w)
+            batch = gx[:-2]
+            for u, v in zip(batch, gw[:-2], strict=True):
+                self._unify(k, u, v)
+            rename = self._contract_axes(k, gx[-1], gw[-2])
+            free = tuple(self.atoms.key_copy(r) if r in rename else r
+                         for r in self.atoms.flat(gw[-1]))
+            if any(r in self.atoms.flat(gx[-2]) for r in free):
+                free = tuple(self.atoms.key_copy(r) if r in self.atoms.flat(gx[-2]) else r
+                             for r in free)
+                self.info.setdefault(k, {})["keys"] = True
+            self.groups[out] = [*batch, gx[-2], free]
+            if op in ("addmm", "baddbmm") and isinstance(a[0], T):
+                self._broadcast(k, [out, a[0].i], None)
+        elif op == "convolution":
+            self._conv_axes(k, ev, out)
+        elif op == "embedding":
+            w, ids = a[0].i, a[1].i
+            vocab = self.atoms.find(self.g(w)[0][0])
+            if vocab not in self.atoms.hint:
+                leaf = ev.module.rsplit(".", 1)[-1]
+                named = "vocab" in self.atoms.hint.values()
+                self.atoms.hint[vocab] = f"{leaf}_vocab" if named and leaf else "vocab"
+            self.groups[out] = [*self.g(ids), self.g(w)[1]]
+        elif op == "native_layer_norm":
+            x = a[0].i
+            n = len(a[1])
+            gx = self.g(x)
+            for p in a[2:4]:
+                if isinstance(p, T):
+                    for u, v in zip(gx[-n:], self.g(p.i), strict=True):
+                        self._unify(k, u, v)
+            self.groups[ev.outs[0]] = list(gx)
+            for o in ev.outs[1:]:
+                self.groups[o] = list(gx[:-n]) + [()] * n
+        elif op in ("mean", "sum", "amax", "var"):
+            gx = self.g(a[0].i)
+            dims = a[1] if len(a) > 1 and a[1] is not None else list(range(len(gx)))
+            dims = [dims] if isinstance(dims, int) else dims
+            keep = (len(a) > 2 and a[2] is True) or ev.kwargs.get("keepdim", False)
+            over = {d % len(gx) for d in dims}
+            self.info[k] = {"over": tuple(x for j in sorted(over) for x in gx[j])}
+            self.groups[out] = [() if j in over else x for j, x in enumerate(gx)
+                                if keep or j not in over]
+        elif op in ("split", "split_with_sizes", "slice", "select", "narrow", "unbind"):
+            self._cut_axes(k, ev)
+        elif op == "cat":
+            self._cat_axes(k, ev, out)
+        elif op == SDPA:
+            q, kk, v = (ev.kwargs[n].i for n in ("query", "key", "value"))
+            gq, gk, gv = self.g(q), self.g(kk), self.g(v)
+            for u, w in zip(gq[:-2], gk[:-2], strict=True):
+                self._unify(k, u, w)
+            for u, w in zip(gk[:-1], gv[:-1], strict=True):
+                self._unify(k, u, w)
+            self._unify(k, gq[-1], gk[-1])
+            self.groups[out] = [*gq[:-1], gv[-1]]
+            for a0 in self.atoms.flat(gq[-3]) if len(gq) >= 3 else ():
+                self.atoms.hint.setdefault(a0, "n_head")
+
+    def _broadcast(self, k: int, ins: list[int], out: int | None) -> None:
+        shapes = [self.shape(i) for i in ins]
+        rank = max(len(s) for s in shapes)
+        res: list[Group] = []
+        for j in range(rank):
+            first = None
+            for i, s in zip(ins, shapes, strict=True):
+                jj = j - (rank - len(s))
+                if jj < 0 or all(v == 1 for v in s[jj]):
+                    continue
+                if first is None:
+                    first = self.g(i)[jj]
+                else:
+                    self._unify(k, first, self.g(i)[jj])
+            res.append(first if first is not None else ())
+        if out is not None:
+            self.groups[out] = res
+
+    def _contract_axes(self, k: int, gu: Group, gv: Group) -> set[int]:
+        """Equate a contraction's summed axes; key positions (a copy of the sequence atom)
+        against the sequence atom give a ``rename`` instead. Returns the renamed atoms."""
+        fu, fv = self.atoms.flat(gu), self.atoms.flat(gv)
+        if len(fu) == len(fv) and all(self.atoms.copy_of.get(u) == self.atoms.find(v)
+                                      for u, v in zip(fu, fv, strict=True)) and fu:
+            self.info.setdefault(k, {})["rename"] = tuple(zip(fv, fu, strict=True))
+            return set(fv)
+        self._unify(k, gu, gv)
+        return set()
+
+    def _conv_axes(self, k: int, ev: Event, out: int) -> None:
+        x, w = ev.args[0].i, ev.args[1].i
+        gx, gw = self.g(x), self.g(w)
+        stride, padding, dilation, transposed, _, groups = ev.args[3:9]
+        if transposed or groups != 1 or any(d != 1 for d in dilation):
+            self.info[k] = {"bad": "transposed, grouped or dilated convolution"}
+            return
+        self._unify(k, gx[1], gw[1])
+        sx, so, sw = self.shape(x), self.shape(out), self.shape(w)
+        spatial = []
+        patchify = all(s == ks[0] for s, ks in zip(stride, sw[2:], strict=True)) and \
+            all(p == 0 for p in padding) and any(s != 1 for s in stride)
+        for j in range(2, len(sx)):
+            if sx[j] == so[j] and all(s == 1 for s in stride):
+                spatial.append(gx[j])
+            elif patchify:
+                grid = self.atoms.new(so[j])
+                self._unify(k, gx[j], (grid, *gw[j]))
+                spatial.append((grid,))
+            else:
+                self.info[k] = {"bad": "strided or unpadded convolution (spatial size "
+                                "changes)"}
+                return
+        for j in range(2, len(sw)):
+            for a0 in self.atoms.flat(gw[j], keep_ones=True):
+                self.atoms.hint.setdefault(a0, f"k{'hwd'[j - 2] if j < 5 else j}")
+        self.info[k] = {"patchify": patchify}
+        self.groups[out] = [gx[0], gw[0], *spatial]
+
+    def _cut_axes(self, k: int, ev: Event) -> None:
+        op, a = ev.op, ev.args
+        x = a[0].i
+        gx, shape = self.g(x), self.shape(x)
+        dim = (a[1] if len(a) > 1 else ev.kwargs.get("dim", 0)) if op != "split" or \
+            len(a) > 2 else ev.kwargs.get("dim", 0)
+        if op in ("split", "split_with_sizes"):
+            dim = a[2] if len(a) > 2 else ev.kwargs.get("dim", 0)
+        dim %= len(shape)
+        outs = list(ev.outs)
+        sizes = [self.shape(o)[dim] if op not in ("select", "unbind") else
+                 tuple(1 for _ in self.traces) for o in outs]
+        if op in ("slice", "narrow"):
+            starts = self._starts(k, ev, shape[dim])
+            ends = tuple(s + e for s, e in zip(starts, sizes[0], strict=True))
+            cuts = tuple(c for c in (starts, ends) if any(v != 0 for v in c)
+                         and c != shape[dim])
+            if not cuts:
+                self.groups[outs[0]] = list(gx)
+                return
+            index = 0 if all(v == 0 for v in starts) else 1
+            pieces = [index]
+        elif op == "select":
+            idx = a[2] % shape[dim][0]
+            starts = tuple(idx for _ in self.traces)
+            cuts = tuple(c for c in (starts, tuple(idx + 1 for _ in self.traces))
+                         if any(v != 0 for v in c) and c != shape[dim])
+            index = 0 if idx == 0 else 1
+            pieces = [index]
+        else:
+            acc = [0] * len(self.traces)
+            bounds = []
+            for s in sizes[:-1]:
+                acc = [u + v for u, v in zip(acc, s, strict=True)]
+                bounds.append(tuple(acc))
+            cuts = tuple(bounds)
+            pieces = list(range(len(outs)))
+        flat = self.atoms.flat(gx[dim])
+        if len(flat) != 1:
+            self.info[k] = {"bad": "a slice of a merged axis"}
+            return
+        parts = self.atoms.parts(flat[0], cuts)
+        self.info[k] = {"along": flat[0], "parts": parts, "pieces": pieces}
+        for o, p in zip(outs, pieces, strict=False):
+            g = list(gx)
+            if op in ("select", "unbind"):
+                del g[dim]
+            else:
+                g[dim] = (parts[p],)
+            self.groups[o] = g
+
+    def _starts(self, k: int, ev: Event, size: tuple[int, ...]) -> tuple[int, ...]:
+        out = []
+        for w in range(len(self.traces)):
+            s = self.arg(k, 2, w) or 0
+            out.append(s + size[w] if s < 0 else s)
+        return tuple(out)
+
+    def _cat_axes(self, k: int, ev: Event, out: int) -> None:
+        ins = [x.i for x in ev.args[0]]
+        dim = (ev.args[1] if len(ev.args) > 1 else ev.kwargs.get("dim", 0)) % \
+            len(self.shape(out))
+        parts = []
+        for i in ins:
+            flat = self.atoms.flat(self.g(i)[dim], keep_ones=True)
+            if len(flat) != 1:
+                self.info[k] = {"bad": "a concatenation along a merged axis"}
+                return
+            parts.append(flat[0])
+        whole = self.atoms.new(self.shape(out)[dim])
+        self.atoms.frozen.update([whole, *parts])
+        rest = [j for j in range(len(self.shape(out))) if j != dim]
+        for i in ins[1:]:
+            for j in rest:
+                if not all(v == 1 for v in self.shape(i)[j]):
+                    self._unify(k, self.g(ins[0])[j], self.g(i)[j])
+        g = list(self.g(ins[0]))
+        g[dim] = (whole,)
+        self.groups[out] = g
+        self.info[k] = {"along": whole, "parts": tuple(parts)}
+
+
+def _input_hint(name: str, axis: int, rank: int) -> str | None:
+    """Readable names of a model input's axes: tokens [batch, ctx], images [batch, c_in,
+    rows, cols], else ``<input>_<axis>``."""
+    if axis == 0:
+        return "batch"
+    if rank == 2 and axis == 1:
+        return "ctx"
+    if rank == 4:
+        return ("c_in", "rows", "cols")[axis - 1]
+    return f"{name}_{axis}"
+
+
+def fit_exponent(values: tuple[float, ...], ratios: tuple[float, ...]):
+    """The exponent e with value ∝ n^-e, from the values at widths n₀·ratios (exact
+    fractions with small denominators; None if the values do not follow one power)."""
+    from fractions import Fraction
+
+    if any(v == 0 for v in values) or any((v > 0) != (values[0] > 0) for v in values):
+        return None
+    es = [-math.log(abs(v / values[0])) / math.log(r) for v, r in
+          zip(values[1:], ratios[1:], strict=True) if r != 1]
+    if not es:
+        return None
+    e = Fraction(es[0]).limit_denominator(12)
+    if any(abs(float(e) - x) > 1e-6 for x in es):
+        return None
+    return e
