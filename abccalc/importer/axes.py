@@ -20,7 +20,6 @@ elementwise node; a chain of only multiplications by constants is one ``scale``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from abccalc.importer.atoms import Atoms, Group
@@ -60,8 +59,9 @@ class Axes:
         if i not in self.groups:
             kind, name = self.t0.kinds[i], self.t0.names[i]
             axes = []
+            rank = len(self.t0.shapes[i])
             for j, s in enumerate(self.shape(i)):
-                a = self.atoms.new(s, _input_hint(name, j, len(s)) if kind == "input" else None)
+                a = self.atoms.new(s, _input_hint(name, j, rank) if kind == "input" else None)
                 if kind == "input" and j == 0:
                     self.atoms.batch.add(a)
                 axes.append((a,))
@@ -143,6 +143,11 @@ class Axes:
             for u, v in zip(batch, gw[:-2], strict=True):
                 self._unify(k, u, v)
             rename = self._contract_axes(k, gx[-1], gw[-2])
+            if self.t0.kinds[w] == "param" or ev.module:
+                leaf = ev.module.rsplit(".", 1)[-1] or "out"
+                for a0 in self.atoms.flat(gw[-1]):
+                    if len(set(self.atoms.sizes[a0])) == 1:
+                        self.atoms.hint.setdefault(a0, f"{leaf}_out")
             free = tuple(self.atoms.key_copy(r) if r in rename else r
                          for r in self.atoms.flat(gw[-1]))
             if any(r in self.atoms.flat(gx[-2]) for r in free):
@@ -293,12 +298,10 @@ class Axes:
                 bounds.append(tuple(acc))
             cuts = tuple(bounds)
             pieces = list(range(len(outs)))
-        flat = self.atoms.flat(gx[dim])
-        if len(flat) != 1:
-            self.info[k] = {"bad": "a slice of a merged axis"}
-            return
-        parts = self.atoms.parts(flat[0], cuts)
-        self.info[k] = {"along": flat[0], "parts": parts, "pieces": pieces}
+        along = self._single(x, dim)
+        gx = self.g(x)
+        parts = self.atoms.parts(along, cuts)
+        self.info[k] = {"along": along, "parts": parts, "pieces": pieces}
         for o, p in zip(outs, pieces, strict=False):
             g = list(gx)
             if op in ("select", "unbind"):
@@ -306,6 +309,16 @@ class Axes:
             else:
                 g[dim] = (parts[p],)
             self.groups[o] = g
+
+    def _single(self, i: int, dim: int) -> int:
+        """The one atom of tensor ``i``'s axis ``dim``; a merged axis (patches flattened
+        from a grid) becomes a new atom, which the node pass reaches by a ``reshape``."""
+        flat = self.atoms.flat(self.g(i)[dim], keep_ones=True)
+        if len(flat) == 1:
+            return flat[0]
+        merged = self.atoms.new(self.shape(i)[dim])
+        self.groups[i] = [*self.g(i)[:dim], (merged,), *self.g(i)[dim + 1:]]
+        return merged
 
     def _starts(self, k: int, ev: Event, size: tuple[int, ...]) -> tuple[int, ...]:
         out = []
@@ -318,13 +331,7 @@ class Axes:
         ins = [x.i for x in ev.args[0]]
         dim = (ev.args[1] if len(ev.args) > 1 else ev.kwargs.get("dim", 0)) % \
             len(self.shape(out))
-        parts = []
-        for i in ins:
-            flat = self.atoms.flat(self.g(i)[dim], keep_ones=True)
-            if len(flat) != 1:
-                self.info[k] = {"bad": "a concatenation along a merged axis"}
-                return
-            parts.append(flat[0])
+        parts = [self._single(i, dim) for i in ins]
         whole = self.atoms.new(self.shape(out)[dim])
         self.atoms.frozen.update([whole, *parts])
         rest = [j for j in range(len(self.shape(out))) if j != dim]
@@ -349,19 +356,3 @@ def _input_hint(name: str, axis: int, rank: int) -> str | None:
         return ("c_in", "rows", "cols")[axis - 1]
     return f"{name}_{axis}"
 
-
-def fit_exponent(values: tuple[float, ...], ratios: tuple[float, ...]):
-    """The exponent e with value ∝ n^-e, from the values at widths n₀·ratios (exact
-    fractions with small denominators; None if the values do not follow one power)."""
-    from fractions import Fraction
-
-    if any(v == 0 for v in values) or any((v > 0) != (values[0] > 0) for v in values):
-        return None
-    es = [-math.log(abs(v / values[0])) / math.log(r) for v, r in
-          zip(values[1:], ratios[1:], strict=True) if r != 1]
-    if not es:
-        return None
-    e = Fraction(es[0]).limit_denominator(12)
-    if any(abs(float(e) - x) > 1e-6 for x in es):
-        return None
-    return e

@@ -9,13 +9,14 @@ recorded with the width exponent its values follow (value ∝ n^-e, n the width 
 
 from __future__ import annotations
 
+import contextlib
+import math
 from fractions import Fraction
 from typing import Any
 
 from abccalc.errors import AbcError
 from abccalc.graph.builder import GraphBuilder
 from abccalc.graph.names import clean
-from abccalc.importer.axes import fit_exponent
 from abccalc.importer.imported import Imported, Recorded, Unseen
 from abccalc.importer.model import (
     example_inputs,
@@ -23,6 +24,7 @@ from abccalc.importer.model import (
     hf_builder,
     hf_example,
     hf_knobs,
+    hf_tracing,
     parse_spec,
 )
 
@@ -44,9 +46,11 @@ def load_model(spec: str, widths: dict[str, tuple[int, ...]] | None = None,
             knobs = hf_knobs(config)
             build, config = hf_builder(parsed, knobs)
         make_inputs = lambda model: hf_example(config)  # noqa: E731
+        context = hf_tracing
     else:
         build = factory_builder(parsed, knobs)
         make_inputs = lambda model: example_inputs(model, example)  # noqa: E731
+        context = contextlib.nullcontext
     varied = {k: v for k, v in knobs.items() if len(set(v)) > 1}
     if not varied:
         raise AbcError(f"{spec}: give at least two values of a width knob (--width "
@@ -58,7 +62,8 @@ def load_model(spec: str, widths: dict[str, tuple[int, ...]] | None = None,
         model = build({k: v[w] for k, v in knobs.items()}, "meta")
         model.eval()
         try:
-            traces.append(run_trace(model, make_inputs(model)))
+            with context():
+                traces.append(run_trace(model, make_inputs(model)))
         except AbcError:
             raise
         except Exception as e:  # the user's forward failed on meta
@@ -85,6 +90,21 @@ def load_model(spec: str, widths: dict[str, tuple[int, ...]] | None = None,
                 sources.setdefault(r.kw[f], sources[r.name])
     return Imported(graph, spec, knobs, build, constants, sources,
                     tuple(unseen) + tuple(mapper.unseen))
+
+
+def fit_exponent(values: tuple[float, ...], ratios: tuple[float, ...]):
+    """The exponent e with value ∝ n^-e, from the values at widths n₀·ratios (exact
+    fractions with small denominators; None if the values do not follow one power)."""
+    if any(v == 0 for v in values) or any((v > 0) != (values[0] > 0) for v in values):
+        return None
+    es = [-math.log(abs(v / values[0])) / math.log(r) for v, r in
+          zip(values[1:], ratios[1:], strict=True) if r != 1]
+    if not es:
+        return None
+    e = Fraction(es[0]).limit_denominator(12)
+    if any(abs(float(e) - x) > 1e-6 for x in es):
+        return None
+    return e
 
 
 def _kw(knobs: dict[str, tuple[int, ...]], w: int) -> str:
@@ -120,6 +140,7 @@ def _same_control_flow(spec: str, traces: list) -> list[Unseen]:
 
 
 def _atoms_used(mapper) -> list[int]:
+    """Every atom a node names, as its root (pass 1's records may hold merged atoms)."""
     seen: dict[int, None] = {}
     for r in mapper.nodes:
         for a in r.dims:
@@ -133,7 +154,7 @@ def _atoms_used(mapper) -> list[int]:
         for pair in r.kw.get("rename", ()):
             for a in pair:
                 seen[a] = None
-    return list(seen)
+    return list(dict.fromkeys(mapper.atoms.find(a) for a in seen))
 
 
 def _infinite_name(sizes, varied) -> tuple[str, Fraction, str]:
@@ -141,7 +162,7 @@ def _infinite_name(sizes, varied) -> tuple[str, Fraction, str]:
     for k, v in varied.items():
         t = Fraction(sizes[0], v[0])
         if all(Fraction(s, x) == t for s, x in zip(sizes, v, strict=True)):
-            key = (t != 1, t.denominator != 1, t)
+            key = (t != 1, t.denominator, t.numerator)
             if best is None or key < best[0]:
                 best = (key, k, t)
     if best is None:
@@ -218,7 +239,9 @@ def _name_atoms(spec: str, mapper, knobs, varied) -> tuple[dict[int, str], list]
 
 
 def _build(graph_name: str, spec: str, mapper, knobs, varied):
-    names, decl = _name_atoms(spec, mapper, knobs, varied)
+    roots, decl = _name_atoms(spec, mapper, knobs, varied)
+    names = {a: roots[mapper.atoms.find(a)] for a in range(len(mapper.atoms.sizes))
+             if mapper.atoms.find(a) in roots}
     b = GraphBuilder(graph_name, source=spec)
     for name, d in decl:
         if d[0] == "base":

@@ -9,6 +9,7 @@ model with ``from_config`` from a local ``config.json`` or a model type (``gpt2`
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -242,6 +243,21 @@ def hf_builder(spec: ModelSpec, knobs: dict[str, tuple[int, ...]]):
                            f"failed: {type(e).__name__}: {clean(e)}") from None
 
     return build, base
+
+
+@contextlib.contextmanager
+def hf_tracing():
+    """transformers' mask helpers skip their data-dependent shortcuts (``.all()`` on a
+    mask, which ``meta`` cannot answer) when they believe a graph is being traced: tell
+    them so while tracing."""
+    import transformers.masking_utils as masking
+
+    saved = masking.is_tracing
+    masking.is_tracing = lambda *args, **kwargs: True
+    try:
+        yield
+    finally:
+        masking.is_tracing = saved
 
 
 def hf_example(config) -> dict[str, Any]:

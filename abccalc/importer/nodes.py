@@ -283,7 +283,7 @@ class Nodes(Axes):
             info = self.info[k]
             ins = tuple(self.need(x.i) for x in a[0])
             self.val[ev.outs[0]] = self.add("concat", ins, self.dims(ev.outs[0]),
-                                            along=info["along"])
+                                            along=self.atoms.find(info["along"]))
         elif op == SDPA:
             self.sdpa(k, ev)
         elif op in RECURRENT:
@@ -429,7 +429,9 @@ class Nodes(Axes):
         info = self.info.get(k, {})
         self.val[out] = self.add("contract", (self.need(x.i), self.need(w.i)),
                                  self.dims(out), kind="contract", over=over,
-                                 rename=info.get("rename"))
+                                 rename=info.get("rename") and tuple(
+                                     (self.atoms.find(x), self.atoms.find(y))
+                                     for x, y in info["rename"]))
         alpha = ev.kwargs.get("alpha", 1)
         self.const(self.val[out], tuple(alpha for _ in self.traces),
                    "a matmul of two activations")
@@ -473,7 +475,8 @@ class Nodes(Axes):
             return
         src = self.need(x)
         have = self.node_of[src].dims
-        along, parts = info["along"], info["parts"]
+        find = self.atoms.find
+        along, parts = find(info["along"]), tuple(find(p) for p in info["parts"])
         for o, p in zip(ev.outs, info["pieces"], strict=False):
             dims = tuple(parts[p] if d == along else d for d in have)
             self.val[o] = self.add("slice", (src,), dims, kind="slice", along=along,
