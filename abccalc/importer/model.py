@@ -222,8 +222,10 @@ def hf_builder(spec: ModelSpec, knobs: dict[str, tuple[int, ...]]):
     for k in knobs:
         if not hasattr(base, k):
             raise AbcError(f"{spec.text}: the {base.model_type} config has no field '{k}'")
-    auto = [transformers.AutoModelForCausalLM, transformers.AutoModelForMaskedLM,
-            transformers.AutoModel]
+    # an encoder (BERT) with its masked-LM head, a decoder with its LM head, else the body
+    auto = [transformers.AutoModelForCausalLM, transformers.AutoModel]
+    if not getattr(base, "is_decoder", False):
+        auto.insert(0, transformers.AutoModelForMaskedLM)
     cls = next(a for a in auto if type(base) in a._model_mapping or a is auto[-1])
 
     def build(values: dict[str, int], device: Any) -> Any:
