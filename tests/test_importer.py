@@ -255,3 +255,69 @@ def test_dims_named_from_knobs():
     assert inf["d_model_div4"] == ("d_model", Fraction(1, 4))
     assert {d.name: d.size for d in g.dims.values() if not d.infinite} == {
         "ctx": 8, "ctx_k": 8, "vocab": 256, "wpe_vocab": 64, "n_head": 4}
+
+
+def test_recorded_multipliers():
+    """``out(h) / (width/32)``: values 1, ½ at widths 32, 64, so value ∝ n^-1 (exponent 1,
+    a μP readout multiplier); the fixed ``relu(·)·0.5`` is part of the elementwise φ."""
+    imp = imported(f"{MODELS / 'misc.py'}:mu_readout", "width")
+    (c,) = imp.constants.values()
+    assert c.values == (1.0, 0.5) and c.exponent == 1
+    assert imp.graph.node[c.node].op == "scale" and c.source.startswith("misc.py:")
+    assert not imp.unseen
+
+
+def test_unseen_ops_are_listed():
+    """An op outside the calculus is listed with its module and source line, not dropped."""
+    imp = imported(f"{MODELS / 'misc.py'}:cumulative", "width")
+    (u,) = imp.unseen
+    assert u.op == "cumsum" and "outside the calculus" in u.reason and "misc.py:" in u.reason
+
+
+def test_width_dependent_control_flow_is_refused():
+    with pytest.raises(AbcError, match="different ops at different widths"):
+        load_model(f"{MODELS / 'misc.py'}:branchy", {"width": (32, 64)})
+
+
+@pytest.mark.parametrize(("spec", "widths", "message"), [
+    ("model.yaml", {}, "expected file.py:factory"),
+    ("nope.py:make", {"w": (1, 2)}, "nope.py: no such file"),
+    ("tests/models/misc.py:make-it", {}, "is not a Python name"),
+    ("tests/models/misc.py:nothing", {"width": (32, 64)}, "has no function 'nothing'"),
+    ("tests/models/misc.py:branchy", {}, "give the width knobs with --width"),
+    ("tests/models/misc.py:branchy", {"depth": (1, 2)}, "takes no argument 'depth'"),
+    ("tests/models/misc.py:branchy", {"width": (32, 32)}, "at least two values"),
+    ("hf:no such", {}, "hf: takes a config.json path or a model type"),
+])
+def test_bad_model_specs(spec, widths, message):
+    """A bad MODEL or knob is one clean AbcError naming it, before anything runs."""
+    with pytest.raises(AbcError, match=re.escape(message)):
+        load_model(spec, widths)
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    ("--width=w", "expected NAME=B1,B2[,B3]"),
+    ("--width=w=1,x", "values must be integers"),
+    ("--width=w=1,2,3,4", "give 1 to 3 integers"),
+    ("--width=fan_in=1,2", "'fan_in' is reserved in params-file rules"),
+])
+def test_bad_width_flags(run, flag, message):
+    code, _, err = run("import", f"{MODELS / 'misc.py'}:branchy", flag)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_cli_import_writes_yaml_that_every_command_reads(run, tmp_path):
+    """``abccalc import -o`` writes YAML that ``table`` reads; ``table MODEL --width`` gives
+    the same table as the written file."""
+    out = tmp_path / "g.yaml"
+    spec = f"{MODELS / 'nanogpt.py'}:gpt"
+    code, _, err = run("import", spec, "--width", "d_model=32,64", "-o", str(out))
+    assert code == 0, err
+    assert "28 parameters" in err and "4 constants recorded" in err
+    code, from_file, _ = run("table", str(out))
+    assert code == 0
+    code, from_model, err = run("table", spec, "--width", "d_model=32,64")
+    assert code == 0, err
+    assert from_model == from_file
+    code, _, err = run("table", str(out), "--width", "d_model=1,2")
+    assert code == 2 and "apply to a MODEL" in err

@@ -82,7 +82,12 @@ class Axes:
                 self._axes(k, ev)
             except (ValueError, IndexError, TypeError) as e:
                 self.info.setdefault(k, {})["bad"] = str(e)
-            for o in ev.outs:  # outputs no rule reached: fresh atoms
+            for o in ev.outs:  # outputs no rule reached: an input's axes if of its shape
+                if o not in self.groups:
+                    same = next((x.i for x in ev.args if isinstance(x, T)
+                                 and self.t0.shapes[x.i] == self.t0.shapes[o]), None)
+                    if same is not None:
+                        self.groups[o] = list(self.g(same))
                 self.g(o)
 
     def _unify(self, k: int, g1: Group, g2: Group) -> None:

@@ -368,6 +368,10 @@ class Nodes(Axes):
         if isinstance(other, int | float) and not isinstance(other, bool):
             numbers = tuple(self.traces[w].events[k].args[1 - pos] for w in
                             range(len(self.traces)))
+        if numbers is not None and z.factor is None and op in ("mul", "div") and \
+                len(set(numbers)) > 1:  # a width-dependent multiplier after a nonlinearity
+            self.need(x.i)
+            z = Lazy(x.i, (), tuple(1.0 for _ in self.traces))
         factor = z.factor
         stat = z.stat if op == "add" else None
         if op == "mul" and numbers is not None:

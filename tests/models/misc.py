@@ -1,0 +1,64 @@
+"""Small models for the importer's edge cases: recorded multipliers, ops it cannot see,
+control flow that depends on the width."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MuReadout(nn.Module):
+    """An MLP whose readout is divided by width/32 (a μP output multiplier, as in
+    microsoft/mup's MuReadout) and whose hidden layer is scaled by a fixed 0.5."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width_mult = width / 32
+        self.fc1 = nn.Linear(16, width)
+        self.fc2 = nn.Linear(width, width)
+        self.out = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc1(x)) * 0.5
+        h = torch.tanh(self.fc2(h))
+        return self.out(h) / self.width_mult
+
+
+def mu_readout(width: int) -> MuReadout:
+    return MuReadout(width)
+
+
+class Cumulative(nn.Module):
+    """A hidden layer followed by a cumulative sum (an op outside the calculus)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(16, width)
+        self.fc2 = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.cumsum(self.fc1(x), dim=-1))
+
+
+def cumulative(width: int) -> Cumulative:
+    return Cumulative(width)
+
+
+class Branchy(nn.Module):
+    """Runs an extra nonlinearity only when wide: its trace differs across widths."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.fc1 = nn.Linear(16, width)
+        self.fc2 = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x)
+        if self.width > 48:
+            h = torch.relu(h)
+        return self.fc2(h)
+
+
+def branchy(width: int) -> Branchy:
+    return Branchy(width)
