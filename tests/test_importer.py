@@ -63,12 +63,11 @@ def assert_same(key: str, reference: str, mapping: list[tuple[str, str | list[st
         got, want = exps(key, opt), exps(str(ARCHS / reference)
                                          if "/" not in reference else reference, opt)
         for name, value in got.items():
-            for pattern, target in mapping:
-                m = re.fullmatch(pattern, name)
-                if m:
-                    break
-            else:
+            hit = next(((re.fullmatch(p, name), t) for p, t in mapping
+                        if re.fullmatch(p, name)), None)
+            if hit is None:
                 pytest.fail(f"{name}: not in the name map")
+            m, target = hit
             for t in [target] if isinstance(target, str) else target:
                 ref = t.format(i=m.groupdict().get("i", ""))
                 assert value == want[ref], (opt, name, ref, value, want[ref])
