@@ -40,23 +40,17 @@ QUICK = {"hidden_size": 256, "intermediate_size": 688, "num_attention_heads": 4,
          "num_key_value_heads": 4, "head_dim": 64, "vocab_size": 1000}
 
 
-def _hide_broken_torchvision() -> None:
-    """transformers imports torchvision if installed; one built for another torch fails."""
-    try:
-        import torchvision  # noqa: F401
-    except Exception:
-        sys.modules["torchvision"] = None
-
-
 def _hwm_mib() -> float:
-    with open("/proc/self/status") as f:
-        line = next(x for x in f if x.startswith("VmHWM:"))
+    status = Path("/proc/self/status").read_text().splitlines()
+    line = next(x for x in status if x.startswith("VmHWM:"))
     return int(line.split()[1]) / 1024
 
 
 def child_abccalc(config: str) -> dict:
     """import + solve + codegen in this process (libraries imported first, untimed)."""
-    _hide_broken_torchvision()
+    from abccalc.importer.model import hide_broken_torchvision
+
+    hide_broken_torchvision()
     import transformers.models.llama.modeling_llama  # noqa: F401
 
     from abccalc.calculus.solver import solve
@@ -75,7 +69,9 @@ def child_abccalc(config: str) -> dict:
 
 def child_mup(config: str) -> dict:
     """mup's step: base and delta models on meta, set_base_shapes on the target."""
-    _hide_broken_torchvision()
+    from abccalc.importer.model import hide_broken_torchvision
+
+    hide_broken_torchvision()
     import mup
     import torch
     import transformers

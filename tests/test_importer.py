@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -32,19 +31,8 @@ ARCHS = ROOT / "examples" / "archs"
 OPTIMIZERS = ("adam", "sgd")
 
 
-def _without_broken_torchvision() -> None:
-    """transformers imports torchvision when it is installed; one built for another torch
-    fails on import, so hide it (nothing here needs it)."""
-    try:
-        import torchvision  # noqa: F401
-    except Exception:
-        sys.modules["torchvision"] = None
-
-
 @cache
 def imported(spec: str, knob: str = "", widths: tuple[int, ...] = (32, 64)):
-    if spec.startswith("hf:"):
-        _without_broken_torchvision()
     return load_model(spec, {knob: widths} if knob else None)
 
 

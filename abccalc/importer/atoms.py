@@ -126,12 +126,12 @@ class Atoms:
         """x divides y at every width."""
         return all(v % u == 0 for u, v in zip(x, y, strict=True))
 
-    def reshape(self, groups: list[Group], shape: list[Sizes]) -> tuple[list[Group], bool]:
-        """The output groups of a view of an axis list ``groups`` to ``shape``; the flag
-        says a frozen atom had to be split (the importer emits a ``reshape`` node)."""
+    def reshape(self, groups: list[Group], shape: list[Sizes]) -> list[Group]:
+        """The output groups of a view of an axis list ``groups`` to ``shape``. An atom it
+        splits is refined, unless frozen: then the parts are new atoms, and the node pass
+        reaches them through a ``reshape`` node."""
         atoms = list(self.flat(tuple(a for g in groups for a in g)))
         out: list[Group] = []
-        split = False
         for s in shape:
             if all(v == 1 for v in s):
                 out.append(())
@@ -150,14 +150,13 @@ class Atoms:
                 if self.size((a,)) != _prod([need, rest], self.n):
                     raise ValueError("view does not match its input's axes")
                 head, tail = self.new(need), self.new(rest)
-                if not self.refine(a, (head, tail)):
-                    split = True
+                self.refine(a, (head, tail))
                 acc.append(head)
                 atoms.insert(0, tail)
             out.append(tuple(acc))
         if atoms:
             raise ValueError("view does not match its input's axes")
-        return out, split
+        return out
 
     def key_copy(self, a: int) -> int:
         """The key positions' atom of sequence atom ``a`` (one per atom)."""

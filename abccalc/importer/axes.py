@@ -95,33 +95,31 @@ class Axes:
             self.info.setdefault(k, {})["bad"] = "axes that should be equal differ"
 
     def _axes(self, k: int, ev: Event) -> None:
-        op, a = ev.op, ev.args
+        aten, a = ev.aten, ev.args
         tens = [x.i for x in a if isinstance(x, T)]
         out = ev.outs[0] if ev.outs else None
-        if op in VIEWS:
-            shape = [s for s in self.shape(out)]
-            self.groups[out], split = self.atoms.reshape(self.g(a[0].i), shape)
-            self.info[k] = {"split": split}
-        elif op in PERMUTES:
+        if aten in VIEWS:
+            self.groups[out] = self.atoms.reshape(self.g(a[0].i), self.shape(out))
+        elif aten in PERMUTES:
             g = self.g(a[0].i)
             n = len(g)
-            if op == "t":
+            if aten == "t":
                 perm = list(range(n))[::-1]
-            elif op == "permute":
+            elif aten == "permute":
                 perm = [p % n for p in a[1]]
             else:
                 d0, d1 = a[1] % n, a[2] % n
                 perm = list(range(n))
                 perm[d0], perm[d1] = perm[d1], perm[d0]
             self.groups[out] = [g[p] for p in perm]
-        elif op in SAME or op in UNARY:
+        elif aten in SAME or aten in UNARY:
             for o in ev.outs[:1]:
                 self.groups[o] = list(self.g(tens[0]))
-        elif op == "unsqueeze":
+        elif aten == "unsqueeze":
             g = list(self.g(a[0].i))
             d = a[1] % (len(g) + 1)
             self.groups[out] = [*g[:d], (), *g[d:]]
-        elif op == "squeeze":
+        elif aten == "squeeze":
             shape = self.shape(a[0].i)
             g = self.g(a[0].i)
             dims = a[1] if len(a) > 1 else None
@@ -129,7 +127,7 @@ class Axes:
             drop = {j for j, s in enumerate(shape) if all(v == 1 for v in s)
                     and (dims is None or j in [d % len(shape) for d in dims])}
             self.groups[out] = [x for j, x in enumerate(g) if j not in drop]
-        elif op == "expand":
+        elif aten == "expand":
             g = self.g(a[0].i)
             shape = self.shape(out)
             lead = len(shape) - len(g)
@@ -139,10 +137,10 @@ class Axes:
                 had = self.shape(a[0].i)[j - lead] if j >= lead else None
                 res.append(src if had == s else (self.atoms.new(s),))
             self.groups[out] = res
-        elif op in BINARY or op in SOFTMAXES:
+        elif aten in BINARY or aten in SOFTMAXES:
             self._broadcast(k, [t for t in tens], out)
-        elif op in ("mm", "addmm", "bmm", "baddbmm"):
-            x, w = (a[1].i, a[2].i) if op in ("addmm", "baddbmm") else (a[0].i, a[1].i)
+        elif aten in ("mm", "addmm", "bmm", "baddbmm"):
+            x, w = (a[1].i, a[2].i) if aten in ("addmm", "baddbmm") else (a[0].i, a[1].i)
             gx, gw = self.g(x), self.g(w)
             batch = gx[:-2]
             for u, v in zip(batch, gw[:-2], strict=True):
@@ -160,11 +158,11 @@ class Axes:
                              for r in free)
                 self.info.setdefault(k, {})["keys"] = True
             self.groups[out] = [*batch, gx[-2], free]
-            if op in ("addmm", "baddbmm") and isinstance(a[0], T):
+            if aten in ("addmm", "baddbmm") and isinstance(a[0], T):
                 self._broadcast(k, [out, a[0].i], None)
-        elif op == "convolution":
+        elif aten == "convolution":
             self._conv_axes(k, ev, out)
-        elif op == "embedding":
+        elif aten == "embedding":
             w, ids = a[0].i, a[1].i
             vocab = self.atoms.find(self.g(w)[0][0])
             if vocab not in self.atoms.hint:
@@ -172,7 +170,7 @@ class Axes:
                 named = "vocab" in self.atoms.hint.values()
                 self.atoms.hint[vocab] = f"{leaf}_vocab" if named and leaf else "vocab"
             self.groups[out] = [*self.g(ids), self.g(w)[1]]
-        elif op == "native_layer_norm":
+        elif aten == "native_layer_norm":
             x = a[0].i
             n = len(a[1])
             gx = self.g(x)
@@ -183,7 +181,7 @@ class Axes:
             self.groups[ev.outs[0]] = list(gx)
             for o in ev.outs[1:]:
                 self.groups[o] = list(gx[:-n]) + [()] * n
-        elif op in ("mean", "sum", "amax", "var"):
+        elif aten in ("mean", "sum", "amax", "var"):
             gx = self.g(a[0].i)
             dims = a[1] if len(a) > 1 and a[1] is not None else list(range(len(gx)))
             dims = [dims] if isinstance(dims, int) else dims
@@ -192,11 +190,11 @@ class Axes:
             self.info[k] = {"over": tuple(x for j in sorted(over) for x in gx[j])}
             self.groups[out] = [() if j in over else x for j, x in enumerate(gx)
                                 if keep or j not in over]
-        elif op in ("split", "split_with_sizes", "slice", "select", "narrow", "unbind"):
+        elif aten in ("split", "split_with_sizes", "slice", "select", "narrow", "unbind"):
             self._cut_axes(k, ev)
-        elif op == "cat":
+        elif aten == "cat":
             self._cat_axes(k, ev, out)
-        elif op == SDPA:
+        elif aten == SDPA:
             q, kk, v = (ev.kwargs[n].i for n in ("query", "key", "value"))
             gq, gk, gv = self.g(q), self.g(kk), self.g(v)
             for u, w in zip(gq[:-2], gk[:-2], strict=True):
@@ -267,18 +265,18 @@ class Axes:
         self.groups[out] = [gx[0], gw[0], *spatial]
 
     def _cut_axes(self, k: int, ev: Event) -> None:
-        op, a = ev.op, ev.args
+        aten, a = ev.aten, ev.args
         x = a[0].i
         gx, shape = self.g(x), self.shape(x)
-        dim = (a[1] if len(a) > 1 else ev.kwargs.get("dim", 0)) if op != "split" or \
+        dim = (a[1] if len(a) > 1 else ev.kwargs.get("dim", 0)) if aten != "split" or \
             len(a) > 2 else ev.kwargs.get("dim", 0)
-        if op in ("split", "split_with_sizes"):
+        if aten in ("split", "split_with_sizes"):
             dim = a[2] if len(a) > 2 else ev.kwargs.get("dim", 0)
         dim %= len(shape)
         outs = list(ev.outs)
-        sizes = [self.shape(o)[dim] if op not in ("select", "unbind") else
+        sizes = [self.shape(o)[dim] if aten not in ("select", "unbind") else
                  tuple(1 for _ in self.traces) for o in outs]
-        if op in ("slice", "narrow"):
+        if aten in ("slice", "narrow"):
             starts = self._starts(k, ev, shape[dim])
             ends = tuple(s + e for s, e in zip(starts, sizes[0], strict=True))
             cuts = tuple(c for c in (starts, ends) if any(v != 0 for v in c)
@@ -288,7 +286,7 @@ class Axes:
                 return
             index = 0 if all(v == 0 for v in starts) else 1
             pieces = [index]
-        elif op == "select":
+        elif aten == "select":
             idx = a[2] % shape[dim][0]
             starts = tuple(idx for _ in self.traces)
             cuts = tuple(c for c in (starts, tuple(idx + 1 for _ in self.traces))
@@ -309,7 +307,7 @@ class Axes:
         self.info[k] = {"along": along, "parts": parts, "pieces": pieces}
         for o, p in zip(outs, pieces, strict=False):
             g = list(gx)
-            if op in ("select", "unbind"):
+            if aten in ("select", "unbind"):
                 del g[dim]
             else:
                 g[dim] = (parts[p],)

@@ -70,7 +70,8 @@ def load_model(spec: str, widths: dict[str, tuple[int, ...]] | None = None,
             raise AbcError(f"{spec}: tracing the forward at {_kw(knobs, w)} failed: "
                            f"{type(e).__name__}: {clean(e)} (data-dependent control flow "
                            "or .item() cannot run on the meta device)") from None
-    unseen = _same_control_flow(spec, traces)
+    _same_control_flow(spec, traces)
+    unseen: list[Unseen] = []
     mapper = Nodes(traces)
     mapper.run()
     graph = _build(parsed.name, spec, mapper, knobs, varied)
@@ -122,21 +123,20 @@ def _ratios(spec: str, varied: dict[str, tuple[int, ...]]) -> tuple[float, ...]:
     return first
 
 
-def _same_control_flow(spec: str, traces: list) -> list[Unseen]:
-    """Unseen entries where the traces at two widths ran different ops."""
+def _same_control_flow(spec: str, traces: list) -> None:
+    """Refuse traces that ran different ops at two widths: their dims cannot be matched."""
     t0 = traces[0]
     for t in traces[1:]:
         pairs = zip(t0.events, t.events, strict=False)
         for e0, e1 in pairs:
-            if e0.op != e1.op or e0.outs != e1.outs:
+            if e0.aten != e1.aten or e0.outs != e1.outs:
                 raise AbcError(f"{spec}: the forward runs different ops at different widths "
-                               f"(first at '{e0.module or '<model>'}': {e0.op} vs {e1.op}); "
+                               f"(first at '{e0.module or '<model>'}': {e0.aten} vs {e1.aten}); "
                                "control flow that depends on the width cannot be imported")
         if len(t0.events) != len(t.events):
             raise AbcError(f"{spec}: the forward runs {len(t0.events)} ops at one width "
                            f"and {len(t.events)} at another; control flow that depends on "
                            "the width cannot be imported")
-    return []
 
 
 def _atoms_used(mapper) -> list[int]:

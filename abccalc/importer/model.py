@@ -214,8 +214,21 @@ def hf_knobs(config) -> dict[str, tuple[int, ...]]:
     return out
 
 
+def hide_broken_torchvision() -> None:
+    """transformers imports torchvision whenever it is installed; a torchvision built for
+    another torch fails on import (``operator torchvision::nms does not exist``) and takes
+    every model class with it. No ``hf:`` text model needs it: hide a broken one."""
+    if "torchvision" in sys.modules:
+        return
+    try:
+        import torchvision  # noqa: F401
+    except Exception:
+        sys.modules["torchvision"] = None  # import torchvision now raises ImportError
+
+
 def hf_builder(spec: ModelSpec, knobs: dict[str, tuple[int, ...]]):
     """``build(values, device)`` for ``hf:CONFIG``; the knobs are config fields."""
+    hide_broken_torchvision()
     import transformers
 
     base = hf_config(spec)

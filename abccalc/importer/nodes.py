@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from abccalc.graph.names import name_error
+from abccalc.graph.ops import OPS
 from abccalc.importer.axes import (
     ACTIVATIONS,
     BINARY,
@@ -122,11 +123,11 @@ class Nodes(Axes):
         self.node_of[name] = rec
         return name
 
-    def miss(self, op: str, reason: str) -> None:
+    def miss(self, aten: str, reason: str) -> None:
         ev = self._ev
         where = ev.module if ev and ev.module else "<model>"
         src = f" ({ev.source})" if ev and ev.source else ""
-        self.unseen.append(Unseen(where, op, reason + src))
+        self.unseen.append(Unseen(where, aten, reason + src))
 
     def live(self, x: Any) -> bool:
         return isinstance(x, T) and (x.i in self.val or self.t0.kinds[x.i] in ("input",
@@ -223,7 +224,7 @@ class Nodes(Axes):
             self._ev = ev
             bad = self.info.get(k, {}).get("bad")
             if bad:
-                self.miss(ev.op, bad)
+                self.miss(ev.aten, bad)
                 self._alias(ev)
                 continue
             self.emit(k, ev)
@@ -244,79 +245,79 @@ class Nodes(Axes):
                 self.val[o] = self.val.get(src.i)
 
     def emit(self, k: int, ev: Event) -> None:
-        op, a = ev.op, ev.args
-        if op in ALIASES:
+        aten, a = ev.aten, ev.args
+        if aten in ALIASES:
             src = a[0]
             for o in ev.outs[:1]:
                 self.val[o] = self.val.get(src.i)
-        elif op in UNARY:
+        elif aten in UNARY:
             self.unary(k, ev)
-        elif op in BINARY:
+        elif aten in BINARY:
             self.binary(k, ev)
-        elif op in ("mm", "addmm", "bmm", "baddbmm"):
+        elif aten in ("mm", "addmm", "bmm", "baddbmm"):
             self.matmul(k, ev)
-        elif op == "convolution":
+        elif aten == "convolution":
             self.conv(k, ev)
-        elif op == "embedding":
+        elif aten == "embedding":
             w, ids = a[0], a[1].i
             vocab = self.atoms.flat(self.g(w.i)[0])
             self.val[ev.outs[0]] = self.add("embedding", (self.need(ids),),
                                             self.dims(ev.outs[0]), main=True,
                                             weight=self.param(w), vocab=vocab[0])
-        elif op == "native_layer_norm":
+        elif aten == "native_layer_norm":
             n = len(a[1])
             x = a[0].i
             over = tuple(b for g in self.g(x)[-n:] for b in self.flat(g))
             self.val[ev.outs[0]] = self.add("layernorm", (self.need(x),), self.dims(x),
                                             main=True, over=over, gain=self.param(a[2]),
                                             bias=self.param(a[3]) if len(a) > 3 else None)
-        elif op in SOFTMAXES:
+        elif aten in SOFTMAXES:
             x = a[0].i
             over = self.flat(self.g(x)[a[1] % len(self.g(x))])
             self.val[ev.outs[0]] = self.add("softmax", (self.need(x),), self.dims(x),
                                             over=over)
-        elif op in ("mean", "sum"):
+        elif aten in ("mean", "sum"):
             self.reduce(k, ev)
-        elif op in ("split", "split_with_sizes", "slice", "select", "narrow", "unbind"):
+        elif aten in ("split", "split_with_sizes", "slice", "select", "narrow", "unbind"):
             self.cut(k, ev)
-        elif op == "cat":
+        elif aten == "cat":
             info = self.info[k]
             ins = tuple(self.need(x.i) for x in a[0])
             self.val[ev.outs[0]] = self.add("concat", ins, self.dims(ev.outs[0]),
                                             along=self.atoms.find(info["along"]))
-        elif op == SDPA:
+        elif aten == SDPA:
             self.sdpa(k, ev)
-        elif op in RECURRENT:
-            self.miss(op, "a recurrence (the same weights applied over time) is outside "
+        elif aten in RECURRENT:
+            self.miss(aten, "a recurrence (the same weights applied over time) is outside "
                       "the calculus")
             self._alias(ev)
         else:
-            self.miss(op, "an op outside the calculus")
+            self.miss(aten, "an op outside the calculus")
             self._alias(ev)
 
     def unary(self, k: int, ev: Event) -> None:
         x = ev.args[0]
         if self.param(x):
-            self.miss(ev.op, f"parameter '{self.param(x)}' transformed before use")
+            self.miss(ev.aten, f"parameter '{self.param(x)}' transformed before use")
             self.val[ev.outs[0]] = self.val[x.i]
             return
         z = self.lazy(x)
         factor = z.factor
-        if ev.op != "neg":
+        if ev.aten != "neg":
             factor = None
         elif factor is not None:
             factor = tuple(-f for f in factor)
-        stat = z.stat if ev.op == "rsqrt" else None
-        ops = (*z.ops, "rsqrt_stat" if stat else ev.op)
-        if ev.op == "pow" and not z.ops and ev.args[1] == 2:
+        stat = z.stat if ev.aten == "rsqrt" else None
+        ops = (*z.ops, "rsqrt_stat" if stat else ev.aten)
+        if ev.aten == "pow" and not z.ops and ev.args[1] == 2:
             ops = ("square",)
         self.val[ev.outs[0]] = Lazy(z.base, ops, factor, stat, ev)
 
     def binary(self, k: int, ev: Event) -> None:
-        op, a = ev.op, ev.args
+        aten, a = ev.aten, ev.args
         out = ev.outs[0]
         live = [x for x in a if self.live(x)]
-        if op == "where" or op == "masked_fill":
+        if aten == "where" or aten == "masked_fill":
             live = live[:1]
         params = [x for x in live if self.param(x)]
         acts = [x for x in live if not self.param(x)]
@@ -324,18 +325,18 @@ class Nodes(Axes):
             self._with_constant(k, ev, acts[0])
             return
         if len(live) == 1:
-            self.miss(op, f"parameter '{self.param(live[0])}' transformed before use")
+            self.miss(aten, f"parameter '{self.param(live[0])}' transformed before use")
             self.val[out] = self.val[live[0].i]
             return
         if not acts:
-            self.miss(op, "a product of parameters")
+            self.miss(aten, "a product of parameters")
             return
         if params:
             self._with_param(ev, acts[0], params[0])
             return
         u, v = acts[:2]
         zu, zv = self.lazy(u), self.lazy(v)
-        if op == "mul":
+        if aten == "mul":
             for z, other in ((zu, zv), (zv, zu)):
                 if z.stat and z.ops[-1:] == ("rsqrt_stat",) and z.stat[0] == other.base:
                     xi = z.stat[0]
@@ -346,21 +347,21 @@ class Nodes(Axes):
             self.val[out] = Lazy(zu.base, (*zu.ops, *zv.ops, "product"), ev=ev)
             return
         nu, nv = self.need(u.i), self.need(v.i)
-        if op in ("add", "sub", "rsub"):
+        if aten in ("add", "sub", "rsub"):
             if sorted(self.node_of[nu].dims) != sorted(self.node_of[nv].dims):
-                self.miss(op, "a sum of activations of different dims (broadcast)")
+                self.miss(aten, "a sum of activations of different dims (broadcast)")
                 self.val[out] = nu
                 return
             self.val[out] = self.add("add", (nu, nv), self.dims(out), kind="add")
-        elif op == "mul":
+        elif aten == "mul":
             self.val[out] = self.add("multiply", (nu, nv), self.dims(out), kind="multiply")
         else:
-            self.miss(op, "a quotient or comparison of two activations")
+            self.miss(aten, "a quotient or comparison of two activations")
             self.val[out] = nu
 
     def _with_constant(self, k: int, ev: Event, x: T) -> None:
         """x op (a number or a constant tensor): a factor, a shift or a nonlinear step."""
-        op, a = ev.op, ev.args
+        aten, a = ev.aten, ev.args
         z = self.lazy(x)
         pos = next(j for j, y in enumerate(a) if isinstance(y, T) and y.i == x.i)
         other = a[1 - pos] if len(a) > 1 and pos < 2 else None
@@ -368,26 +369,26 @@ class Nodes(Axes):
         if isinstance(other, int | float) and not isinstance(other, bool):
             numbers = tuple(self.traces[w].events[k].args[1 - pos] for w in
                             range(len(self.traces)))
-        if numbers is not None and z.factor is None and op in ("mul", "div") and \
+        if numbers is not None and z.factor is None and aten in ("mul", "div") and \
                 len(set(numbers)) > 1:  # a width-dependent multiplier after a nonlinearity
             self.need(x.i)
             z = Lazy(x.i, (), tuple(1.0 for _ in self.traces))
         factor = z.factor
-        stat = z.stat if op == "add" else None
-        if op == "mul" and numbers is not None:
+        stat = z.stat if aten == "add" else None
+        if aten == "mul" and numbers is not None:
             factor = factor and tuple(f * n for f, n in zip(factor, numbers, strict=True))
-        elif op == "div" and numbers is not None and pos == 0:
+        elif aten == "div" and numbers is not None and pos == 0:
             factor = factor and tuple(f / n for f, n in zip(factor, numbers, strict=True))
-        elif op in ("add", "sub") or (op == "rsub" and factor is not None):
-            if op == "rsub":
+        elif aten in ("add", "sub") or (aten == "rsub" and factor is not None):
+            if aten == "rsub":
                 factor = tuple(-f for f in factor)
         else:
-            if isinstance(other, T) and op in ("mul", "div") and \
+            if isinstance(other, T) and aten in ("mul", "div") and \
                     all(v == 1 for v in self.t0.shapes[other.i]):
-                self.miss(op, "a multiplier held in a tensor (its value is not visible on "
+                self.miss(aten, "a multiplier held in a tensor (its value is not visible on "
                           "the meta device)")
             factor = None
-        self.val[ev.outs[0]] = Lazy(z.base, (*z.ops, op), factor, stat, ev)
+        self.val[ev.outs[0]] = Lazy(z.base, (*z.ops, aten), factor, stat, ev)
 
     def _with_param(self, ev: Event, x: T, p: T) -> None:
         """x + b (a bias) or x * g (a gain), joined to x's node when it has none."""
@@ -396,36 +397,38 @@ class Nodes(Axes):
         xn = self.need(x.i)
         rec = self.node_of[xn]
         patoms = set(self.dims(p.i))
-        if ev.op == "add" and rec.op in ("linear", "conv") and "bias" not in rec.kw and \
+        unit = OPS[rec.op]
+        if ev.aten == "add" and "bias" in unit.fields and "in_dims" in unit.fields and \
+                "bias" not in rec.kw and \
                 patoms == set(rec.dims) - set(self.node_of[rec.inputs[0]].dims):
             rec.kw["bias"] = pname
             self.val[out] = xn
             return
-        if ev.op == "mul" and rec.op in ("rmsnorm", "layernorm") and "gain" not in rec.kw \
+        if ev.aten == "mul" and "gain" in unit.fields and "gain" not in rec.kw \
                 and patoms == set(rec.kw["over"]):
             rec.kw["gain"] = pname
             self.val[out] = xn
             return
         pn = self.need(p.i)
-        if ev.op in ("add", "sub"):
+        if ev.aten in ("add", "sub"):
             self.val[out] = self.add("add", (xn, pn), self.dims(out), kind="add")
-        elif ev.op == "mul":
+        elif ev.aten == "mul":
             self.val[out] = self.add("multiply", (xn, pn), self.dims(out), kind="multiply")
         else:
-            self.miss(ev.op, f"parameter '{pname}' used in a {ev.op}")
+            self.miss(ev.aten, f"parameter '{pname}' used in a {ev.aten}")
             self.val[out] = xn
 
     def matmul(self, k: int, ev: Event) -> None:
-        op, a = ev.op, ev.args
-        x, w = (a[1], a[2]) if op in ("addmm", "baddbmm") else (a[0], a[1])
+        aten, a = ev.aten, ev.args
+        x, w = (a[1], a[2]) if aten in ("addmm", "baddbmm") else (a[0], a[1])
         out = ev.outs[0]
         if self.param(x):
-            self.miss(op, f"parameter '{self.param(x)}' on the left of a matmul")
+            self.miss(aten, f"parameter '{self.param(x)}' on the left of a matmul")
             self._alias(ev)
             return
         over = self.flat(self.g(x.i)[-1])
         if self.param(w):
-            bias = self.param(a[0]) if op in ("addmm", "baddbmm") else None
+            bias = self.param(a[0]) if aten in ("addmm", "baddbmm") else None
             self.val[out] = self.add("linear", (self.need(x.i),), self.dims(out), main=True,
                                      kind="linear", weight=self.param(w), bias=bias,
                                      in_dims=over)
@@ -459,16 +462,16 @@ class Nodes(Axes):
         x = ev.args[0]
         over = tuple(b for b in self.flat(self.info[k]["over"]))
         z = self.val.get(x.i)
-        if ev.op == "mean" and isinstance(z, Lazy) and z.ops == ("square",):
+        if ev.aten == "mean" and isinstance(z, Lazy) and z.ops == ("square",):
             self.val[ev.outs[0]] = Lazy(z.base, ("mean",), None, (z.base, over), ev)
             return
         if not over:
             self.val[ev.outs[0]] = self.val.get(x.i)
             return
-        name = self.add("reduce", (self.need(x.i),), self.dims(ev.outs[0]), kind=ev.op,
-                        over=over, mode=ev.op)
+        name = self.add("reduce", (self.need(x.i),), self.dims(ev.outs[0]), kind=ev.aten,
+                        over=over, mode=ev.aten)
         self.val[ev.outs[0]] = name
-        if ev.op == "sum":
+        if ev.aten == "sum":
             self.const(name, tuple(1.0 for _ in self.traces), "a sum (no constant)")
 
     def cut(self, k: int, ev: Event) -> None:

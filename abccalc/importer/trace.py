@@ -42,7 +42,7 @@ class Event:
     and kwargs with tensors replaced by :class:`T`, its outputs' numbers, the module path
     it ran in and the user's source line."""
 
-    op: str
+    aten: str
     args: tuple
     kwargs: dict
     outs: tuple[int, ...]
