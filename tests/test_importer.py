@@ -308,3 +308,16 @@ def test_cli_import_writes_yaml_that_every_command_reads(run, tmp_path):
     assert from_model == from_file
     code, _, err = run("table", str(out), "--width", "d_model=1,2")
     assert code == 2 and "apply to a MODEL" in err
+
+
+def test_module_names_made_node_names():
+    """Node names follow module paths, made names where a segment is reserved
+    (docs/spec.md §1.1); parameter names stay the state_dict's, so one that is not a name
+    is a clean error naming it."""
+    imp = imported(f"{MODELS / 'misc.py'}:reserved", "width")
+    assert {n.name for n in imp.graph.nodes} == {
+        "type_m", "layers.in_proj", "relu", "values_m", "output"}
+    assert set(imp.graph.params) == {"layers.in_proj.weight", "layers.in_proj.bias",
+                                     "values.weight", "values.bias"}
+    with pytest.raises(AbcError, match=r"'layers\.in-proj\.weight' is not a name"):
+        load_model(f"{MODELS / 'misc.py'}:hyphen", {"width": (32, 64)})

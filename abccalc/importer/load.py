@@ -16,7 +16,7 @@ from typing import Any
 
 from abccalc.errors import AbcError
 from abccalc.graph.builder import GraphBuilder
-from abccalc.graph.names import clean
+from abccalc.graph.names import clean, name_error, to_name
 from abccalc.importer.imported import Imported, Recorded, Unseen
 from abccalc.importer.model import (
     example_inputs,
@@ -157,6 +157,14 @@ def _atoms_used(mapper) -> list[int]:
     return list(dict.fromkeys(mapper.atoms.find(a) for a in seen))
 
 
+def _dim_name(hint: str) -> str:
+    """A dim name made from a role hint that holds a module name (``<leaf>_vocab``)."""
+    if not hint:
+        return ""
+    name = to_name(hint)
+    return name if name_error(name, dim=True) is None else f"{name}_d"
+
+
 def _infinite_name(sizes, varied) -> tuple[str, Fraction, str]:
     best = None
     for k, v in varied.items():
@@ -222,7 +230,8 @@ def _name_atoms(spec: str, mapper, knobs, varied) -> tuple[dict[int, str], list]
                 names[a] = knob_stem
                 decl.setdefault(knob_stem, ("times", t, of))
             continue
-        stem = stem or atoms.hint.get(a) or fixed.get(sizes[0]) or f"d{sizes[0]}"
+        stem = stem or _dim_name(atoms.hint.get(a, "")) or fixed.get(sizes[0]) or \
+            f"d{sizes[0]}"
         key = (stem, sizes[0])
         if key not in shared:
             shared[key] = unique(stem)

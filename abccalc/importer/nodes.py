@@ -89,7 +89,7 @@ class Nodes(Pointwise, Axes):
         return tuple(a for a in self.atoms.flat(g) if a not in batch)
 
     def fresh(self, base: str, kind: str, main: bool = False) -> str:
-        base = node_base(base)
+        base, kind = node_base(base), node_base(kind) or "node"
         name = base if main and base and base not in self._names else \
             f"{base}.{kind}" if base else kind
         stem, n = name, 2

@@ -62,3 +62,25 @@ class Branchy(nn.Module):
 
 def branchy(width: int) -> Branchy:
     return Branchy(width)
+
+
+class Reserved(nn.Module):
+    """Module and input names that are attributes of torch.nn.Module (``values``, ``type``),
+    and a ModuleDict key of the caller's choice (``in-proj`` is not a name)."""
+
+    def __init__(self, width: int, key: str = "in_proj") -> None:
+        super().__init__()
+        self.key = key
+        self.layers = nn.ModuleDict({key: nn.Linear(16, width)})
+        self.values = nn.Linear(width, 10)
+
+    def forward(self, type: torch.Tensor) -> torch.Tensor:
+        return self.values(torch.relu(self.layers[self.key](type)))
+
+
+def reserved(width: int) -> Reserved:
+    return Reserved(width)
+
+
+def hyphen(width: int) -> Reserved:
+    return Reserved(width, "in-proj")
