@@ -126,12 +126,14 @@ def test_hf_gpt2_matches_gpt_tied(tmp_path):
 
 
 def test_hf_llama_matches_llama(tmp_path):
-    """transformers' Llama: RMSNorm written as pow/mean/rsqrt/mul, RoPE, SwiGLU; head_dim is
-    a config field, scaled with hidden_size and intermediate_size."""
+    """transformers' Llama: RMSNorm written as pow/mean/rsqrt/mul, RoPE, SwiGLU, grouped-
+    query attention (2 key heads repeated over groups of 2 query heads); head_dim is a
+    config field, scaled with hidden_size and intermediate_size. Head counts are finite,
+    so the groups change no exponent: those of examples/archs/llama.yaml."""
     cfg = tmp_path / "llama.json"
     cfg.write_text(json.dumps({
         "model_type": "llama", "hidden_size": 32, "intermediate_size": 86,
-        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
         "head_dim": 8, "vocab_size": 64, "max_position_embeddings": 16}))
     spec = f"hf:{cfg}"
     imp = imported(spec)
@@ -146,6 +148,9 @@ def test_hf_llama_matches_llama(tmp_path):
           for x in ("gate", "up", "down")),
     ])
     assert sum(n.op == "rmsnorm" for n in imp.graph.nodes) == 5  # 2 per layer + final
+    scores = imp.graph.node["model.layers.0.self_attn.scores"]
+    assert {"n_kv_head", "n_group"} <= set(scores.dims)
+    assert {imp.graph.dims[d].size for d in ("n_kv_head", "n_group")} == {2}
     assert_sdpa_default(imp)
 
 

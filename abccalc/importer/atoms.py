@@ -32,6 +32,7 @@ class Atoms:
         self.refined: dict[int, Group] = {}
         self.frozen: set[int] = set()
         self.batch: set[int] = set()
+        self.broadcast: set[int] = set()  # made by expanding a size-1 axis: copies
         self.copy_of: dict[int, int] = {}  # key positions: ctx_k is a copy of ctx
         self.hint: dict[int, str] = {}
         self._copies: dict[int, int] = {}
@@ -78,7 +79,7 @@ class Atoms:
             return False
         ra, rb = self.refined.pop(a, None), self.refined.pop(b, None)
         self.parent[b] = a
-        for s in (self.frozen, self.batch):
+        for s in (self.frozen, self.batch, self.broadcast):
             if b in s:
                 s.add(a)
         if a not in self.hint and b in self.hint:

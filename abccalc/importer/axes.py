@@ -135,7 +135,11 @@ class Axes:
             for j, s in enumerate(shape):
                 src = g[j - lead] if j >= lead else ()
                 had = self.shape(a[0].i)[j - lead] if j >= lead else None
-                res.append(src if had == s else (self.atoms.new(s),))
+                if had == s:
+                    res.append(src)
+                else:  # broadcast copies (a CLS token over the batch, keys over groups)
+                    res.append((self.atoms.new(s),))
+                    self.atoms.broadcast.add(res[-1][0])
             self.groups[out] = res
         elif aten in BINARY or aten in SOFTMAXES:
             self._broadcast(k, [t for t in tens], out)
@@ -197,14 +201,22 @@ class Axes:
         elif aten == SDPA:
             q, kk, v = (ev.kwargs[n].i for n in ("query", "key", "value"))
             gq, gk, gv = self.g(q), self.g(kk), self.g(v)
-            for u, w in zip(gq[:-2], gk[:-2], strict=True):
-                self._unify(k, u, w)
+            sq, sk = self.shape(q), self.shape(kk)
+            for j, (u, w) in enumerate(zip(gq[:-2], gk[:-2], strict=True)):
+                if sq[j] != sk[j]:  # grouped-query heads: q's = (k's heads, group)
+                    group = self.atoms.new(tuple(a // b for a, b in zip(sq[j], sk[j],
+                                                                       strict=True)))
+                    self._unify(k, u, (*w, group))
+                else:
+                    self._unify(k, u, w)
             for u, w in zip(gk[:-1], gv[:-1], strict=True):
                 self._unify(k, u, w)
             self._unify(k, gq[-1], gk[-1])
             self.groups[out] = [*gq[:-1], gv[-1]]
-            for a0 in self.atoms.flat(gq[-3]) if len(gq) >= 3 else ():
-                self.atoms.hint.setdefault(a0, "n_head")
+            heads = self.atoms.flat(gq[-3]) if len(gq) >= 3 else ()
+            names = ("n_kv_head", "n_group") if len(heads) == 2 else ("n_head",) * len(heads)
+            for a0, hint in zip(heads, names, strict=True):
+                self.atoms.hint.setdefault(a0, hint)
 
     def _broadcast(self, k: int, ins: list[int], out: int | None) -> None:
         shapes = [self.shape(i) for i in ins]

@@ -126,7 +126,8 @@ class Nodes(Pointwise, Axes):
     def need(self, i: int) -> str:
         """The node holding activation ``i`` (a lazy chain emitted, a parameter used as an
         activation given a ``param`` node, a constant index tensor an ``input`` node, a
-        split sliced dim a ``reshape``)."""
+        split sliced dim a ``reshape``). Dims made by broadcasting (keys repeated over a
+        query group) are copies: the node without them holds the coordinates."""
         v = self.val.get(i)
         if isinstance(v, Lazy):
             name = self.materialize(i, v)
@@ -142,7 +143,8 @@ class Nodes(Pointwise, Axes):
         else:
             name = v
         have = self.node_of[name].dims
-        want = self.dims(i)
+        copies = {self.atoms.find(a) for a in self.atoms.broadcast}
+        want = tuple(a for a in self.dims(i) if a in have or a not in copies)
         if sorted(have) != sorted(want):
             name = self.add("reshape", (name,), want, kind="reshape")
         self.val[i] = name
@@ -320,8 +322,6 @@ class Nodes(Pointwise, Axes):
         if self.atoms.find(s) == self.atoms.find(t):
             keys = self.atoms.key_copy(t)
             rename = ((t, keys),)
-        if kw.get("enable_gqa"):
-            self.miss("sdpa", "enable_gqa (grouped keys) is not modelled")
         nq, nk, nv = self.need(q), self.need(kk), self.need(v)
         qd = [d for d in self.node_of[nq].dims if d not in e]
         scores = self.add("contract", (nq, nk), (*qd, keys), kind="scores", over=e,
