@@ -326,3 +326,17 @@ def test_module_names_made_node_names():
                                      "values.weight", "values.bias"}
     with pytest.raises(AbcError, match=r"'layers\.in-proj\.weight' is not a name"):
         load_model(f"{MODELS / 'misc.py'}:hyphen", {"width": (32, 64)})
+
+
+def test_written_out_attention():
+    """q·kᵀ·(1/√d_head) without SDPA: the contraction gets its own key dim (ctx → ctx_k)
+    and the model's factor recorded on it, 32^-½·(1, 1/√2) at d_head 8, 16 → exponent ½;
+    μP's is 1 (TP5 Def. 4.1); probs·v carries none (its sum is over the finite keys)."""
+    imp = imported(f"{MODELS / 'misc.py'}:manual_attention", "d_model")
+    g = imp.graph
+    scores, mix = (n for n in g.nodes if n.op == "contract")
+    assert scores.rename == (("ctx", "ctx_k"),) and "ctx_k" in scores.dims
+    assert imp.constants[scores.name].exponent == Fraction(1, 2)
+    assert imp.constants[mix.name].exponent == 0
+    assert solve(g, "adam").alpha == {scores.name: 1, mix.name: 0}
+    assert not [n for n in g.nodes if n.op == "scale"] and not imp.unseen

@@ -49,6 +49,7 @@ class Axes:
         self.atoms = Atoms(len(traces))
         self.groups: dict[int, list[Group]] = {}
         self.info: dict[int, dict] = {}
+        self.from_param = {i for i, kind in enumerate(self.t0.kinds) if kind == "param"}
 
     # -- sizes and groups --------------------------------------------------------------------
     def shape(self, i: int) -> list[tuple[int, ...]]:
@@ -98,6 +99,9 @@ class Axes:
         aten, a = ev.aten, ev.args
         tens = [x.i for x in a if isinstance(x, T)]
         out = ev.outs[0] if ev.outs else None
+        if tens and out is not None and (aten in VIEWS or aten in PERMUTES or aten in SAME
+                                         or aten == "expand") and tens[0] in self.from_param:
+            self.from_param.add(out)
         if aten in VIEWS:
             self.groups[out] = self.atoms.reshape(self.g(a[0].i), self.shape(out))
         elif aten in PERMUTES:
@@ -149,18 +153,19 @@ class Axes:
             batch = gx[:-2]
             for u, v in zip(batch, gw[:-2], strict=True):
                 self._unify(k, u, v)
-            rename = self._contract_axes(k, gx[-1], gw[-2])
-            if self.t0.kinds[w] == "param" or ev.module:
+            self._contract_axes(k, gx[-1], gw[-2])
+            if w in self.from_param:  # a weight's finite out dim: the module's outputs
                 leaf = ev.module.rsplit(".", 1)[-1] or "out"
                 for a0 in self.atoms.flat(gw[-1]):
                     if len(set(self.atoms.sizes[a0])) == 1:
                         self.atoms.hint.setdefault(a0, f"{leaf}_out")
-            free = tuple(self.atoms.key_copy(r) if r in rename else r
+            rows = self.atoms.flat(gx[-2])
+            free = tuple(self.atoms.key_copy(r) if r in rows else r
                          for r in self.atoms.flat(gw[-1]))
-            if any(r in self.atoms.flat(gx[-2]) for r in free):
-                free = tuple(self.atoms.key_copy(r) if r in self.atoms.flat(gx[-2]) else r
-                             for r in free)
-                self.info.setdefault(k, {})["keys"] = True
+            clash = tuple((r, c) for r, c in zip(self.atoms.flat(gw[-1]), free, strict=True)
+                          if r != c)
+            if clash:  # q·kᵀ: the keys' positions get a dim of their own (ctx → ctx_k)
+                self.info.setdefault(k, {})["rename"] = clash
             self.groups[out] = [*batch, gx[-2], free]
             if aten in ("addmm", "baddbmm") and isinstance(a[0], T):
                 self._broadcast(k, [out, a[0].i], None)

@@ -56,6 +56,14 @@ class Pointwise:
             if all(abs(f) == 1 for f in z.factor):
                 self.val[i] = base
                 return base
+            recorded = next((c for c in self.constants if c.node == base), None)
+            if recorded is not None and recorded.what.startswith("a matmul"):
+                # (q·kᵀ)·s: the model's multiplier of that contraction, recorded on it
+                recorded.values = tuple(v * f for v, f in zip(recorded.values, z.factor,
+                                                              strict=True))
+                recorded.what = "a matmul of two activations, times a constant"
+                self.val[i] = base
+                return base
             name = self.add("scale", (base,), self.node_of[base].dims, kind="scale",
                             value=float(z.factor[0]))
             self.const(name, z.factor, "a constant multiplier (mul/div by a number)")

@@ -3,6 +3,8 @@ control flow that depends on the width."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -84,3 +86,29 @@ def reserved(width: int) -> Reserved:
 
 def hyphen(width: int) -> Reserved:
     return Reserved(width, "in-proj")
+
+
+class ManualAttention(nn.Module):
+    """Attention written out: softmax(q·kᵀ/√d_head, masked) · v, no SDPA."""
+
+    def __init__(self, d_model: int, n_head: int = 4) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.wte = nn.Embedding(64, d_model)
+        self.q, self.k, self.v, self.o = (nn.Linear(d_model, d_model) for _ in range(4))
+        self.head = nn.Linear(d_model, 64)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.wte(idx)
+        b, t, c = x.shape
+        q, k, v = (f(x).view(b, t, self.n_head, -1).transpose(1, 2)
+                   for f in (self.q, self.k, self.v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        mask = torch.tril(torch.ones(t, t, device=x.device)).view(1, 1, t, t)
+        att = att.masked_fill(mask == 0, float("-inf")).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(b, t, c)
+        return self.head(x + self.o(y))
+
+
+def manual_attention(d_model: int) -> ManualAttention:
+    return ManualAttention(d_model)
