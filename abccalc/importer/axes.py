@@ -73,9 +73,6 @@ class Axes:
         args = self.traces[w].events[k].args
         return args[pos] if pos < len(args) else None
 
-    def arg_all(self, k: int, pos: int) -> tuple:
-        return tuple(self.arg(k, pos, w) for w in range(len(self.traces)))
-
     # -- pass 1: axes ----------------------------------------------------------------------
     def axes(self) -> None:
         for k, ev in enumerate(self.t0.events):
