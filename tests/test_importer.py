@@ -340,3 +340,15 @@ def test_written_out_attention():
     assert imp.constants[mix.name].exponent == 0
     assert solve(g, "adam").alpha == {scores.name: 1, mix.name: 0}
     assert not [n for n in g.nodes if n.op == "scale"] and not imp.unseen
+
+
+def test_torch_multihead_attention():
+    """nn.MultiheadAttention calls SDPA from inside its own torch function: still one SDPA
+    (scale exponent ½, μP's 1), and its packed in_proj_weight [3·d, d] is a hidden weight
+    (Adam (0, ½, 1) in table8, as examples/gpt.yaml's W_q)."""
+    imp = imported(f"{MODELS / 'misc.py'}:torch_encoder", "d_model")
+    assert_sdpa_default(imp)
+    assert not [n for n in imp.graph.nodes if n.op == "scale"] and not imp.unseen
+    want = exps(str(ROOT / "examples" / "gpt.yaml"), "adam")["block.0.W_q"]
+    got = exps(spec_key(f"{MODELS / 'misc.py'}:torch_encoder", "d_model"), "adam")
+    assert got["enc.self_attn.in_proj_weight"] == want

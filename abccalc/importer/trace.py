@@ -146,7 +146,12 @@ class Tracer(TorchDispatchMode):
 
 class WholeSDPA(TorchFunctionMode):
     """Keeps ``F.scaled_dot_product_attention`` one event, its output an empty tensor of
-    the right shape (no math path is traced)."""
+    the right shape (no math path is traced). A torch function mode does not see calls
+    made inside another torch function (``nn.MultiheadAttention``'s forward), so the
+    function is also replaced in ``torch.nn.functional`` while tracing."""
+
+    NAMES = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale",
+             "enable_gqa")
 
     def __init__(self, tracer: Tracer) -> None:
         super().__init__()
@@ -154,11 +159,12 @@ class WholeSDPA(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is not F.scaled_dot_product_attention:
+        if func is not _SDPA:
             return func(*args, **kwargs)
-        names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale",
-                 "enable_gqa")
-        call = {**dict(zip(names, args, strict=False)), **kwargs}
+        return self.call(*args, **kwargs)
+
+    def call(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        call = {**dict(zip(self.NAMES, args, strict=False)), **kwargs}
         q, v = call["query"], call["value"]
         self.tracer._quiet += 1
         try:
@@ -169,6 +175,9 @@ class WholeSDPA(TorchFunctionMode):
         return out
 
 
+_SDPA = F.scaled_dot_product_attention
+
+
 def run_trace(model: torch.nn.Module, inputs: dict[str, Any]) -> Trace:
     """Trace ``model(**inputs)`` (tensors on ``meta``) without autograd."""
     tracer = Tracer(model)
@@ -177,10 +186,13 @@ def run_trace(model: torch.nn.Module, inputs: dict[str, Any]) -> Trace:
             tracer.register(value, "input", name)
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(tracer.pre_hook),
              torch.nn.modules.module.register_module_forward_hook(tracer.post_hook)]
+    whole = WholeSDPA(tracer)
+    F.scaled_dot_product_attention = whole.call
     try:
-        with torch.no_grad(), tracer, WholeSDPA(tracer):
+        with torch.no_grad(), tracer, whole:
             out = model(**inputs)
     finally:
+        F.scaled_dot_product_attention = _SDPA
         for h in hooks:
             h.remove()
     tracer.trace.output = _first_output(tracer, out)

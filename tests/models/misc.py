@@ -112,3 +112,22 @@ class ManualAttention(nn.Module):
 
 def manual_attention(d_model: int) -> ManualAttention:
     return ManualAttention(d_model)
+
+
+class TorchEncoder(nn.Module):
+    """PyTorch's own nn.TransformerEncoderLayer (nn.MultiheadAttention with its packed
+    in_proj_weight), post-LN, between an embedding and a readout."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, d_model)
+        self.enc = nn.TransformerEncoderLayer(d_model, 4, 4 * d_model, dropout=0.0,
+                                              batch_first=True)
+        self.out = nn.Linear(d_model, 50)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.out(self.enc(self.emb(idx)))
+
+
+def torch_encoder(d_model: int) -> TorchEncoder:
+    return TorchEncoder(d_model)
