@@ -352,3 +352,12 @@ def test_torch_multihead_attention():
     want = exps(str(ROOT / "examples" / "gpt.yaml"), "adam")["block.0.W_q"]
     got = exps(spec_key(f"{MODELS / 'misc.py'}:torch_encoder", "d_model"), "adam")
     assert got["enc.self_attn.in_proj_weight"] == want
+
+
+def test_custom_autograd_function_is_listed():
+    """A custom autograd.Function's forward is traced, but its backward is not seen: it is
+    listed with its class and source line (and its round, outside the calculus, too)."""
+    imp = imported(f"{MODELS / 'misc.py'}:quantized", "width")
+    ops = {u.op: u.reason for u in imp.unseen}
+    assert "backward" in ops["autograd.Function RoundSTE"]
+    assert "misc.py:" in ops["autograd.Function RoundSTE"] and "round" in ops

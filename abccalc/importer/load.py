@@ -71,7 +71,10 @@ def load_model(spec: str, widths: dict[str, tuple[int, ...]] | None = None,
                            f"{type(e).__name__}: {clean(e)} (data-dependent control flow "
                            "or .item() cannot run on the meta device)") from None
     _same_control_flow(spec, traces)
-    unseen: list[Unseen] = []
+    unseen = [Unseen(module or "<model>", f"autograd.Function {name}",
+                     "a custom autograd function: its forward is traced, its backward "
+                     "(which may rescale gradients) is not seen" + (f" ({src})" if src else ""))
+              for module, name, src in dict.fromkeys(traces[0].customs)]
     mapper = Nodes(traces)
     mapper.run()
     graph = _build(parsed.name, spec, mapper, knobs, varied)

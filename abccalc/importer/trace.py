@@ -63,6 +63,9 @@ class Trace:
     kinds: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     output: int | None = None  # the model's output tensor
+    customs: list[tuple[str, str, str]] = field(default_factory=list)
+    # (module, class, source) of each custom autograd.Function applied: forward traced,
+    # backward unseen
 
 
 def _source() -> str:
@@ -187,12 +190,20 @@ def run_trace(model: torch.nn.Module, inputs: dict[str, Any]) -> Trace:
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(tracer.pre_hook),
              torch.nn.modules.module.register_module_forward_hook(tracer.post_hook)]
     whole = WholeSDPA(tracer)
+    apply = torch.autograd.Function.__dict__["apply"]
+
+    def custom(cls, *args: Any, **kwargs: Any) -> Any:
+        tracer.trace.customs.append((tracer.module, cls.__name__, _source()))
+        return apply.__func__(cls, *args, **kwargs)
+
     F.scaled_dot_product_attention = whole.call
+    torch.autograd.Function.apply = classmethod(custom)
     try:
         with torch.no_grad(), tracer, whole:
             out = model(**inputs)
     finally:
         F.scaled_dot_product_attention = _SDPA
+        torch.autograd.Function.apply = apply
         for h in hooks:
             h.remove()
     tracer.trace.output = _first_output(tracer, out)

@@ -131,3 +131,29 @@ class TorchEncoder(nn.Module):
 
 def torch_encoder(d_model: int) -> TorchEncoder:
     return TorchEncoder(d_model)
+
+
+class RoundSTE(torch.autograd.Function):
+    """Rounding with a straight-through gradient (a custom backward)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+class Quantized(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(16, width)
+        self.fc2 = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(RoundSTE.apply(self.fc1(x)))
+
+
+def quantized(width: int) -> Quantized:
+    return Quantized(width)
