@@ -265,7 +265,7 @@ class Axes:
             if sx[j] == so[j] and all(s == 1 for s in stride):
                 spatial.append(gx[j])
             elif patchify:
-                grid = self.atoms.new(so[j])
+                grid = self.atoms.new(so[j], f"grid_{'hwd'[j - 2] if j < 5 else j}")
                 self._unify(k, gx[j], (grid, *gw[j]))
                 spatial.append((grid,))
             else:
@@ -333,7 +333,7 @@ class Axes:
         flat = self.atoms.flat(self.g(i)[dim], keep_ones=True)
         if len(flat) == 1:
             return flat[0]
-        merged = self.atoms.new(self.shape(i)[dim])
+        merged = self.atoms.new(self.shape(i)[dim], "patch")  # a flattened grid
         self.groups[i] = [*self.g(i)[:dim], (merged,), *self.g(i)[dim + 1:]]
         return merged
 
@@ -349,8 +349,11 @@ class Axes:
         dim = (ev.args[1] if len(ev.args) > 1 else ev.kwargs.get("dim", 0)) % \
             len(self.shape(out))
         parts = [self._single(i, dim) for i in ins]
-        whole = self.atoms.new(self.shape(out)[dim])
+        whole = self.atoms.new(self.shape(out)[dim], "tok")
         self.atoms.frozen.update([whole, *parts])
+        for p in parts:
+            if self.atoms.one(p):
+                self.atoms.hint.setdefault(p, "cls")  # one prepended token
         rest = [j for j in range(len(self.shape(out))) if j != dim]
         for i in ins[1:]:
             for j in rest:
