@@ -240,11 +240,11 @@ def _name_atoms(spec: str, mapper, knobs, varied) -> tuple[dict[int, str], list]
             shared[key] = unique(stem)
             decl[shared[key]] = ("size", sizes[0])
         names[a] = shared[key]
-    for r in mapper.nodes:  # two distinct atoms of one name in a node: rename the second
+    for r in mapper.nodes:  # two finite atoms of one name in a node: rename the second
         seen: dict[str, int] = {}
         for a in r.dims:
-            if seen.setdefault(names[a], a) != a and not atoms.sizes[a][0] != \
-                    atoms.sizes[a][-1]:
+            finite = len(set(atoms.sizes[a])) == 1
+            if seen.setdefault(names[a], a) != a and finite:
                 names[a] = unique(names[a])
                 decl[names[a]] = ("size", atoms.sizes[a][0])
     return names, list(decl.items())
