@@ -327,6 +327,8 @@ def test_tied_readout_with_its_own_bias(tmp_path: Path) -> None:
     with torch.no_grad():
         model.logits.bias.fill_(0.5)
         e = model.emb.weight
-        a_emb, a_out = model.mult[("emb", "E")], model.mult[("logits", "E")]
+        # Table 8: the embedding's multiplier is 1, the readout use's 1/m, m = 16/8
+        assert model.mult == {("logits", "E"): 0.5}
+        a_emb, a_out = 1.0, model.mult[("logits", "E")]
         want = (a_emb * e[ids]) @ (a_out * e).T + 0.5
         assert torch.allclose(model(ids), want, atol=1e-5)
