@@ -40,9 +40,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from abccalc.emit.codegen import generate, load_parametrization
-from abccalc.graph.spec import load_graph
-
 ROOT = Path(__file__).resolve().parent.parent
 GPT = ROOT / "examples" / "gpt.yaml"
 N_HEAD = 4  # examples/gpt.yaml's finite head count
@@ -51,7 +48,11 @@ BASE = {"d_model": 64, "d_head": 16}  # its base widths
 
 def generated_module(n_layer: int, ctx: int, tmp: Path) -> ModuleType:
     """``abccalc codegen --model`` of examples/gpt.yaml, imported from a file (so that
-    torch.compile can read its source)."""
+    torch.compile can read its source). Imports this checkout's abccalc, not an installed one."""
+    sys.path.insert(0, str(ROOT))
+    from abccalc.emit.codegen import generate, load_parametrization
+    from abccalc.graph.spec import load_graph
+
     graph = load_graph(GPT, {"n_layer": str(n_layer), "ctx": str(ctx)})
     path = tmp / "generated_gpt.py"
     path.write_text(generate(load_parametrization(graph, "adam", "table8"), model=True))
