@@ -244,29 +244,48 @@ def _module_lines(scope: Scope, lists: dict[str, dict[str, str]]) -> list[str]:
     return lines
 
 
+def wrap(line: str, limit: int = 100) -> list[str]:
+    """``line`` broken after commas inside brackets so that each piece fits ``limit``
+    columns, continuing under the bracket's first argument; a string is one token, never
+    broken. A line that does not tokenize alone (part of a bracket) stays as it is."""
+    body = line.lstrip()
+    pad = len(line) - len(body)
+    if len(line) <= limit:
+        return [line]
+    try:
+        toks = list(tokenize.generate_tokens(io.StringIO(body).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return [line]
+    opens: list[int] = []
+    breaks: list[tuple[int, int]] = []  # (column after a comma, its bracket's column)
+    for t in toks:
+        if t.type == tokenize.OP and t.string in "([{":
+            opens.append(t.end[1])
+        elif t.type == tokenize.OP and t.string in ")]}":
+            opens.pop()
+        elif t.type == tokenize.OP and t.string == "," and opens:
+            breaks.append((t.end[1], opens[-1]))
+    out, start, indent = [], 0, pad
+    while indent + len(body) - start > limit:
+        fits = [(c, col) for c, col in breaks if start < c and indent + c - start <= limit]
+        if not fits:
+            break
+        c, col = fits[-1]
+        out.append(" " * indent + body[start:c].strip())
+        start, indent = c, pad + col
+    return [*out, " " * indent + body[start:].strip()]
+
+
 def _indent(lines: list[str], n: int) -> str:
-    return "".join(f"{' ' * n}{line}\n" for line in lines)
-
-
-def _def(name: str, args: str, ret: str) -> str:
-    """A method's ``def`` line, wrapped at its arguments (identifiers and annotations,
-    no strings) to 100 columns."""
-    lines = [f"    def {name}(self"]
-    for arg in args.split(", "):
-        if len(lines[-1]) + len(arg) + 2 > 96:
-            lines[-1] += ","
-            lines.append(" " * (9 + len(name)) + arg)
-        else:
-            lines[-1] += f", {arg}"
-    return "\n".join(lines) + f") -> {ret}:\n"
+    return "".join(f"{piece}\n" for line in lines for piece in wrap(" " * n + line))
 
 
 def _methods(init_args: str, init: list[str], forward_args: str, body: list[str],
              ret: str) -> str:
     sizes = ["s = self.sizes"] if _uses(body, "s") else []
-    return (_def("__init__", init_args, "None")
+    return (_indent([f"def __init__(self, {init_args}) -> None:"], 4)
             + _indent(["super().__init__()", *init], 8) + "\n"
-            + _def("forward", forward_args, "torch.Tensor")
+            + _indent([f"def forward(self, {forward_args}) -> torch.Tensor:"], 4)
             + _indent([*sizes, *body, f"return {ret}"], 8))
 
 
