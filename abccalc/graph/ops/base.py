@@ -2,8 +2,9 @@
 
 An :class:`Op` is to abccalc what a primitive is to JAX (docs/contributing_ops.md): its dim
 check is the shape rule, its forward size rule the abstract evaluation, its backward rule
-the transpose rule, and its PyTorch snippets the lowering. The solver, size propagation,
-the presets, classify, check and codegen ask the unit; none of them names an op.
+the transpose rule, and its PyTorch emission (``torch_forward``) the lowering. The solver,
+size propagation, the presets, classify, check and codegen ask the unit; none of them names
+an op.
 
 Sizes are exponents of the width n (:mod:`abccalc.exponents`): ``s0`` at init, ``sd`` of
 the change in training, ``st = max(s0, sd)``, ``g`` of ∂L/∂v. Every method has the default
