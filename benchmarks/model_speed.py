@@ -182,14 +182,15 @@ def build(kind: str, gen_module: ModuleType, d_model: int, n_layer: int, ctx: in
     torch.manual_seed(0)
     gen = gen_module.Model({"d_model": d_model, "d_head": d_model // N_HEAD})
     gen_module.init_(gen)
-    gen.to(device)
     if kind == "generated":
-        model, groups = gen, gen_module.param_groups(gen, lr)
-    else:
-        model = HandGPT(d_model, n_layer, ctx=ctx).to(device)
+        model = gen.to(device)
+        groups = gen_module.param_groups(model, lr)
+    else:  # built and loaded on the CPU, so that only it reaches the device
+        model = HandGPT(d_model, n_layer, ctx=ctx)
         copy_weights(gen, model)
+        model.to(device)  # keeps the Parameter objects: hand_groups may name them
         groups = hand_groups(gen_module, gen, model, lr)
-    opt = torch.optim.AdamW(groups, lr=lr)
+    opt = torch.optim.AdamW(groups, lr=lr, foreach=True)  # CUDA's default, on CPU too
     return (torch.compile(model) if compiled else model), opt
 
 

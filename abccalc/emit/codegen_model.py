@@ -21,6 +21,7 @@ and :func:`module_part` (:mod:`abccalc.emit.pynames`) and the scope's local name
 from __future__ import annotations
 
 import io
+import keyword
 import pprint
 import re
 import tokenize
@@ -29,7 +30,7 @@ import sympy
 from sympy.printing.pycode import pycode
 
 from abccalc.emit.model_blocks import RepeatBlock, find_blocks
-from abccalc.emit.model_scope import Scope, attr_path
+from abccalc.emit.model_scope import RESERVED, Scope, attr_path
 from abccalc.emit.pynames import (
     MODULE_ATTRIBUTES,
     check_module_path,
@@ -306,8 +307,12 @@ def _block_class(block: RepeatBlock, scope: Scope) -> str:
                        scope.var(block.prefix + block.output)))
 
 
-def _carry_var(taken: set[str]) -> str:
-    return next(v for v in ("x", "h", "carry", "hidden", "_carry") if v not in taken)
+def _free_var(taken: set[str], first: str = "x") -> str:
+    """``first`` if it is a plain name no one else takes, else the first free of x, h,
+    carry, hidden (``_carry`` at worst: scope variables never start with one ``_``)."""
+    return next(v for v in (first, "x", "h", "carry", "hidden", "_carry")
+                if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) and not keyword.iskeyword(v)
+                and v not in taken and v not in RESERVED)
 
 
 def _loop(block: RepeatBlock, scope: Scope) -> list[str]:
@@ -343,7 +348,7 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
                       mults={(k[0][len(b.prefix):], k[1][len(b.prefix):]): v
                              for k, v in mults.items() if k[0] in mine},
                       consts={k[len(b.prefix):]: v for k, v in consts.items() if k in mine},
-                      alias={b.carry: _carry_var(taken)})
+                      alias={b.carry: _free_var(taken)})
         classes.append(_block_class(b, scope))
         helpers |= scope.helpers
         params |= scope.uses_params
@@ -352,8 +357,7 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
     taken = {n.name for n in top}
     alias = {}
     for b in blocks:
-        var = _carry_var(taken) if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", b.name) \
-            or b.name in taken else b.name
+        var = _free_var(taken, b.name)
         taken.add(var)
         alias[f"{b.name}.{b.count - 1}.{b.output}"] = var
     scope = Scope(graph, names, top, inputs,

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from abccalc.graph.core import Graph, Kind, Node
 from abccalc.graph.ops import OPS
 
-# Local names the generated forward uses itself: no activation variable takes them.
-RESERVED = frozenset({"self", "capture", "prefix", "s", "F", "torch", "math", "i", "layer",
-                      "mask"})
+# Names a generated forward reads itself (its arguments and locals, the module's globals
+# and builtins it calls): no activation variable takes them.
+RESERVED = frozenset({"self", "capture", "prefix", "s", "i", "layer", "mask", "F", "torch",
+                      "math", "Params", "causal_mask", "conv_last", "dim_sizes", "float",
+                      "enumerate"})
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
