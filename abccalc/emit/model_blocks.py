@@ -47,16 +47,18 @@ def _local_param(node: Node, pre: str) -> Node:
     return node.with_(name=node.name[len(pre):], inputs=(), **fields)
 
 
-def _signature(graph: Graph, iteration: list[Node], pres: list[str], i: int) -> list:
+def _signature(graph: Graph, iters: list[list[Node]], pres: list[str], i: int) -> list:
     """Each node of iteration ``i`` with its names made local and its inputs classified:
     ("local", name), ("prev", local name in iteration i−1) or ("outer", name), with dims."""
     out = []
-    for node in iteration:
+    mine = {n.name for n in iters[i]}
+    before = {n.name for n in iters[i - 1]} if i else set()
+    for node in iters[i]:
         refs = []
         for x in node.inputs:
-            if x.startswith(pres[i]):
+            if x in mine:
                 ref = ("local", x[len(pres[i]):])
-            elif i and x.startswith(pres[i - 1]):
+            elif x in before:
                 ref = ("prev", x[len(pres[i - 1]):])
             else:
                 ref = ("outer", x)
@@ -111,7 +113,7 @@ def _block(graph: Graph, names: dict[str, str], name: str, count: int, pres: lis
            local_mults: dict, local_consts: dict) -> dict | None:
     if count < 2 or not iters[0]:
         return None
-    sigs = [_signature(graph, it, pres, i) for i, it in enumerate(iters)]
+    sigs = [_signature(graph, iters, pres, i) for i in range(count)]
     key = [sorted(map(repr, s)) for s in sigs]
     if any(k != key[1] for k in key[2:]):
         return None
@@ -136,7 +138,7 @@ def _block(graph: Graph, names: dict[str, str], name: str, count: int, pres: lis
     members = frozenset(n.name for it in iters for n in it)
     outer = tuple(dict.fromkeys(r[1] for _, refs in sigs[1] for (r, _) in refs
                                 if r[0] == "outer"))
-    if len(carry) != 1 or members & {*carry, *outer}:
+    if len(carry) != 1 or members & {*carry, *outer} or carry & set(outer):
         return None
     output = pres[-1] + out_local
     last = max(members, key=index.__getitem__)
