@@ -16,9 +16,9 @@ One training step is forward + cross-entropy + backward + ``torch.optim.AdamW.st
 (bf16 autocast on CUDA, fp32 on CPU). Timing is interleaved: in each of ``--rounds``
 rounds every model runs ``--steps`` steps after ``--warmup`` steps of its own, so a clock
 or thermal drift hits both alike; the table gives the median step time over all rounds.
-Peak memory is measured for one model at a time (allocator peak over 3 steps, weights,
-gradients and Adam state included), CUDA only. ``--compile`` repeats it all under
-``torch.compile`` (inductor, default on CUDA).
+Peak memory (CUDA) is each model's own: the allocator's peak from building it through
+its warmup steps, over what was allocated before it (the other model, idle, is constant).
+``--compile`` repeats it all under ``torch.compile`` (inductor, default on CUDA).
 """
 
 from __future__ import annotations
@@ -218,32 +218,28 @@ def check_same_function(gen_module: ModuleType, d_model: int, n_layer: int, ctx:
     return diff
 
 
-def peak_memory(kind: str, gen_module: ModuleType, args, d_model: int, data: tuple,
-                compiled: bool) -> float:
-    """Allocator peak (GiB) over 3 steps of one model alone, from an empty device."""
-    gc.collect()
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    model, opt = build(kind, gen_module, d_model, args.n_layer, args.ctx, "cuda", args.lr,
-                       compiled)
-    step = make_step(model, opt, data, "cuda")
-    for _ in range(3):
-        step()
-    sync("cuda")
-    peak = torch.cuda.max_memory_allocated() / 2**30
-    del model, opt, step
-    return peak
-
-
 def time_pair(gen_module: ModuleType, args, d_model: int, compiled: bool) -> dict:
+    """Both models' median step time, interleaved, and (CUDA) each one's peak memory: the
+    allocator's peak from building it through its warmup steps (weights, gradients, Adam
+    state, activations; compiled: its compilation), over what was allocated before it."""
     data = batch_of(args.batch, args.ctx, args.device)
+    cuda = args.device == "cuda"
+    row: dict = {"d_model": d_model, "compiled": compiled}
     steps = {}
     for kind in ("generated", "hand"):
+        if cuda:
+            gc.collect()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
         model, opt = build(kind, gen_module, d_model, args.n_layer, args.ctx, args.device,
                            args.lr, compiled)
         steps[kind] = make_step(model, opt, data, args.device)
         for _ in range(args.warmup):  # compiles here, when compiled
             steps[kind]()
+        if cuda:
+            sync(args.device)
+            row[f"{kind}_gib"] = (torch.cuda.max_memory_allocated() - base) / 2**30
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(args.rounds):
         for kind, step in steps.items():
@@ -253,13 +249,8 @@ def time_pair(gen_module: ModuleType, args, d_model: int, compiled: bool) -> dic
                 step()
                 sync(args.device)
                 times[kind].append(time.perf_counter() - t0)
-    row = {"d_model": d_model, "compiled": compiled}
     for kind in steps:
         row[f"{kind}_ms"] = 1e3 * statistics.median(times[kind])
-    steps.clear()
-    if args.device == "cuda":
-        for kind in ("generated", "hand"):
-            row[f"{kind}_gib"] = peak_memory(kind, gen_module, args, d_model, data, compiled)
     return row
 
 
