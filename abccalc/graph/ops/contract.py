@@ -188,7 +188,9 @@ def attention_plan(graph: Graph, node: Node) -> AttentionPlan | None:
     v_rename = dict(node.rename)
     v = tuple(v_rename.get(d, d) for d in graph.node[node.inputs[1]].dims)
     rest = [d for d in v if d not in (*heads, key)]
+    raw = (graph.node[scores.inputs[1]].dims, graph.node[node.inputs[1]].dims)
     if v_rename.get(query) != key or rename.get(query) != key or len(rest) != 1 \
+            or any(query not in r or key in r for r in raw) \
             or len(v) != len(heads) + 2 or head_dim not in k \
             or sorted(scores.dims) != sorted((*heads, query, key)) \
             or sorted(node.dims) != sorted((*heads, query, rest[0])) \

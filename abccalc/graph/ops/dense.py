@@ -153,9 +153,10 @@ class Conv(Linear):
         if Kind.WEIGHT not in owned:
             return Op.torch_module(self, node, ctx)
         kernel = ", ".join(ctx.size([k]) for k in node.kernel)
+        kernel = f"({kernel},)" if len(node.kernel) == 1 else f"({kernel})"
         bias = "" if Kind.BIAS in owned else ", bias=False"
         return (f"torch.nn.Conv{len(node.kernel)}d({ctx.size(node.in_dims)}, "
-                f"{ctx.size(self.out_dims(ctx, node))}, ({kernel},), padding=\"same\"{bias})")
+                f"{ctx.size(self.out_dims(ctx, node))}, {kernel}, padding=\"same\"{bias})")
 
     def apply(self, node: Node, ctx: TorchCtx, x: str, out: list[str]) -> str:
         """The kernel slides over the last len(kernel) batch dims (channels last)."""
