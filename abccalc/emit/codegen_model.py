@@ -397,13 +397,13 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
     text += "".join(HELPERS[h] for h in sorted({*helpers, *(["Params"] if params else [])}))
     text += "".join(classes)
     text += (f"\n\nclass Model(torch.nn.Module):\n"
-             f'    """`{doc_text(graph.name)}` as a module: ``Model(widths)``, e.g. '
-             f"``Model({{{doc_text(example)}}})``\n"
-             "    (see ``dim_sizes``). ``forward`` takes the inputs in ``INPUTS`` order, "
-             "each with a\n    leading batch axis, and returns the first output; "
-             "``capture={}`` also collects\n    every activation by node name. The forward "
-             "applies every multiplier itself, so\n"
-             '    ``apply_multipliers`` leaves a Model alone."""\n\n'
+             f'    """`{doc_text(graph.name)}` as a module, built with ``Model(widths)``, e.g.\n'
+             f"    ``Model({{{doc_text(example)}}})`` (see ``dim_sizes``).\n\n"
+             "    ``forward`` takes the inputs in ``INPUTS`` order, each with a leading batch "
+             "axis,\n    and returns the first output; ``capture={}`` also collects every "
+             "activation by\n    node name. The forward applies every multiplier and "
+             "constant itself (``mult``,\n    ``const``), so ``apply_multipliers`` leaves "
+             'a Model alone."""\n\n'
              "    applies_multipliers = True\n\n"
              + _methods("widths: dict[str, int]", init,
                         f"{args}*, capture: dict | None = None",

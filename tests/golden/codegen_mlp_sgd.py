@@ -293,11 +293,13 @@ def dim_sizes(widths: dict[str, int]) -> dict[str, int]:
 
 
 class Model(torch.nn.Module):
-    """`mlp` as a module: ``Model(widths)``, e.g. ``Model({'width': 256})``
-    (see ``dim_sizes``). ``forward`` takes the inputs in ``INPUTS`` order, each with a
-    leading batch axis, and returns the first output; ``capture={}`` also collects
-    every activation by node name. The forward applies every multiplier itself, so
-    ``apply_multipliers`` leaves a Model alone."""
+    """`mlp` as a module, built with ``Model(widths)``, e.g.
+    ``Model({'width': 256})`` (see ``dim_sizes``).
+
+    ``forward`` takes the inputs in ``INPUTS`` order, each with a leading batch axis,
+    and returns the first output; ``capture={}`` also collects every activation by
+    node name. The forward applies every multiplier and constant itself (``mult``,
+    ``const``), so ``apply_multipliers`` leaves a Model alone."""
 
     applies_multipliers = True
 
