@@ -82,19 +82,38 @@ def size_text(expr: sympy.Expr) -> str:
     return py_expr(expr, {str(d): f"s[{str(d)!r}]" for d in expr.free_symbols})
 
 
-def multiplier_exprs(p: Parametrization) -> dict[tuple[str, str], sympy.Expr]:
-    """(node, parameter) → the parameter's multiplier at that use, m^e with m the width
-    ratio of its first use's infinite fan (TP5 Eq. 4), where it is not identically 1."""
+def multiplier_texts(p: Parametrization) -> dict[tuple[str, str], str]:
+    """(node, parameter) → Python text of the parameter's multiplier at that use, m^e with
+    m the width ratio of its first use's infinite fan (TP5 Eq. 4), where it is not
+    identically 1. Each distinct (fan, e) is printed once (a deep model repeats them)."""
     graph = p.graph
-    out = {}
+    out, memo = {}, {}
     for r in p.params.values():
         fan = r.use.fan_in if graph.inf(r.use.fan_in) else r.use.fan_out
-        m = sympy.Mul(*(sympy.Symbol(d, positive=True) / graph.dims[d].size
-                        for d in fan if graph.dims[d].infinite))
         for use in r.uses:
             e = ratio_exponents(p, r, use)[1]
-            if e:
-                out[(use.node, r.name)] = m ** sympy.Rational(e.numerator, e.denominator)
+            if not e:
+                continue
+            if (fan, e) not in memo:
+                m = sympy.Mul(*(sympy.Symbol(d, positive=True) / graph.dims[d].size
+                                for d in fan if graph.dims[d].infinite))
+                memo[fan, e] = size_text(m ** sympy.Rational(e.numerator, e.denominator))
+            out[(use.node, r.name)] = memo[fan, e]
+    return out
+
+
+def constant_texts(p: Parametrization) -> dict[str, str]:
+    """Node → Python text of its constant (:func:`constant_expr`) where it is not
+    identically 1, each distinct one printed once."""
+    out, memo = {}, {}
+    for name in sorted(p.constants):
+        node = p.graph.node[name]
+        key = (node.op, node.over, node.dims, node.value, p.constants[name])
+        if key not in memo:
+            expr = constant_expr(p, name)
+            memo[key] = None if expr == 1 else size_text(expr)
+        if memo[key] is not None:
+            out[name] = memo[key]
     return out
 
 
@@ -332,9 +351,7 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
     order its nodes and dims were declared in."""
     graph = p.graph
     check_model_names(graph, names)
-    mults = {k: size_text(v) for k, v in multiplier_exprs(p).items()}
-    consts = {n: size_text(e) for n in sorted(p.constants)
-              if (e := constant_expr(p, n)) != 1}
+    mults, consts = multiplier_texts(p), constant_texts(p)
     blocks = find_blocks(graph, names, mults, consts)
     members = {n for b in blocks for n in b.members}
     helpers: set[str] = set()

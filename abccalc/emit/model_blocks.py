@@ -14,7 +14,7 @@ by node in the Model's forward.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from abccalc.emit.pynames import module_path
 from abccalc.graph.core import Graph, Node
@@ -41,10 +41,16 @@ class RepeatBlock:
     last: str
 
 
-def _local_param(node: Node, pre: str) -> Node:
-    fields = {k: getattr(node, k)[len(pre):] for k in ("weight", "bias", "gain")
-              if getattr(node, k) is not None}
-    return node.with_(name=node.name[len(pre):], inputs=(), **fields)
+_PARAMS = ("weight", "bias", "gain")
+_SAME = tuple(f.name for f in fields(Node) if f.name not in ("name", "inputs", *_PARAMS))
+
+
+def _local_node(node: Node, pre: str) -> tuple:
+    """What must agree between iterations: the node's local name, its fields and its
+    parameters' local names."""
+    return (node.name[len(pre):], *(getattr(node, f) for f in _SAME),
+            *(None if getattr(node, k) is None else getattr(node, k)[len(pre):]
+              for k in _PARAMS))
 
 
 def _signature(graph: Graph, iters: list[list[Node]], pres: list[str], i: int) -> list:
@@ -63,7 +69,7 @@ def _signature(graph: Graph, iters: list[list[Node]], pres: list[str], i: int) -
             else:
                 ref = ("outer", x)
             refs.append((ref, graph.node[x].dims))
-        out.append((_local_param(node, pres[i]), tuple(refs)))
+        out.append((_local_node(node, pres[i]), tuple(refs)))
     return out
 
 
@@ -100,7 +106,12 @@ def find_blocks(graph: Graph, names: dict[str, str], local_mults: dict, local_co
     out = []
     for name, count in graph.repeats:
         pres = [f"{name}.{i}." for i in range(count)]
-        iters = [[n for n in graph.order if n.name.startswith(pre)] for pre in pres]
+        iters: list[list[Node]] = [[] for _ in range(count)]
+        for n in graph.order:  # one pass: iteration i's nodes are <name>.<i>.<local>
+            head, dot, rest = n.name[len(name) + 1:].partition(".")
+            if n.name.startswith(f"{name}.") and dot and head.isdigit() \
+                    and int(head) < count and rest:
+                iters[int(head)].append(n)
         block = _block(graph, names, name, count, pres, iters, index, owner,
                        local_mults, local_consts)
         if block is not None:
@@ -114,21 +125,21 @@ def _block(graph: Graph, names: dict[str, str], name: str, count: int, pres: lis
     if count < 2 or not iters[0]:
         return None
     sigs = [_signature(graph, iters, pres, i) for i in range(count)]
-    key = [sorted(map(repr, s)) for s in sigs]
+    key = [{node[0]: (node, refs) for node, refs in sig} for sig in sigs]
     if any(k != key[1] for k in key[2:]):
         return None
     prev = {ref[1] for _, refs in sigs[1] for (ref, _) in refs if ref[0] == "prev"}
     if len(prev) != 1:
         return None
     (out_local,) = prev
-    zero = {n.name: (n, refs) for n, refs in sigs[0]}
+    zero = key[0]
     if len(zero) != len(sigs[1]):
         return None
     carry: set[str] = set()
     for node, refs in sigs[1]:
-        if node.name not in zero or zero[node.name][0] != node:
+        if node[0] not in zero or zero[node[0]][0] != node:
             return None
-        for (r1, d1), (r0, d0) in zip(refs, zero[node.name][1], strict=True):
+        for (r1, d1), (r0, d0) in zip(refs, zero[node[0]][1], strict=True):
             if d1 != d0 or (r1[0] != "prev" and r1 != r0):
                 return None
             if r1[0] == "prev":
@@ -146,12 +157,15 @@ def _block(graph: Graph, names: dict[str, str], name: str, count: int, pres: lis
         if n.name not in members and any(x in members for x in n.inputs) and (
                 index[n.name] < index[last] or set(n.inputs) & members != {output}):
             return None
-    states = []
-    for pre, it in zip(pres, iters, strict=True):
-        mine = {n.name for n in it}
-        states.append((
-            {(a[len(pre):], b[len(pre):]): v for (a, b), v in local_mults.items() if a in mine},
-            {k[len(pre):]: v for k, v in local_consts.items() if k in mine}))
+    where = {n.name: i for i, it in enumerate(iters) for n in it}
+    states: list[tuple[dict, dict]] = [({}, {}) for _ in range(count)]
+    for (a, b), v in local_mults.items():
+        if a in where:
+            pre = pres[where[a]]
+            states[where[a]][0][(a[len(pre):], b[len(pre):])] = v
+    for a, v in local_consts.items():
+        if a in where:
+            states[where[a]][1][a[len(pres[where[a]]):]] = v
     if any(state != states[0] for state in states[1:]):
         return None
     params = [{p[len(pre):]: p for n in it for _, p in n.param_fields}
