@@ -15,7 +15,9 @@ the same function), and it gets the generated ``param_groups``' learning rates.
 One training step is forward + cross-entropy + backward + ``torch.optim.AdamW.step()``
 (bf16 autocast on CUDA, fp32 on CPU). Timing is interleaved: in each of ``--rounds``
 rounds every model runs ``--steps`` steps after ``--warmup`` steps of its own, so a clock
-or thermal drift hits both alike; the table gives the median step time over all rounds.
+or thermal drift hits both alike; the table gives the median step time over all rounds
+(wall time on CUDA; on CPU the process's CPU time, robust to other load on the machine:
+run it with OMP_NUM_THREADS=1).
 Peak memory (CUDA) is each model's own: the allocator's peak from building it through
 its warmup steps, over what was allocated before it (the other model, idle, is constant).
 ``--compile`` repeats it all under ``torch.compile`` (inductor, default on CUDA).
@@ -240,15 +242,17 @@ def time_pair(gen_module: ModuleType, args, d_model: int, compiled: bool) -> dic
         if cuda:
             sync(args.device)
             row[f"{kind}_gib"] = (torch.cuda.max_memory_allocated() - base) / 2**30
+    # CPU: the process's CPU time, which other processes on a shared machine do not add to
+    clock = time.perf_counter if cuda else time.process_time
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(args.rounds):
         for kind, step in steps.items():
             sync(args.device)
             for _ in range(args.steps):
-                t0 = time.perf_counter()
+                t0 = clock()
                 step()
                 sync(args.device)
-                times[kind].append(time.perf_counter() - t0)
+                times[kind].append(clock() - t0)
     for kind in steps:
         row[f"{kind}_ms"] = 1e3 * statistics.median(times[kind])
     return row
