@@ -1,11 +1,13 @@
 """Training-step time and peak memory of the generated GPT ``Model`` against a hand-written
 nanoGPT-style GPT of the same shape (issue 15, point 2).
 
-    python benchmarks/model_speed.py --device cuda            # one GPU: eager, then compiled
-    python benchmarks/model_speed.py --device cpu --quick     # a tiny smoke run
+    python benchmarks/model_speed.py --device cuda            # one GPU
+    OMP_NUM_THREADS=1 python benchmarks/model_speed.py --device cpu --quick   # smoke run
 
-The generated model is ``abccalc codegen --model`` of examples/gpt.yaml (μP, Adam, TP5
-Table 8) at n_layer 4, ctx 128, n_head 4; the hand-written one is the same function
+The generated model is ``abccalc codegen --model`` (μP, Adam, TP5 Table 8) of
+examples/gpt.yaml (``gpt``: separate q, k, v projections) and of
+benchmarks/gpt_fused_qkv.yaml (``fused``: one QKV projection cut by slices, nanoGPT's
+structure), at n_layer 4, ctx 128, n_head 4; the hand-written one is the same function
 written as a person would: a fused QKV ``Linear``, ``F.scaled_dot_product_attention``
 with μP's 1/d scale (= 1/√d at the base head size), ``nn.LayerNorm``, a 4x GELU MLP and
 an untied readout with MuReadout's 1/m multiplier. Before timing, the hand-written model
@@ -20,7 +22,7 @@ or thermal drift hits both alike; the table gives the median step time over all 
 run it with OMP_NUM_THREADS=1).
 Peak memory (CUDA) is each model's own: the allocator's peak from building it through
 its warmup steps, over what was allocated before it (the other model, idle, is constant).
-``--compile`` repeats it all under ``torch.compile`` (inductor, default on CUDA).
+``--compile SPECS`` repeats it under ``torch.compile`` (inductor; default on CUDA: fused).
 """
 
 from __future__ import annotations
@@ -43,25 +45,27 @@ import torch.nn.functional as F
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
-GPT = ROOT / "examples" / "gpt.yaml"
+SPECS = {"gpt": ROOT / "examples" / "gpt.yaml",  # q, k, v: three projections
+         "fused": ROOT / "benchmarks" / "gpt_fused_qkv.yaml"}  # one, cut by slices
 N_HEAD = 4  # examples/gpt.yaml's finite head count
 BASE = {"d_model": 64, "d_head": 16}  # its base widths
 
 
-def generated_module(n_layer: int, ctx: int, tmp: Path) -> ModuleType:
+def generated_module(spec: str, n_layer: int, ctx: int, tmp: Path) -> ModuleType:
     """``abccalc codegen --model`` of examples/gpt.yaml, imported from a file (so that
     torch.compile can read its source). Imports this checkout's abccalc, not an installed one."""
     sys.path.insert(0, str(ROOT))
     from abccalc.emit.codegen import generate, load_parametrization
     from abccalc.graph.spec import load_graph
 
-    graph = load_graph(GPT, {"n_layer": str(n_layer), "ctx": str(ctx)})
-    path = tmp / "generated_gpt.py"
+    graph = load_graph(SPECS[spec], {"n_layer": str(n_layer), "ctx": str(ctx)})
+    name = f"generated_{spec}"
+    path = tmp / f"{name}.py"
     path.write_text(generate(load_parametrization(graph, "adam", "table8"), model=True))
-    spec = importlib.util.spec_from_file_location("generated_gpt", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["generated_gpt"] = module
-    spec.loader.exec_module(module)
+    loader = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(loader)
+    sys.modules[name] = module
+    loader.loader.exec_module(module)
     return module
 
 
@@ -111,8 +115,8 @@ class HandGPT(nn.Module):
 
 
 def hand_name(name: str) -> str:
-    """The hand-written model's parameter (and its slice, for q/k/v) holding the
-    generated model's parameter ``name``: ``block.2.q.weight`` -> ``blocks.2.qkv.weight``."""
+    """The hand-written model's parameter holding (or, for q, k, v, holding a third of)
+    the generated model's parameter ``name``: ``block.2.q.weight`` -> ``blocks.2.qkv.weight``."""
     parts = name.split(".")
     if parts[0] == "block":
         parts[0] = "blocks"
@@ -122,18 +126,22 @@ def hand_name(name: str) -> str:
 
 
 def copy_weights(gen: nn.Module, hand: nn.Module) -> None:
-    """Load the generated model's parameters into the hand-written one (q, k, v stacked
-    into the fused QKV, in that order)."""
+    """Load the generated model's parameters into the hand-written one: separate q, k, v
+    stacked into the fused QKV; a fused QKV of per-head [q | k | v] rows (the spec's
+    d_qkv slices) regrouped to nanoGPT's [all q | all k | all v]."""
     mine = dict(hand.named_parameters())
-    fused: dict[str, dict[str, torch.Tensor]] = {}
+    stacked: dict[str, dict[str, torch.Tensor]] = {}
     with torch.no_grad():
         for name, p in gen.named_parameters():
             target = hand_name(name)
-            if ".qkv." in target:
-                fused.setdefault(target, {})[name.split(".")[2]] = p
+            if name.split(".")[2:3] in (["q"], ["k"], ["v"]) and name.startswith("block."):
+                stacked.setdefault(target, {})[name.split(".")[2]] = p
+            elif ".qkv." in name:  # (n_head, 3, d_head, ...) rows -> (3, n_head, d_head, ...)
+                mine[target].copy_(p.unflatten(0, (N_HEAD, 3, -1)).transpose(0, 1)
+                                   .reshape(p.shape))
             else:
                 mine[target].copy_(p)
-        for target, qkv in fused.items():
+        for target, qkv in stacked.items():
             mine[target].copy_(torch.cat([qkv["q"], qkv["k"], qkv["v"]]))
 
 
@@ -258,13 +266,14 @@ def time_pair(gen_module: ModuleType, args, d_model: int, compiled: bool) -> dic
     return row
 
 
-def table(rows: list[dict], device: str) -> str:
-    out = ["| d_model | mode | generated ms | hand-written ms | ratio | generated GiB | "
-           "hand-written GiB | ratio |", "|---|---|---|---|---|---|---|---|"]
+def table(rows: list[dict]) -> str:
+    out = ["| spec | d_model | mode | generated ms | hand-written ms | ratio | generated GiB | "
+           "hand-written GiB | ratio |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mem = (f"{r['generated_gib']:.2f} | {r['hand_gib']:.2f} | "
                f"{r['generated_gib'] / r['hand_gib']:.3f}") if "hand_gib" in r else "– | – | –"
-        out.append(f"| {r['d_model']} | {'compiled' if r['compiled'] else 'eager'} | "
+        out.append(f"| {r['spec']} | {r['d_model']} | "
+                   f"{'compiled' if r['compiled'] else 'eager'} | "
                    f"{r['generated_ms']:.2f} | {r['hand_ms']:.2f} | "
                    f"{r['generated_ms'] / r['hand_ms']:.3f} | {mem} |")
     return "\n".join(out)
@@ -275,6 +284,9 @@ def main() -> None:
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
     ap.add_argument("--quick", action="store_true",
                     help="tiny CPU run: d_model 32 and 64, 2 layers, batch 2 x 32")
+    ap.add_argument("--specs", default="gpt,fused",
+                    help="gpt: examples/gpt.yaml (separate q, k, v); fused: "
+                         "benchmarks/gpt_fused_qkv.yaml (one QKV projection, as nanoGPT)")
     ap.add_argument("--widths", default="256,1024", help="d_model values (default 256,1024)")
     ap.add_argument("--n-layer", type=int, default=4)
     ap.add_argument("--batch", type=int, default=32)
@@ -283,8 +295,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed steps per model per round")
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                    help="also time torch.compile (inductor) of both (default: on CUDA)")
+    ap.add_argument("--compile", default=None, metavar="SPECS",
+                    help="also time torch.compile (inductor) of both models for these specs "
+                         "('' for none; default: fused on CUDA, none on CPU)")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args()
     if args.quick:
@@ -292,24 +305,33 @@ def main() -> None:
         args.rounds, args.steps, args.warmup = 3, 3, 2
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device; use --device cpu")
-    compiled_too = args.device == "cuda" if args.compile is None else args.compile
+    specs = [x for x in args.specs.split(",") if x]
+    compiled = args.compile if args.compile is not None else (
+        "fused" if args.device == "cuda" else "")
+    compiled = [x for x in compiled.split(",") if x]
+    unknown = sorted(set(specs + compiled) - set(SPECS))
+    if unknown:
+        raise SystemExit(f"unknown spec {unknown}: choose from {sorted(SPECS)}")
     widths = [int(w) for w in args.widths.split(",")]
     card = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(f"torch {torch.__version__}, {card}, n_layer {args.n_layer}, batch {args.batch} "
           f"x {args.ctx} tokens, median of {args.rounds} x {args.steps} steps")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        gen_module = generated_module(args.n_layer, args.ctx, Path(tmp))
-        rows = []
-        for d_model in widths:
-            diff = check_same_function(gen_module, d_model, args.n_layer, args.ctx,
-                                       args.device)
-            print(f"d_model {d_model}: same loss (relative difference {diff:.1e})")
-            for compiled in (False, True) if compiled_too else (False,):
-                t0 = time.perf_counter()
-                rows.append(time_pair(gen_module, args, d_model, compiled))
-                print(f"  {'compiled' if compiled else 'eager'}: "
-                      f"{time.perf_counter() - t0:.0f} s", flush=True)
-    print(table(rows, args.device))
+        for spec in dict.fromkeys(specs + compiled):
+            gen_module = generated_module(spec, args.n_layer, args.ctx, Path(tmp))
+            for d_model in widths:
+                diff = check_same_function(gen_module, d_model, args.n_layer, args.ctx,
+                                           args.device)
+                print(f"{spec}, d_model {d_model}: same loss (relative difference "
+                      f"{diff:.1e})")
+                modes = [c for c in (False, True) if (spec in compiled if c else spec in specs)]
+                for mode in modes:
+                    t0 = time.perf_counter()
+                    rows.append({"spec": spec, **time_pair(gen_module, args, d_model, mode)})
+                    print(f"  {'compiled' if mode else 'eager'}: "
+                          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 
