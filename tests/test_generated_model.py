@@ -5,11 +5,9 @@ computes is what the graph's ops compute."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -22,18 +20,8 @@ torch = pytest.importorskip("torch")
 ROOT = Path(__file__).resolve().parent.parent
 GPT = ROOT / "examples" / "gpt.yaml"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_generated_safety import tiny_attention  # noqa: E402
+from test_generated_safety import load, tiny_attention  # noqa: E402
 from test_new_ops import FUSED, build  # noqa: E402
-
-
-def load(text: str, tmp_path: Path, name: str) -> ModuleType:
-    path = tmp_path / f"{name}.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def gpt_text(**overrides: str) -> str:

@@ -173,6 +173,14 @@ class Scope:
     def atom(self, expr: str) -> str:
         return expr if is_atom(expr) else f"({expr})"
 
+    def flatten(self, expr: str, dims: Sequence[str]) -> str:
+        return f"{expr}.flatten({-len(dims)})" if len(dims) > 1 else expr
+
+    def unflatten(self, expr: str, dims: Sequence[str]) -> str:
+        if len(dims) < 2:
+            return expr
+        return f"{self.atom(expr)}.unflatten(-1, ({', '.join(self.size([d]) for d in dims)}))"
+
     def batch(self) -> str:
         return f"{self.var(self.args[0])}.shape[0]" if self.args else "1"
 

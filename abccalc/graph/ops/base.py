@@ -232,6 +232,12 @@ class TorchCtx(Protocol):
     def atom(self, expr: str) -> str:
         """``expr``, parenthesized unless a method call can follow it as it is."""
 
+    def flatten(self, expr: str, dims: Sequence[str]) -> str:
+        """``expr`` with its last ``len(dims)`` axes, the dims ``dims``, made one."""
+
+    def unflatten(self, expr: str, dims: Sequence[str]) -> str:
+        """``expr`` with its last axis split into the dims ``dims``."""
+
     def helper(self, name: str) -> str:
         """Declare module-level helper ``name`` (emitted once) and return its name."""
 

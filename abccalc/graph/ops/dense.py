@@ -82,12 +82,8 @@ class Linear(Op):
         x = node.inputs[0]
         batch = [d for d in ctx.graph.node[x].dims if d not in node.in_dims]
         out = self.out_dims(ctx, node)
-        xe = ctx.value(x, [*batch, *node.in_dims])
-        if len(node.in_dims) > 1:
-            xe = f"{xe}.flatten({-len(node.in_dims)})"
-        y = self.apply(node, ctx, xe, out)
-        if len(out) > 1:
-            y = f"{ctx.atom(y)}.unflatten(-1, ({', '.join(ctx.size([d]) for d in out)}))"
+        xe = ctx.flatten(ctx.value(x, [*batch, *node.in_dims]), node.in_dims)
+        y = ctx.unflatten(self.apply(node, ctx, xe, out), out)
         return [f"{ctx.var(node.name)} = {ctx.arrange(y, [*batch, *out], node.dims)}"]
 
     def apply(self, node: Node, ctx: TorchCtx, x: str, out: list[str]) -> str:

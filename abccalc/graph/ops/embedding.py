@@ -92,8 +92,7 @@ class Embedding(Op):
             y = f"{y} * {scale}" if scale else y
         else:
             y = f"F.embedding({ctx.var(ids)}, {ctx.param(node, Kind.WEIGHT, [(node.vocab,), out])})"
-        if len(out) > 1:
-            y = f"{ctx.atom(y)}.unflatten(-1, ({', '.join(ctx.size([d]) for d in out)}))"
+        y = ctx.unflatten(y, out)
         return [f"{ctx.var(node.name)} = {ctx.arrange(y, [*have, *out], node.dims)}"]
 
 

@@ -46,9 +46,7 @@ class Norm(Op):
         """Normalized over ``over`` (brought last and flattened), then gain and bias."""
         dims, over = node.dims, node.over
         rest = [d for d in dims if d not in over]
-        x = ctx.value(node.inputs[0], [*rest, *over])
-        if len(over) > 1:
-            x = f"{x}.flatten({-len(over)})"
+        x = ctx.flatten(ctx.value(node.inputs[0], [*rest, *over]), over)
         gain = ctx.scale(node, Kind.GAIN) if node.gain else None
         bias = ctx.scale(node, Kind.BIAS) if node.bias else None
         if self.whole_module(node, dict(ctx.owned(node))) and gain is None and bias is None:
@@ -60,8 +58,7 @@ class Norm(Op):
                  else f"F.rms_norm({x}, {n}, {w}, eps=1e-6)")
             if node.bias:
                 y = f"{y} + {ctx.param(node, Kind.BIAS, [over])}"
-        if len(over) > 1:
-            y = f"{ctx.atom(y)}.unflatten(-1, ({', '.join(ctx.size([d]) for d in over)}))"
+        y = ctx.unflatten(y, over)
         return [f"{ctx.var(node.name)} = {ctx.arrange(y, [*rest, *over], dims)}"]
 
     def __init__(self, name: str) -> None:
