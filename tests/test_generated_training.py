@@ -34,6 +34,7 @@ torch = pytest.importorskip("torch")
 ROOT = Path(__file__).resolve().parent.parent
 WIDTHS = {"d_model": 128, "d_head": 32}  # twice the base 64 and 16
 BATCH, CTX, STEPS, LR = 8, 16, 3, 1e-2
+EPS = 1e-8  # AdamW's default base ε; the rules scale it with width (param_groups requires it)
 REORDERED = 1e-5
 BF16 = 2e-2
 
@@ -98,7 +99,7 @@ def train(model, opt, steps: int = STEPS, batch: tuple | None = None,
 
 
 def adamw(gen: ModuleType, model):
-    return torch.optim.AdamW(gen.param_groups(model, LR))
+    return torch.optim.AdamW(gen.param_groups(model, LR, eps=EPS))
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +207,7 @@ def test_torch_compile_inductor(tmp_path: Path) -> None:
         torch.manual_seed(0)
         model = mlp.Model({"width": 1024})
         mlp.init_(model)
-        opt = torch.optim.AdamW(mlp.param_groups(model, LR))
+        opt = torch.optim.AdamW(mlp.param_groups(model, LR, eps=EPS))
         run = torch.compile(model) if compiled else model
         losses = []
         for _ in range(STEPS):
