@@ -105,8 +105,11 @@ def multiplier_texts(p: Parametrization) -> dict[tuple[str, str], str]:
 
 def constant_texts(p: Parametrization) -> dict[str, str]:
     """Node → Python text of its constant (:func:`constant_expr`) where it is not
-    identically 1, each distinct one printed once."""
-    out, memo = {}, {}
+    identically 1, each distinct one printed once; on a depth axis each residual branch
+    add's is the module's ``BRANCH_MULTIPLIER`` (L/BASE_DEPTH)^-α (docs/depth.md), one
+    global whatever the depth, so the text does not grow with it."""
+    out = dict.fromkeys(p.depth.stream, "BRANCH_MULTIPLIER")
+    memo: dict[tuple, str | None] = {}
     for name in sorted(p.constants):
         node = p.graph.node[name]
         key = (node.op, node.over, node.dims, node.value, p.constants[name])
@@ -277,7 +280,7 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
     order its nodes and dims were declared in."""
     graph = p.graph
     check_model_names(graph, names)
-    mults, consts = multiplier_texts(p), constant_texts(p)
+    mults, consts, streams = multiplier_texts(p), constant_texts(p), p.depth.stream
     blocks = find_blocks(graph, names, mults, consts)
     members = {n for b in blocks for n in b.members}
     helpers: set[str] = set()
@@ -291,6 +294,7 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
                       mults={(k[0][len(b.prefix):], k[1][len(b.prefix):]): v
                              for k, v in mults.items() if k[0] in mine},
                       consts={k[len(b.prefix):]: v for k, v in consts.items() if k in mine},
+                      streams={k[len(b.prefix):]: v for k, v in streams.items() if k in mine},
                       alias={b.carry: _free_var(taken)})
         classes.append(_block_class(b, scope))
         helpers |= scope.helpers
@@ -306,6 +310,7 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
     scope = Scope(graph, names, top, inputs,
                   mults={k: v for k, v in mults.items() if k[0] not in members},
                   consts={k: v for k, v in consts.items() if k not in members},
+                  streams={k: v for k, v in streams.items() if k not in members},
                   alias=alias)
     first = {b: next(n.name for n in graph.order if n.name in b.members) for b in blocks}
     lists = {first[b]: {b.path: f"torch.nn.ModuleList({b.class_name}(s) for _ in "

@@ -79,7 +79,8 @@ class Scope:
     """The forward of the module at ``root`` (a module path; '' for the Model) holding the
     nodes whose names start with ``prefix``; ``args`` are its inputs (node names bound to
     the forward's arguments), ``names`` maps graph parameters to module parameters,
-    ``mults``/``consts`` the non-unit multiplier and constant expressions (Python text)."""
+    ``mults``/``consts`` the non-unit multiplier and constant expressions (Python text),
+    ``streams`` the stream input of each residual branch add (a depth axis)."""
 
     graph: Graph
     names: dict[str, str]
@@ -89,6 +90,7 @@ class Scope:
     prefix: str = ""
     mults: dict[tuple[str, str], str] = field(default_factory=dict)
     consts: dict[str, str] = field(default_factory=dict)
+    streams: dict[str, int] = field(default_factory=dict)
     alias: dict[str, str] = field(default_factory=dict)  # node name → variable
     helpers: set[str] = field(default_factory=set)
     uses_params: bool = False
@@ -169,6 +171,9 @@ class Scope:
     def const(self, node: Node) -> str | None:
         key = self.local(node.name)
         return f"self.const[{key!r}]" if key in self.consts else None
+
+    def stream(self, node: Node) -> int | None:
+        return self.streams.get(self.local(node.name))
 
     def atom(self, expr: str) -> str:
         return expr if is_atom(expr) else f"({expr})"

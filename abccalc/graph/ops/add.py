@@ -36,8 +36,14 @@ class Add(Op):
                 max(sizes.sd.get(i, NEG_INF) for i in node.inputs))
 
     def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
-        terms = " + ".join(ctx.value(x, node.dims) for x in node.inputs)
-        return [f"{ctx.var(node.name)} = {terms}"]
+        """A residual branch add under a depth axis multiplies each branch input, never
+        the stream, by its constant: x + L^-α·f(x) (TP6 Eq. 1; docs/depth.md)."""
+        mult, stream = ctx.const(node), ctx.stream(node)
+        terms = [ctx.value(x, node.dims) for x in node.inputs]
+        if mult is not None:
+            terms = [t if i == stream else f"{mult} * {ctx.atom(t)}"
+                     for i, t in enumerate(terms)]
+        return [f"{ctx.var(node.name)} = {' + '.join(terms)}"]
 
 
 ADD = Add()

@@ -225,7 +225,12 @@ class TorchCtx(Protocol):
         identically 1."""
 
     def const(self, node: Node) -> str | None:
-        """The node's constant n^-α, None when it is identically 1."""
+        """The node's constant n^-α (a residual branch add's: the branch multiplier
+        L^-α), None when it is identically 1."""
+
+    def stream(self, node: Node) -> int | None:
+        """The index of the residual stream among a branch add's inputs (every other input
+        is a branch); None for any other node."""
 
     def batch(self) -> str:
         """The batch size at run time."""
