@@ -49,6 +49,7 @@ SPECS = {"gpt": ROOT / "examples" / "gpt.yaml",  # q, k, v: three projections
          "fused": ROOT / "benchmarks" / "gpt_fused_qkv.yaml"}  # one, cut by slices
 N_HEAD = 4  # examples/gpt.yaml's finite head count
 BASE = {"d_model": 64, "d_head": 16}  # its base widths
+EPS = 1e-8  # AdamW's default base eps; the generated groups scale it with width
 
 
 def generated_module(spec: str, n_layer: int, ctx: int, tmp: Path) -> ModuleType:
@@ -147,20 +148,20 @@ def copy_weights(gen: nn.Module, hand: nn.Module) -> None:
 
 def hand_groups(gen_module: ModuleType, gen: nn.Module, hand: nn.Module, lr: float
                 ) -> list[dict]:
-    """The generated ``param_groups``' learning rates on the hand-written parameters
-    (q, k and v share one, which the fused QKV needs)."""
+    """The generated ``param_groups``' learning rates and Adam eps on the hand-written
+    parameters (q, k and v share them, which the fused QKV needs)."""
     by_id = {id(p): n for n, p in gen.named_parameters()}
     mine = dict(hand.named_parameters())
-    lr_of: dict[str, float] = {}
-    for g in gen_module.param_groups(gen, lr):
+    hyper_of: dict[str, tuple[float, float]] = {}
+    for g in gen_module.param_groups(gen, lr, eps=EPS):
         for p in g["params"]:
             target = hand_name(by_id[id(p)])
-            if lr_of.setdefault(target, g["lr"]) != g["lr"]:
-                raise SystemExit(f"{target}: q, k, v have different learning rates")
-    groups: dict[float, list] = {}
-    for name, group_lr in lr_of.items():
-        groups.setdefault(group_lr, []).append(mine[name])
-    return [{"params": ps, "lr": g} for g, ps in groups.items()]
+            if hyper_of.setdefault(target, (g["lr"], g["eps"])) != (g["lr"], g["eps"]):
+                raise SystemExit(f"{target}: q, k, v have different learning rates or eps")
+    groups: dict[tuple[float, float], list] = {}
+    for name, hyper in hyper_of.items():
+        groups.setdefault(hyper, []).append(mine[name])
+    return [{"params": ps, "lr": g_lr, "eps": g_eps} for (g_lr, g_eps), ps in groups.items()]
 
 
 def make_step(model: nn.Module, opt: torch.optim.Optimizer, batch: tuple, device: str
@@ -194,7 +195,7 @@ def build(kind: str, gen_module: ModuleType, d_model: int, n_layer: int, ctx: in
     gen_module.init_(gen)
     if kind == "generated":
         model = gen.to(device)
-        groups = gen_module.param_groups(model, lr)
+        groups = gen_module.param_groups(model, lr, eps=EPS)
     else:  # built and loaded on the CPU, so that only it reaches the device
         model = HandGPT(d_model, n_layer, ctx=ctx)
         copy_weights(gen, model)
