@@ -57,6 +57,37 @@ def test_model_applies_the_branch_multiplier(tmp_path: Path) -> None:
                                    cap[f"block.{i}.r1"] + 0.5 * cap[f"block.{i}.proj"])
 
 
+@pytest.mark.parametrize(("alpha", "mult"), [("1", 0.25), ("1/2", 0.5)])
+def test_cli_model_at_depth_8_from_base_2(run, tmp_path: Path, alpha: str, mult: float
+                                           ) -> None:
+    """``--base n_layer=2 --set n_layer=8``: every branch add of the generated Model is
+    x + (L/2)^-α·f(x) with the multiplier on the branch (attention output ``o``, MLP
+    output ``proj``), never on the stream: (8/2)^-1 = 1/4, (8/2)^-1/2 = 1/2."""
+    out = tmp_path / f"gen_cli_{alpha.replace('/', '_')}.py"
+    code, _, err = run("codegen", str(GPT), "--optimizer", "adam", "--model", "--base",
+                       "n_layer=2", "--set", "n_layer=8", "--depth-alpha", alpha,
+                       *(x for k, v in SIZES.items() for x in ("--set", f"{k}={v}")),
+                       "-o", str(out))
+    assert code == 0, err
+    spec = importlib.util.spec_from_file_location(out.stem, out)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.BRANCH_MULTIPLIER == mult
+    torch.manual_seed(0)
+    model = gen.Model({"d_model": 32, "d_head": 16})
+    gen.init_(model)
+    cap: dict = {}
+    model(tokens=torch.randint(0, 256, (2, 8)), positions=torch.arange(8).expand(2, 8),
+          capture=cap)
+    for i in range(8):
+        x = cap["emb" if i == 0 else f"block.{i - 1}.r2"]
+        torch.testing.assert_close(cap[f"block.{i}.r1"], x + mult * cap[f"block.{i}.o"])
+        torch.testing.assert_close(cap[f"block.{i}.r2"],
+                                   cap[f"block.{i}.r1"] + mult * cap[f"block.{i}.proj"])
+    # the multiplier is live: the unscaled sum differs by (1 - mult)·f(x), far above rounding
+    assert not torch.allclose(cap["block.7.r2"], cap["block.7.r1"] + cap["block.7.proj"])
+
+
 def by_name(model, groups: list[dict]) -> dict[str, dict]:
     named = {id(p): n for n, p in model.named_parameters()}
     return {named[id(p)]: g for g in groups for p in g["params"]}
@@ -172,18 +203,26 @@ def test_depth_sweep_summary_of_known_curves() -> None:
     assert [b["interior"] for b in s["best"].values()] == [True, True, False]  # -8: edge
 
 
-def test_depth_module_does_not_grow_with_depth() -> None:
+@pytest.mark.parametrize("model", [False, True])
+def test_depth_module_does_not_grow_with_depth(model: bool) -> None:
     """Issue 15's pattern rules hold on a depth axis: the module at L = 4 and L = 96 differ
-    only in DEPTH (rules, group scales and BRANCHES are per pattern)."""
+    only in DEPTH (rules, group scales and BRANCHES are per pattern) and, with the Model,
+    in its ModuleList's count (the Block class applies BRANCH_MULTIPLIER, one global)."""
     def text(depth: int) -> list[str]:
         b = load_builder(GPT, {"n_layer": str(depth), **SIZES})
         b.set_base("n_layer", "2")
-        return generate(parametrize(solve(b.build(), Optimizer.ADAM), "table8")).splitlines()
+        p = parametrize(solve(b.build(), Optimizer.ADAM), "table8")
+        return generate(p, model=model).splitlines()
 
     a, b = text(4), text(96)
     assert len(a) == len(b)
-    assert [(x, y) for x, y in zip(a, b, strict=True) if x != y] == [("DEPTH = 4", "DEPTH = 96")]
+    block = "        self.block = torch.nn.ModuleList(Block(s) for _ in range({}))"
+    assert [(x, y) for x, y in zip(a, b, strict=True) if x != y] == [
+        ("DEPTH = 4", "DEPTH = 96"), *([(block.format(4), block.format(96))] if model else [])]
     assert "    'block.*.r1': 0," in a
+    if model:
+        assert "        r1 = x + self.const['r1'] * o" in a
+        assert "            'r1': BRANCH_MULTIPLIER," in a
 
 
 def test_width_scaled_eps_without_an_infinite_fan_is_refused() -> None:

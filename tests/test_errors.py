@@ -7,6 +7,7 @@ Each case is a small YAML file in tmp_path run through ``abccalc table FILE -o o
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -200,10 +201,13 @@ def test_explain_bad_spec(run, tmp_path: Path) -> None:
 
 
 def test_end_to_end_python_m(tmp_path: Path) -> None:
-    """The real interpreter: stderr is one line and nothing else, status 2, no file."""
+    """The real interpreter (this checkout's package, not whichever one is installed):
+    stderr is one line and nothing else, status 2, no file."""
     (tmp_path / "bad.yaml").write_text(CASES["unknown-dim"][0])
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     proc = subprocess.run([sys.executable, "-m", "abccalc", "table", "bad.yaml", "-o",
-                           "out.md"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+                           "out.md"], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env=env)
     check_one_line_error(proc.returncode, proc.stdout, proc.stderr, "bad.yaml",
                          ["node 'h'", "unknown dim 'depth'"])
     assert proc.stderr.endswith("\n") and proc.stderr.count("\n") == 1

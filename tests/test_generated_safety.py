@@ -155,15 +155,18 @@ def test_hostile_names_are_inert(tmp_path: Path, optimizer: str) -> None:
     gen = load(text, tmp_path, f"hostile_{optimizer}")
     assert not marker.exists()
     assert set(gen.PARAMETERS) == set(graph.params)
-    assert {n["name"] for n in gen.NODES} == {n.name for n in graph.nodes}
     assert set(gen.DIMS) == set(graph.dims)
     d, dh = new["d"], new["dh"]
     for width in (8, 16):
         model = gen.Model({d: width, dh: width // 2})
         gen.init_(model)
         assert gen.param_groups(model, 1e-3, eps=1e-8)
-        out = model(torch.randint(0, 11, (2, 4)))
+        acts: dict = {}
+        out = model(torch.randint(0, 11, (2, 4)), capture=acts)
         assert out.shape == (2, 4, 11) and torch.isfinite(out).all()
+        assert set(acts) == {n.name for n in graph.nodes}  # names kept verbatim
+        assert torch.equal(model(torch.randint(0, 11, (2, 4))).isfinite(),
+                           torch.ones(2, 4, 11, dtype=torch.bool))  # the SDPA path
     assert not marker.exists()
     assert ruff_clean(text, tmp_path) == ""
 

@@ -1,107 +1,53 @@
-"""Generate ``class Model(torch.nn.Module)`` for a graph (``abccalc codegen --model``).
+"""Generate the graph's PyTorch model, ``class Model(torch.nn.Module)`` (``abccalc codegen
+--model``), as the plain PyTorch a person would write.
 
-The model interprets a literal table of the graph's nodes, in the graph's topological
-order (so the text does not depend on the order nodes were declared in): each activation
-is a tensor with a leading batch axis followed by the node's dims, in order; linears
-flatten their in-dims, contractions are einsums. Weight multipliers and parameter-free
-constants are applied in the forward, from the generated PARAMETERS and constant rules.
+- Each repeat block whose iterations are one module with different weights is a class,
+  held ``count`` times in a ``torch.nn.ModuleList`` and looped over
+  (:mod:`abccalc.emit.model_blocks`); anything else is written node by node.
+- ``forward`` is straight-line code, each node's lines written by its op unit
+  (``torch_forward``; :class:`abccalc.emit.model_scope.Scope` is what the unit asks): a
+  linear is an ``nn.Linear`` call, a norm ``nn.LayerNorm``, an attention pattern
+  ``F.scaled_dot_product_attention`` with the derived scale.
+- An activation has a leading batch axis, then the node's dims in order.
+- Multipliers and constants that are not identically 1 are applied in the forward from
+  ``self.mult`` and ``self.const``, computed at construction from the dim sizes (TP5 Eq.
+  4 relative to SP at the base widths; App. B.1), so ``apply_multipliers`` leaves the
+  Model alone; ``capture={}`` records every node's activation (the coordinate check).
 
-Names from the spec never reach generated text as code: strings are written with
-``repr``, text in docstrings and comments through :func:`doc_text`, Python identifiers
-through :func:`ident`, and module attribute paths through :func:`module_part`.
+Names from the spec reach the text only through ``repr``, :func:`doc_text`, :func:`ident`
+and :func:`module_part` (:mod:`abccalc.emit.pynames`) and the scope's local names.
 """
 
 from __future__ import annotations
 
+import io
 import keyword
 import pprint
 import re
-import textwrap
-from collections.abc import Callable
-from functools import lru_cache
+import tokenize
 
 import sympy
 from sympy.printing.pycode import pycode
 
+from abccalc.emit.model_blocks import RepeatBlock, find_blocks
+from abccalc.emit.model_runtime import HEAD, HELPERS
+from abccalc.emit.model_scope import RESERVED, Scope, attr_path
+from abccalc.emit.pynames import (
+    MODULE_ATTRIBUTES,
+    check_module_path,
+    doc_text,
+    ident,
+    module_part,
+    module_path,
+)
 from abccalc.errors import AbcError
-from abccalc.graph.core import Graph, Kind, Node
-from abccalc.graph.ops import OPS, Op
+from abccalc.graph.core import Graph, Kind
+from abccalc.graph.ops import OPS
 from abccalc.parametrization.gauges import Parametrization
+from abccalc.parametrization.rules import ratio_exponents
 
-# the generated Model's residual branch multiplier (abccalc.emit.codegen_depth)
-MODEL_BRANCH = '''            stream = stream_input(n["name"])
-            if stream is not None:  # x + L^-alpha * f(x)
-                xs = [x if i == stream else x * BRANCH_MULTIPLIER for i, x in enumerate(xs)]
-'''
-
-# Public attributes of torch.nn.Module, ModuleDict, Linear, Conv1d/2d/3d and Embedding
-# (torch 2.x; a test checks the installed torch adds none) and of the generated Model and
-# Params: a submodule of that name cannot be added (``add_module`` refuses it).
-MODULE_ATTRIBUTES = frozenset("""
-T_destination add_module apply bfloat16 buffers call_super_init children clear compile cpu
-cuda dilation double dump_patches embedding_dim eval extra_repr float forward
-from_pretrained get_buffer get_extra_state get_parameter get_submodule groups half
-in_channels in_features ipu items kernel_size keys load_state_dict max_norm modules mtia
-named_buffers named_children named_modules named_parameters norm_type num_embeddings
-out_channels out_features output_padding padding padding_idx padding_mode parameters pop
-register_backward_hook register_buffer register_forward_hook register_forward_pre_hook
-register_full_backward_hook register_full_backward_pre_hook
-register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
-register_parameter register_state_dict_post_hook register_state_dict_pre_hook
-requires_grad_ reset_parameters scale_grad_by_freq set_extra_state set_submodule
-share_memory sparse state_dict stride to to_empty train training transposed type update
-values xpu zero_grad weight bias sizes mult const applies_multipliers
-""".split())
-# Names a generated function's argument must not shadow.
-PY_RESERVED = frozenset({"math", "torch"})
-_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-
-
-def doc_text(text: str) -> str:
-    """``text`` safe inside a generated docstring or comment: one ASCII line in which a
-    backslash, quote or control character is written as its Python escape, so it can end
-    neither the comment nor the string."""
-    return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
-
-
-def _hex(name: str) -> str:
-    return name.encode("utf-8", "surrogatepass").hex()
-
-
-def ident(name: str) -> str:
-    """A Python identifier for ``name``: ``name`` itself when it is a plain ASCII
-    identifier (letter first) that is no keyword and shadows nothing the generated code
-    uses, else ``_x_`` + its UTF-8 hex. Injective: kept names never start with ``_``."""
-    if _PLAIN.fullmatch(name) and not keyword.iskeyword(name) and name not in PY_RESERVED:
-        return name
-    return f"_x_{_hex(name)}"
-
-
-@lru_cache(maxsize=4096)
-def module_part(name: str) -> str:
-    """One component of a generated module path (``add_module`` name): a plain
-    identifier or a block index kept as is; a name that is an attribute of torch's
-    modules (``forward``, ``weight``, …) gets ``_r_``; anything else ``_x_`` + hex."""
-    if re.fullmatch(r"[0-9]+", name):
-        return name
-    if _PLAIN.fullmatch(name) and not keyword.iskeyword(name):
-        return f"_r_{name}" if name in MODULE_ATTRIBUTES else name
-    return f"_x_{_hex(name)}"
-
-
-def module_path(node: str) -> str:
-    """The generated Model's module for graph node ``node``: its dotted components, each
-    through :func:`module_part` (``block.0.attn`` stays ``block.0.attn``)."""
-    return ".".join(module_part(c) for c in node.split("."))
-
-
-def check_module_path(path: str, what: str) -> None:
-    """Refuse a ``--names`` module path the generated Model could not hold."""
-    for part in path.split("."):
-        if module_part(part) != part and not re.fullmatch(r"_[rx]_[0-9A-Za-z_]+", part):
-            raise AbcError(f"--names: {what} maps to '{doc_text(path)}', whose component "
-                           f"'{doc_text(part)}' is not a plain identifier or index, or is "
-                           "an attribute of torch.nn.Module")
+__all__ = ["MODULE_ATTRIBUTES", "check_model_names", "constant_expr", "doc_text", "ident",
+           "model_source", "module_part", "module_path", "py_expr"]
 
 
 def constant_expr(p: Parametrization, name: str) -> sympy.Expr:
@@ -132,11 +78,47 @@ def py_expr(expr: sympy.Expr, name_of: dict[str, str]) -> str:
     return re.sub(r"\b_dim(\d+)_\b", lambda m: name_of[dims[int(m[1])]], text)
 
 
-def constant_rule(p: Parametrization, name: str) -> str:
-    """:func:`constant_expr` as a Python lambda of the dim sizes."""
-    expr = constant_expr(p, name)
-    return "lambda sizes: " + py_expr(
-        expr, {str(s): f"sizes[{str(s)!r}]" for s in expr.free_symbols})
+def size_text(expr: sympy.Expr) -> str:
+    """``expr`` of the dim sizes as Python reading them from ``s``."""
+    return py_expr(expr, {str(d): f"s[{str(d)!r}]" for d in expr.free_symbols})
+
+
+def multiplier_texts(p: Parametrization) -> dict[tuple[str, str], str]:
+    """(node, parameter) → Python text of the parameter's multiplier at that use, m^e with
+    m the width ratio of its first use's infinite fan (TP5 Eq. 4), where it is not
+    identically 1. Each distinct (fan, e) is printed once (a deep model repeats them)."""
+    graph = p.graph
+    out, memo = {}, {}
+    for r in p.params.values():
+        fan = r.use.fan_in if graph.inf(r.use.fan_in) else r.use.fan_out
+        for use in r.uses:
+            e = ratio_exponents(p, r, use)[1]
+            if not e:
+                continue
+            if (fan, e) not in memo:
+                m = sympy.Mul(*(sympy.Symbol(d, positive=True) / graph.dims[d].size
+                                for d in fan if graph.dims[d].infinite))
+                memo[fan, e] = size_text(m ** sympy.Rational(e.numerator, e.denominator))
+            out[(use.node, r.name)] = memo[fan, e]
+    return out
+
+
+def constant_texts(p: Parametrization) -> dict[str, str]:
+    """Node → Python text of its constant (:func:`constant_expr`) where it is not
+    identically 1, each distinct one printed once; on a depth axis each residual branch
+    add's is the module's ``BRANCH_MULTIPLIER`` (L/BASE_DEPTH)^-α (docs/depth.md), one
+    global whatever the depth, so the text does not grow with it."""
+    out = dict.fromkeys(p.depth.stream, "BRANCH_MULTIPLIER")
+    memo: dict[tuple, str | None] = {}
+    for name in sorted(p.constants):
+        node = p.graph.node[name]
+        key = (node.op, node.over, node.dims, node.value, p.constants[name])
+        if key not in memo:
+            expr = constant_expr(p, name)
+            memo[key] = None if expr == 1 else size_text(expr)
+        if memo[key] is not None:
+            out[name] = memo[key]
+    return out
 
 
 def check_model_names(graph: Graph, names: dict[str, str]) -> None:
@@ -169,255 +151,216 @@ def check_model_names(graph: Graph, names: dict[str, str]) -> None:
                                f"module '{doc_text(module)}'")
 
 
-def _node_row(graph: Graph, node: Node, names: dict[str, str]) -> dict:
-    row: dict = {"name": node.name, "op": node.op, "inputs": list(node.inputs),
-                 "dims": list(node.dims)}
-    for fld in ("in_dims", "over", "kernel", "rename", "causal"):
-        value = getattr(node, fld, ())
-        if value:
-            row[fld] = [list(v) if isinstance(v, tuple) else v for v in value]
-    for fld in ("weight", "bias", "gain", "vocab", "value"):
-        value = getattr(node, fld)
-        if value is not None:
-            row[fld] = value
-    row.update(OPS[node.op].torch_row(graph, node))
-    params, owns = {}, {}
-    for kind, pname in node.param_fields:
-        param = graph.params[pname]
-        use = next(u for u in param.uses if u.node == node.name and u.kind is kind)
-        params[kind.value] = [names[pname], list(param.shape), OPS[node.op].use_dims(node, use)]
-        if (param.uses[0].node, param.uses[0].kind) == (node.name, kind):
-            owns[kind.value] = list(param.shape)
-            row["module"] = names[pname].rpartition(".")[0]
-    if params:
-        row["params"] = params
-    if owns:
-        row["owns"] = owns
-    return row
+def _uses(lines: list[str], name: str) -> bool:
+    """Whether the statements ``lines`` (one body) read the Python name ``name``."""
+    text = "if 1:\n" + "".join(f"    {line}\n" for line in lines)
+    return any(t.type == tokenize.NAME and t.string == name
+               for t in tokenize.generate_tokens(io.StringIO(text).readline))
 
 
-RUNTIME = '''
-
-# -- the model -----------------------------------------------------------------------
-DIMS: dict[str, dict] = @DIMS@
-
-NODES: list[dict] = @NODES@
-
-INPUTS: list[str] = @INPUTS@
-
-CONSTANTS: dict[str, Callable[[dict[str, int]], float]] = {
-@CONSTANTS@
-}
-
-@GLOBALS@# ops whose inputs are brought to the node's own dim order first
-SAME_DIMS = @SAME_DIMS@
+def _dict_lines(attr: str, entries: dict) -> list[str]:
+    if not entries:
+        return []
+    return [f"self.{attr} = {{", *(f"    {k!r}: {v}," for k, v in entries.items()), "}"]
 
 
-def dim_sizes(widths: dict[str, int]) -> dict[str, int]:
-    """Sizes of every dim. Finite dims keep their size; an independent infinite dim takes
-    its width from ``widths``, or else scales with the named ones by their common width
-    multiplier (all stay at base size when ``widths`` is empty; named dims of different
-    multipliers must name every independent dim); a multiple (``times``) follows its dim."""
-    free = [d for d, v in DIMS.items() if v["infinite"] and "of" not in v]
-    unknown = sorted(set(widths) - set(free))
-    if unknown:
-        raise KeyError(f"not an independent infinite dim: {unknown} (those are {free})")
-    for d, w in widths.items():
-        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
-            raise ValueError(f"width of {d!r} must be a positive integer, got {w!r}")
-    ratios = {widths[d] / DIMS[d]["size"] for d in widths}
-    missing = [d for d in free if d not in widths]
-    if missing and len(ratios) > 1:
-        raise ValueError(f"widths {widths} scale dims by different multipliers, so the "
-                         f"others cannot follow them: also give {missing}")
-    ratio = ratios.pop() if ratios else 1.0
-    sizes: dict[str, int] = {}
-    for name, d in DIMS.items():  # multiples come after the dim they multiply
-        if "of" in d:
-            num, den = d["times"]
-            sizes[name] = max(1, sizes[d["of"]] * num // den)
-        elif name in widths:
-            sizes[name] = widths[name]
-        else:
-            sizes[name] = max(1, round(d["size"] * ratio)) if d["infinite"] else d["size"]
-    return sizes
+def _module_lines(scope: Scope, lists: dict[str, dict[str, str]]) -> list[str]:
+    """``__init__``'s module lines: each owner's module at its path (relative to the
+    scope) in graph order, the ModuleLists of blocks (``lists``: node → {path:
+    constructor}, made where that node comes), parents first, a ModuleDict for a path
+    component no node owns."""
+    made: dict[str, str] = {}
+    mine = {n.name for n in scope.nodes}
+    for node in scope.graph.order:
+        made.update(lists.get(node.name, {}))
+        if node.name not in mine:
+            continue
+        module = OPS[node.op].torch_module(node, scope)
+        if module is not None:
+            _, pname = scope.owned(node)[0]
+            made[scope.rel(scope.names[pname].rpartition(".")[0])] = module
+    order = {path: i for i, path in enumerate(made)}
+    lines, have = [], set()
+    for path in sorted(made, key=lambda x: (x.count("."), order[x])):
+        parts = path.split(".")
+        for j in range(1, len(parts)):
+            parent = ".".join(parts[:j])
+            if parent not in have and parent not in made:
+                lines.append(f"{attr_path(parent)} = torch.nn.ModuleDict()")
+                have.add(parent)
+        lines.append(f"{attr_path(path)} = {made[path]}")
+        have.add(path)
+    return lines
 
 
-def _to(x: torch.Tensor, have: list[str], want: list[str]) -> torch.Tensor:
-    """Permute the non-batch axes of ``x`` from dims ``have`` to dims ``want``."""
-    if have == want:
-        return x
-    return x.permute(0, *(1 + i for i in _perm(have, want)))
+def wrap(line: str, limit: int = 100) -> list[str]:
+    """``line`` broken after commas inside brackets so that each piece fits ``limit``
+    columns, continuing under the bracket's first argument; a string is one token, never
+    broken. A line that does not tokenize alone (part of a bracket) stays as it is."""
+    body = line.lstrip()
+    pad = len(line) - len(body)
+    if len(line) <= limit:
+        return [line]
+    try:
+        toks = list(tokenize.generate_tokens(io.StringIO(body).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return [line]
+    opens: list[int] = []
+    breaks: list[tuple[int, int]] = []  # (column after a comma, its bracket's column)
+    for t in toks:
+        if t.type == tokenize.OP and t.string in "([{":
+            opens.append(t.end[1])
+        elif t.type == tokenize.OP and t.string in ")]}":
+            opens.pop()
+        elif t.type == tokenize.OP and t.string == "," and opens:
+            breaks.append((t.end[1], opens[-1]))
+    out, start, indent = [], 0, pad
+    while indent + len(body) - start > limit:
+        fits = [(c, col) for c, col in breaks if start < c and indent + c - start <= limit]
+        if not fits:
+            break
+        c, col = fits[-1]
+        out.append(" " * indent + body[start:c].strip())
+        start, indent = c, pad + col
+    return [*out, " " * indent + body[start:].strip()]
 
 
-def _perm(have: list[str], want: list[str]) -> list[int]:
-    """Axis order that takes dims ``have`` to ``want`` (a repeated dim keeps its order)."""
-    left = list(have)
-    out = []
-    for d in want:
-        i = left.index(d)
-        left[i] = None
-        out.append(i)
-    return out
+def _indent(lines: list[str], n: int) -> str:
+    return "".join(f"{piece}\n" for line in lines for piece in wrap(" " * n + line))
 
 
-class Params(torch.nn.Module):
-    """The parameters a node owns besides a Linear/Conv/Embedding weight: a norm's gain
-    (``weight``) and ``bias``, or the bias of a linear whose weight is tied elsewhere."""
-
-    def __init__(self, sizes: dict[str, int]) -> None:
-        super().__init__()
-        for name, size in sizes.items():
-            init = torch.ones if name == "weight" else torch.zeros  # as nn.LayerNorm
-            self.register_parameter(name, torch.nn.Parameter(init(size)))
+def _methods(init_args: str, init: list[str], forward_args: str, body: list[str],
+             ret: str) -> str:
+    sizes = ["s = self.sizes"] if _uses(body, "s") else []
+    return (_indent([f"def __init__(self, {init_args}) -> None:"], 4)
+            + _indent(["super().__init__()", *init], 8) + "\n"
+            + _indent([f"def forward(self, {forward_args}) -> torch.Tensor:"], 4)
+            + _indent([*sizes, *body, f"return {ret}"], 8))
 
 
-class Model(torch.nn.Module):
-    """The graph as a module: ``Model(widths)``, e.g. ``Model({@EXAMPLE@})`` (see
-    ``dim_sizes``). ``forward`` takes the graph's inputs positionally in ``INPUTS`` order
-    (sorted by name) or by name, each with a leading batch axis, and returns its (first)
-    output; pass ``capture={}`` to also collect every activation. The forward applies
-    every multiplier itself, so ``apply_multipliers`` leaves a Model alone."""
-
-    applies_multipliers = True
-
-    def __init__(self, widths: dict[str, int]) -> None:
-        super().__init__()
-        self.sizes = dim_sizes(widths)
-        s = self.sizes
-        owners = sorted((n for n in NODES if "owns" in n),
-                        key=lambda n: n["module"].count("."))  # `h` before `h.g`
-        for n in owners:
-            op, owns = n["op"], n["owns"]
-            size = {k: math.prod(s[d] for d in dims) for k, dims in owns.items()}
-@BUILD@
-            else:
-                m = Params({"weight" if k == "gain" else k: v for k, v in size.items()})
-            self._put(n["module"], m)
-        self.mult = {(n["name"], n[k]): use_multiplier(self, n["name"], n[k])
-                     for n in NODES for k in ("weight", "gain", "bias") if k in n}
-        self.const = {n["name"]: CONSTANTS[n["name"]](s) for n in NODES
-                      if n["name"] in CONSTANTS}
-
-    def _put(self, path: str, module: torch.nn.Module) -> None:
-        parent: torch.nn.Module = self
-        *heads, last = path.split(".")
-        for h in heads:
-            if h not in parent._modules:
-                parent.add_module(h, torch.nn.ModuleDict())
-            parent = parent.get_submodule(h)
-        parent.add_module(last, module)
-
-    @staticmethod
-    def _dims(name: str) -> list[str]:
-        return next(n["dims"] for n in NODES if n["name"] == name)
-
-    def _param(self, n: dict, kind: str) -> torch.Tensor:
-        """Parameter ``kind`` of node ``n`` times its multiplier there, its axes in the
-        order this use reads them (a tied parameter may be stored in another order)."""
-        path, stored, want = n["params"][kind]
-        t = self.get_parameter(path)
-        if stored != want:
-            t = t.reshape([self.sizes[d] for d in stored]).permute(_perm(stored, want))
-        return t * self.mult[(n["name"], n[kind])]
-
-    def forward(self, *inputs: torch.Tensor, capture: dict | None = None,
-                **named: torch.Tensor) -> torch.Tensor:
-        feed = dict(zip(INPUTS, inputs, strict=False))
-        if len(inputs) > len(INPUTS) or set(feed) & set(named) or (
-                set(feed) | set(named)) != set(INPUTS):
-            raise TypeError(f"Model takes the inputs {INPUTS}, each once, positionally "
-                            "in this order or by name")
-        feed.update(named)
-        env: dict[str, torch.Tensor] = {}
-        s = self.sizes
-        out = None
-        for n in NODES:
-            op, dims = n["op"], n["dims"]
-            xs = [env[i] for i in n["inputs"]]
-            ins = [self._dims(i) for i in n["inputs"]]
-            if op in SAME_DIMS:
-                xs = [_to(x, d, dims) for x, d in zip(xs, ins, strict=True)]
-@BRANCH@@FORWARD@
-            env[n["name"]] = y
-            if capture is not None:
-                capture[n["name"]] = y.detach()
-        return out
-@METHODS@'''
+def _block_class(block: RepeatBlock, scope: Scope) -> str:
+    covered = scope.covered()
+    body = [line for node in block.nodes for line in scope.node_lines(node, covered)]
+    args = ", ".join(f"{scope.var(a)}: torch.Tensor" for a in scope.args)
+    init = ["self.sizes = s", *_module_lines(scope, {}), *_dict_lines("mult", scope.mults),
+            *_dict_lines("const", scope.consts)]
+    name = doc_text(block.name)
+    return (f"\n\nclass {block.class_name}(torch.nn.Module):\n"
+            f'    """One iteration of repeat `{name}` (nodes `{name}.<i>.<name>`, output '
+            f"`{doc_text(block.output)}`).\n    ``capture`` gets each activation under "
+            '``prefix`` + its name."""\n\n'
+            + _methods("s: dict[str, int]", init,
+                       f"{args}, *, capture: dict | None = None, prefix: str = \"\"",
+                       [*body, *scope.capture_lines(True)],
+                       scope.var(block.prefix + block.output)))
 
 
-def _branches(snippet: Callable[[Op], str], cond: str, indent: str) -> str:
-    """An if/elif chain with one branch per distinct snippet of the op units (in registry
-    order), taken by the ops that share it: ``cond`` formats the test of ``op``."""
-    groups: dict[str, list[str]] = {}
-    for name, unit in OPS.items():
-        if snippet(unit):
-            groups.setdefault(snippet(unit), []).append(name)
-    out = []
-    for i, (text, names) in enumerate(groups.items()):
-        quoted = ", ".join(f'"{n}"' for n in names)  # registry keys: plain identifiers
-        test = f"op == {quoted}" if len(names) == 1 else f"op in ({quoted})"
-        out.append(f"{indent}{'elif' if i else 'if'} {cond.format(test)}:")
-        out.append(textwrap.indent(text.strip("\n"), indent + "    "))
-    return "\n".join(out)
+def _free_var(taken: set[str], first: str = "x") -> str:
+    """``first`` if it is a plain name no one else takes, else the first free of x, h,
+    carry, hidden (``_carry`` at worst: scope variables never start with one ``_``)."""
+    return next(v for v in (first, "x", "h", "carry", "hidden", "_carry")
+                if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) and not keyword.iskeyword(v)
+                and v not in taken and v not in RESERVED)
 
 
-def runtime_parts() -> dict[str, str]:
-    """The generated Model's op-specific code, assembled from the op units' snippets."""
-    same = ", ".join(f'"{n}"' for n, unit in OPS.items() if unit.same_dims)
-    return {
-        "GLOBALS": "".join(t + "\n" for t in dict.fromkeys(
-            u.torch_globals for u in OPS.values()) if t),
-        "SAME_DIMS": "(" + textwrap.fill(same, 88, subsequent_indent=" " * 13) + ")",
-        "BUILD": _branches(lambda u: u.torch_build, '{} and "weight" in owns', " " * 12),
-        "FORWARD": _branches(lambda u: u.torch_forward, "{}", " " * 12),
-        "METHODS": "".join(dict.fromkeys(u.torch_methods for u in OPS.values())),
-    }
+def _loop(block: RepeatBlock, scope: Scope) -> list[str]:
+    """The Model's lines running the blocks in turn."""
+    var = scope.var(f"{block.name}.{block.count - 1}.{block.output}")
+    args = ", ".join([var, *(scope.var(o) for o in block.outer)])
+    prefix = (f'f"{block.name}.{{i}}."' if re.fullmatch(r"[A-Za-z0-9_]+", block.name)
+              else f'{block.name + "."!r} + f"{{i}}."')
+    return [f"{var} = {scope.var(block.carry)}",
+            f"for i, layer in enumerate({attr_path(block.path)}):",
+            f"    {var} = layer({args}, capture=capture, prefix={prefix})"]
 
 
-def _literal_rows(rows: list[dict]) -> str:
-    """A list literal, one row a line (pprint only for a row too long for one line)."""
-    lines = []
-    for row in rows:
-        text = repr(row)
-        if len(text) > 94:
-            text = pprint.pformat(row, sort_dicts=False, width=94).replace("\n", "\n    ")
-        lines.append(f"    {text},")
-    return "[\n" + "\n".join(lines) + "\n]"
+def model_source(p: Parametrization, names: dict[str, str]) -> str:
+    """The Model section of the generated module; ``names`` maps graph parameters to the
+    module parameter names the model gets. The text depends on the graph only, not on the
+    order its nodes and dims were declared in."""
+    graph = p.graph
+    check_model_names(graph, names)
+    mults, consts, streams = multiplier_texts(p), constant_texts(p), p.depth.stream
+    blocks = find_blocks(graph, names, mults, consts)
+    members = {n for b in blocks for n in b.members}
+    helpers: set[str] = set()
+    params = False
+    classes = []
+    for b in blocks:
+        mine = {n.name for n in b.nodes}
+        taken = {n.name[len(b.prefix):] for n in b.nodes} | set(b.outer)
+        scope = Scope(graph, names, list(b.nodes), [b.carry, *b.outer],
+                      root=f"{b.path}.0", prefix=b.prefix,
+                      mults={(k[0][len(b.prefix):], k[1][len(b.prefix):]): v
+                             for k, v in mults.items() if k[0] in mine},
+                      consts={k[len(b.prefix):]: v for k, v in consts.items() if k in mine},
+                      streams={k[len(b.prefix):]: v for k, v in streams.items() if k in mine},
+                      alias={b.carry: _free_var(taken)})
+        classes.append(_block_class(b, scope))
+        helpers |= scope.helpers
+        params |= scope.uses_params
+    top = [n for n in graph.order if n.name not in members]
+    inputs = [n.name for n in graph.order if OPS[n.op].is_input]
+    taken = {n.name for n in top}
+    alias = {}
+    for b in blocks:
+        var = _free_var(taken, b.name)
+        taken.add(var)
+        alias[f"{b.name}.{b.count - 1}.{b.output}"] = var
+    scope = Scope(graph, names, top, inputs,
+                  mults={k: v for k, v in mults.items() if k[0] not in members},
+                  consts={k: v for k, v in consts.items() if k not in members},
+                  streams={k: v for k, v in streams.items() if k not in members},
+                  alias=alias)
+    first = {b: next(n.name for n in graph.order if n.name in b.members) for b in blocks}
+    lists = {first[b]: {b.path: f"torch.nn.ModuleList({b.class_name}(s) for _ in "
+                                f"range({b.count}))"} for b in blocks}
+    init = ["self.sizes = s = dim_sizes(widths)", *_module_lines(scope, lists),
+            *(_dict_lines("mult", scope.mults) or ["self.mult = {}"]),
+            *(_dict_lines("const", scope.consts) or ["self.const = {}"])]
+    covered = scope.covered()
+    last = {b.last: b for b in blocks}
+    body = []
+    for node in graph.order:
+        if node.name in last:
+            body += _loop(last[node.name], scope)
+        elif node.name not in members:
+            body += scope.node_lines(node, covered)
+    outputs = [n.name for n in graph.order if OPS[n.op].is_output]
+    helpers |= scope.helpers
+    params |= scope.uses_params
+    args = "".join(f"{scope.var(i)}: torch.Tensor, " for i in inputs)
+    ordered = sorted(graph.dims, key=lambda n: (_depth(graph, n), n))
+    dims = {}
+    for name in ordered:
+        d = graph.dims[name]
+        entry: dict = {"infinite": d.infinite, "size": d.size}
+        if d.of is not None:
+            entry.update({"of": d.of, "times": [d.times.numerator, d.times.denominator]})
+        dims[name] = entry
+    example = ", ".join(f"{d!r}: {graph.dims[d].size}" for d in ordered
+                        if graph.dims[d].infinite and graph.dims[d].of is None)
+    text = HEAD.replace("@DIMS@", pprint.pformat(dims, sort_dicts=False, width=90)) \
+        .replace("@INPUTS@", repr(inputs))
+    text += "".join(HELPERS[h] for h in sorted({*helpers, *(["Params"] if params else [])}))
+    text += "".join(classes)
+    text += (f"\n\nclass Model(torch.nn.Module):\n"
+             f'    """`{doc_text(graph.name)}` as a module, built with ``Model(widths)``, e.g.\n'
+             f"    ``Model({{{doc_text(example)}}})`` (see ``dim_sizes``).\n\n"
+             "    ``forward`` takes the inputs in ``INPUTS`` order, each with a leading batch "
+             "axis,\n    and returns the first output; ``capture={}`` also collects every "
+             "activation by\n    node name. The forward applies every multiplier and "
+             "constant itself (``mult``,\n    ``const``), so ``apply_multipliers`` leaves "
+             'a Model alone."""\n\n'
+             "    applies_multipliers = True\n\n"
+             + _methods("widths: dict[str, int]", init,
+                        f"{args}*, capture: dict | None = None",
+                        [*body, *scope.capture_lines(False)],
+                        scope.var(outputs[0]) if outputs else "None"))
+    return text
 
 
 def _depth(graph: Graph, dim: str) -> int:
     """How many ``of`` links lead from ``dim`` to an independent dim."""
     of = graph.dims[dim].of
     return 0 if of is None else 1 + _depth(graph, of)
-
-
-def model_source(p: Parametrization, names: dict[str, str]) -> str:
-    """The Model section of the generated module; ``names`` maps graph parameters to the
-    module parameter names the model gets. Nodes are listed in the graph's topological
-    order, dims with each multiple after the dim it multiplies: the text depends on the
-    graph only, not on declaration order."""
-    graph = p.graph
-    check_model_names(graph, names)
-    dims = {}
-    for name, d in graph.dims.items():
-        entry: dict = {"infinite": d.infinite, "size": d.size}
-        if d.of is not None:
-            entry.update({"of": d.of, "times": [d.times.numerator, d.times.denominator]})
-        dims[name] = entry
-    ordered = sorted(dims, key=lambda n: (_depth(graph, n), n))
-    rows = [_node_row(graph, node, names) for node in graph.order]
-    consts = "\n".join(f"    {name!r}: {constant_rule(p, name)},"
-                       for name in sorted(p.constants))
-    example = ", ".join(f"{d!r}: {graph.dims[d].size}" for d in ordered
-                        if graph.dims[d].infinite and graph.dims[d].of is None)
-    values = {
-        "DIMS": pprint.pformat({n: dims[n] for n in ordered}, sort_dicts=False, width=90),
-        "NODES": _literal_rows(rows),
-        "INPUTS": repr([n.name for n in graph.order if OPS[n.op].is_input]),
-        "CONSTANTS": consts,
-        "EXAMPLE": doc_text(example),
-        "BRANCH": MODEL_BRANCH if p.depth.active else "",
-    }
-    values.update(runtime_parts())
-    return re.sub(r"@([A-Z_]+)@", lambda m: values[m[1]], RUNTIME)

@@ -457,64 +457,13 @@ def _scale_output(a: float):
 
 
 # -- the model -----------------------------------------------------------------------
+F = torch.nn.functional
+
 DIMS: dict[str, dict] = {'d_in': {'infinite': False, 'size': 32},
  'd_out': {'infinite': False, 'size': 10},
  'width': {'infinite': True, 'size': 256}}
 
-NODES: list[dict] = [
-    {'name': 'x', 'op': 'input', 'inputs': [], 'dims': ['d_in']},
-    {'name': 'h1',
-     'op': 'linear',
-     'inputs': ['x'],
-     'dims': ['width'],
-     'in_dims': ['d_in'],
-     'weight': 'W1',
-     'bias': 'b1',
-     'batch': [],
-     'module': 'h1',
-     'params': {'weight': ['h1.weight', ['width', 'd_in'], ['width', 'd_in']],
-                'bias': ['h1.bias', ['width'], ['width']]},
-     'owns': {'weight': ['width', 'd_in'], 'bias': ['width']}},
-    {'name': 'x1', 'op': 'relu', 'inputs': ['h1'], 'dims': ['width']},
-    {'name': 'h2',
-     'op': 'linear',
-     'inputs': ['x1'],
-     'dims': ['width'],
-     'in_dims': ['width'],
-     'weight': 'W2',
-     'bias': 'b2',
-     'batch': [],
-     'module': 'h2',
-     'params': {'weight': ['h2.weight', ['width', 'width'], ['width', 'width']],
-                'bias': ['h2.bias', ['width'], ['width']]},
-     'owns': {'weight': ['width', 'width'], 'bias': ['width']}},
-    {'name': 'x2', 'op': 'relu', 'inputs': ['h2'], 'dims': ['width']},
-    {'name': 'f',
-     'op': 'linear',
-     'inputs': ['x2'],
-     'dims': ['d_out'],
-     'in_dims': ['width'],
-     'weight': 'W3',
-     'batch': [],
-     'module': 'f',
-     'params': {'weight': ['f.weight', ['d_out', 'width'], ['d_out', 'width']]},
-     'owns': {'weight': ['d_out', 'width']}},
-    {'name': 'out', 'op': 'output', 'inputs': ['f'], 'dims': ['d_out']},
-]
-
 INPUTS: list[str] = ['x']
-
-CONSTANTS: dict[str, Callable[[dict[str, int]], float]] = {
-
-}
-
-CONV = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}
-CONV_FN = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
-           3: torch.nn.functional.conv3d}
-
-# ops whose inputs are brought to the node's own dim order first
-SAME_DIMS = ("output", "relu", "gelu", "tanh", "silu", "identity", "sigmoid", "scale", "add",
-             "multiply", "softmax", "layernorm", "rmsnorm")
 
 
 def dim_sizes(widths: dict[str, int]) -> dict[str, int]:
@@ -547,263 +496,39 @@ def dim_sizes(widths: dict[str, int]) -> dict[str, int]:
     return sizes
 
 
-def _to(x: torch.Tensor, have: list[str], want: list[str]) -> torch.Tensor:
-    """Permute the non-batch axes of ``x`` from dims ``have`` to dims ``want``."""
-    if have == want:
-        return x
-    return x.permute(0, *(1 + i for i in _perm(have, want)))
-
-
-def _perm(have: list[str], want: list[str]) -> list[int]:
-    """Axis order that takes dims ``have`` to ``want`` (a repeated dim keeps its order)."""
-    left = list(have)
-    out = []
-    for d in want:
-        i = left.index(d)
-        left[i] = None
-        out.append(i)
-    return out
-
-
-class Params(torch.nn.Module):
-    """The parameters a node owns besides a Linear/Conv/Embedding weight: a norm's gain
-    (``weight``) and ``bias``, or the bias of a linear whose weight is tied elsewhere."""
-
-    def __init__(self, sizes: dict[str, int]) -> None:
-        super().__init__()
-        for name, size in sizes.items():
-            init = torch.ones if name == "weight" else torch.zeros  # as nn.LayerNorm
-            self.register_parameter(name, torch.nn.Parameter(init(size)))
-
-
 class Model(torch.nn.Module):
-    """The graph as a module: ``Model(widths)``, e.g. ``Model({'width': 256})`` (see
-    ``dim_sizes``). ``forward`` takes the graph's inputs positionally in ``INPUTS`` order
-    (sorted by name) or by name, each with a leading batch axis, and returns its (first)
-    output; pass ``capture={}`` to also collect every activation. The forward applies
-    every multiplier itself, so ``apply_multipliers`` leaves a Model alone."""
+    """`mlp` as a module, built with ``Model(widths)``, e.g.
+    ``Model({'width': 256})`` (see ``dim_sizes``).
+
+    ``forward`` takes the inputs in ``INPUTS`` order, each with a leading batch axis,
+    and returns the first output; ``capture={}`` also collects every activation by
+    node name. The forward applies every multiplier and constant itself (``mult``,
+    ``const``), so ``apply_multipliers`` leaves a Model alone."""
 
     applies_multipliers = True
 
     def __init__(self, widths: dict[str, int]) -> None:
         super().__init__()
-        self.sizes = dim_sizes(widths)
-        s = self.sizes
-        owners = sorted((n for n in NODES if "owns" in n),
-                        key=lambda n: n["module"].count("."))  # `h` before `h.g`
-        for n in owners:
-            op, owns = n["op"], n["owns"]
-            size = {k: math.prod(s[d] for d in dims) for k, dims in owns.items()}
-            if op == "embedding" and "weight" in owns:
-                m = torch.nn.Embedding(s[n["vocab"]], size["weight"] // s[n["vocab"]])
-            elif op == "linear" and "weight" in owns:
-                out = math.prod(s[d] for d in n["dims"] if d not in n["batch"])
-                fan_in = math.prod(s[d] for d in n["in_dims"])
-                m = torch.nn.Linear(fan_in, out, bias="bias" in owns)
-            elif op == "conv" and "weight" in owns:
-                out = math.prod(s[d] for d in n["dims"] if d not in n["batch"])
-                fan_in = math.prod(s[d] for d in n["in_dims"])
-                kernel = tuple(s[d] for d in n["kernel"])
-                m = CONV[len(kernel)](fan_in, out, kernel, bias="bias" in owns, padding="same")
-            else:
-                m = Params({"weight" if k == "gain" else k: v for k, v in size.items()})
-            self._put(n["module"], m)
-        self.mult = {(n["name"], n[k]): use_multiplier(self, n["name"], n[k])
-                     for n in NODES for k in ("weight", "gain", "bias") if k in n}
-        self.const = {n["name"]: CONSTANTS[n["name"]](s) for n in NODES
-                      if n["name"] in CONSTANTS}
+        self.sizes = s = dim_sizes(widths)
+        self.h1 = torch.nn.Linear(s['d_in'], s['width'])
+        self.h2 = torch.nn.Linear(s['width'], s['width'])
+        self.f = torch.nn.Linear(s['width'], s['d_out'], bias=False)
+        self.mult = {}
+        self.const = {}
 
-    def _put(self, path: str, module: torch.nn.Module) -> None:
-        parent: torch.nn.Module = self
-        *heads, last = path.split(".")
-        for h in heads:
-            if h not in parent._modules:
-                parent.add_module(h, torch.nn.ModuleDict())
-            parent = parent.get_submodule(h)
-        parent.add_module(last, module)
-
-    @staticmethod
-    def _dims(name: str) -> list[str]:
-        return next(n["dims"] for n in NODES if n["name"] == name)
-
-    def _param(self, n: dict, kind: str) -> torch.Tensor:
-        """Parameter ``kind`` of node ``n`` times its multiplier there, its axes in the
-        order this use reads them (a tied parameter may be stored in another order)."""
-        path, stored, want = n["params"][kind]
-        t = self.get_parameter(path)
-        if stored != want:
-            t = t.reshape([self.sizes[d] for d in stored]).permute(_perm(stored, want))
-        return t * self.mult[(n["name"], n[kind])]
-
-    def forward(self, *inputs: torch.Tensor, capture: dict | None = None,
-                **named: torch.Tensor) -> torch.Tensor:
-        feed = dict(zip(INPUTS, inputs, strict=False))
-        if len(inputs) > len(INPUTS) or set(feed) & set(named) or (
-                set(feed) | set(named)) != set(INPUTS):
-            raise TypeError(f"Model takes the inputs {INPUTS}, each once, positionally "
-                            "in this order or by name")
-        feed.update(named)
-        env: dict[str, torch.Tensor] = {}
-        s = self.sizes
-        out = None
-        for n in NODES:
-            op, dims = n["op"], n["dims"]
-            xs = [env[i] for i in n["inputs"]]
-            ins = [self._dims(i) for i in n["inputs"]]
-            if op in SAME_DIMS:
-                xs = [_to(x, d, dims) for x, d in zip(xs, ins, strict=True)]
-            if op == "input":
-                y = feed[n["name"]]
-            elif op == "output":
-                y = xs[0]
-                out = y if out is None else out
-            elif op == "relu":
-                y = torch.relu(xs[0])
-            elif op == "gelu":
-                y = torch.nn.functional.gelu(xs[0])
-            elif op == "tanh":
-                y = torch.tanh(xs[0])
-            elif op == "silu":
-                y = torch.nn.functional.silu(xs[0])
-            elif op == "identity":
-                y = xs[0]
-            elif op == "sigmoid":
-                y = torch.sigmoid(xs[0])
-            elif op == "scale":
-                y = xs[0] * self.const[n["name"]]
-            elif op == "add":
-                y = sum(xs[1:], xs[0])
-            elif op == "multiply":
-                y = xs[0] * xs[1]
-            elif op == "softmax":
-                axis = 1 + dims.index(n["over"][0])
-                z = xs[0]
-                if "causal" in n:
-                    q, k = n["causal"]
-                    mask = torch.ones(s[q], s[k], dtype=torch.bool, device=z.device).tril()
-                    shape = [1] * z.dim()
-                    shape[1 + dims.index(q)], shape[1 + dims.index(k)] = s[q], s[k]
-                    if dims.index(q) > dims.index(k):
-                        mask = mask.T
-                    z = z.masked_fill(~mask.reshape(shape), float("-inf"))
-                y = torch.softmax(z, dim=axis)
-            elif op == "contract":
-                y = self._contract(n, xs, ins)
-            elif op == "embedding":
-                y = self._embed(n, xs[0], ins[0])
-            elif op in ("layernorm", "rmsnorm"):
-                y = self._norm(n, xs[0])
-            elif op in ("linear", "conv"):
-                y = self._linear(n, xs[0], ins[0])
-            elif op == "param":
-                shape = [s[d] for d in dims]
-                y = self._param(n, "weight").reshape(1, *shape).expand(
-                    next((x.shape[0] for x in feed.values()), 1), *shape)
-            elif op == "reduce":
-                y = self._reduce(n, xs[0], ins[0])
-            elif op == "concat":
-                y = self._concat(n, xs, ins)
-            elif op == "slice":
-                y = self._slice(n, xs[0], ins[0])
-            elif op == "attention":
-                raise RuntimeError("attention is expanded when the graph is built")
-            elif op == "reshape":
-                y = self._reshape(n, xs[0], ins[0])
-            env[n["name"]] = y
-            if capture is not None:
-                capture[n["name"]] = y.detach()
+    def forward(self, x: torch.Tensor, *, capture: dict | None = None) -> torch.Tensor:
+        h1 = self.h1(x)
+        x1 = torch.relu(h1)
+        h2 = self.h2(x1)
+        x2 = torch.relu(h2)
+        f = self.f(x2)
+        out = f
+        if capture is not None:
+            capture['x'] = x.detach()
+            capture['h1'] = h1.detach()
+            capture['x1'] = x1.detach()
+            capture['h2'] = h2.detach()
+            capture['x2'] = x2.detach()
+            capture['f'] = f.detach()
+            capture['out'] = out.detach()
         return out
-
-    def _contract(self, n: dict, xs: list[torch.Tensor], ins: list[list[str]]
-                  ) -> torch.Tensor:
-        rename = dict(n.get("rename", []))
-        u_dims, v_dims = ins[0], [rename.get(d, d) for d in ins[1]]
-        axis = {d: 1 + i for i, d in enumerate(dict.fromkeys(u_dims + v_dims + n["dims"]))}
-        y = torch.einsum(xs[0], [0, *(axis[d] for d in u_dims)],
-                         xs[1], [0, *(axis[d] for d in v_dims)],
-                         [0, *(axis[d] for d in n["dims"])])
-        return y * self.const[n["name"]]
-
-    def _embed(self, n: dict, ids: torch.Tensor, have: list[str]) -> torch.Tensor:
-        s = self.sizes
-        out_dims = [d for d in n["dims"] if d not in have]
-        y = self._param(n, "weight").reshape(s[n["vocab"]], -1)[ids]
-        y = y.reshape(*ids.shape, *(s[d] for d in out_dims))
-        return _to(y, have + out_dims, n["dims"])
-
-    def _norm(self, n: dict, x: torch.Tensor) -> torch.Tensor:
-        dims, over = n["dims"], n["over"]
-        rest = [d for d in dims if d not in over]
-        x = _to(x, dims, rest + over)
-        lead = x.shape[: 1 + len(rest)]
-        x = x.reshape(*lead, -1)
-        if n["op"] == "layernorm":
-            x = torch.nn.functional.layer_norm(x, x.shape[-1:])
-        else:
-            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
-        if "gain" in n:
-            x = x * self._param(n, "gain").reshape(-1)
-        if "bias" in n:
-            x = x + self._param(n, "bias").reshape(-1)
-        x = x.reshape(*lead, *(self.sizes[d] for d in over))
-        return _to(x, rest + over, dims)
-
-    def _linear(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
-        s = self.sizes
-        batch, in_dims = n["batch"], n["in_dims"]
-        out_dims = [d for d in n["dims"] if d not in batch]
-        x = _to(x, have, batch + in_dims)
-        lead = x.shape[: 1 + len(batch)]
-        x = x.reshape(*lead, -1)
-        out = math.prod([s[d] for d in out_dims])
-        w = self._param(n, "weight")
-        b = self._param(n, "bias").reshape(-1) if "bias" in n else None
-        if n["op"] == "conv":  # the last len(kernel) batch dims are the spatial ones
-            k = len(n["kernel"])
-            w = w.reshape(out, -1, *(s[d] for d in n["kernel"]))
-            x = x.reshape(-1, *x.shape[-k - 1:]).movedim(-1, 1)
-            y = CONV_FN[k](x, w, b, padding="same").movedim(1, -1).reshape(*lead, -1)
-        else:
-            y = torch.nn.functional.linear(x, w.reshape(out, -1), b)
-        y = y.reshape(*lead, *(s[d] for d in out_dims))
-        return _to(y, batch + out_dims, n["dims"])
-
-    def _reduce(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
-        """Mean, or sum times its constant, over ``over``."""
-        axes = [1 + have.index(d) for d in n["over"]]
-        if n["mode"] == "mean":
-            y = x.mean(dim=axes)
-        else:
-            y = x.sum(dim=axes) * self.const[n["name"]]
-        return _to(y, [d for d in have if d not in n["over"]], n["dims"])
-
-    def _concat(self, n: dict, xs: list[torch.Tensor], ins: list[list[str]]
-                ) -> torch.Tensor:
-        """Each input in the output's dim order (its own part dim at ``along``, a
-        one-slice input given a size-1 axis there), joined along ``along``."""
-        dims, along = n["dims"], n["along"]
-        parts = []
-        for x, have in zip(xs, ins, strict=True):
-            own = [d for d in have if d not in dims]
-            if own:
-                parts.append(_to(x, have, [own[0] if d == along else d for d in dims]))
-            else:
-                x = _to(x, have, [d for d in dims if d != along])
-                parts.append(x.unsqueeze(1 + dims.index(along)))
-        return torch.cat(parts, dim=1 + dims.index(along))
-
-    def _slice(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
-        """Part ``index`` of ``along``: the parts before it are skipped."""
-        s, parts, i = self.sizes, n["parts"], n["index"]
-        start = sum(s[d] for d in parts[:i])
-        y = x.narrow(1 + have.index(n["along"]), start, s[parts[i]])
-        return _to(y, [parts[i] if d == n["along"] else d for d in have], n["dims"])
-
-    def _reshape(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
-        """The dims it keeps first, then the dropped ones regrouped into the added ones."""
-        s, dims = self.sizes, n["dims"]
-        kept = [d for d in have if d in dims]
-        added = [d for d in dims if d not in have]
-        x = _to(x, have, kept + [d for d in have if d not in dims])
-        y = x.reshape(*x.shape[: 1 + len(kept)], *(s[d] for d in added))
-        return _to(y, kept + added, dims)

@@ -1,7 +1,6 @@
 """The op registry: every op name and its unit (:class:`abccalc.graph.ops.base.Op`).
 
 Adding an op is one module in this package and one line here (docs/contributing_ops.md).
-The order is the order of the generated Model's per-op branches.
 """
 
 from __future__ import annotations

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from abccalc.exponents import NEG_INF, Exp
 from abccalc.graph.core import Dim, Node
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity, same_dims
+from abccalc.graph.ops.base import (
+    Ctx,
+    Err,
+    Op,
+    Shaped,
+    SizesLike,
+    TorchCtx,
+    arity,
+    same_dims,
+)
 
 
 class Add(Op):
@@ -26,7 +35,15 @@ class Add(Op):
         return (max(sizes.s0[i] for i in node.inputs),
                 max(sizes.sd.get(i, NEG_INF) for i in node.inputs))
 
-    torch_forward = "y = sum(xs[1:], xs[0])"
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        """A residual branch add under a depth axis multiplies each branch input, never
+        the stream, by its constant: x + L^-α·f(x) (TP6 Eq. 1; docs/depth.md)."""
+        mult, stream = ctx.const(node), ctx.stream(node)
+        terms = [ctx.value(x, node.dims) for x in node.inputs]
+        if mult is not None:
+            terms = [t if i == stream else f"{mult} * {ctx.atom(t)}"
+                     for i, t in enumerate(terms)]
+        return [f"{ctx.var(node.name)} = {' + '.join(terms)}"]
 
 
 ADD = Add()

@@ -38,7 +38,6 @@ class Attention(Op):
 
     name = "attention"
     fields = frozenset({"weight", "bias", "in_dims", "over", "heads", "causal"})
-    same_dims = False
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
@@ -74,8 +73,7 @@ class Attention(Op):
                       "the dims the output projection writes")
         return Shaped(node.with_(dims=out, in_dims=tuple(in_dims), over=seq))
 
-    # Never reached: a built graph holds its expansion, whose units emit the code.
-    torch_forward = 'raise RuntimeError("attention is expanded when the graph is built")'
+    # A built graph holds only its expansion, which ``contract`` emits as SDPA.
 
     def followers(self, node: Node) -> tuple[tuple[str, str], ...]:
         return ((node.over[0], key_dim(node.over[0])),) if len(node.over) == 1 else ()

@@ -2,8 +2,9 @@
 
 An :class:`Op` is to abccalc what a primitive is to JAX (docs/contributing_ops.md): its dim
 check is the shape rule, its forward size rule the abstract evaluation, its backward rule
-the transpose rule, and its PyTorch snippets the lowering. The solver, size propagation,
-the presets, classify, check and codegen ask the unit; none of them names an op.
+the transpose rule, and its PyTorch emission (``torch_forward``) the lowering. The solver,
+size propagation, the presets, classify, check and codegen ask the unit; none of them names
+an op.
 
 Sizes are exponents of the width n (:mod:`abccalc.exponents`): ``s0`` at init, ``sd`` of
 the change in training, ``st = max(s0, sd)``, ``g`` of ∂L/∂v. Every method has the default
@@ -12,7 +13,7 @@ of a Θ(1)-Jacobian op that keeps its input's dims (an elementwise nonlinearity)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -80,7 +81,6 @@ class Op:
     is_output: bool = False  # a model output: the loss reads it (g = 0)
     is_sum: bool = False  # a sum of its inputs: on a depth axis, a residual add (docs/depth.md)
     reads_ids: bool = False  # its input holds integer ids (an embedding lookup)
-    same_dims: bool = True  # the generated Model permutes its inputs to its own dim order
 
     # -- graph: dims -----------------------------------------------------------------------
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
@@ -155,23 +155,97 @@ class Op:
         (fan_out,) with fan_in 1."""
         return (), (0,)
 
-    def torch_row(self, graph: Graph, node: Node) -> dict:
-        """Extra entries of the node's row in the generated Model's NODES table."""
-        return {}
+    def torch_groups(self, node: Node, use: Use, shape: tuple[str, ...]
+                     ) -> list[tuple[str, ...]]:
+        """The axes of the PyTorch tensor of the parameter whose first use is ``use``, each
+        a group of its dims ``shape``: flat by default (a Params entry, a norm's gain)."""
+        return [shape]
 
-    # The generated Model (abccalc.emit.codegen_model) is assembled from these snippets.
-    # ``torch_build``: statements setting ``m``, the module that owns the node's weight
-    # (from ``n`` its row, ``s`` the dim sizes, ``owns``/``size`` its parameters' dims and
-    # sizes); empty: its parameters live on a plain Params module.
-    # ``torch_forward``: statements setting ``y`` from ``xs`` (the input tensors, each in
-    # the node's dim order when ``same_dims``), ``ins`` (their dims), ``n``, ``dims``,
-    # ``s``, ``feed`` (the Model's inputs by name); an output also sets ``out``.
-    # ``torch_methods``: Model methods the snippets call; ``torch_globals``: module-level
-    # definitions they read. Units with equal snippets share one branch.
-    torch_build: str = ""
-    torch_forward: str = "y = xs[0]"
-    torch_methods: str = ""
-    torch_globals: str = ""
+    def torch_module(self, node: Node, ctx: TorchCtx) -> str | None:
+        """The generated Model's module owning the node's parameters (those whose first
+        use it is, ``ctx.owned(node)``), as a constructor call; None when it owns none.
+        Default: a ``Params`` holding them flat (a norm's gain is its ``weight``)."""
+        owned = ctx.owned(node)
+        if not owned:
+            return None
+        args = ", ".join(f"{'weight' if k is not Kind.BIAS else 'bias'}={ctx.numel(p)}"
+                         for k, p in owned)
+        return ctx.params_module(args)
+
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        """Lines of the generated ``forward`` that set ``ctx.var(node.name)`` (the node's
+        activation: a leading batch axis, then its dims in order) from its inputs.
+        Default: the input itself, in the node's dim order."""
+        return [f"{ctx.var(node.name)} = {ctx.value(node.inputs[0], node.dims)}"]
+
+    def torch_covers(self, graph: Graph, node: Node) -> tuple[str, ...]:
+        """Earlier nodes this node's forward computes with it (fused), which emit no lines
+        of their own: an attention's scores and probabilities (``contract``)."""
+        return ()
+
+
+class TorchCtx(Protocol):
+    """What an op's PyTorch emission asks the generated forward it is written into
+    (:class:`abccalc.emit.model_scope.Scope`). Every name it returns is already escaped."""
+
+    graph: Graph
+
+    def var(self, name: str) -> str:
+        """The local variable holding node ``name``'s activation."""
+
+    def value(self, name: str, dims: Sequence[str]) -> str:
+        """Node ``name``'s activation with its axes in the order ``dims`` (a permute when
+        that differs from its own)."""
+
+    def arrange(self, expr: str, have: Sequence[str], want: Sequence[str]) -> str:
+        """``expr``, an activation of dims ``have``, permuted to ``want``."""
+
+    def size(self, dims: Sequence[str]) -> str:
+        """The product of the dims' sizes at run time (``s["d_model"]``)."""
+
+    def numel(self, param: str) -> str:
+        """The number of entries of parameter ``param``."""
+
+    def owned(self, node: Node) -> list[tuple[Kind, str]]:
+        """The (kind, parameter) fields whose first use is this node."""
+
+    def module(self, node: Node) -> str:
+        """The module owning the node's parameters (``self.q``)."""
+
+    def params_module(self, args: str) -> str:
+        """A ``Params(args)`` module (parameters with no torch module of their own)."""
+
+    def param(self, node: Node, kind: Kind, shape: Sequence[Sequence[str]]) -> str:
+        """The parameter of field ``kind`` as this use reads it (its dims in the use's order:
+        fan_out then fan_in, an embedding's vocab first) reshaped to ``shape`` (groups of
+        dims, each one axis), times its multiplier at this use."""
+
+    def scale(self, node: Node, kind: Kind) -> str | None:
+        """The multiplier of the parameter of field ``kind`` at this use, None when it is
+        identically 1."""
+
+    def const(self, node: Node) -> str | None:
+        """The node's constant n^-α (a residual branch add's: the branch multiplier
+        L^-α), None when it is identically 1."""
+
+    def stream(self, node: Node) -> int | None:
+        """The index of the residual stream among a branch add's inputs (every other input
+        is a branch); None for any other node."""
+
+    def batch(self) -> str:
+        """The batch size at run time."""
+
+    def atom(self, expr: str) -> str:
+        """``expr``, parenthesized unless a method call can follow it as it is."""
+
+    def flatten(self, expr: str, dims: Sequence[str]) -> str:
+        """``expr`` with its last ``len(dims)`` axes, the dims ``dims``, made one."""
+
+    def unflatten(self, expr: str, dims: Sequence[str]) -> str:
+        """``expr`` with its last axis split into the dims ``dims``."""
+
+    def helper(self, name: str) -> str:
+        """Declare module-level helper ``name`` (emitted once) and return its name."""
 
 
 def over_dims(node: Node, ins: list[tuple[str, ...]], err: Err, verb: str

@@ -4,8 +4,8 @@ multi-branch features."""
 from __future__ import annotations
 
 from abccalc.exponents import NEG_INF, Exp
-from abccalc.graph.core import Dim, Graph, Node
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity
+from abccalc.graph.core import Dim, Node
+from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, TorchCtx, arity
 
 
 class Concat(Op):
@@ -15,7 +15,6 @@ class Concat(Op):
 
     name = "concat"
     fields = frozenset({"along"})
-    same_dims = False
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
@@ -49,26 +48,20 @@ class Concat(Op):
         return (max(sizes.s0[i] for i in node.inputs),
                 max(sizes.sd.get(i, NEG_INF) for i in node.inputs))
 
-    def torch_row(self, graph: Graph, node: Node) -> dict:
-        return {"along": node.along}
-
-    torch_forward = "y = self._concat(n, xs, ins)"
-    torch_methods = '''
-    def _concat(self, n: dict, xs: list[torch.Tensor], ins: list[list[str]]
-                ) -> torch.Tensor:
-        """Each input in the output's dim order (its own part dim at ``along``, a
-        one-slice input given a size-1 axis there), joined along ``along``."""
-        dims, along = n["dims"], n["along"]
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        """Each input in the output's dim order (its own part dim at ``along``, a one-slice
+        input given a size-1 axis there), joined along ``along``."""
+        dims, along = node.dims, node.along
+        axis = 1 + dims.index(along)
         parts = []
-        for x, have in zip(xs, ins, strict=True):
-            own = [d for d in have if d not in dims]
+        for x in node.inputs:
+            own = [d for d in ctx.graph.node[x].dims if d not in dims]
             if own:
-                parts.append(_to(x, have, [own[0] if d == along else d for d in dims]))
+                parts.append(ctx.value(x, [own[0] if d == along else d for d in dims]))
             else:
-                x = _to(x, have, [d for d in dims if d != along])
-                parts.append(x.unsqueeze(1 + dims.index(along)))
-        return torch.cat(parts, dim=1 + dims.index(along))
-'''
+                y = ctx.value(x, [d for d in dims if d != along])
+                parts.append(f"{y}.unsqueeze({axis})")
+        return [f"{ctx.var(node.name)} = torch.cat([{', '.join(parts)}], dim={axis})"]
 
 
 CONCAT = Concat()

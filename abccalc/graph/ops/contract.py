@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import string
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from abccalc.errors import AbcError
 from abccalc.exponents import HALF, ONE, Exp, fmt_exp, plus
 from abccalc.graph.core import Dim, Node
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity
+from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, TorchCtx, arity
 from abccalc.graph.ops.multiply import changed_product
+from abccalc.graph.ops.softmax import SOFTMAX
 
 if TYPE_CHECKING:
     from abccalc.graph.core import Graph
@@ -29,7 +33,6 @@ class Contract(Op):
     name = "contract"
     fields = frozenset({"over", "rename"})
     constant = True
-    same_dims = False
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
@@ -83,18 +86,117 @@ class Contract(Op):
         return (" (TP5 Def. 4.1: q and k are correlated once trained, so qᵀk grows like d "
                 "by the LLN)")
 
-    torch_forward = "y = self._contract(n, xs, ins)"
-    torch_methods = '''
-    def _contract(self, n: dict, xs: list[torch.Tensor], ins: list[list[str]]
-                  ) -> torch.Tensor:
-        rename = dict(n.get("rename", []))
-        u_dims, v_dims = ins[0], [rename.get(d, d) for d in ins[1]]
-        axis = {d: 1 + i for i, d in enumerate(dict.fromkeys(u_dims + v_dims + n["dims"]))}
-        y = torch.einsum(xs[0], [0, *(axis[d] for d in u_dims)],
-                         xs[1], [0, *(axis[d] for d in v_dims)],
-                         [0, *(axis[d] for d in n["dims"])])
-        return y * self.const[n["name"]]
-'''
+    def torch_covers(self, graph: Graph, node: Node) -> tuple[str, ...]:
+        plan = attention_plan(graph, node)
+        return (plan.scores.name, plan.probs.name) if plan else ()
+
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        """An einsum times the constant; the value contraction of an attention pattern
+        (:func:`attention_plan`) is ``F.scaled_dot_product_attention`` with the scores'
+        constant as its scale, written out op by op when ``capture`` asks for the scores
+        and probabilities (SDPA never forms them)."""
+        plan = attention_plan(ctx.graph, node)
+        if plan is None:
+            return self.einsum(node, ctx)
+        heads, t, e = plan.heads, plan.query, plan.value_dim
+        q, kk = plan.scores.inputs
+        args = [ctx.value(q, [*heads, t, plan.head_dim]),
+                ctx.value(kk, [*heads, t, plan.head_dim]),
+                ctx.value(node.inputs[1], [*heads, t, e])]
+        scale = ctx.const(plan.scores) or "1.0"
+        tail = ctx.arrange("y", [*heads, t, e], node.dims)[1:]
+        const = ctx.const(node)
+        explicit = [*self.einsum(plan.scores, ctx),
+                    *SOFTMAX.torch_forward(plan.probs, ctx), *self.einsum(node, ctx)]
+        return ["if capture is None:",
+                f"    {ctx.var(node.name)} = F.scaled_dot_product_attention(",
+                f"        {', '.join(args)},",
+                f"        is_causal={bool(plan.probs.causal)}, scale={scale}){tail}"
+                + (f" * {const}" if const else ""),
+                "else:  # the same op by op, to record the scores and probabilities",
+                *(f"    {line}" for line in explicit)]
+
+    @staticmethod
+    def einsum(node: Node, ctx: TorchCtx) -> list[str]:
+        u, v = node.inputs
+        rename = dict(node.rename)
+        u_dims = ctx.graph.node[u].dims
+        v_dims = [rename.get(d, d) for d in ctx.graph.node[v].dims]
+        letters = subscripts([*u_dims, *v_dims, *node.dims])
+        spec = (f"b{''.join(letters[d] for d in u_dims)},b{''.join(letters[d] for d in v_dims)}"
+                f"->b{''.join(letters[d] for d in node.dims)}")
+        y = f"torch.einsum({spec!r}, {ctx.var(u)}, {ctx.var(v)})"
+        const = ctx.const(node)
+        return [f"{ctx.var(node.name)} = {y} * {const}" if const
+                else f"{ctx.var(node.name)} = {y}"]
+
+
+def subscripts(dims: list[str]) -> dict[str, str]:
+    """An einsum letter per dim: its own first letter when free (``b`` is the batch),
+    else the first free one."""
+    free = [c for c in string.ascii_letters if c != "b"]
+    out: dict[str, str] = {}
+    for d in dict.fromkeys(dims):
+        if not free:
+            raise AbcError(f"a contraction over {len(out) + 1} distinct dims is more than "
+                           "einsum's 51 letters")
+        c = d[0] if d[0] in free else free[0]
+        out[d] = c
+        free.remove(c)
+    return out
+
+
+@dataclass(frozen=True)
+class AttentionPlan:
+    """softmax(c·q kᵀ) v as SDPA reads it: (…heads, query, head_dim) by (…heads, key,
+    head_dim) by (…heads, key, value_dim); ``query`` and ``key`` are the positions."""
+
+    scores: Node
+    probs: Node
+    heads: tuple[str, ...]
+    query: str
+    key: str
+    head_dim: str
+    value_dim: str
+
+
+def attention_plan(graph: Graph, node: Node) -> AttentionPlan | None:
+    """The attention pattern ending at ``node`` (examples/gpt.yaml's scores → probs → att,
+    and the composite ``attention``): node = contract(probs, v) over the key positions,
+    probs = softmax(scores) over them (causal: key ≤ query), scores = contract(q, k) over
+    one head dim, the keys renamed query → key in both contractions, scores and probs
+    read by nothing else. None when ``node`` is not such an end."""
+    if node.op != CONTRACT.name or len(node.over) != 1:
+        return None
+    probs = graph.node[node.inputs[0]]
+    if probs.op != SOFTMAX.name or probs.over != node.over \
+            or graph.consumers[probs.name] != (node.name,):
+        return None
+    scores = graph.node[probs.inputs[0]]
+    if scores.op != CONTRACT.name or len(scores.over) != 1 \
+            or graph.consumers[scores.name] != (probs.name,):
+        return None
+    (key,), (head_dim,) = node.over, scores.over
+    q, k = (graph.node[x].dims for x in scores.inputs)
+    rename = dict(scores.rename)
+    k = tuple(rename.get(d, d) for d in k)
+    queries = [d for d in q if d not in k]
+    if len(queries) != 1 or [d for d in k if d not in q] != [key]:
+        return None
+    query = queries[0]
+    heads = tuple(d for d in q if d not in (query, head_dim))
+    v_rename = dict(node.rename)
+    v = tuple(v_rename.get(d, d) for d in graph.node[node.inputs[1]].dims)
+    rest = [d for d in v if d not in (*heads, key)]
+    raw = (graph.node[scores.inputs[1]].dims, graph.node[node.inputs[1]].dims)
+    if v_rename.get(query) != key or rename.get(query) != key or len(rest) != 1 \
+            or any(query not in r or key in r for r in raw) \
+            or len(v) != len(heads) + 2 or head_dim not in k \
+            or sorted(scores.dims) != sorted((*heads, query, key)) \
+            or sorted(node.dims) != sorted((*heads, query, rest[0])) \
+            or probs.causal not in ((), (query, key)):
+        return None
+    return AttentionPlan(scores, probs, heads, query, key, head_dim, rest[0])
 
 
 CONTRACT = Contract()

@@ -11,20 +11,18 @@ fan_in/fan_out dims (TP4 §3, §5; TP5 App. J, Table 14; :mod:`abccalc.exponents
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from abccalc.exponents import Exp, backward_term, dw_backward_term
 from abccalc.graph.core import Dim, Kind, Node, Use
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity, weighted
-
-if TYPE_CHECKING:
-    from abccalc.graph.core import Graph
-
-# the generated Model's module for a dense weight: (fan_in, out) as PyTorch counts them
-_FANS = """\
-out = math.prod(s[d] for d in n["dims"] if d not in n["batch"])
-fan_in = math.prod(s[d] for d in n["in_dims"])
-"""
+from abccalc.graph.ops.base import (
+    Ctx,
+    Err,
+    Op,
+    Shaped,
+    SizesLike,
+    TorchCtx,
+    arity,
+    weighted,
+)
 
 
 class Linear(Op):
@@ -33,7 +31,6 @@ class Linear(Op):
 
     name = "linear"
     fields = frozenset({"weight", "bias", "in_dims"})
-    same_dims = False
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
@@ -59,40 +56,51 @@ class Linear(Op):
             return (), (0,)
         return tuple(range(1, 2 + len(node.kernel))), (0,)
 
-    def torch_row(self, graph: Graph, node: Node) -> dict:
-        """The input dims the weight keeps (batch; spatial for a conv) and its ``in``."""
-        x_dims = graph.node[node.inputs[0]].dims
-        return {"batch": [d for d in x_dims if d not in node.in_dims],
-                "in_dims": list(node.in_dims)}
+    def torch_groups(self, node: Node, use: Use, shape: tuple[str, ...]
+                     ) -> list[tuple[str, ...]]:
+        """A Linear weight is (fan_out, fan_in), a conv weight (out, in, *kernel)."""
+        if use.kind is not Kind.WEIGHT:
+            return [shape]
+        return [use.fan_out, node.in_dims, *((k,) for k in node.kernel)]
 
-    torch_build = _FANS + 'm = torch.nn.Linear(fan_in, out, bias="bias" in owns)'
-    torch_forward = "y = self._linear(n, xs[0], ins[0])"
-    torch_globals = """\
-CONV = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}
-CONV_FN = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
-           3: torch.nn.functional.conv3d}
-"""
-    torch_methods = '''
-    def _linear(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
-        s = self.sizes
-        batch, in_dims = n["batch"], n["in_dims"]
-        out_dims = [d for d in n["dims"] if d not in batch]
-        x = _to(x, have, batch + in_dims)
-        lead = x.shape[: 1 + len(batch)]
-        x = x.reshape(*lead, -1)
-        out = math.prod([s[d] for d in out_dims])
-        w = self._param(n, "weight")
-        b = self._param(n, "bias").reshape(-1) if "bias" in n else None
-        if n["op"] == "conv":  # the last len(kernel) batch dims are the spatial ones
-            k = len(n["kernel"])
-            w = w.reshape(out, -1, *(s[d] for d in n["kernel"]))
-            x = x.reshape(-1, *x.shape[-k - 1:]).movedim(-1, 1)
-            y = CONV_FN[k](x, w, b, padding="same").movedim(1, -1).reshape(*lead, -1)
-        else:
-            y = torch.nn.functional.linear(x, w.reshape(out, -1), b)
-        y = y.reshape(*lead, *(s[d] for d in out_dims))
-        return _to(y, batch + out_dims, n["dims"])
-'''
+    def torch_module(self, node: Node, ctx: TorchCtx) -> str | None:
+        owned = dict(ctx.owned(node))
+        if Kind.WEIGHT not in owned:
+            return super().torch_module(node, ctx)
+        out = ctx.size(self.out_dims(ctx, node))
+        bias = "" if Kind.BIAS in owned else ", bias=False"
+        return f"torch.nn.Linear({ctx.size(node.in_dims)}, {out}{bias})"
+
+    @staticmethod
+    def out_dims(ctx: TorchCtx, node: Node) -> list[str]:
+        batch = [d for d in ctx.graph.node[node.inputs[0]].dims if d not in node.in_dims]
+        return [d for d in node.dims if d not in batch]
+
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        """The input with its ``in`` dims last and flattened, the module (or the weight
+        as this use reads it), the out dims unflattened."""
+        x = node.inputs[0]
+        batch = [d for d in ctx.graph.node[x].dims if d not in node.in_dims]
+        out = self.out_dims(ctx, node)
+        xe = ctx.flatten(ctx.value(x, [*batch, *node.in_dims]), node.in_dims)
+        y = ctx.unflatten(self.apply(node, ctx, xe, out), out)
+        return [f"{ctx.var(node.name)} = {ctx.arrange(y, [*batch, *out], node.dims)}"]
+
+    def apply(self, node: Node, ctx: TorchCtx, x: str, out: list[str]) -> str:
+        """W·x + b: the module's call when it is exactly that (scaled by a multiplier
+        shared by weight and bias, or a weight-only one on x), else ``F.linear``."""
+        owned = dict(ctx.owned(node))
+        w = ctx.scale(node, Kind.WEIGHT)
+        b = ctx.scale(node, Kind.BIAS) if node.bias else None
+        if Kind.WEIGHT in owned and (node.bias is None or Kind.BIAS in owned):
+            if node.bias is not None and w is not None and b is None:
+                return f"{ctx.module(node)}({x} * {w})"
+            if node.bias is None or w == b:
+                y = f"{ctx.module(node)}({x})"
+                return f"{y} * {w}" if w else y
+        weight = ctx.param(node, Kind.WEIGHT, [out, node.in_dims])
+        bias = f", {ctx.param(node, Kind.BIAS, [out])}" if node.bias else ""
+        return f"F.linear({x}, {weight}{bias})"
 
     @staticmethod
     def shaped(node: Node, in_dims: tuple[str, ...], out: tuple[str, ...],
@@ -136,9 +144,21 @@ class Conv(Linear):
 
     name = "conv"
     fields = frozenset({"weight", "bias", "in_dims", "kernel"})
-    torch_build = _FANS + """\
-kernel = tuple(s[d] for d in n["kernel"])
-m = CONV[len(kernel)](fan_in, out, kernel, bias="bias" in owns, padding="same")"""
+    def torch_module(self, node: Node, ctx: TorchCtx) -> str | None:
+        owned = dict(ctx.owned(node))
+        if Kind.WEIGHT not in owned:
+            return Op.torch_module(self, node, ctx)
+        kernel = ", ".join(ctx.size([k]) for k in node.kernel)
+        kernel = f"({kernel},)" if len(node.kernel) == 1 else f"({kernel})"
+        bias = "" if Kind.BIAS in owned else ", bias=False"
+        return (f"torch.nn.Conv{len(node.kernel)}d({ctx.size(node.in_dims)}, "
+                f"{ctx.size(self.out_dims(ctx, node))}, {kernel}, padding=\"same\"{bias})")
+
+    def apply(self, node: Node, ctx: TorchCtx, x: str, out: list[str]) -> str:
+        """The kernel slides over the last len(kernel) batch dims (channels last)."""
+        weight = ctx.param(node, Kind.WEIGHT, [out, node.in_dims, *((k,) for k in node.kernel)])
+        bias = ctx.param(node, Kind.BIAS, [out]) if node.bias else "None"
+        return f"{ctx.helper('conv_last')}({x}, {weight}, {bias})"
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:

@@ -3,7 +3,8 @@ directions (TP4 §3: a pseudo-Lipschitz φ keeps Θ(1) coordinates Θ(1))."""
 
 from __future__ import annotations
 
-from abccalc.graph.ops.base import Op
+from abccalc.graph.core import Node
+from abccalc.graph.ops.base import Op, TorchCtx
 
 
 class Elementwise(Op):
@@ -11,14 +12,19 @@ class Elementwise(Op):
 
     def __init__(self, name: str, torch_fn: str) -> None:
         self.name = name
-        self.torch_forward = f"y = {torch_fn}(xs[0])" if torch_fn else "y = xs[0]"
+        self.torch_fn = torch_fn
+
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        x = ctx.value(node.inputs[0], node.dims)
+        return [f"{ctx.var(node.name)} = {self.torch_fn}({x})" if self.torch_fn
+                else f"{ctx.var(node.name)} = {x}"]
 
 
 ELEMENTWISE = (
     Elementwise("relu", "torch.relu"),
-    Elementwise("gelu", "torch.nn.functional.gelu"),
+    Elementwise("gelu", "F.gelu"),
     Elementwise("tanh", "torch.tanh"),
-    Elementwise("silu", "torch.nn.functional.silu"),
+    Elementwise("silu", "F.silu"),
     Elementwise("identity", ""),
     Elementwise("sigmoid", "torch.sigmoid"),
 )

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from abccalc.exponents import NEG_INF, ZERO, Exp
 from abccalc.graph.core import Dim, Kind, Node, Use
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity, weighted
+from abccalc.graph.ops.base import (
+    Ctx,
+    Err,
+    Op,
+    Shaped,
+    SizesLike,
+    TorchCtx,
+    arity,
+    weighted,
+)
 
 
 class Embedding(Op):
@@ -18,7 +27,6 @@ class Embedding(Op):
     name = "embedding"
     fields = frozenset({"weight", "vocab"})
     reads_ids = True
-    same_dims = False
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
@@ -63,16 +71,29 @@ class Embedding(Op):
         """A torch.nn.Embedding weight is (vocab, fan_out)."""
         return (), (1,)
 
-    torch_build = 'm = torch.nn.Embedding(s[n["vocab"]], size["weight"] // s[n["vocab"]])'
-    torch_forward = "y = self._embed(n, xs[0], ins[0])"
-    torch_methods = '''
-    def _embed(self, n: dict, ids: torch.Tensor, have: list[str]) -> torch.Tensor:
-        s = self.sizes
-        out_dims = [d for d in n["dims"] if d not in have]
-        y = self._param(n, "weight").reshape(s[n["vocab"]], -1)[ids]
-        y = y.reshape(*ids.shape, *(s[d] for d in out_dims))
-        return _to(y, have + out_dims, n["dims"])
-'''
+    def torch_groups(self, node: Node, use: Use, shape: tuple[str, ...]
+                     ) -> list[tuple[str, ...]]:
+        """A torch.nn.Embedding weight is (vocab, fan_out)."""
+        return [(node.vocab,), use.fan_out]
+
+    def torch_module(self, node: Node, ctx: TorchCtx) -> str | None:
+        if not ctx.owned(node):
+            return None
+        out = [d for d in node.dims if d not in ctx.graph.node[node.inputs[0]].dims]
+        return f"torch.nn.Embedding({ctx.size([node.vocab])}, {ctx.size(out)})"
+
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        ids = node.inputs[0]
+        have = ctx.graph.node[ids].dims
+        out = [d for d in node.dims if d not in have]
+        if ctx.owned(node):
+            y = f"{ctx.module(node)}({ctx.var(ids)})"
+            scale = ctx.scale(node, Kind.WEIGHT)
+            y = f"{y} * {scale}" if scale else y
+        else:
+            y = f"F.embedding({ctx.var(ids)}, {ctx.param(node, Kind.WEIGHT, [(node.vocab,), out])})"
+        y = ctx.unflatten(y, out)
+        return [f"{ctx.var(node.name)} = {ctx.arrange(y, [*have, *out], node.dims)}"]
 
 
 EMBEDDING = Embedding()

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from abccalc.exponents import NEG_INF, ZERO, Exp
 from abccalc.graph.core import Dim, Node
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity, same_dims
+from abccalc.graph.ops.base import (
+    Ctx,
+    Err,
+    Op,
+    Shaped,
+    SizesLike,
+    TorchCtx,
+    arity,
+    same_dims,
+)
 
 
 class Input(Op):
@@ -13,7 +22,6 @@ class Input(Op):
 
     name = "input"
     is_input = True
-    same_dims = False
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
@@ -29,7 +37,8 @@ class Input(Op):
     def forward(self, sizes: SizesLike, node: Node, ctx: Ctx) -> tuple[Exp, Exp]:
         return ZERO, NEG_INF
 
-    torch_forward = 'y = feed[n["name"]]'
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        return []  # an argument of the forward
 
 
 class Output(Op):
@@ -49,7 +58,6 @@ class Output(Op):
                           "(TP5 Appendix B), add a readout linear")
         return Shaped(node.with_(dims=out))
 
-    torch_forward = "y = xs[0]\nout = y if out is None else out"
 
 
 INPUT = Input()

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from abccalc.exponents import NEG_INF, Exp, plus
 from abccalc.graph.core import Dim, Node
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity, same_dims
+from abccalc.graph.ops.base import (
+    Ctx,
+    Err,
+    Op,
+    Shaped,
+    SizesLike,
+    TorchCtx,
+    arity,
+    same_dims,
+)
 
 
 class Multiply(Op):
@@ -31,7 +40,9 @@ class Multiply(Op):
         u, v = node.inputs
         return [(u, plus(gh, sizes.st(v))), (v, plus(gh, sizes.st(u)))]
 
-    torch_forward = "y = xs[0] * xs[1]"
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        u, v = (ctx.value(x, node.dims) for x in node.inputs)
+        return [f"{ctx.var(node.name)} = {u} * {v}"]
 
 
 def changed_product(sizes: SizesLike, u: str, v: str) -> Exp:

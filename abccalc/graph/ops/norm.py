@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from abccalc.exponents import NEG_INF, ZERO, Exp, minus, plus
 from abccalc.graph.core import Dim, Kind, Node, Use
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, over_dims, weighted
+from abccalc.graph.ops.base import (
+    Ctx,
+    Err,
+    Op,
+    Shaped,
+    SizesLike,
+    TorchCtx,
+    over_dims,
+    weighted,
+)
 
 
 class Norm(Op):
@@ -18,25 +27,39 @@ class Norm(Op):
     """
 
     fields = frozenset({"gain", "bias", "over"})
-    torch_forward = "y = self._norm(n, xs[0])"
-    torch_methods = '''
-    def _norm(self, n: dict, x: torch.Tensor) -> torch.Tensor:
-        dims, over = n["dims"], n["over"]
+    def torch_module(self, node: Node, ctx: TorchCtx) -> str | None:
+        """``nn.LayerNorm`` / ``nn.RMSNorm`` (eps 1e-6) when it owns its gain and what bias
+        it has, which they hold; else a Params."""
+        owned = dict(ctx.owned(node))
+        if not self.whole_module(node, owned):
+            return super().torch_module(node, ctx)
+        n = ctx.size(node.over)
+        if self.name == "rmsnorm":
+            return f"torch.nn.RMSNorm({n}, eps=1e-6)"
+        return f"torch.nn.LayerNorm({n})" if node.bias else f"torch.nn.LayerNorm({n}, bias=False)"
+
+    def whole_module(self, node: Node, owned: dict) -> bool:
+        return Kind.GAIN in owned and (node.bias is None or (
+            Kind.BIAS in owned and self.name == "layernorm"))
+
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        """Normalized over ``over`` (brought last and flattened), then gain and bias."""
+        dims, over = node.dims, node.over
         rest = [d for d in dims if d not in over]
-        x = _to(x, dims, rest + over)
-        lead = x.shape[: 1 + len(rest)]
-        x = x.reshape(*lead, -1)
-        if n["op"] == "layernorm":
-            x = torch.nn.functional.layer_norm(x, x.shape[-1:])
+        x = ctx.flatten(ctx.value(node.inputs[0], [*rest, *over]), over)
+        gain = ctx.scale(node, Kind.GAIN) if node.gain else None
+        bias = ctx.scale(node, Kind.BIAS) if node.bias else None
+        if self.whole_module(node, dict(ctx.owned(node))) and gain is None and bias is None:
+            y = f"{ctx.module(node)}({x})"
         else:
-            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
-        if "gain" in n:
-            x = x * self._param(n, "gain").reshape(-1)
-        if "bias" in n:
-            x = x + self._param(n, "bias").reshape(-1)
-        x = x.reshape(*lead, *(self.sizes[d] for d in over))
-        return _to(x, rest + over, dims)
-'''
+            w = ctx.param(node, Kind.GAIN, [over]) if node.gain else "None"
+            n = f"({ctx.size(over)},)"
+            y = (f"F.layer_norm({x}, {n}, {w})" if self.name == "layernorm"
+                 else f"F.rms_norm({x}, {n}, {w}, eps=1e-6)")
+            if node.bias:
+                y = f"{y} + {ctx.param(node, Kind.BIAS, [over])}"
+        y = ctx.unflatten(y, over)
+        return [f"{ctx.var(node.name)} = {ctx.arrange(y, [*rest, *over], dims)}"]
 
     def __init__(self, name: str) -> None:
         self.name = name

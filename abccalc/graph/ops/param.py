@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abccalc.exponents import NEG_INF, ZERO, Exp
 from abccalc.graph.core import Dim, Kind, Node, Use
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity
+from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, TorchCtx, arity
 
 
 class Param(Op):
@@ -21,7 +21,6 @@ class Param(Op):
 
     name = "param"
     fields = frozenset({"weight"})
-    same_dims = False
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
@@ -49,10 +48,12 @@ class Param(Op):
                  ) -> list[tuple[str, Exp]]:
         return []
 
-    # Stored flat on a Params module (``<node>.weight``), the same for every example.
-    torch_forward = ('shape = [s[d] for d in dims]\n'
-                     'y = self._param(n, "weight").reshape(1, *shape).expand(\n'
-                     '    next((x.shape[0] for x in feed.values()), 1), *shape)')
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        """Stored flat on a Params module (``<node>.weight``), the same for every example."""
+        w = ctx.param(node, Kind.WEIGHT, [(d,) for d in node.dims])
+        w = ctx.atom(w)
+        keep = ", ".join("-1" for _ in node.dims)
+        return [f"{ctx.var(node.name)} = {w}.expand({ctx.batch()}, {keep})"]
 
 
 PARAM = Param()

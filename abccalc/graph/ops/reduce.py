@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abccalc.exponents import HALF, NEG_INF, ONE, Exp, plus
-from abccalc.graph.core import Dim, Graph, Node
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, arity
+from abccalc.graph.core import Dim, Node
+from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, TorchCtx, arity
 
 MODES = ("mean", "sum")
 
@@ -24,7 +24,6 @@ class Reduce(Op):
     name = "reduce"
     fields = frozenset({"over", "mode"})
     constant = True  # a sum's; see has_constant
-    same_dims = False
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
@@ -72,20 +71,17 @@ class Reduce(Op):
                 "must be Θ(1)")
         return st + k, rule, (f"size {x}",)
 
-    def torch_row(self, graph: Graph, node: Node) -> dict:
-        return {"mode": node.mode}
-
-    torch_forward = "y = self._reduce(n, xs[0], ins[0])"
-    torch_methods = '''
-    def _reduce(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
         """Mean, or sum times its constant, over ``over``."""
-        axes = [1 + have.index(d) for d in n["over"]]
-        if n["mode"] == "mean":
-            y = x.mean(dim=axes)
-        else:
-            y = x.sum(dim=axes) * self.const[n["name"]]
-        return _to(y, [d for d in have if d not in n["over"]], n["dims"])
-'''
+        x = node.inputs[0]
+        have = ctx.graph.node[x].dims
+        axes = [1 + have.index(d) for d in node.over]
+        dim = str(axes[0]) if len(axes) == 1 else f"({', '.join(map(str, axes))})"
+        y = f"{ctx.var(x)}.{node.mode}({dim})"
+        const = ctx.const(node) if node.mode == "sum" else None
+        y = ctx.arrange(f"{y} * {const}" if const else y,
+                        [d for d in have if d not in node.over], node.dims)
+        return [f"{ctx.var(node.name)} = {y}"]
 
 
 REDUCE = Reduce()

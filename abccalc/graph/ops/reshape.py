@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from abccalc.graph.core import Dim, Node
-from abccalc.graph.ops.base import Err, Op, Shaped, arity
+from abccalc.graph.ops.base import Err, Op, Shaped, TorchCtx, arity
 
 
 class Reshape(Op):
@@ -32,17 +32,21 @@ class Reshape(Op):
                       "of sizes and as many infinite dims")
         return Shaped(node)
 
-    torch_forward = "y = self._reshape(n, xs[0], ins[0])"
-    torch_methods = '''
-    def _reshape(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
-        """The dims it keeps first, then the dropped ones regrouped into the added ones."""
-        s, dims = self.sizes, n["dims"]
-        kept = [d for d in have if d in dims]
-        added = [d for d in dims if d not in have]
-        x = _to(x, have, kept + [d for d in have if d not in dims])
-        y = x.reshape(*x.shape[: 1 + len(kept)], *(s[d] for d in added))
-        return _to(y, kept + added, dims)
-'''
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        """The dims it keeps first, then the dropped ones made one axis and split into the
+        added ones (a size-1 dim squeezed away or added)."""
+        x = node.inputs[0]
+        have, out = ctx.graph.node[x].dims, node.dims
+        kept = [d for d in have if d in out]
+        dropped = [d for d in have if d not in out]
+        added = [d for d in out if d not in have]
+        y = ctx.flatten(ctx.value(x, kept + dropped), dropped)
+        if not dropped:
+            y = f"{ctx.atom(y)}.unsqueeze(-1)"
+        if not added:
+            y = f"{ctx.atom(y)}.squeeze(-1)"
+        y = ctx.unflatten(y, added)
+        return [f"{ctx.var(node.name)} = {ctx.arrange(y, kept + added, out)}"]
 
 
 RESHAPE = Reshape()

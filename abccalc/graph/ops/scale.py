@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abccalc.exponents import NEG_INF, Exp, fmt_exp, plus
 from abccalc.graph.core import Node
-from abccalc.graph.ops.base import Ctx, Op, SizesLike
+from abccalc.graph.ops.base import Ctx, Op, SizesLike, TorchCtx
 
 
 class Scale(Op):
@@ -34,7 +34,10 @@ class Scale(Op):
                 f"Θ(1) during training: n^(-α + st({x})) with st = {fmt_exp(sizes.st(x))}",
                 (f"size {x}",))
 
-    torch_forward = 'y = xs[0] * self.const[n["name"]]'
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        x, const = ctx.value(node.inputs[0], node.dims), ctx.const(node)
+        return [f"{ctx.var(node.name)} = {x} * {const}" if const
+                else f"{ctx.var(node.name)} = {x}"]
 
 
 SCALE = Scale()

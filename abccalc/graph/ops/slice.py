@@ -3,8 +3,8 @@ a GLU, the CLS token of the tokens."""
 
 from __future__ import annotations
 
-from abccalc.graph.core import Dim, Graph, Node
-from abccalc.graph.ops.base import Err, Op, Shaped, arity
+from abccalc.graph.core import Dim, Node
+from abccalc.graph.ops.base import Err, Op, Shaped, TorchCtx, arity
 
 
 class Slice(Op):
@@ -14,7 +14,6 @@ class Slice(Op):
 
     name = "slice"
     fields = frozenset({"along", "parts", "index"})
-    same_dims = False
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
@@ -46,18 +45,15 @@ class Slice(Op):
                       f"to '{part}': {list(out)}")
         return Shaped(node.with_(dims=node.dims or out, index=index))
 
-    def torch_row(self, graph: Graph, node: Node) -> dict:
-        return {"along": node.along, "parts": list(node.parts), "index": node.index}
-
-    torch_forward = "y = self._slice(n, xs[0], ins[0])"
-    torch_methods = '''
-    def _slice(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
         """Part ``index`` of ``along``: the parts before it are skipped."""
-        s, parts, i = self.sizes, n["parts"], n["index"]
-        start = sum(s[d] for d in parts[:i])
-        y = x.narrow(1 + have.index(n["along"]), start, s[parts[i]])
-        return _to(y, [parts[i] if d == n["along"] else d for d in have], n["dims"])
-'''
+        x = node.inputs[0]
+        have = ctx.graph.node[x].dims
+        part = node.parts[node.index]
+        start = " + ".join(ctx.size([d]) for d in node.parts[:node.index]) or "0"
+        y = f"{ctx.var(x)}.narrow({1 + have.index(node.along)}, {start}, {ctx.size([part])})"
+        out = [part if d == node.along else d for d in have]
+        return [f"{ctx.var(node.name)} = {ctx.arrange(y, out, node.dims)}"]
 
 
 SLICE = Slice()

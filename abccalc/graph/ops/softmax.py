@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abccalc.exponents import NEG_INF, ZERO, Exp
 from abccalc.graph.core import Dim, Node
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, over_dims
+from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, TorchCtx, over_dims
 
 
 class Softmax(Op):
@@ -37,18 +37,19 @@ class Softmax(Op):
     def forward(self, sizes: SizesLike, node: Node, ctx: Ctx) -> tuple[Exp, Exp]:
         return ZERO, min(ZERO, sizes.sd.get(node.inputs[0], NEG_INF))
 
-    torch_forward = """\
-axis = 1 + dims.index(n["over"][0])
-z = xs[0]
-if "causal" in n:
-    q, k = n["causal"]
-    mask = torch.ones(s[q], s[k], dtype=torch.bool, device=z.device).tril()
-    shape = [1] * z.dim()
-    shape[1 + dims.index(q)], shape[1 + dims.index(k)] = s[q], s[k]
-    if dims.index(q) > dims.index(k):
-        mask = mask.T
-    z = z.masked_fill(~mask.reshape(shape), float("-inf"))
-y = torch.softmax(z, dim=axis)"""
+    def torch_forward(self, node: Node, ctx: TorchCtx) -> list[str]:
+        """Softmax over ``over``; a causal one first masks key > query with -inf."""
+        x, dims = node.inputs[0], node.dims
+        z = ctx.value(x, dims)
+        lines = []
+        if node.causal:
+            q, k = node.causal
+            mask = f"{ctx.helper('causal_mask')}({ctx.size([q])}, {ctx.var(x)}.device)"
+            lines.append(f"mask = {mask}{'.T' if dims.index(q) > dims.index(k) else ''}")
+            index = ", ".join(":" if d in node.causal else "None" for d in dims)
+            z = f"{z}.masked_fill(mask[None, {index}], float(\"-inf\"))"
+        axis = 1 + dims.index(node.over[0])
+        return [*lines, f"{ctx.var(node.name)} = torch.softmax({z}, dim={axis})"]
 
 
 SOFTMAX = Softmax()
