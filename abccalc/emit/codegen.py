@@ -31,7 +31,7 @@ from abccalc.emit.codegen_model import (
 from abccalc.emit.codegen_optim import optimizer_source, use_text
 from abccalc.emit.codegen_runtime import EPS_DOC, FUSED, HEADER, functions
 from abccalc.emit.patterns import (
-    NameIndex,
+    Starred,
     check_names,
     default_names,
     expand_names,
@@ -193,52 +193,78 @@ def _rule_text(key: str, module: str, entry: Entry, uses: tuple[tuple[str, Exp],
     ]
 
 
+def _fingerprint(p: Parametrization, r: ParamRule, part: tuple[int, int, int] | None
+                 ) -> tuple:
+    """What :func:`_entry` reads of ``r``, names left out: its kind, role, part, b, c and
+    depth exponents, and per use the node's class (:attr:`Graph.classes`: op, fields,
+    dims and fans, so the fan axes), whether it is dead, a, the node's gradient size
+    and its inputs' sizes (what an op's operand rule reads, :mod:`abccalc.graph.ops`).
+    Two parameters of equal fingerprints have equal entries. Exponents are compared as
+    ints (:func:`signature`) or as the objects the solver copied between iterations."""
+    graph, sizes, d = p.graph, p.analysis.sizes, p.depth.params[r.name]
+    node, classes, dead, s0, sd, g = (graph.node, graph.classes, sizes.dead, sizes.s0,
+                                      sizes.sd, sizes.g)
+    return (r.kind, r.role, part, signature(d.a, r.b_exp, r.c_exp),
+            signature(d.b, d.c, ONE), d.branch is None,
+            *((classes[u.node], u.kind, u.fan_in, u.fan_out, u.node in dead,
+               r.a_exp[(u.node, u.param)], g.get(u.node),
+               *((s0.get(x), sd.get(x)) for x in node[u.node].inputs)) for u in r.uses))
+
+
 def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[str]:
     """The PARAMETERS entries. Parameters whose graph and module names agree once their
     digit components (a repeat block's iteration, a ModuleList index) are starred, with
     the same digits in both, and whose rules are equal share one entry keyed by that
     pattern, unless the pattern also meets another parameter or a use of another
-    multiplier; every other parameter has its own entry, keyed by its name."""
-    graph = p.graph
+    multiplier; every other parameter has its own entry, keyed by its name.
+
+    The work grows with the rule families, not parameters × rules: a family's entry is
+    made once per distinct :func:`_fingerprint`, and a pattern's other matches are
+    counted by :class:`~abccalc.emit.patterns.Starred`, not by matching each name."""
+    params, paths = Starred(), Starred()
+    known: dict[tuple[str, str], list[tuple[tuple, Entry]]] = {}
     groups: dict[tuple, list[ParamRule]] = {}
-    entries: dict[str, Entry] = {}
+    path_of: dict[str, str] = {}
+    parts: dict[str, Entry] = {}
     later: dict[str, tuple[tuple[str, Exp], ...]] = {}
     for r in p.params.values():
         path, part = split_part(names[r.name])
-        entries[r.name] = entry = _entry(p, r, part, eps)
-        (gkey, gdigits), (mkey, mdigits) = star(r.name), star(path)
+        path_of[r.name] = path
+        (gkey, gdigits), (mkey, mdigits) = params.add(r.name), paths.add(path)
+        family = (gkey, mkey) if gdigits and gdigits == mdigits else (r.name, path)
+        seen = known.setdefault(family, [])
+        fingerprint = _fingerprint(p, r, part)
+        entry = next((e for f, e in seen if f == fingerprint), None)
+        if entry is None:
+            entry = _entry(p, r, part, eps)
+            entry = next((e for _, e in seen if e == entry), entry)
+            seen.append((fingerprint, entry))
+        if part is not None:
+            parts[r.name] = entry
         later[r.name] = uses = _uses(p, r)
-        if gdigits and gdigits == mdigits:
-            key = (gkey, mkey, entry, tuple((star(n)[0], e) for n, e in uses))
-        else:
-            key = (r.name, path, entry, uses)
-        groups.setdefault(key, []).append(r)
-    _check_parts(graph, names, entries)
-    params = NameIndex(list(graph.params))
-    paths = NameIndex(sorted({split_part(names[n])[0] for n in graph.params}))
+        starred = tuple((star(n)[0], e) for n, e in uses) if family[0] == gkey else uses
+        groups.setdefault((*family, entry, starred), []).append(r)
+    _check_parts(p.graph, path_of, parts)
     lines: list[str] = []
     for (key, module, entry, uses), group in groups.items():
-        own = {r.name for r in group}
-        own_paths = {split_part(names[n])[0] for n in own}
         starred = [_starred_uses(r, later[r.name]) for r in group]
         if "*" not in key or (
-                not params.others(key, own) and not paths.others(module, own_paths)
-                and None not in starred):
+                params.matches(key) == len(group) and None not in starred
+                and paths.matches(module) == len({path_of[r.name] for r in group})):
             lines += _rule_text(key, module, entry, starred[0] or uses)
             continue
         for r in group:  # the pattern would cover more: each parameter by its name
-            lines += _rule_text(r.name, split_part(names[r.name])[0], entry, later[r.name])
+            lines += _rule_text(r.name, path_of[r.name], entry, later[r.name])
     return lines
 
 
-def _check_parts(graph: Graph, names: dict[str, str], entries: dict[str, Entry]) -> None:
+def _check_parts(graph: Graph, path_of: dict[str, str], parts: dict[str, Entry]) -> None:
     """The parts of one fused tensor share its optimizer group: their group scales (LR,
     eps, weight decay) agree."""
     scales: dict[str, dict[tuple[str, ...], str]] = {}
     for pname in graph.params:
-        path, part = split_part(names[pname])
-        if part is not None:
-            scales.setdefault(path, {}).setdefault(entries[pname].scales, pname)
+        if pname in parts:
+            scales.setdefault(path_of[pname], {}).setdefault(parts[pname].scales, pname)
     for path, by_scales in scales.items():
         if len(by_scales) > 1:
             a, b = list(by_scales.values())[:2]
