@@ -10,6 +10,7 @@ the text does not grow with depth; the fixed text is in :mod:`abccalc.emit.codeg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -193,22 +194,32 @@ def _rule_text(key: str, module: str, entry: Entry, uses: tuple[tuple[str, Exp],
     ]
 
 
-def _fingerprint(p: Parametrization, r: ParamRule, part: tuple[int, int, int] | None
-                 ) -> tuple:
-    """What :func:`_entry` reads of ``r``, names left out: its kind, role, part, b, c and
-    depth exponents, and per use the node's class (:attr:`Graph.classes`: op, fields,
-    dims and fans, so the fan axes), whether it is dead, a, the node's gradient size
-    and its inputs' sizes (what an op's operand rule reads, :mod:`abccalc.graph.ops`).
-    Two parameters of equal fingerprints have equal entries. Exponents are compared as
-    ints (:func:`signature`) or as the objects the solver copied between iterations."""
-    graph, sizes, d = p.graph, p.analysis.sizes, p.depth.params[r.name]
-    node, classes, dead, s0, sd, g = (graph.node, graph.classes, sizes.dead, sizes.s0,
-                                      sizes.sd, sizes.g)
-    return (r.kind, r.role, part, signature(d.a, r.b_exp, r.c_exp),
-            signature(d.b, d.c, ONE), d.branch is None,
-            *((classes[u.node], u.kind, u.fan_in, u.fan_out, u.node in dead,
-               r.a_exp[(u.node, u.param)], g.get(u.node),
-               *((s0.get(x), sd.get(x)) for x in node[u.node].inputs)) for u in r.uses))
+def _fingerprints(p: Parametrization
+                  ) -> Callable[[ParamRule, tuple[int, int, int] | None], list]:
+    """What :func:`_entry` reads of a parameter, names left out: its kind, role, part, b,
+    c and depth exponents, and per use the node's class (:attr:`Graph.classes`: op,
+    fields, dims and fans, so the fan axes), whether it is dead, a, the node's gradient
+    size and its inputs' sizes (all that an op's operand rule reads,
+    :mod:`abccalc.graph.ops`). Parameters of equal fingerprints have equal entries.
+    Exponents are compared as ints (:func:`signature`) or as the very objects that the
+    solver copied from one iteration to the next (so ``==`` mostly tests identity)."""
+    graph, sizes, depth = p.graph, p.analysis.sizes, p.depth.params
+    node, classes, dead = graph.node, graph.classes, sizes.dead
+    s0, sd, g = sizes.s0, sizes.sd, sizes.g
+
+    def fingerprint(r: ParamRule, part: tuple[int, int, int] | None) -> list:
+        d = depth[r.name]
+        out = [r.kind, r.role, part, signature(d.a, r.b_exp, r.c_exp),
+               signature(d.b, d.c, ONE), d.branch is None]
+        for u in r.uses:
+            n = u.node
+            out += (classes[n], u.kind, u.fan_in, u.fan_out, n in dead,
+                    r.a_exp[n, u.param], g.get(n))
+            for x in node[n].inputs:
+                out += (s0.get(x), sd.get(x))
+        return out
+
+    return fingerprint
 
 
 def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[str]:
@@ -219,34 +230,43 @@ def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[s
     multiplier; every other parameter has its own entry, keyed by its name.
 
     The work grows with the rule families, not parameters × rules: a family's entry is
-    made once per distinct :func:`_fingerprint`, and a pattern's other matches are
-    counted by :class:`~abccalc.emit.patterns.Starred`, not by matching each name."""
+    made once per distinct fingerprint (:func:`_fingerprints`), and a pattern's other
+    matches are counted by :class:`~abccalc.emit.patterns.Starred`, not by matching each name."""
     params, paths = Starred(), Starred()
-    known: dict[tuple[str, str], list[tuple[tuple, Entry]]] = {}
-    groups: dict[tuple, list[ParamRule]] = {}
+    fingerprint_of = _fingerprints(p)
+    known: dict[tuple[str, str], list[tuple[list, Entry]]] = {}
+    groups: dict[tuple, tuple[Entry, list[ParamRule]]] = {}
     path_of: dict[str, str] = {}
     parts: dict[str, Entry] = {}
     later: dict[str, tuple[tuple[str, Exp], ...]] = {}
     for r in p.params.values():
-        path, part = split_part(names[r.name])
-        path_of[r.name] = path
-        (gkey, gdigits), (mkey, mdigits) = params.add(r.name), paths.add(path)
-        family = (gkey, mkey) if gdigits and gdigits == mdigits else (r.name, path)
-        seen = known.setdefault(family, [])
-        fingerprint = _fingerprint(p, r, part)
+        name = r.name
+        path, part = split_part(names[name])
+        path_of[name] = path
+        (gkey, gdigits), (mkey, mdigits) = params.add(name), paths.add(path)
+        pattern = gdigits and gdigits == mdigits
+        family = (gkey, mkey) if pattern else (name, path)
+        seen = known.get(family)
+        if seen is None:
+            seen = known[family] = []
+        fingerprint = fingerprint_of(r, part)
         entry = next((e for f, e in seen if f == fingerprint), None)
-        if entry is None:
+        if entry is None:  # a new rule in this family (its first parameter, or another)
             entry = _entry(p, r, part, eps)
             entry = next((e for _, e in seen if e == entry), entry)
             seen.append((fingerprint, entry))
         if part is not None:
-            parts[r.name] = entry
-        later[r.name] = uses = _uses(p, r)
-        starred = tuple((star(n)[0], e) for n, e in uses) if family[0] == gkey else uses
-        groups.setdefault((*family, entry, starred), []).append(r)
+            parts[name] = entry
+        later[name] = uses = _uses(p, r)
+        if uses and pattern:
+            uses = tuple((star(n)[0], e) for n, e in uses)
+        group = groups.get(key := (*family, id(entry), uses))  # entries are unique
+        if group is None:                                      # in a family: by id
+            group = groups[key] = (entry, [])
+        group[1].append(r)
     _check_parts(p.graph, path_of, parts)
     lines: list[str] = []
-    for (key, module, entry, uses), group in groups.items():
+    for (key, module, _, uses), (entry, group) in groups.items():
         starred = [_starred_uses(r, later[r.name]) for r in group]
         if "*" not in key or (
                 params.matches(key) == len(group) and None not in starred

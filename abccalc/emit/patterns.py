@@ -83,47 +83,45 @@ def star(name: str) -> tuple[str, tuple[str, ...]]:
 
 
 class Starred:
-    """Names by their starred form (:func:`star`), to count the names a pattern of whole
-    starred components matches (``block.*.W_q``, as :func:`star` writes them) without
-    matching it against each: a name of that form matches it, and so does a name with
-    fewer digit components that agrees with it outside its ``*`` (``block.extra.W_q``)."""
+    """Names by their starred form (:func:`star`), to count the names that a pattern of
+    whole starred components (``block.*.W_q``, as :func:`star` writes them) matches
+    without matching it against each name: every name of a form matches it when the form,
+    starred where the pattern is, is the pattern (``block.*.W_q`` and ``block.extra.W_q``
+    both match ``block.*.W_q``), so the work grows with the distinct forms."""
 
     def __init__(self) -> None:
         self.forms: dict[str, tuple[str, tuple[str, ...]]] = {}
         self.count: dict[str, int] = {}
-        self.shapes: dict[tuple[int, tuple[int, ...]], list[str]] = {}
-        self._masked: dict[tuple, dict[str, int]] = {}
+        self._masked: dict[tuple[int, tuple[int, ...]], dict[str, int]] = {}
 
     def add(self, name: str) -> tuple[str, tuple[str, ...]]:
         """:func:`star` of ``name``, which is counted once however often it is added."""
         got = self.forms.get(name)
         if got is None:
             segs = name.split(".")
-            at = tuple(i for i, s in enumerate(segs) if s.isdigit())
-            got = self.forms[name] = (".".join("*" if i in at else s for i, s in
-                                               enumerate(segs)) if at else name,
-                                      tuple(segs[i] for i in at))
-            self.count[got[0]] = self.count.get(got[0], 0) + 1
-            self.shapes.setdefault((len(segs), at), []).append(name)
+            digits = tuple([s for s in segs if s.isdigit()])
+            form = ".".join(["*" if s.isdigit() else s for s in segs]) if digits else name
+            got = self.forms[name] = (form, digits)
+            self.count[form] = self.count.get(form, 0) + 1
+            self._masked.clear()
         return got
 
     def matches(self, pattern: str) -> int:
         """How many of the added names ``pattern`` (each ``*`` a whole component)
         matches."""
         segs = pattern.split(".")
-        stars = frozenset(i for i, s in enumerate(segs) if s == "*")
-        n = self.count.get(pattern, 0)
-        for (length, at), names in self.shapes.items():
-            if length == len(segs) and stars.issuperset(at) and len(at) < len(stars):
-                masked = self._masked.get((length, at, stars))
-                if masked is None:
-                    masked = self._masked[length, at, stars] = {}
-                    for name in names:
-                        form = ".".join("*" if i in stars else s
-                                        for i, s in enumerate(name.split(".")))
-                        masked[form] = masked.get(form, 0) + 1
-                n += masked.get(pattern, 0)
-        return n
+        shape = (len(segs), tuple(i for i, s in enumerate(segs) if s == "*"))
+        masked = self._masked.get(shape)
+        if masked is None:
+            masked = self._masked[shape] = {}
+            for form, n in self.count.items():
+                parts = form.split(".")
+                if len(parts) == shape[0]:
+                    for i in shape[1]:
+                        parts[i] = "*"
+                    key = ".".join(parts)
+                    masked[key] = masked.get(key, 0) + n
+        return masked.get(pattern, 0)
 
 
 class NameIndex:
