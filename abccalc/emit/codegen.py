@@ -69,6 +69,9 @@ COLUMN = {"input": "input weights & all biases", "output": "output weights",
           "hidden": "hidden weights", "scalar": "scalar-like"}
 
 
+_functions = lru_cache(maxsize=1)(functions)  # fixed text, read from source once
+
+
 def load_parametrization(graph: Graph, optimizer: str, variant: str, preset: str = "mup",
                          depth_alpha: Exp = ONE) -> Parametrization:
     """μP in ``variant`` (``auto``: the first without a tied-weight conflict) for
@@ -298,16 +301,20 @@ def constant_functions(p: Parametrization) -> dict[str, str]:
     """Node → name of its ``<local>_scale`` function, for each constant over an infinite
     dim: nodes with one local name (the last dotted part, ``scores`` for every block's
     ``block.<i>.scores``) and one rule share a function; another rule of the same local
-    name gets ``_2``, ``_3``, … (in sorted node order, so declaration order is moot)."""
+    name gets ``_2``, ``_3``, … (in sorted node order, so declaration order is moot).
+    Nodes of one class (:attr:`Graph.classes`) and exponent have one rule, made once."""
     graph = p.graph
     funcs: dict[str, str] = {}
     rules: dict[str, list[sympy.Expr]] = {}
+    made: dict[tuple[int, Exp], sympy.Expr] = {}
     for name in sorted(p.constants):
         if not any(graph.dims[d].infinite for d in graph.node[name].over):
             continue
         local = name.rsplit(".", 1)[-1]
         exprs = rules.setdefault(local, [])
-        expr = constant_expr(p, name)
+        expr = made.get(key := (graph.classes[name], p.constants[name]))
+        if expr is None:
+            expr = made[key] = constant_expr(p, name)
         if expr not in exprs:
             exprs.append(expr)
         k = exprs.index(expr)
@@ -376,7 +383,7 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
         fused=FUSED.format() if fused else "", eps_doc=EPS_DOC if eps else "",
         depth_doc=DEPTH_DOC if p.depth.active else "",
         depth=depth_source(p))
-    text += ("\n".join(rule_lines) + "\n}\n" + functions()
+    text += ("\n".join(rule_lines) + "\n}\n" + _functions()
              + optimizer_source(p, lion, rule_lines))
     constants = _constants(p)
     text += "\n".join(constants) + ("\n" if constants else "")
