@@ -234,7 +234,8 @@ def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[s
 
     The work grows with the rule families, not parameters × rules: a family's entry is
     made once per distinct fingerprint (:func:`_fingerprints`), and a pattern's other
-    matches are counted by :class:`~abccalc.emit.patterns.Starred`, not by matching each name."""
+    matches are counted by :class:`~abccalc.emit.patterns.Starred`, not by matching
+    every name."""
     params, paths = Starred(), Starred()
     fingerprint_of = _fingerprints(p)
     known: dict[tuple[str, str], list[tuple[list, Entry]]] = {}
@@ -263,8 +264,9 @@ def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[s
         later[name] = uses = _uses(p, r)
         if uses and pattern:
             uses = tuple((star(n)[0], e) for n, e in uses)
-        group = groups.get(key := (*family, id(entry), uses))  # entries are unique
-        if group is None:                                      # in a family: by id
+        # A family holds one object per distinct entry, so its id stands for its value.
+        group = groups.get(key := (*family, id(entry), uses))
+        if group is None:
             group = groups[key] = (entry, [])
         group[1].append(r)
     _check_parts(p.graph, path_of, parts)
