@@ -10,6 +10,7 @@ the text does not grow with depth; the fixed text is in :mod:`abccalc.emit.codeg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -31,7 +32,7 @@ from abccalc.emit.codegen_model import (
 from abccalc.emit.codegen_optim import optimizer_source, use_text
 from abccalc.emit.codegen_runtime import EPS_DOC, FUSED, HEADER, functions
 from abccalc.emit.patterns import (
-    NameIndex,
+    Starred,
     check_names,
     default_names,
     expand_names,
@@ -66,6 +67,9 @@ TABLE_TITLES = {"table3": "TP5 Table 3", "table8": "TP5 Table 8", "table9": "TP5
                 "tp4": "TP4 Table 1 (TP5 Table 9)", "unit": "unit-variance (u-muP style)"}
 COLUMN = {"input": "input weights & all biases", "output": "output weights",
           "hidden": "hidden weights", "scalar": "scalar-like"}
+
+
+_functions = lru_cache(maxsize=1)(functions)  # fixed text, read from source once
 
 
 def load_parametrization(graph: Graph, optimizer: str, variant: str, preset: str = "mup",
@@ -193,52 +197,99 @@ def _rule_text(key: str, module: str, entry: Entry, uses: tuple[tuple[str, Exp],
     ]
 
 
+def _fingerprints(p: Parametrization
+                  ) -> Callable[[ParamRule, tuple[int, int, int] | None], list]:
+    """What :func:`_entry` reads of a parameter, names left out: its kind, role, part, b,
+    c and depth exponents, and per use the node's class (:attr:`Graph.classes`: op,
+    fields, dims and fans, so the fan axes), whether it is dead, a, the node's gradient
+    size and its inputs' sizes (all that an op's operand rule reads,
+    :mod:`abccalc.graph.ops`). Parameters of equal fingerprints have equal entries.
+    Exponents are compared as ints (:func:`signature`) or as the very objects that the
+    solver copied from one iteration to the next (so ``==`` mostly tests identity)."""
+    graph, sizes, depth = p.graph, p.analysis.sizes, p.depth.params
+    node, classes, dead = graph.node, graph.classes, sizes.dead
+    s0, sd, g = sizes.s0, sizes.sd, sizes.g
+
+    def fingerprint(r: ParamRule, part: tuple[int, int, int] | None) -> list:
+        d = depth[r.name]
+        out = [r.kind, r.role, part, signature(d.a, r.b_exp, r.c_exp),
+               signature(d.b, d.c, ONE), d.branch is None]
+        for u in r.uses:
+            n = u.node
+            out += (classes[n], u.kind, u.fan_in, u.fan_out, n in dead,
+                    r.a_exp[n, u.param], g.get(n))
+            for x in node[n].inputs:
+                out += (s0.get(x), sd.get(x))
+        return out
+
+    return fingerprint
+
+
 def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[str]:
     """The PARAMETERS entries. Parameters whose graph and module names agree once their
     digit components (a repeat block's iteration, a ModuleList index) are starred, with
     the same digits in both, and whose rules are equal share one entry keyed by that
     pattern, unless the pattern also meets another parameter or a use of another
-    multiplier; every other parameter has its own entry, keyed by its name."""
-    graph = p.graph
-    groups: dict[tuple, list[ParamRule]] = {}
-    entries: dict[str, Entry] = {}
+    multiplier; every other parameter has its own entry, keyed by its name.
+
+    The work grows with the rule families, not parameters × rules: a family's entry is
+    made once per distinct fingerprint (:func:`_fingerprints`), and a pattern's other
+    matches are counted by :class:`~abccalc.emit.patterns.Starred`, not by matching
+    every name."""
+    params, paths = Starred(), Starred()
+    fingerprint_of = _fingerprints(p)
+    known: dict[tuple[str, str], list[tuple[list, Entry]]] = {}
+    groups: dict[tuple, tuple[Entry, list[ParamRule]]] = {}
+    path_of: dict[str, str] = {}
+    parts: dict[str, Entry] = {}
     later: dict[str, tuple[tuple[str, Exp], ...]] = {}
     for r in p.params.values():
-        path, part = split_part(names[r.name])
-        entries[r.name] = entry = _entry(p, r, part, eps)
-        (gkey, gdigits), (mkey, mdigits) = star(r.name), star(path)
-        later[r.name] = uses = _uses(p, r)
-        if gdigits and gdigits == mdigits:
-            key = (gkey, mkey, entry, tuple((star(n)[0], e) for n, e in uses))
-        else:
-            key = (r.name, path, entry, uses)
-        groups.setdefault(key, []).append(r)
-    _check_parts(graph, names, entries)
-    params = NameIndex(list(graph.params))
-    paths = NameIndex(sorted({split_part(names[n])[0] for n in graph.params}))
+        name = r.name
+        path, part = split_part(names[name])
+        path_of[name] = path
+        (gkey, gdigits), (mkey, mdigits) = params.add(name), paths.add(path)
+        pattern = gdigits and gdigits == mdigits
+        family = (gkey, mkey) if pattern else (name, path)
+        seen = known.get(family)
+        if seen is None:
+            seen = known[family] = []
+        fingerprint = fingerprint_of(r, part)
+        entry = next((e for f, e in seen if f == fingerprint), None)
+        if entry is None:  # a new rule in this family (its first parameter, or another)
+            entry = _entry(p, r, part, eps)
+            entry = next((e for _, e in seen if e == entry), entry)
+            seen.append((fingerprint, entry))
+        if part is not None:
+            parts[name] = entry
+        later[name] = uses = _uses(p, r)
+        if uses and pattern:
+            uses = tuple((star(n)[0], e) for n, e in uses)
+        # A family holds one object per distinct entry, so its id stands for its value.
+        group = groups.get(key := (*family, id(entry), uses))
+        if group is None:
+            group = groups[key] = (entry, [])
+        group[1].append(r)
+    _check_parts(p.graph, path_of, parts)
     lines: list[str] = []
-    for (key, module, entry, uses), group in groups.items():
-        own = {r.name for r in group}
-        own_paths = {split_part(names[n])[0] for n in own}
+    for (key, module, _, uses), (entry, group) in groups.items():
         starred = [_starred_uses(r, later[r.name]) for r in group]
         if "*" not in key or (
-                not params.others(key, own) and not paths.others(module, own_paths)
-                and None not in starred):
+                params.matches(key) == len(group) and None not in starred
+                and paths.matches(module) == len({path_of[r.name] for r in group})):
             lines += _rule_text(key, module, entry, starred[0] or uses)
             continue
         for r in group:  # the pattern would cover more: each parameter by its name
-            lines += _rule_text(r.name, split_part(names[r.name])[0], entry, later[r.name])
+            lines += _rule_text(r.name, path_of[r.name], entry, later[r.name])
     return lines
 
 
-def _check_parts(graph: Graph, names: dict[str, str], entries: dict[str, Entry]) -> None:
+def _check_parts(graph: Graph, path_of: dict[str, str], parts: dict[str, Entry]) -> None:
     """The parts of one fused tensor share its optimizer group: their group scales (LR,
     eps, weight decay) agree."""
     scales: dict[str, dict[tuple[str, ...], str]] = {}
     for pname in graph.params:
-        path, part = split_part(names[pname])
-        if part is not None:
-            scales.setdefault(path, {}).setdefault(entries[pname].scales, pname)
+        if pname in parts:
+            scales.setdefault(path_of[pname], {}).setdefault(parts[pname].scales, pname)
     for path, by_scales in scales.items():
         if len(by_scales) > 1:
             a, b = list(by_scales.values())[:2]
@@ -252,16 +303,20 @@ def constant_functions(p: Parametrization) -> dict[str, str]:
     """Node → name of its ``<local>_scale`` function, for each constant over an infinite
     dim: nodes with one local name (the last dotted part, ``scores`` for every block's
     ``block.<i>.scores``) and one rule share a function; another rule of the same local
-    name gets ``_2``, ``_3``, … (in sorted node order, so declaration order is moot)."""
+    name gets ``_2``, ``_3``, … (in sorted node order, so declaration order is moot).
+    Nodes of one class (:attr:`Graph.classes`) and exponent have one rule, made once."""
     graph = p.graph
     funcs: dict[str, str] = {}
     rules: dict[str, list[sympy.Expr]] = {}
+    made: dict[tuple[int, Exp], sympy.Expr] = {}
     for name in sorted(p.constants):
         if not any(graph.dims[d].infinite for d in graph.node[name].over):
             continue
         local = name.rsplit(".", 1)[-1]
         exprs = rules.setdefault(local, [])
-        expr = constant_expr(p, name)
+        expr = made.get(key := (graph.classes[name], p.constants[name]))
+        if expr is None:
+            expr = made[key] = constant_expr(p, name)
         if expr not in exprs:
             exprs.append(expr)
         k = exprs.index(expr)
@@ -330,7 +385,7 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
         fused=FUSED.format() if fused else "", eps_doc=EPS_DOC if eps else "",
         depth_doc=DEPTH_DOC if p.depth.active else "",
         depth=depth_source(p))
-    text += ("\n".join(rule_lines) + "\n}\n" + functions()
+    text += ("\n".join(rule_lines) + "\n}\n" + _functions()
              + optimizer_source(p, lion, rule_lines))
     constants = _constants(p)
     text += "\n".join(constants) + ("\n" if constants else "")

@@ -26,6 +26,8 @@ MAX_PARTS = 64
 
 def split_part(name: str) -> tuple[str, tuple[int, int, int] | None]:
     """``(name, (axis, index, count))`` of ``name[...i/n]``; ``(name, None)`` without one."""
+    if not name.endswith("]"):  # the common case, without the regex
+        return name, None
     m = _PART.fullmatch(name)
     if m is None:
         return name, None
@@ -78,6 +80,50 @@ def star(name: str) -> tuple[str, tuple[str, ...]]:
     segs = name.split(".")
     digits = tuple(s for s in segs if s.isdigit())
     return ".".join("*" if s.isdigit() else s for s in segs), digits
+
+
+class Starred:
+    """Names by their starred form (:func:`star`), to count the names that a pattern of
+    whole starred components (``block.*.W_q``, as :func:`star` writes them) matches
+    without matching it against each name: every name of a form matches it when the form,
+    starred where the pattern is, is the pattern (``block.*.W_q`` and ``block.extra.W_q``
+    both match ``block.*.W_q``), so the work grows with the distinct forms."""
+
+    def __init__(self) -> None:
+        self.forms: dict[str, str] = {}
+        self.digits: dict[str, str] = {}  # strings, not tuples: no object per name for the
+        self.count: dict[str, int] = {}   # garbage collector to walk
+        self._masked: dict[tuple[int, tuple[int, ...]], dict[str, int]] = {}
+
+    def add(self, name: str) -> tuple[str, str]:
+        """:func:`star` of ``name``, its digit components joined by dots (``""``: none);
+        a name is counted once however often it is added."""
+        form = self.forms.get(name)
+        if form is None:
+            segs = name.split(".")
+            digits = self.digits[name] = ".".join([s for s in segs if s.isdigit()])
+            form = self.forms[name] = ".".join(
+                ["*" if s.isdigit() else s for s in segs]) if digits else name
+            self.count[form] = self.count.get(form, 0) + 1
+            self._masked.clear()
+        return form, self.digits[name]
+
+    def matches(self, pattern: str) -> int:
+        """How many of the added names ``pattern`` (each ``*`` a whole component)
+        matches."""
+        segs = pattern.split(".")
+        shape = (len(segs), tuple(i for i, s in enumerate(segs) if s == "*"))
+        masked = self._masked.get(shape)
+        if masked is None:
+            masked = self._masked[shape] = {}
+            for form, n in self.count.items():
+                parts = form.split(".")
+                if len(parts) == shape[0]:
+                    for i in shape[1]:
+                        parts[i] = "*"
+                    key = ".".join(parts)
+                    masked[key] = masked.get(key, 0) + n
+        return masked.get(pattern, 0)
 
 
 class NameIndex:
@@ -190,14 +236,20 @@ def check_names(graph: Graph, names: dict[str, str], source: str) -> None:
     if unknown:
         raise AbcError(f"{source}: name map names '{doc_text(unknown[0])}', which is not a "
                        f"parameter of graph '{doc_text(graph.name)}'")
-    held: dict[str, list[tuple[str, tuple[int, int, int] | None]]] = {}
+    first: dict[str, str] = {}  # module parameter → its first graph parameter
+    held: dict[str, list[tuple[str, tuple[int, int, int] | None]]] = {}  # parts, or two
     for pname in graph.params:
         path, part = split_part(names[pname])
-        held.setdefault(path, []).append((pname, part))
-    for path, owners in held.items():
+        if first.setdefault(path, pname) == pname and part is None:
+            continue  # one whole tensor (so far): no list for the common case
+        owners = held.get(path)
+        if owners is None:
+            owners = held[path] = [] if first[path] == pname else [
+                (first[path], split_part(names[first[path]])[1])]
+        owners.append((pname, part))
+    order = {path: i for i, path in enumerate(first)}
+    for path, owners in sorted(held.items(), key=lambda item: order[item[0]]):
         parts = [part for _, part in owners]
-        if len(owners) == 1 and parts[0] is None:
-            continue
         whole = None not in parts and len({(a, n) for a, _, n in parts}) == 1
         if whole and sorted(i for _, i, _ in parts) == list(range(parts[0][2])):
             continue
