@@ -48,6 +48,9 @@ class DepthRule:
     branch: str | None
 
 
+_FLAT = DepthRule(ZERO, ZERO, ZERO, None)  # a parameter with no depth factor
+
+
 @dataclass(frozen=True)
 class Depth:
     """The depth analysis of a graph: ``branches`` maps each branch add to the depth
@@ -140,6 +143,8 @@ def solve_depth(graph: Graph, optimizer: Optimizer, alpha: Exp | None = ONE) -> 
         raise AbcError(f"{graph.source}: depth exponents are derived for SGD and Adam-like "
                        f"optimizers, not {optimizer.value} (its update is normalized per "
                        f"matrix); drop the base of '{blocks[0][1]}' to scale width only")
+    if not blocks:  # no depth axis (or not scaled): every exponent 0, nothing to explain
+        return Depth(alpha, (), {}, {}, dict.fromkeys(graph.params, _FLAT))
     trace: dict[str, Step] = {}
     why_alpha = (f"α = {alpha} (--depth-alpha): stable at init iff α ≥ 1/2 (TP6 Claim 7.1), "
                  "faithful in training iff α ≤ 1 (Claim 7.3); the desiderata leave this "
@@ -155,13 +160,6 @@ def solve_depth(graph: Graph, optimizer: Optimizer, alpha: Exp | None = ONE) -> 
     params: dict[str, DepthRule] = {}
     for pname, param in graph.params.items():
         add = next((member[u.node] for u in param.uses if u.node in member), None)
-        if not blocks:
-            rule = ("depth is not scaled by this parametrization" if off and graph.depth
-                    else "no infinite repeat count: no depth axis")
-            params[pname] = DepthRule(ZERO, ZERO, ZERO, None)
-            for what in ("a", "b", "c"):
-                trace[f"depth {what} {pname}"] = Step(f"depth {what} of {pname}", rule, ZERO)
-            continue
         params[pname] = DepthRule(ZERO, ZERO, lr_in if add else ZERO, add)
         trace[f"depth a {pname}"] = Step(
             f"depth a of {pname}", "gauge: the depth factor of a branch is its multiplier "
