@@ -421,3 +421,13 @@ def test_a_bug_is_one_line_and_exit_70(run, monkeypatch) -> None:
     assert (code, out) == (70, "")
     assert err == ("abccalc: internal error: RuntimeError: boom\\nsecond line (please report "
                    "this with the command line and input)\n")
+
+
+def test_item_cap_without_aliases() -> None:
+    """With no alias the item count is the nodes composed: 1 sequence + 99,999 scalars is
+    the cap exactly, one more scalar is refused with the aliased bomb's message."""
+    from abccalc.graph.yamlio import MAX_ITEMS, parse_yaml
+
+    assert len(parse_yaml("[" + ",".join(["1"] * (MAX_ITEMS - 1)) + "]", "ok.yaml")) == 99_999
+    with pytest.raises(AbcError, match="more than 100,000 items"):
+        parse_yaml("[" + ",".join(["1"] * MAX_ITEMS) + "]", "big.yaml")

@@ -37,6 +37,7 @@ class _Strict:
 
     _aliases = 0
     _depth = 0
+    _nodes = 0
 
     # -- composing: limits and duplicate keys, before anything is constructed ----------
     def compose_node(self, parent, index):
@@ -45,6 +46,8 @@ class _Strict:
             if self._aliases > MAX_ALIASES:
                 raise AbcError(f"more than {MAX_ALIASES} aliases "
                                f"({_line(self.peek_event())})")
+        else:
+            self._nodes += 1
         self._depth += 1
         if self._depth > MAX_DEPTH:
             raise AbcError(f"nested deeper than {MAX_DEPTH} levels "
@@ -66,7 +69,9 @@ class _Strict:
 
     def get_single_node(self):
         node = super().get_single_node()
-        if node is not None:
+        # with no alias the document is a tree of the nodes composed, counted above; an
+        # alias can repeat a subtree, so then the expanded size is counted
+        if node is not None and (self._aliases or self._nodes > MAX_ITEMS):
             _count_items(node)
         return node
 
