@@ -36,7 +36,9 @@ OPTIONAL = sorted(f.name for f in fields(Node) if f.name not in ("name", "op", "
 
 
 def check_fields(n: Node, dims: dict[str, Dim], err: Err) -> None:
-    """Refuse an unknown op, a field the op does not take or an unknown dim."""
+    """Refuse an unknown op, a field the op does not take or an unknown dim. It reads no
+    name but the node's own (for its messages), so a build runs it once per distinct
+    :func:`~abccalc.graph.core.unnamed_fields` with ``reuse``."""
     if n.op not in OPS:
         raise err(f"node '{n.name}'", f"unknown op '{n.op}' (known: "
                   f"{', '.join(sorted(OPS))})")
