@@ -10,8 +10,10 @@ GraphBuilder('mlp')
 >>> sorted(b.build().params)
 ['W1', 'W2']
 
-A repeated block (``repeat``) is expanded at :meth:`GraphBuilder.build` time, so a count
-named by a value can be changed with :meth:`GraphBuilder.set` (``--set n_layer=96``).
+A repeated block (``repeat``) is expanded at :meth:`GraphBuilder.build` time
+(:mod:`abccalc.graph.blocks`), so a count named by a value can be changed with
+:meth:`GraphBuilder.set` (``--set n_layer=96``); the op units' checks of the nodes, each
+run once for all of a node's name-only copies, are in :mod:`abccalc.graph.checks`.
 """
 
 from __future__ import annotations
@@ -22,23 +24,13 @@ from fractions import Fraction
 from typing import Any
 
 from abccalc.errors import AbcError
-from abccalc.graph.core import (
-    NAMED_FIELDS,
-    Dim,
-    Graph,
-    Node,
-    Param,
-    Use,
-    topological_order,
-    unnamed_fields,
-)
+from abccalc.graph.blocks import MAX_NODES, expand, params_of
+from abccalc.graph.checks import check_fields, expand_composites, shape_nodes
+from abccalc.graph.core import Dim, Graph, Node, Param, topological_order, unnamed_fields
 from abccalc.graph.names import check_name, clean, shown
 from abccalc.graph.ops import OPS
-from abccalc.graph.ops.base import Op, Shaped
 
 NODE_FIELDS = {f.name for f in fields(Node)}
-OPTIONAL = sorted(NODE_FIELDS - {"name", "op", "inputs", "dims"})
-MAX_NODES = 100_000  # after repeats are expanded (docs/spec.md, Limits)
 MAX_SIZE = 2**40  # a dim's size or base, and a value
 
 
@@ -109,63 +101,6 @@ def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
             raise AbcError(f"{source}: {where}: 'value' {shown(v)} is not a finite "
                            "number")
     return Node(name=name, op=op, **kw)
-
-
-def _params_of(node: Node) -> list[str]:
-    """The parameter names a node reads (weight, bias, gain), like ``Node.param_fields``."""
-    return [p for p in (node.weight, node.bias, node.gain) if p is not None]
-
-
-def _coincide(node: Node) -> tuple:
-    """Which of the node's inputs, and which of its parameters, are the same name, and
-    which parameters it has: all that an op's check may read of names."""
-    ins, w, b, g = node.inputs, node.weight, node.bias, node.gain
-    same = None if len(ins) < 2 or (len(ins) == 2 and ins[0] != ins[1]) else \
-        tuple(ins.index(i) for i in ins)
-    return same, w is None, b is None, g is None, w == b, w == g, b == g
-
-
-Recipe = tuple[dict, tuple[tuple[int, Any, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...]]
-
-
-def _recipe(node: Node, result: Shaped) -> Recipe | None:
-    """What ``node``'s check changed, with names as positions: the fields it filled in
-    (never a name) and each use as (which of weight/bias/gain, kind, fan_in, fan_out,
-    shape); None when the result holds a name other than the node's own."""
-    d, r = node.__dict__, result.node.__dict__
-    if any(r[f] != d[f] for f in NAMED_FIELDS):
-        return None
-    params = (node.weight, node.bias, node.gain)
-    made = []
-    for use, shape in result.uses:
-        if use.node != node.name or use.param not in params:
-            return None
-        made.append((params.index(use.param), use.kind, use.fan_in, use.fan_out, shape))
-    return {k: v for k, v in r.items() if v is not d[k]}, tuple(made)
-
-
-def _replay(node: Node, recipe: Recipe) -> Shaped:
-    """The check's result for ``node`` from the recipe of a node that differs only by names
-    (and whose inputs have the same dims): that result with ``node``'s names."""
-    changes, made = recipe
-    if not made:
-        return Shaped(node._copy(changes) if changes else node)
-    params = (node.weight, node.bias, node.gain)
-    return Shaped(node._copy(changes) if changes else node,
-                  tuple((Use(node.name, params[j], kind, fan_in, fan_out), shape)
-                        for j, kind, fan_in, fan_out, shape in made))
-
-
-def _check_block_params(outside: list[Node], expanded: list[Node], err) -> None:
-    """A parameter named outside a block must not take the name of a block iteration's
-    parameter (``layer.0.W``): it would silently tie into it (docs/spec.md, section 6)."""
-    inside = {p: n.name for n in expanded for p in _params_of(n)}
-    for n in outside:
-        for p in _params_of(n):
-            if p in inside:
-                raise err(f"node '{n.name}'", f"parameter '{p}' takes the name of a repeat "
-                          f"block's parameter (at '{inside[p]}'); a block's parameters "
-                          "cannot be tied from outside")
 
 
 class GraphBuilder:
@@ -363,57 +298,6 @@ class GraphBuilder:
             get(name)
         return dims
 
-    def _count(self, item: Block) -> int:
-        count = self._values.get(item.count, item.count) if isinstance(item.count, str) \
-            else item.count
-        if isinstance(count, str):
-            raise self.err(f"repeat '{item.name}'", f"unknown count value '{count}'")
-        return count
-
-    def _expand(self) -> list[Node]:
-        total = sum(self._count(i) * len(i.nodes) if isinstance(i, Block) else 1
-                    for i in self._items)
-        if total > MAX_NODES:
-            raise AbcError(f"{self.source}: {total:,} nodes once repeats are expanded; "
-                           f"the limit is {MAX_NODES:,}")
-        nodes: list[Node] = []
-        alias: dict[str, str] = {}  # block name -> its last iteration's output node
-        self._repeats = []
-        for item in self._items:
-            if isinstance(item, Node):
-                nodes.append(item)
-                continue
-            count = self._count(item)
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise self.err(f"repeat '{item.name}'", f"count {count!r} is not an integer ≥ 0")
-            local = {n.name for n in item.nodes}
-            if item.output not in local:
-                raise self.err(f"repeat '{item.name}'",
-                               f"output '{item.output}' is not a node of the block")
-            prev = alias.get(item.input, item.input)
-            carry = item.carry
-            named = [(n, [k for k in ("weight", "bias", "gain") if getattr(n, k) is not None])
-                     for n in item.nodes]
-            for i in range(count):
-                pre = f"{item.name}.{i}."
-                for n, params in named:  # the node with its names prefixed (always a copy)
-                    changes = {"name": pre + n.name, "inputs": tuple(
-                        pre + x if x in local else prev if x == carry else x for x in n.inputs)}
-                    for k in params:
-                        changes[k] = pre + n.__dict__[k]
-                    nodes.append(n._copy(changes))
-                prev = pre + item.output
-            self._carry[item.name] = (alias.get(item.input, item.input), item.output)
-            alias[item.name] = prev
-            self._repeats.append((item.name, count))
-        outside = [n for n in self._items if isinstance(n, Node)]
-        ids = {id(n) for n in outside}
-        _check_block_params(outside, [n for n in nodes if id(n) not in ids], self.err)
-        if not alias:
-            return nodes
-        return [n.with_(inputs=tuple(alias.get(x, x) for x in n.inputs))
-                if not alias.keys().isdisjoint(n.inputs) else n for n in nodes]
-
     def _raise_cycle(self, nodes: list[Node]) -> None:
         """Name the nodes of a cycle (networkx finds one; only needed on this error path)."""
         import networkx as nx
@@ -425,100 +309,15 @@ class GraphBuilder:
         path = " -> ".join([e[0] for e in cycle] + [cycle[0][0]])
         raise self.err(f"node '{cycle[0][0]}'", f"is on a cycle: {path}")
 
-    def _shape(self, names: dict[str, Node], order: list[str], dims: dict[str, Dim],
-               reuse: bool = True
-               ) -> tuple[dict[str, Node], dict[str, list[tuple[Use, tuple[str, ...]]]],
-                          dict[str, int]]:
-        """Each node's checked form (its dims filled in), every parameter's uses and, with
-        ``reuse``, each node's class (:attr:`Graph.classes`).
-
-        With ``reuse``, a node that differs from one checked before only by names (op and
-        other fields equal, its inputs of the same dims, the same of its inputs and of its
-        parameters coinciding) takes that node's result with its own names: an op's check
-        reads names only to copy them into its result and its messages (the op-unit
-        contract, docs/contributing_ops.md), so the result is the one a check would give,
-        and the two are of one class. In a repeat block each iteration whose inputs have
-        the dims of the previous one's is such a copy."""
-        shaped: dict[str, Node] = {}
-        uses: dict[str, list[tuple[Use, tuple[str, ...]]]] = {}
-        memo: dict[tuple, tuple[Recipe | None, int]] = {}  # -> (recipe, class)
-        classes: dict[str, int] = {}
-        for name in order:
-            n = names[name]
-            raw = [shaped[i].dims for i in n.inputs]
-            ins = raw
-            if n.rename and ins:
-                ins = [*raw[:-1], tuple(dict(n.rename).get(d, d) for d in raw[-1])]
-            key = hit = None
-            if reuse:
-                key = (unnamed_fields(n), tuple(raw), _coincide(n))
-                hit = memo.get(key)
-            if hit is not None and hit[0] is not None:
-                result = _replay(n, hit[0])
-            else:
-                err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
-                result = OPS[n.op].check(n, ins, dims, err)
-                if reuse and hit is None:
-                    recipe = _recipe(n, result)  # None: a class of its own, checked again
-                    hit = memo[key] = (recipe, len(memo) if recipe is not None else -1)
-            if reuse:
-                classes[name] = hit[1] if hit[1] >= 0 else -1 - len(classes)
-            shaped[name] = result.node
-            for use, shape in result.uses:
-                if use.param in names or use.param in dims:
-                    raise self.err(f"parameter '{use.param}'", "duplicate name (also a node "
-                                   "or dim)")
-                uses.setdefault(use.param, []).append((use, shape))
-        return shaped, uses, classes
-
-    def _expand_composites(self, nodes: list[Node], shaped: dict[str, Node],
-                           dims: dict[str, Dim]) -> list[Node] | None:
-        """Each composite (an ``attention``) replaced by its primitive nodes, named
-        ``<node>.<part>`` with the last keeping the node's name (docs/spec.md §4.1); None
-        when the graph has no composite."""
-        out: list[Node] = []
-        found = False
-        for n in nodes:
-            unit = OPS[n.op]
-            if type(unit).expand is Op.expand:  # a primitive op: nothing to expand
-                out.append(n)
-                continue
-            err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
-            parts = unit.expand(shaped[n.name], [shaped[i].dims for i in n.inputs], dims,
-                                     err)
-            if parts is None:
-                out.append(n)
-                continue
-            found = True
-            taken = [p.name for p in parts[:-1] if p.name in shaped]
-            if taken:
-                raise err(f"its part '{taken[0]}' is also the name of a node")
-            out += parts
-        return out if found else None
-
-    def _check_fields(self, n: Node, dims: dict[str, Dim]) -> None:
-        """Refuse an unknown op, a field the op does not take or an unknown dim."""
-        if n.op not in OPS:
-            raise self.err(f"node '{n.name}'", f"unknown op '{n.op}' (known: "
-                           f"{', '.join(sorted(OPS))})")
-        stray = [f for f in OPTIONAL if getattr(n, f) not in (None, ())
-                 and f not in OPS[n.op].fields]
-        if stray:
-            key = {"in_dims": "in"}.get(stray[0], stray[0])
-            raise self.err(f"node '{n.name}'", f"op '{n.op}' takes no '{key}'")
-        for d in (*n.dims, *n.in_dims, *n.over, *n.kernel, *n.causal, *n.parts, *n.heads,
-                  *(x for pair in n.rename for x in pair),
-                  *(x for x in (n.vocab, n.along) if x)):
-            if d not in dims:
-                raise self.err(f"node '{n.name}'", f"unknown dim '{d}'")
-
     def build(self, reuse: bool = True) -> Graph:
         """Validate and freeze. Raises :class:`AbcError` naming the culprit. With ``reuse``
         (the default), a node that differs from an earlier one only by names, as a repeat
-        block's iterations do, takes that node's checks (:meth:`_shape`): the same Graph,
-        checked once per distinct node."""
+        block's iterations do, takes that node's checks (:mod:`abccalc.graph.checks`): the
+        same Graph, checked once per distinct node."""
         dims = self._resolve_dims()
-        nodes = self._expand()
+        nodes, self._repeats, carries = expand(self._items, self._values, self.source,
+                                               self.err)
+        self._carry.update(carries)
         if not any(d.infinite for d in dims.values()):
             raise AbcError(f"{self.source}: no infinite dim; mark the width dim(s) with "
                            "'base: SIZE'")
@@ -530,11 +329,11 @@ class GraphBuilder:
             if n.name in dims:
                 raise self.err(f"node '{n.name}'", "duplicate name (also a dim)")
             if not reuse:
-                self._check_fields(n, dims)
+                check_fields(n, dims, self.err)
             else:
                 key = unnamed_fields(n)
                 if key not in checked:
-                    self._check_fields(n, dims)
+                    check_fields(n, dims, self.err)
                     checked.add(key)
             names[n.name] = n
         for n in nodes:
@@ -544,16 +343,16 @@ class GraphBuilder:
         order = topological_order({n.name: n.inputs for n in nodes})
         if order is None:
             self._raise_cycle(nodes)
-        shaped, uses, classes = self._shape(names, order, dims, reuse)
-        expanded = self._expand_composites(nodes, shaped, dims)
+        shaped, uses, classes = shape_nodes(names, order, dims, self.err, reuse)
+        expanded = expand_composites(nodes, shaped, dims, self.err)
         if expanded is not None:  # composites expanded: shape the graph again
             nodes = expanded
             names = {n.name: n for n in nodes}
             order = topological_order({n.name: n.inputs for n in nodes})
-            shaped, uses, classes = self._shape(names, order, dims, reuse)
+            shaped, uses, classes = shape_nodes(names, order, dims, self.err, reuse)
         first = {}  # parameters in topological order of first use: declaration order is moot
         for i, name in enumerate(order):
-            for p in _params_of(names[name]):
+            for p in params_of(names[name]):
                 first.setdefault(p, i)
         params: dict[str, Param] = {}
         for pname in sorted(uses, key=first.__getitem__):
