@@ -104,8 +104,8 @@ def _block(readout_scale: bool) -> str:
     lm_in = "transformer.ln_f"
     head = ""
     if readout_scale:  # MuSharedReadout: lm_head(x / width_mult)
-        head = "  - {name: lm_head.mult, op: scale, inputs: transformer.ln_f}\n"
-        lm_in = "lm_head.mult"
+        head = "  - {name: lm_head.width_mult, op: scale, inputs: transformer.ln_f}\n"
+        lm_in = "lm_head.width_mult"
     return f"""\
 graph: nanogpt
 dims: {{vocab: {VOCAB}, ctx: {CTX}, ctx_k: {CTX}, n_head: {N_HEAD}, n_embd: {{base: 64}},
@@ -177,8 +177,8 @@ def imported_gpt(build, *, scale_c: float | None = None, readout_scale: bool = F
     graph = parse_builder(_block(readout_scale), "nanogpt.yaml").build()
     constants = _sdpa(scale_c)
     if readout_scale:
-        constants["lm_head.mult"] = Recorded(
-            "lm_head.mult", tuple(64 / w for w in WIDTHS), Fraction(1),
+        constants["lm_head.width_mult"] = Recorded(
+            "lm_head.width_mult", tuple(64 / w for w in WIDTHS), Fraction(1),
             "x / width_mult (mup.MuSharedReadout)", "lm_head")
     return Imported(graph, "tests/nanogpt_models.py:GPT", {"n_embd": WIDTHS},
                     lambda knobs, device: build(knobs["n_embd"]), constants)
@@ -213,3 +213,34 @@ nodes:
 def imported_mlp() -> Imported:
     return Imported(parse_builder(MLP_GRAPH, "mlp.yaml").build(), "tests:MLP",
                     {"width": WIDTHS}, lambda knobs, device: MLP(knobs["width"]))
+
+
+def mup_gpt(n_embd: int) -> GPT:
+    """The GPT written with microsoft/mup (its README's recipe): MuSharedReadout for the
+    tied lm_head, set_base_shapes against the base width, mup.init after it, and SDPA's
+    ``scale`` c/head_dim (equal to the default at the base head_dim 32)."""
+    import mup
+
+    def make(w: int) -> GPT:
+        wte = nn.Parameter(torch.empty(VOCAB, w))
+        return GPT(w, scale_c=math.sqrt(32), init="torch",
+                   readout=mup.MuSharedReadout(wte, bias=False))
+
+    model = make(n_embd)
+    with torch.device("meta"):
+        base, delta = make(WIDTHS[0]), make(2 * WIDTHS[0])
+    mup.set_base_shapes(model, base, delta=delta)
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            nn.init.zeros_(p)
+        elif ".ln_" in name:
+            nn.init.ones_(p)
+        else:  # matrix-like: std 0.02/sqrt(fan_in / base fan_in); vector-like: 0.02
+            mup.init.normal_(p, std=0.02)
+    return model
+
+
+def mup_adam(model: nn.Module) -> torch.optim.Optimizer:
+    import mup
+
+    return mup.MuAdam(model.parameters(), lr=1e-3)

@@ -37,7 +37,6 @@ from abccalc.calculus.solver import solve
 from abccalc.errors import AbcError
 from abccalc.exponents import ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph, Use
-from abccalc.graph.ops import OPS
 from abccalc.graph.yamlio import read_yaml
 from abccalc.importer.imported import Imported
 from abccalc.parametrization.paramsfile import (

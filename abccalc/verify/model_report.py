@@ -1,0 +1,233 @@
+"""``abccalc check MODEL``: the check of a live model's own parametrization, in its own terms.
+
+:func:`check_model` reads what the model does (:mod:`abccalc.verify.current`) and checks it
+(:func:`abccalc.verify.check.check`); the report names the model's ``state_dict`` names and
+module paths, with the layers of a stack collapsed into one pattern
+(``transformer.h.0..11.attn`` → ``transformer.h.*.attn``) wherever every layer has the same
+problem, and writes each constant's fix as the value to pass (``scale=5.657/head_dim``:
+equal to the model's own value at the base width, TP5 Eq. 4).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import sympy
+
+from abccalc.exponents import Exp, Optimizer, text
+from abccalc.graph.core import Kind
+from abccalc.importer.imported import Imported
+from abccalc.parametrization.rules import constant_expr, fmt
+from abccalc.verify.check import (
+    GAUGE_NOTE,
+    OK_TEXT,
+    CheckResult,
+    ConstReport,
+    ParamReport,
+    activation_lines,
+    check,
+    const_line,
+    param_lines,
+    summary,
+)
+from abccalc.verify.classify import DIVERGES
+from abccalc.verify.current import Current, current
+
+_INDEX = re.compile(r"(?<=[A-Za-z_]\.)\d+(?=\.[A-Za-z_])")  # h.11.attn, not 0.02
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """The check of a model's current parametrization, and how it was read."""
+
+    imported: Imported
+    current: Current
+    result: CheckResult
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        """check's JSON (docs/check.md) with ``model``: what was measured and how."""
+        cur = self.current
+        out = self.result.to_dict()
+        out["model"] = {
+            "spec": self.imported.spec,
+            "knobs": {k: list(v) for k, v in self.imported.knobs.items()},
+            "lr_source": cur.lr_source or None, "optimizer_class": cur.optimizer_class,
+            "notes": cur.notes,
+            "init": {p: {"kind": r.kind, "rms": list(r.rms), "slope": r.slope,
+                         "b": str(r.b)} for p, r in cur.init.items()},
+            "lr": {p: list(v) for p, v in cur.lr.items()},
+            "multipliers": {p.name: p.current.to_dict(
+                self.imported.graph.params[p.name].uses[0].node)["multiplier"]
+                for p in self.result.params},
+            "folded": cur.folded,
+            "aliases": {p: list(v) for p, v in cur.aliases.items()},
+            "unseen": [{"module": u.module, "op": u.op, "reason": u.reason}
+                       for u in self.imported.unseen],
+        }
+        return out
+
+
+def check_model(imp: Imported, optimizer: Optimizer | str, *,
+                factory: Callable[[Any], Any] | None = None, factory_name: str = "",
+                lr_scales: str | None = None, seed: int = 0) -> ModelCheck:
+    """Read ``imp``'s model's parametrization and check it against μP."""
+    cur = current(imp, optimizer, factory=factory, factory_name=factory_name,
+                  lr_scales=lr_scales, seed=seed)
+    return ModelCheck(imp, cur, check(imp.graph, optimizer, cur.params))
+
+
+def collapse(name: str) -> str:
+    """Layer indices in a dotted name become ``*``: ``h.11.attn`` → ``h.*.attn``."""
+    return _INDEX.sub("*", name)
+
+
+def grouped(items: list[tuple[str, list[str], list[str]]]) -> list[str]:
+    """``(name, lines, extra)`` items, the first line continuing the name. Items whose names
+    and lines collapse alike are written once under the pattern, with the first member's
+    ``extra`` lines (measured values, which differ by sampling noise); a pattern whose
+    members differ keeps every member's own name."""
+    groups: dict[str, list[tuple[str, list[str], list[str]]]] = {}
+    for item in items:
+        groups.setdefault(collapse(item[0]), []).append(item)
+    out = []
+    for pattern, members in groups.items():
+        bodies = {tuple(collapse(x) for x in lines) for _, lines, _ in members}
+        if len(members) > 1 and len(bodies) == 1:
+            first, *rest = next(iter(bodies))
+            out += [f"- {pattern}{first} [{len(members)} alike]", *members[0][2], *rest]
+        else:
+            for name, (first, *rest), extra in members:
+                out += [f"- {name}{first}", *extra, *rest]
+    return out
+
+
+def _ratio(graph: Any, dims: tuple[str, ...], e: Exp) -> str:
+    """n^-e written in the model's dims: (base/dim)^(e/k) over its k infinite ``dims``."""
+    inf = [d for d in dims if graph.dims[d].infinite]
+    if e == 0 or not inf:
+        return "1"
+    per = e / len(inf)
+    parts = []
+    for d in inf:
+        r = f"{graph.dims[d].size}/{d}"
+        parts.append(r if per == 1 else f"sqrt({r})" if per == Fraction(1, 2) else
+                     f"({graph.dims[d].size}/{d})^{text(per)}" if per > 0 else
+                     f"({d}/{graph.dims[d].size})^{text(-per)}")
+    return "·".join(parts)
+
+
+def _in_code(mc: ModelCheck, p: ParamReport) -> list[str]:
+    """The fix as changes to the model's own numbers: std, LR and multipliers."""
+    if p.fix is None:
+        return []
+    g = mc.imported.graph
+    use = g.params[p.name].uses[0]
+    dims = use.fan_in if g.inf(use.fan_in) else use.fan_out
+    r = mc.current.init[p.name]
+    out = []
+    db, dc = p.fix.b - p.current.b, p.fix.c - p.current.c
+    if db and r.kind != "zeros":
+        out.append(f"init std {r.rms[0]:.3g} → {r.rms[0]:.3g}·{_ratio(g, dims, db)}")
+    if dc:
+        out.append(f"LR lr → lr·{_ratio(g, dims, dc)}")
+    for u in g.params[p.name].uses:
+        da = p.fix.a[u.node] - p.current.a[u.node]
+        if da:
+            where = "input" if u.kind is Kind.WEIGHT and g.node[u.node].op in (
+                "linear", "conv") else "output"  # W(x·m) = (W·m)x
+            out.append(f"multiply {u.node}'s {where} by "
+                       f"{_ratio(g, u.fan_in if g.inf(u.fan_in) else u.fan_out, da)}")
+    return [f"  - in your code (base widths: {_bases(g)}): " + "; ".join(out) + "."] \
+        if out else []
+
+
+def _bases(g: Any) -> str:
+    return ", ".join(f"{d} = {dim.size}" for d, dim in g.dims.items()
+                     if dim.infinite)
+
+
+def _value(graph: Any, expr: Any) -> float:
+    return float(expr.subs({sympy.Symbol(d, positive=True): dim.size
+                            for d, dim in graph.dims.items()}))
+
+
+def _constant_fix(mc: ModelCheck, k: ConstReport) -> tuple[str, str]:
+    """(where, text) of a constant's fix in the model's terms: the value to use, equal
+    to the model's own value at the base widths."""
+    g = mc.imported.graph
+    rec = mc.imported.constants.get(k.name)
+    where = rec.module if rec and rec.module else k.name
+    v0 = rec.values[0] if rec else 1.0
+    try:
+        expr = constant_expr(g, k.name, k.mup_exponent)
+    except ValueError:
+        return where, const_line(g, k)
+    coef = v0 / _value(g, expr)
+    body = fmt(expr)
+    value = f"{coef:.4g}/{body[2:]}" if body.startswith("1/") else f"{coef:.4g}*{body}"
+    what = rec.what if rec else f"{g.node[k.name].op} with no multiplier"
+    verb = "pass scale=" if "scaled_dot_product_attention" in what else "use "
+    src = f" ({rec.source})" if rec and rec.source else ""
+    return where, (f": {what}{src}; μP needs {k.mup_multiplier}: {verb}{value} (equal to "
+                   f"the current {v0:.4g} at the base widths; TP5 Def. 4.1)")
+
+
+def _measured(mc: ModelCheck, pname: str) -> str:
+    cur = mc.current
+    r = cur.init[pname]
+    init = ("init zeros (any init rule holds, TP5 App. B)" if r.kind == "zeros" else
+            f"init rms {r.rms[0]:.2g} → {r.rms[-1]:.2g} ({r.kind}, ∝ n^{text(-r.b)})")
+    lr = cur.lr.get(pname)
+    lr_text = (f"LR {lr[0]:.3g} → {lr[-1]:.3g}" if lr else
+               f"LR ∝ n^{text(-cur.params.abc.c[pname])}" if cur.lr_source else "global LR")
+    return f"  - measured over the traced widths: {init}, {lr_text}."
+
+
+def render_model_markdown(mc: ModelCheck) -> str:
+    """The violations and their fixes, keyed by the model's own names."""
+    res, cur, imp = mc.result, mc.current, mc.imported
+    knobs = ", ".join(f"{k} = {', '.join(map(str, v))}" for k, v in imp.knobs.items())
+    head = [f"# check: {imp.spec} ({res.optimizer.value})", "",
+            f"Read from the model built at {knobs}: init (measured), multipliers (traced), "
+            f"LR ({cur.lr_source or 'assumed'})."]
+    notes = [f"Note: {n}." for n in cur.notes]
+    notes += [f"Note: not seen by the tracer: {u.module}: {u.op} ({u.reason})."
+              for u in imp.unseen]
+    if res.ok:
+        return "\n".join([*head, "", OK_TEXT.rstrip("\n"), *notes]) + "\n"
+    lines = [*head, "", summary(res)]
+    if res.constants:
+        lines += ["", "## Constants", ""]
+        lines += grouped([(w, [t], []) for w, t in
+                          (_constant_fix(mc, k) for k in res.constants)])
+    if res.params:
+        items = []
+        for p in res.params:
+            also = cur.aliases.get(p.name, ())
+            name = p.name + "".join(f" (= {a})" for a in also)
+            first, *rest = param_lines(p)
+            items.append((name, [first, *rest], [_measured(mc, p.name), *_in_code(mc, p)]))
+        lines += ["", "## Parameters", "", GAUGE_NOTE, "", *grouped(items)]
+    if res.classification.issues:
+        *origins, last = activation_lines(res.classification)
+        inherited = last.startswith("- and, inherited")
+        by_node: dict[str, list[str]] = {}
+        for ln in origins if inherited else [*origins, last]:
+            node, msg = ln[2:].split(": ", 1)
+            by_node.setdefault(node, []).append(msg)
+        acts = [(n, [": " + "; ".join(m)], []) for n, m in by_node.items()]
+        lines += ["", "## Activations", "", *grouped(acts)]
+        if inherited:
+            rest = dict.fromkeys(collapse(x) for x in last.split(": ", 1)[1].split(", "))
+            lines.append(f"- and, inherited from those: {', '.join(rest)}")
+        if res.classification.diverges:
+            lines += ["", DIVERGES]
+    return "\n".join([*lines, "", *notes]) + "\n"
