@@ -364,26 +364,44 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
 
 @cli.command("check")
 @graph_arg
-@click.option("--params", "params", required=True, metavar=PARAMS_METAVAR,
+@click.option("--params", "params", metavar=PARAMS_METAVAR,
               help="A preset (sp, ntk, mf, mup) or a params file with your own rules or "
-              "exponents (docs/check.md).")
+              "exponents (docs/check.md). Leave it out to check MODEL's own parametrization.")
 @optimizer_opt
 @click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
               show_default=True, help="Output format; the JSON fields are in docs/check.md.")
 @set_opt
-def check_cmd(graph: str, params: str, optimizer: str, fmt: str,
-              sets: tuple[str, ...]) -> None:
+@click.option("--width", "widths", multiple=True, metavar="NAME=B1,B2[,B3]",
+              help="MODEL: a width knob and the values to trace and build at; repeatable.")
+@click.option("--optimizer-factory", "factory", metavar="FILE.py:FUNC",
+              help="MODEL: FUNC(model) returns your optimizer or param groups; the LRs are "
+              "read from it at each width.")
+@click.option("--lr-scales", "lr_scales", metavar="FILE",
+              help="MODEL: YAML of LR scales by parameter-name pattern (1/fan_in, 256/d_model).")
+def check_cmd(graph: str, params: str | None, optimizer: str, fmt: str,
+              sets: tuple[str, ...], widths: tuple[str, ...], factory: str | None,
+              lr_scales: str | None) -> None:
     """Check your own parametrization of GRAPH against muP: every activation that blows up
     or vanishes, every parameter not updated maximally, and the fix in your own gauge.
+    Without --params, GRAPH is a MODEL (file.py:factory, package.module:factory, hf:CONFIG)
+    and its current init, multipliers and LRs are read from it (docs/use_on_your_model.md).
     Exit status 0 when it is muP, 1 when it has violations."""
     import json
 
-    from abccalc.verify.check import check, render_markdown
+    if params is None:
+        from abccalc.verify.model_report import check_model_spec, render_model_markdown
 
-    g = _load(graph, sets)
-    res = check(g, optimizer, _params_file(g, optimizer, params))
-    text = json.dumps(res.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
-        else render_markdown(res)
+        mc = check_model_spec(graph, _pairs(widths, "--width"), optimizer,
+                              factory=factory, lr_scales=lr_scales)
+        res, text = mc.result, (json.dumps(mc.to_dict(), indent=2, ensure_ascii=False) + "\n"
+                                if fmt == "json" else render_model_markdown(mc))
+    else:
+        from abccalc.verify.check import check, render_markdown
+
+        g = _load(graph, sets)
+        res = check(g, optimizer, _params_file(g, optimizer, params))
+        text = json.dumps(res.to_dict(), indent=2, ensure_ascii=False) + "\n" \
+            if fmt == "json" else render_markdown(res)
     _echo(text, nl=False)
     if not res.ok:
         sys.exit(1)  # a SystemExit passes through click's standalone_mode=False

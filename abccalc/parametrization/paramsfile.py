@@ -148,15 +148,17 @@ def rule_exponent(value: Any, names: dict[str, sympy.Symbol], subs: dict[sympy.S
     return exact(power)
 
 
-def _names(graph: Graph) -> dict[str, sympy.Symbol]:
+def rule_names(graph: Graph) -> dict[str, sympy.Symbol]:
+    """The symbols a rule may name: the graph's dims, ``fan_in`` and ``fan_out``."""
     names = {d: sympy.Symbol(d, positive=True) for d in graph.dims}
     names["fan_in"] = sympy.Symbol("fan_in", positive=True)
     names["fan_out"] = sympy.Symbol("fan_out", positive=True)
     return names
 
 
-def _subs(graph: Graph, names: dict[str, sympy.Symbol], use: Use | None
-          ) -> dict[sympy.Symbol, Any]:
+def rule_subs(graph: Graph, names: dict[str, sympy.Symbol], use: Use | None
+              ) -> dict[sympy.Symbol, Any]:
+    """n for every infinite dim, 1 for every finite one, and ``use``'s fans as powers of n."""
     subs: dict[sympy.Symbol, Any] = {names[d]: N if dim.infinite else 1
                                      for d, dim in graph.dims.items()}
     if use is not None:
@@ -204,9 +206,9 @@ def _param_entry(graph: Graph, pname: str, entry: Any, where: str,
         c = parse_exponent(entry["c"], f"{where}: 'c'")
         return a, b, c
     m_raw = _per_use(entry.get("multiplier", 1), uses, f"{where}: 'multiplier'")
-    a = {key(u): -rule_exponent(m_raw[u.node], names, _subs(graph, names, u),
+    a = {key(u): -rule_exponent(m_raw[u.node], names, rule_subs(graph, names, u),
                                 f"{where}: 'multiplier'") for u in uses}
-    sub = _subs(graph, names, first)
+    sub = rule_subs(graph, names, first)
     b = -rule_exponent(entry["init_var"], names, sub, f"{where}: 'init_var'") / 2
     c = -rule_exponent(entry["lr"], names, sub, f"{where}: 'lr'")
     return a, b, c
@@ -219,7 +221,7 @@ def _constant(graph: Graph, node: str, value: Any, where: str,
             raise AbcError(f"{where}: expected a multiplier rule (1/sqrt(d_head)) or "
                            "{exponent: α} for n^-α")
         return parse_exponent(value["exponent"], f"{where}: 'exponent'")
-    return -rule_exponent(value, names, _subs(graph, names, None), where)
+    return -rule_exponent(value, names, rule_subs(graph, names, None), where)
 
 
 def load_params(path: str | Path, graph: Graph) -> ParamsFile:
@@ -239,7 +241,7 @@ def params_from_dict(data: Any, graph: Graph, source: str = "<params>") -> Param
     consts = data.get("constants") or {}
     if not isinstance(consts, dict):
         raise AbcError(f"{source}: 'constants' must be a mapping of node names to multipliers")
-    names = _names(graph)
+    names = rule_names(graph)
     entries: dict[str, Any] = {str(k): v for k, v in data["parameters"].items()}
     for k in entries:
         if k.startswith("@") and k not in ROLES:

@@ -26,11 +26,16 @@ a parameter-free constant is n^-α. The model itself says what its a, b, c and �
 from __future__ import annotations
 
 import fnmatch
+import importlib
+import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
+
+import sympy
 
 from abccalc.calculus.sizes import ABC, UseKey, key
 from abccalc.calculus.solver import solve
@@ -40,11 +45,12 @@ from abccalc.graph.core import Graph, Use
 from abccalc.graph.yamlio import read_yaml
 from abccalc.importer.imported import Imported
 from abccalc.parametrization.paramsfile import (
+    N,
     ParamsFile,
-    _names,
-    _subs,
     constant_nodes,
     rule_exponent,
+    rule_names,
+    rule_subs,
 )
 
 INIT_GRAIN = Fraction(1, 2)  # init exponents are read to the nearest ½
@@ -83,6 +89,32 @@ class Current:
         out += [f"{s}: its constant is read as the multiplier of {w}"
                 for s, w in sorted(self.folded.items())]
         return out
+
+
+def load_callable(spec: str, what: str) -> Callable[..., Any]:
+    """``path/to/file.py:name`` or ``package.module:name``: the user's own callable (their
+    code runs, as it does when they train)."""
+    target, sep, name = spec.rpartition(":")
+    if not sep or not target or not name.isidentifier():
+        raise AbcError(f"{what} {spec}: expected file.py:function or package.module:function")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise AbcError(f"{what} {spec}: no file {target}")
+        mod_spec = importlib.util.spec_from_file_location(f"_abccalc_user_{path.stem}", path)
+        if mod_spec is None or mod_spec.loader is None:
+            raise AbcError(f"{what} {spec}: cannot load {target} as Python")
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise AbcError(f"{what} {spec}: cannot import {target}: {e}") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise AbcError(f"{what} {spec}: {target} has no function '{name}'")
+    return fn
 
 
 def _widths(imp: Imported) -> list[dict[str, int]]:
@@ -251,9 +283,7 @@ def read_lr_scales(imp: Imported, path: str) -> dict[str, Exp]:
         raise AbcError(f"{path}: expected a mapping of parameter-name patterns to LR scales "
                        "(e.g. \"*.c_fc.weight\": 1/fan_in)")
     g = imp.graph
-    names = _names(g)
-    import sympy
-
+    names = rule_names(g)
     knobs = {k: sympy.Symbol(k, positive=True) for k in imp.knobs if k not in names}
     names.update(knobs)
     moving = {k for k in imp.knobs if len(set(imp.knobs[k])) > 1}
@@ -262,9 +292,7 @@ def read_lr_scales(imp: Imported, path: str) -> dict[str, Exp]:
         k = next((str(k) for k in data if fnmatch.fnmatchcase(p, str(k))), None)
         if k is None:
             raise AbcError(f"{path}: parameter '{p}': no pattern matches it (add one, or \"*\")")
-        subs = _subs(g, names, param.uses[0])
-        from abccalc.parametrization.paramsfile import N
-
+        subs = rule_subs(g, names, param.uses[0])
         subs.update({s: N if name in moving else 1 for name, s in knobs.items()})
         out[p] = -rule_exponent(data[k], names, subs, f"{path}: parameter '{p}' (key '{k}')")
     return out

@@ -18,6 +18,7 @@ from typing import Any
 
 import sympy
 
+from abccalc.errors import AbcError
 from abccalc.exponents import Exp, Optimizer, text
 from abccalc.graph.core import Kind
 from abccalc.importer.imported import Imported
@@ -35,7 +36,7 @@ from abccalc.verify.check import (
     summary,
 )
 from abccalc.verify.classify import DIVERGES
-from abccalc.verify.current import Current, current
+from abccalc.verify.current import Current, current, load_callable
 
 _INDEX = re.compile(r"(?<=[A-Za-z_]\.)\d+(?=\.[A-Za-z_])")  # h.11.attn, not 0.02
 
@@ -82,6 +83,32 @@ def check_model(imp: Imported, optimizer: Optimizer | str, *,
     cur = current(imp, optimizer, factory=factory, factory_name=factory_name,
                   lr_scales=lr_scales, seed=seed)
     return ModelCheck(imp, cur, check(imp.graph, optimizer, cur.params))
+
+
+def check_model_spec(spec: str, widths: dict[str, str], optimizer: Optimizer | str, *,
+                     factory: str | None = None, lr_scales: str | None = None,
+                     example: str | None = None) -> ModelCheck:
+    """``abccalc check MODEL``: trace MODEL at ``widths`` (``{knob: "64,128,256"}``), then
+    :func:`check_model`."""
+    try:
+        from abccalc.importer import load_model  # the tracer (issue 14 point 1)
+    except ImportError:
+        raise AbcError(f"{spec}: checking a model needs the model tracer "
+                       "(abccalc.importer.load_model), which this build does not have") from None
+    if not widths:
+        raise AbcError(f"{spec}: give the width knobs to trace at, e.g. --width d_model=64,128")
+    knobs = {}
+    for name, values in widths.items():
+        parts = values.split(",")
+        if not 2 <= len(parts) <= 3 or not all(p.strip().isdigit() and len(p.strip()) < 16
+                                               and int(p) > 0 for p in parts):
+            raise AbcError(f"--width {name}={values}: expected 2 or 3 positive integers, "
+                           "e.g. 64,128,256")
+        knobs[name] = tuple(int(p) for p in parts)
+    imp = load_model(spec, knobs, example)
+    fn = load_callable(factory, "--optimizer-factory") if factory else None
+    return check_model(imp, optimizer, factory=fn, factory_name=factory or "",
+                       lr_scales=lr_scales)
 
 
 def collapse(name: str) -> str:
