@@ -1,0 +1,178 @@
+"""``check`` on a live model's own parametrization (issue 14 point 4): init exponents measured
+from the model, multipliers from the recorded constants, LRs from an optimizer factory or a
+file of LR scales; the report in the model's own names.
+
+The models and their graphs are in tests/nanogpt_models.py (hand-written graphs keyed by the
+state_dict names, standing in for the tracer)."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("mup")
+
+import nanogpt_models as nm  # noqa: E402
+
+import abccalc.importer  # noqa: E402
+from abccalc.calculus.sizes import key  # noqa: E402
+from abccalc.errors import AbcError  # noqa: E402
+from abccalc.verify.current import current, read_lr_scales  # noqa: E402
+from abccalc.verify.model_report import (  # noqa: E402
+    check_model,
+    collapse,
+    render_model_markdown,
+)
+
+HALF = Fraction(1, 2)
+HIDDEN = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+@pytest.fixture(scope="module")
+def sp_gpt():
+    """nanoGPT as written: GPT-2 init (std 0.02), default SDPA scale, global LR."""
+    return check_model(nm.imported_gpt(nm.GPT), "adam")
+
+
+@pytest.fixture(scope="module")
+def mup_gpt():
+    """The same GPT written with microsoft/mup and trained with MuAdam."""
+    imp = nm.imported_gpt(nm.mup_gpt, scale_c=math.sqrt(32), readout_scale=True)
+    return check_model(imp, "adam", factory=nm.mup_adam, factory_name="tests:mup_adam")
+
+
+def test_pytorch_default_init_exponents():
+    # nn.Linear: U(±1/sqrt(fan_in)) for weight and bias, variance 1/(3 fan_in), so
+    # rms ∝ fan_in^-1/2: b = 1/2 when fan_in is the width (fc2, out), 0 when it is the
+    # finite d_in (fc1). out.bias has finite shape [d_out] but fan_in = width: b = 1/2.
+    cur = current(nm.imported_mlp(), "adam")
+    b = {p: r.b for p, r in cur.init.items()}
+    assert b == {"fc1.weight": 0, "fc1.bias": 0, "fc2.weight": HALF, "fc2.bias": HALF,
+                 "out.weight": HALF, "out.bias": HALF}
+    assert all(r.kind == "random" for r in cur.init.values())
+    assert abs(cur.init["fc2.weight"].slope + 0.5) < 0.05  # a measured slope, not rounded
+
+
+def test_embedding_and_layernorm_init():
+    # PyTorch defaults on the GPT: nn.Embedding N(0, 1) (wpe): b = 0; LayerNorm weight 1:
+    # a constant, Θ(1), b = 0; LayerNorm bias 0: zeros, which satisfy every init rule, so
+    # b is μP's a+b less a = 0 for a bias (TP5 App. B). lm_head (tied to wte) keeps
+    # nn.Linear's variance 1/(3 n_embd): b = 1/2.
+    cur = current(nm.imported_gpt(lambda w: nm.GPT(w, init="torch")), "adam")
+    init = cur.init
+    assert (init["transformer.wpe.weight"].kind, init["transformer.wpe.weight"].b) == \
+        ("random", 0)
+    assert (init["transformer.ln_f.weight"].kind, init["transformer.ln_f.weight"].b) == \
+        ("constant", 0)
+    assert (init["transformer.ln_f.bias"].kind, init["transformer.ln_f.bias"].b) == ("zeros", 0)
+    assert init["transformer.wte.weight"].b == HALF
+    assert cur.aliases == {"transformer.wte.weight": ("lm_head.weight",)}
+
+
+def test_gpt2_init_is_width_independent(sp_gpt):
+    # GPT-2 / nanoGPT: N(0, 0.02²) everywhere (c_proj 0.02/sqrt(2 n_layer)): b = 0 on
+    # every tensor that is not zero.
+    init = sp_gpt.current.init
+    assert {r.b for r in init.values() if r.kind != "zeros"} == {0}
+    assert abs(init["transformer.h.0.mlp.c_fc.weight"].rms[0] - 0.02) < 0.001
+
+
+def test_sp_gpt_flags_sdpa_scale_and_readout(sp_gpt):
+    assert not sp_gpt.ok
+    res = sp_gpt.result
+    # SDPA's default 1/sqrt(head_dim): α = 1/2 where μP needs 1 (TP5 Def. 4.1)
+    assert {(k.name, k.exponent, k.mup_exponent) for k in res.constants} == {
+        (f"transformer.h.{i}.attn.scores", HALF, 1) for i in range(nm.N_LAYER)}
+    text = render_model_markdown(sp_gpt)
+    # 5.657 = 32 · 32^-1/2: the μP scale c/head_dim equals the default at head_dim 32
+    assert ("- transformer.h.*.attn: scaled_dot_product_attention default scale "
+            "1/sqrt(head_dim)") in text
+    assert "pass scale=5.657/head_dim" in text and "[2 alike]" in text
+    # the tied readout has multiplier 1 where μP needs 1/fan_in at lm_head (Table 8)
+    wte = next(p for p in res.params if p.name == "transformer.wte.weight")
+    assert wte.fix.a["lm_head"] == 1 and wte.current.a["lm_head"] == 0
+    assert "transformer.wte.weight (= lm_head.weight)" in text
+    assert "multiply lm_head's input by 64/n_embd" in text
+    # hidden weights: Adam μP has a+b = 1/2, a+c = 1 (Table 8: var 1/fan_in, LR 1/fan_in)
+    hidden = {p.name: p for p in res.params}
+    for i in range(nm.N_LAYER):
+        for h in HIDDEN:
+            p = hidden[f"transformer.h.{i}.{h}"]
+            assert (p.fix.b, p.fix.c) == (HALF, 1)
+    assert "- transformer.h.*.mlp.c_fc.weight (hidden weight)" in text
+    assert "init std 0.02 → 0.02·sqrt(64/n_embd); LR lr → lr·64/n_embd" in text
+    assert "plain global-LR training assumed" in text
+
+
+def test_mup_gpt_passes(mup_gpt):
+    assert mup_gpt.ok, render_model_markdown(mup_gpt)
+    abc = mup_gpt.current.params.abc
+    # MuAdam divides the LR of matrix-like weights by width_mult: c = 1 (hidden); the
+    # vector-like ones (embeddings, biases, gains, the tied readout) keep it: c = 0.
+    for i in range(nm.N_LAYER):
+        for h in HIDDEN:
+            assert abc.c[f"transformer.h.{i}.{h}"] == 1
+    assert abc.c["transformer.wte.weight"] == 0 and abc.c["transformer.ln_f.bias"] == 0
+    lr = mup_gpt.current.lr["transformer.h.0.mlp.c_fc.weight"]
+    assert lr == pytest.approx((1e-3, 5e-4, 2.5e-4))
+    # MuSharedReadout's x / width_mult is lm_head's multiplier: a = 1 at the readout use
+    g = mup_gpt.imported.graph
+    uses = {u.node: u for u in g.params["transformer.wte.weight"].uses}
+    assert abc.a[key(uses["lm_head"])] == 1 and abc.a[key(uses["transformer.wte"])] == 0
+    assert mup_gpt.current.folded == {"lm_head.width_mult": "lm_head (its weight)"}
+    # mup.init.normal_: std 0.02/sqrt(width_mult) on matrix-like weights: b = 1/2
+    assert mup_gpt.current.init["transformer.h.1.attn.c_proj.weight"].b == HALF
+    assert mup_gpt.current.optimizer_class == "Adam"
+
+
+def test_lr_scales_file(tmp_path):
+    imp = nm.imported_gpt(nm.GPT)
+    f = tmp_path / "lr.yaml"
+    f.write_text('"*.c_attn.weight": 64/n_embd\n"*mlp*weight": 1/fan_in\n"*": 1\n')
+    c = read_lr_scales(imp, str(f))
+    assert c["transformer.h.0.attn.c_attn.weight"] == 1
+    assert c["transformer.h.1.mlp.c_proj.weight"] == 1  # 1/fan_in, fan_in = d_ff
+    assert c["transformer.wte.weight"] == 0 and c["transformer.h.0.attn.c_proj.weight"] == 0
+
+
+@pytest.mark.parametrize(("text", "msg"), [
+    ('"*.c_attn.weight": 1\n', "no pattern matches"),
+    ('"*": 1/fan_wat\n', "unknown name 'fan_wat'"),
+    ('"*": open(1)\n', "unknown name 'open'"),
+    ('"*": a[0]\n', "unexpected character"),
+    ('"*": 1/n_embd + 1\n', "not a monomial"),
+    ("[1, 2]\n", "expected a mapping"),
+])
+def test_lr_scales_bad_input(tmp_path, text, msg):
+    f = tmp_path / "lr.yaml"
+    f.write_text(text)
+    with pytest.raises(AbcError, match=msg):
+        read_lr_scales(nm.imported_gpt(nm.GPT), str(f))
+
+
+def test_collapse():
+    assert collapse("transformer.h.11.attn.c_attn.weight") == "transformer.h.*.attn.c_attn.weight"
+    assert collapse("init std 0.02 → 0.02·sqrt(64/n_embd)") == \
+        "init std 0.02 → 0.02·sqrt(64/n_embd)"
+
+
+def test_cli_check_model_exit_status(run, monkeypatch):
+    """abccalc check MODEL: exit 1 on nanoGPT as written, 0 on its mup version."""
+    models = {"sp:GPT": nm.imported_gpt(nm.GPT),
+              "mup:GPT": nm.imported_gpt(nm.mup_gpt, scale_c=math.sqrt(32),
+                                         readout_scale=True)}
+    monkeypatch.setattr(abccalc.importer, "load_model",
+                        lambda spec, widths, example=None: models[spec], raising=False)
+    code, out, err = run("check", "sp:GPT", "--width", "n_embd=64,128,256")
+    assert code == 1 and "pass scale=5.657/head_dim" in out and err == ""
+    code, out, err = run("check", "mup:GPT", "--width", "n_embd=64,128,256",
+                         "--optimizer-factory", "tests/nanogpt_models.py:mup_adam")
+    assert code == 0 and out.count("OK: this is μP") == 1, out + err
+    code, _, err = run("check", "sp:GPT", "--width", "n_embd=64")
+    assert code == 2 and "2 or 3 positive integers" in err
+    code, _, err = run("check", "sp:GPT", "--width", "n_embd=64,128",
+                       "--optimizer-factory", "tests/nanogpt_models.py:nope")
+    assert code == 2 and "has no function 'nope'" in err
