@@ -176,3 +176,34 @@ def test_cli_check_model_exit_status(run, monkeypatch):
     code, _, err = run("check", "sp:GPT", "--width", "n_embd=64,128",
                        "--optimizer-factory", "tests/nanogpt_models.py:nope")
     assert code == 2 and "has no function 'nope'" in err
+
+
+def test_generated_code_applied_passes(run, tmp_path):
+    """nanoGPT with abccalc's generated code applied (init_, apply_multipliers, the tied
+    readout's use multiplier, scale= from scores_scale, param_groups) passes."""
+    import importlib.util
+
+    from abccalc.graph.spec import dump
+
+    spec_path = tmp_path / "nanogpt.yaml"
+    spec_path.write_text(dump(nm.imported_gpt(nm.GPT).graph))
+    code, _, err = run("codegen", str(spec_path), "--optimizer", "adam",
+                       "-o", str(tmp_path / "mup_nanogpt.py"))
+    assert code == 0, err
+    mod_spec = importlib.util.spec_from_file_location("mup_nanogpt", tmp_path / "mup_nanogpt.py")
+    gen = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(gen)
+    c = gen.scores_scale(32) * 32  # the generated scale is c/head_dim
+
+    def build(n_embd: int):
+        model = nm.GPT(n_embd, scale_c=c, init="torch")
+        gen.init_(model)
+        gen.apply_multipliers(model)
+        m = gen.use_multiplier(model, "lm_head", "transformer.wte.weight")
+        model.lm_head.register_forward_pre_hook(lambda mod, args: (args[0] * m,))
+        return model
+
+    imp = nm.imported_gpt(build, scale_c=c, readout_scale=True)
+    mc = check_model(imp, "adam", factory=lambda model: gen.param_groups(model, lr=1e-3))
+    assert mc.ok, render_model_markdown(mc)
+    assert c == pytest.approx(math.sqrt(32))  # SDPA's default at the base head_dim 32
