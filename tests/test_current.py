@@ -207,3 +207,36 @@ def test_generated_code_applied_passes(run, tmp_path):
     mc = check_model(imp, "adam", factory=lambda model: gen.param_groups(model, lr=1e-3))
     assert mc.ok, render_model_markdown(mc)
     assert c == pytest.approx(math.sqrt(32))  # SDPA's default at the base head_dim 32
+
+
+def test_mup_sgd_passes_and_optimizer_class_is_checked():
+    # MuSGD: LR × width_mult on vector-like weights (c = -1: embeddings, biases, gains,
+    # the tied readout), × fan_out/fan_in ratio^-1 on matrix-like ones (hidden: c = 0).
+    import mup
+
+    imp = nm.imported_gpt(nm.mup_gpt, scale_c=math.sqrt(32), readout_scale=True)
+
+    def musgd(model):
+        return mup.MuSGD(model.parameters(), lr=0.1)
+
+    mc = check_model(imp, "sgd", factory=musgd, factory_name="f.py:musgd")
+    assert mc.ok, render_model_markdown(mc)
+    c = mc.current.params.abc.c
+    assert c["transformer.wte.weight"] == -1 and c["transformer.h.0.mlp.c_fc.weight"] == 0
+    with pytest.raises(AbcError, match="returns SGD, checked as adam: pass --optimizer sgd"):
+        check_model(imp, "adam", factory=musgd, factory_name="f.py:musgd")
+
+
+def test_zero_init_readout_satisfies_any_init_rule():
+    # mup's readout_zero_init: out.weight = 0 at every width. Zero satisfies every init
+    # rule (TP5 App. B), so b is μP's a+b less a: 1 for an output weight with a = 0
+    # (Table 3's init var 1/fan_in²), and its init is no violation.
+    def build(knobs, device):
+        model = nm.MLP(knobs["width"])
+        torch.nn.init.zeros_(model.out.weight)
+        return model
+
+    imp = nm.imported_mlp()
+    imp = type(imp)(imp.graph, imp.spec, imp.knobs, build)
+    r = current(imp, "adam").init["out.weight"]
+    assert (r.kind, r.b, r.slope) == ("zeros", 1, None)

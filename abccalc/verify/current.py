@@ -41,7 +41,7 @@ from abccalc.calculus.sizes import ABC, UseKey, key
 from abccalc.calculus.solver import solve
 from abccalc.errors import AbcError
 from abccalc.exponents import ZERO, Exp, Optimizer
-from abccalc.graph.core import Graph, Use
+from abccalc.graph.core import Graph, Kind, Use
 from abccalc.graph.yamlio import read_yaml
 from abccalc.importer.imported import Imported
 from abccalc.parametrization.paramsfile import (
@@ -265,6 +265,15 @@ def read_lr_factory(imp: Imported, models: list[tuple[dict[str, int], Any]],
     return c, {p: tuple(v) for p, v in lrs.items()}, cls
 
 
+def _same_class(cls: str | None, opt: Optimizer, where: str) -> None:
+    """An SGD factory checked as Adam (or the reverse) would judge the wrong LR rules."""
+    name = (cls or "").lower()
+    other = Optimizer.SGD if "sgd" in name else Optimizer.ADAM if "adam" in name else opt
+    if other is not opt:
+        raise AbcError(f"--optimizer-factory {where} returns {cls}, checked as "
+                       f"{opt.value}: pass --optimizer {other.value}")
+
+
 def _groups(made: Any, where: str) -> list[Any]:
     try:
         return list(made)
@@ -327,7 +336,7 @@ def read_multipliers(imp: Imported) -> tuple[dict[UseKey, Exp], dict[str, Exp],
         target = name
         if node.op == "scale":
             after, (before,) = consumers.get(name, []), node.inputs
-            weight_after = [u for u in at.get(after[0], []) if u.kind.value == "weight"] \
+            weight_after = [u for u in at.get(after[0], []) if u.kind is Kind.WEIGHT] \
                 if len(after) == 1 else []
             if len(after) == 1 and weight_after and g.node[after[0]].inputs == (name,):
                 for u in weight_after:  # W(x·m) = (W·m)x: the weight's, not the bias's
@@ -387,6 +396,7 @@ def current(imp: Imported, optimizer: Optimizer | str, *,
     cls = None
     if factory is not None:
         c, lrs, cls = read_lr_factory(imp, models, factory, factory_name, glob)
+        _same_class(cls, opt, factory_name)
         source = f"--optimizer-factory {factory_name}"
     elif lr_scales is not None:
         c, source = read_lr_scales(imp, lr_scales), f"--lr-scales {lr_scales}"
