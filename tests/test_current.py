@@ -240,3 +240,20 @@ def test_zero_init_readout_satisfies_any_init_rule():
     imp = type(imp)(imp.graph, imp.spec, imp.knobs, build)
     r = current(imp, "adam").init["out.weight"]
     assert (r.kind, r.b, r.slope) == ("zeros", 1, None)
+
+
+def test_json_and_user_code_errors():
+    import json
+
+    def broken(model):
+        raise RuntimeError("no GPU here")
+
+    imp = nm.imported_mlp()
+    with pytest.raises(AbcError, match=r"f.py:broken at \{'width': 64\} raised RuntimeError: "
+                       "no GPU here"):
+        check_model(imp, "adam", factory=broken, factory_name="f.py:broken")
+    mc = check_model(imp, "adam")
+    data = json.loads(json.dumps(mc.to_dict()))
+    # PyTorch's default MLP with one global Adam LR: hidden and output weights over-update
+    assert not data["ok"] and data["model"]["init"]["fc2.weight"]["b"] == "1/2"
+    assert data["model"]["lr_source"] is None and len(data["model"]["notes"]) == 1

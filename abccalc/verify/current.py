@@ -179,7 +179,8 @@ def build_models(imp: Imported, seed: int = 0) -> list[tuple[dict[str, int], Any
     total = 0
     for knobs in ws:
         with torch.device("meta"):
-            total += sum(p.numel() for p in imp.build(knobs, "meta").parameters())
+            total += sum(p.numel() for p in _call(imp.build, (knobs, "meta"),
+                                                  f"{imp.spec}: building at {knobs}").parameters())
     if total > MAX_NUMEL:
         raise AbcError(f"{imp.spec}: reading the init builds the model at every traced width "
                        f"on the CPU ({total:,} entries; the limit is {MAX_NUMEL:,}); trace "
@@ -187,8 +188,19 @@ def build_models(imp: Imported, seed: int = 0) -> list[tuple[dict[str, int], Any
     out = []
     for knobs in ws:
         torch.manual_seed(seed)
-        out.append((knobs, imp.build(knobs, "cpu")))
+        out.append((knobs, _call(imp.build, (knobs, "cpu"),
+                                 f"{imp.spec}: building at {knobs} on the CPU")))
     return out
+
+
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], where: str) -> Any:
+    """The user's code: what it raises is one line naming it, never a traceback."""
+    try:
+        return fn(*args)
+    except AbcError:
+        raise
+    except Exception as e:
+        raise AbcError(f"{where} raised {type(e).__name__}: {e}") from None
 
 
 def read_init(imp: Imported, models: list[tuple[dict[str, int], Any]], glob: list[float],
@@ -244,7 +256,7 @@ def read_lr_factory(imp: Imported, models: list[tuple[dict[str, int], Any]],
     cls = None
     for knobs, model in models:
         named = _lookup(model, imp, knobs)
-        made = factory(model)
+        made = _call(factory, (model,), f"{where} at {knobs}")
         groups = getattr(made, "param_groups", None)
         cls = type(made).__name__ if groups is not None else None
         default = getattr(made, "defaults", {}).get("lr", 1.0)

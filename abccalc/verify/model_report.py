@@ -65,9 +65,6 @@ class ModelCheck:
             "init": {p: {"kind": r.kind, "rms": list(r.rms), "slope": r.slope,
                          "b": str(r.b)} for p, r in cur.init.items()},
             "lr": {p: list(v) for p, v in cur.lr.items()},
-            "multipliers": {p.name: p.current.to_dict(
-                self.imported.graph.params[p.name].uses[0].node)["multiplier"]
-                for p in self.result.params},
             "folded": cur.folded,
             "aliases": {p: list(v) for p, v in cur.aliases.items()},
             "unseen": [{"module": u.module, "op": u.op, "reason": u.reason}
