@@ -90,7 +90,7 @@ def test_sp_gpt_flags_sdpa_scale_and_readout(sp_gpt):
     # 5.657 = 32 · 32^-1/2: the μP scale c/head_dim equals the default at head_dim 32
     assert ("- transformer.h.*.attn: scaled_dot_product_attention default scale "
             "1/sqrt(head_dim)") in text
-    assert "pass scale=5.657/head_dim" in text and "[2 alike]" in text
+    assert "pass scale=5.657/head_dim" in text and "(×2)" in text
     # the tied readout has multiplier 1 where μP needs 1/fan_in at lm_head (Table 8)
     wte = next(p for p in res.params if p.name == "transformer.wte.weight")
     assert wte.fix.a["lm_head"] == 1 and wte.current.a["lm_head"] == 0

@@ -126,7 +126,7 @@ def grouped(items: list[tuple[str, list[str], list[str]]]) -> list[str]:
         bodies = {tuple(collapse(x) for x in lines) for _, lines, _ in members}
         if len(members) > 1 and len(bodies) == 1:
             first, *rest = next(iter(bodies))
-            out += [f"- {pattern}{first} [{len(members)} alike]", *members[0][2], *rest]
+            out += [f"- {pattern}{first} (×{len(members)})", *members[0][2], *rest]
         else:
             for name, (first, *rest), extra in members:
                 out += [f"- {name}{first}", *extra, *rest]
@@ -169,8 +169,7 @@ def _in_code(mc: ModelCheck, p: ParamReport) -> list[str]:
                 "linear", "conv") else "output"  # W(x·m) = (W·m)x
             out.append(f"multiply {u.node}'s {where} by "
                        f"{_ratio(g, u.fan_in if g.inf(u.fan_in) else u.fan_out, da)}")
-    return [f"  - in your code (base widths: {_bases(g)}): " + "; ".join(out) + "."] \
-        if out else []
+    return [f"  - in your code: {'; '.join(out)}."] if out else []
 
 
 def _bases(g: Any) -> str:
@@ -221,7 +220,8 @@ def render_model_markdown(mc: ModelCheck) -> str:
     knobs = ", ".join(f"{k} = {', '.join(map(str, v))}" for k, v in imp.knobs.items())
     head = [f"# check: {imp.spec} ({res.optimizer.value})", "",
             f"Read from the model built at {knobs}: init (measured), multipliers (traced), "
-            f"LR ({cur.lr_source or 'assumed'})."]
+            f"LR ({cur.lr_source or 'assumed'}). Base widths, where the fixes leave the model "
+            f"as it is: {_bases(imp.graph)}."]
     notes = [f"Note: {n}." for n in cur.notes]
     notes += [f"Note: not seen by the tracer: {u.module}: {u.op} ({u.reason})."
               for u in imp.unseen]
