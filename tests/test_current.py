@@ -11,6 +11,8 @@ import math
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("mup")
@@ -20,7 +22,8 @@ import nanogpt_models as nm  # noqa: E402
 import abccalc.importer  # noqa: E402
 from abccalc.calculus.sizes import key  # noqa: E402
 from abccalc.errors import AbcError  # noqa: E402
-from abccalc.verify.current import current, read_lr_scales  # noqa: E402
+from abccalc.verify.current import current  # noqa: E402
+from abccalc.verify.learning_rates import read_lr_scales  # noqa: E402
 from abccalc.verify.model_report import (  # noqa: E402
     check_model,
     collapse,
@@ -257,3 +260,33 @@ def test_json_and_user_code_errors():
     # PyTorch's default MLP with one global Adam LR: hidden and output weights over-update
     assert not data["ok"] and data["model"]["init"]["fc2.weight"]["b"] == "1/2"
     assert data["model"]["lr_source"] is None and len(data["model"]["notes"]) == 1
+
+
+@settings(max_examples=12, deadline=None)
+@given(b2=st.integers(-2, 4), c4=st.integers(-8, 8), sigma=st.floats(0.01, 10.0),
+       w0=st.sampled_from([32, 48, 64]))
+def test_reads_back_the_exponents_it_is_given(b2, c4, sigma, w0):
+    """A hidden weight initialized with std σ·n^-b and trained at LR η·n^-c reads back
+    b (to ½) and c (exactly), whatever σ and the base width."""
+    from hypothesis import assume
+
+    b, c = Fraction(b2, 2), Fraction(c4, 4)
+    ws = (w0, 2 * w0, 4 * w0)
+
+    def build(knobs, device):
+        model = nm.MLP(knobs["width"])
+        n = knobs["width"] / w0
+        torch.nn.init.normal_(model.fc2.weight, 0.0, sigma * n ** -float(b))
+        return model
+
+    def opt(model):
+        n = model.fc2.weight.shape[0] / w0
+        return [{"params": [model.fc2.weight], "lr": 0.1 * n ** -float(c)},
+                {"params": [p for name, p in model.named_parameters() if name != "fc2.weight"]}]
+
+    assume(sigma * 4 ** -float(b) > 1e-6)
+    base = nm.imported_mlp()
+    imp = type(base)(base.graph, "prop", {"width": ws}, build)
+    cur = current(imp, "adam", factory=opt, factory_name="prop")
+    assert (cur.init["fc2.weight"].b, cur.params.abc.c["fc2.weight"]) == (b, c)
+    assert cur.params.abc.c["fc1.weight"] == 0  # a group without lr: the default, global

@@ -25,36 +25,26 @@ a parameter-free constant is n^-α. The model itself says what its a, b, c and �
 
 from __future__ import annotations
 
-import fnmatch
-import importlib
-import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
-
-import sympy
 
 from abccalc.calculus.sizes import ABC, UseKey, key
 from abccalc.calculus.solver import solve
 from abccalc.errors import AbcError
 from abccalc.exponents import ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph, Kind, Use
-from abccalc.graph.yamlio import read_yaml
 from abccalc.importer.imported import Imported
 from abccalc.parametrization.paramsfile import (
-    N,
     ParamsFile,
     constant_nodes,
-    rule_exponent,
-    rule_names,
-    rule_subs,
 )
+from abccalc.verify.learning_rates import read_lr_factory, read_lr_scales, same_class
+from abccalc.verify.live import aliases, build_models, global_ratios, lookup, ratios
 
 INIT_GRAIN = Fraction(1, 2)  # init exponents are read to the nearest ½
-MAX_NUMEL = 200_000_000  # entries built on the CPU to read the init, all widths together
 GLOBAL_LR = ("plain global-LR training assumed (every parameter at one width-independent "
              "LR); give --optimizer-factory or --lr-scales for your own")
 
@@ -91,52 +81,6 @@ class Current:
         return out
 
 
-def load_callable(spec: str, what: str) -> Callable[..., Any]:
-    """``path/to/file.py:name`` or ``package.module:name``: the user's own callable (their
-    code runs, as it does when they train)."""
-    target, sep, name = spec.rpartition(":")
-    if not sep or not target or not name.isidentifier():
-        raise AbcError(f"{what} {spec}: expected file.py:function or package.module:function")
-    if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_file():
-            raise AbcError(f"{what} {spec}: no file {target}")
-        mod_spec = importlib.util.spec_from_file_location(f"_abccalc_user_{path.stem}", path)
-        if mod_spec is None or mod_spec.loader is None:
-            raise AbcError(f"{what} {spec}: cannot load {target} as Python")
-        module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as e:
-            raise AbcError(f"{what} {spec}: cannot import {target}: {e}") from None
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise AbcError(f"{what} {spec}: {target} has no function '{name}'")
-    return fn
-
-
-def _widths(imp: Imported) -> list[dict[str, int]]:
-    counts = {len(v) for v in imp.knobs.values()}
-    if len(counts) != 1 or counts.pop() < 2:
-        raise AbcError(f"{imp.spec}: every width knob needs the same number (2 or 3) of "
-                       f"traced values, got {dict(imp.knobs)}")
-    n = len(next(iter(imp.knobs.values())))
-    return [{k: v[i] for k, v in imp.knobs.items()} for i in range(n)]
-
-
-def global_ratios(imp: Imported) -> list[float]:
-    """n_i / n_0 for each traced width: the geometric mean of the ratios of the knobs that
-    change (each infinite dim is Θ(n), so they change together)."""
-    ws = _widths(imp)
-    moving = [k for k in imp.knobs if len(set(imp.knobs[k])) > 1]
-    if not moving:
-        raise AbcError(f"{imp.spec}: no width knob changes across {dict(imp.knobs)}; "
-                       "give two or three different values")
-    return [math.prod(w[k] / ws[0][k] for k in moving) ** (1 / len(moving)) for w in ws]
-
-
 def slope(ns: list[float], ys: list[float]) -> float:
     """Least-squares slope of log y against log n."""
     xs, ls = [math.log(n) for n in ns], [math.log(y) for y in ys]
@@ -149,60 +93,6 @@ def _grain(value: float, grain: Fraction) -> Exp:
     return Fraction(round(value / grain)) * grain
 
 
-def _lookup(model: Any, imp: Imported, knobs: dict[str, int]) -> dict[str, Any]:
-    """The model's parameters by every name (tied ones under each of their names)."""
-    named = dict(model.named_parameters(remove_duplicate=False))
-    missing = [p for p in imp.graph.params if p not in named]
-    if missing:
-        raise AbcError(f"{imp.spec}: the traced parameter '{missing[0]}' is not a parameter "
-                       f"of the model built at {knobs}")
-    return named
-
-
-def _ratios(graph: Graph, pname: str, numels: list[int], glob: list[float]) -> list[float]:
-    """n_i / n_0 as this parameter sees it: (numel_i / numel_0)^(1/k) for k infinite
-    dims in its shape; the global ratio for a scalar-like one."""
-    k = graph.inf(graph.params[pname].shape)
-    if k == 0:
-        return glob
-    if numels[-1] == numels[0]:
-        raise AbcError(f"parameter '{pname}': the graph gives it {k} infinite dim(s) but its "
-                       f"size does not change across the traced widths ({numels})")
-    return [(m / numels[0]) ** (1 / k) for m in numels]
-
-
-def build_models(imp: Imported, seed: int = 0) -> list[tuple[dict[str, int], Any]]:
-    """The model at each traced width, built on the CPU with ``seed``."""
-    import torch
-
-    ws = _widths(imp)
-    total = 0
-    for knobs in ws:
-        with torch.device("meta"):
-            total += sum(p.numel() for p in _call(imp.build, (knobs, "meta"),
-                                                  f"{imp.spec}: building at {knobs}").parameters())
-    if total > MAX_NUMEL:
-        raise AbcError(f"{imp.spec}: reading the init builds the model at every traced width "
-                       f"on the CPU ({total:,} entries; the limit is {MAX_NUMEL:,}); trace "
-                       "at smaller widths (the exponents do not depend on them)")
-    out = []
-    for knobs in ws:
-        torch.manual_seed(seed)
-        out.append((knobs, _call(imp.build, (knobs, "cpu"),
-                                 f"{imp.spec}: building at {knobs} on the CPU")))
-    return out
-
-
-def _call(fn: Callable[..., Any], args: tuple[Any, ...], where: str) -> Any:
-    """The user's code: what it raises is one line naming it, never a traceback."""
-    try:
-        return fn(*args)
-    except AbcError:
-        raise
-    except Exception as e:
-        raise AbcError(f"{where} raised {type(e).__name__}: {e}") from None
-
-
 def read_init(imp: Imported, models: list[tuple[dict[str, int], Any]], glob: list[float],
               mup_b: Callable[[str], Exp]) -> dict[str, InitReading]:
     """Each parameter's init exponent b (rms ∝ n^-b); ``mup_b(p)`` is used for zeros."""
@@ -212,7 +102,7 @@ def read_init(imp: Imported, models: list[tuple[dict[str, int], Any]], glob: lis
     numel: dict[str, list[int]] = {p: [] for p in imp.graph.params}
     const: dict[str, bool] = dict.fromkeys(imp.graph.params, True)
     for knobs, model in models:
-        named = _lookup(model, imp, knobs)
+        named = lookup(model, imp, knobs)
         with torch.no_grad():
             for p in imp.graph.params:
                 t = named[p].detach().double()
@@ -227,95 +117,9 @@ def read_init(imp: Imported, models: list[tuple[dict[str, int], Any]], glob: lis
         if min(rms[p]) == 0:
             raise AbcError(f"parameter '{p}': zero at some traced widths and not at others "
                            f"(rms {rms[p]}); its init does not scale like a power of width")
-        s = slope(_ratios(imp.graph, p, numel[p], glob), rms[p])
+        s = slope(ratios(imp.graph, p, numel[p], glob), rms[p])
         out[p] = InitReading(p, "constant" if const[p] else "random", tuple(rms[p]), s,
                              -_grain(s, INIT_GRAIN))
-    return out
-
-
-def _fit_lr(pname: str, ns: list[float], lrs: list[float], where: str) -> Exp:
-    """c with lr ∝ n^-c, exact: LRs are set by code, not sampled."""
-    if min(lrs) <= 0:
-        raise AbcError(f"{where}: parameter '{pname}' has LR {min(lrs)}; check needs every "
-                       "parameter trained with a positive LR")
-    pairs = [math.log(lrs[i] / lrs[0]) / math.log(ns[i] / ns[0]) for i in range(1, len(ns))]
-    c = Fraction(-pairs[0]).limit_denominator(12)
-    if any(abs(-s - c) > 1e-6 for s in pairs):
-        raise AbcError(f"{where}: the LR of '{pname}' ({lrs} at width ratios {ns}) does not "
-                       "scale like a power of the width")
-    return c
-
-
-def read_lr_factory(imp: Imported, models: list[tuple[dict[str, int], Any]],
-                    factory: Callable[[Any], Any], where: str, glob: list[float]
-                    ) -> tuple[dict[str, Exp], dict[str, tuple[float, ...]], str | None]:
-    """c of each parameter from ``factory(model)`` at each width, the LRs read and the
-    optimizer's class name (None for bare param groups)."""
-    lrs: dict[str, list[float]] = {p: [] for p in imp.graph.params}
-    numel: dict[str, list[int]] = {p: [] for p in imp.graph.params}
-    cls = None
-    for knobs, model in models:
-        named = _lookup(model, imp, knobs)
-        made = _call(factory, (model,), f"{where} at {knobs}")
-        groups = getattr(made, "param_groups", None)
-        cls = type(made).__name__ if groups is not None else None
-        default = getattr(made, "defaults", {}).get("lr", 1.0)
-        by_id: dict[int, float] = {}
-        for g in groups if groups is not None else _groups(made, where):
-            ps = g["params"] if isinstance(g, dict) else [g]
-            for t in ([ps] if hasattr(ps, "shape") else list(ps)):
-                if id(t) in by_id:
-                    raise AbcError(f"{where}: a parameter is in two param groups")
-                by_id[id(t)] = float(g.get("lr", default) if isinstance(g, dict) else default)
-        for p in imp.graph.params:
-            if id(named[p]) not in by_id:
-                raise AbcError(f"{where}: parameter '{p}' is in no param group at {knobs}")
-            lrs[p].append(by_id[id(named[p])])
-            numel[p].append(named[p].numel())
-    c = {p: _fit_lr(p, _ratios(imp.graph, p, numel[p], glob), lrs[p], where)
-         for p in imp.graph.params}
-    return c, {p: tuple(v) for p, v in lrs.items()}, cls
-
-
-def _same_class(cls: str | None, opt: Optimizer, where: str) -> None:
-    """An SGD factory checked as Adam (or the reverse) would judge the wrong LR rules."""
-    name = (cls or "").lower()
-    other = Optimizer.SGD if "sgd" in name else Optimizer.ADAM if "adam" in name else opt
-    if other is not opt:
-        raise AbcError(f"--optimizer-factory {where} returns {cls}, checked as "
-                       f"{opt.value}: pass --optimizer {other.value}")
-
-
-def _groups(made: Any, where: str) -> list[Any]:
-    try:
-        return list(made)
-    except TypeError:
-        raise AbcError(f"{where}: expected an optimizer, a list of param groups or an "
-                       f"iterable of parameters, got {type(made).__name__}") from None
-
-
-def read_lr_scales(imp: Imported, path: str) -> dict[str, Exp]:
-    """c of each parameter from a YAML mapping ``pattern: LR scale`` (first match wins).
-
-    A scale is a rule of the params-file grammar in ``fan_in``, ``fan_out``, the graph's
-    dims and the width knobs (``1/fan_in``, ``256/n_embd``, ``1``): lr ∝ n^-c."""
-    data = read_yaml(path)
-    if not isinstance(data, dict) or not data:
-        raise AbcError(f"{path}: expected a mapping of parameter-name patterns to LR scales "
-                       "(e.g. \"*.c_fc.weight\": 1/fan_in)")
-    g = imp.graph
-    names = rule_names(g)
-    knobs = {k: sympy.Symbol(k, positive=True) for k in imp.knobs if k not in names}
-    names.update(knobs)
-    moving = {k for k in imp.knobs if len(set(imp.knobs[k])) > 1}
-    out = {}
-    for p, param in g.params.items():
-        k = next((str(k) for k in data if fnmatch.fnmatchcase(p, str(k))), None)
-        if k is None:
-            raise AbcError(f"{path}: parameter '{p}': no pattern matches it (add one, or \"*\")")
-        subs = rule_subs(g, names, param.uses[0])
-        subs.update({s: N if name in moving else 1 for name, s in knobs.items()})
-        out[p] = -rule_exponent(data[k], names, subs, f"{path}: parameter '{p}' (key '{k}')")
     return out
 
 
@@ -375,16 +179,6 @@ def read_multipliers(imp: Imported) -> tuple[dict[UseKey, Exp], dict[str, Exp],
     return a, alpha, folded
 
 
-def aliases(model: Any, graph: Graph) -> dict[str, tuple[str, ...]]:
-    """Each graph parameter's other state_dict names (a tied parameter has several)."""
-    by_id: dict[int, list[str]] = {}
-    for n, t in model.named_parameters(remove_duplicate=False):
-        by_id.setdefault(id(t), []).append(n)
-    named = dict(model.named_parameters(remove_duplicate=False))
-    return {p: tuple(n for n in by_id[id(named[p])] if n != p) for p in graph.params
-            if len(by_id[id(named[p])]) > 1}
-
-
 def current(imp: Imported, optimizer: Optimizer | str, *,
             factory: Callable[[Any], Any] | None = None, factory_name: str = "",
             lr_scales: str | None = None, seed: int = 0) -> Current:
@@ -408,7 +202,7 @@ def current(imp: Imported, optimizer: Optimizer | str, *,
     cls = None
     if factory is not None:
         c, lrs, cls = read_lr_factory(imp, models, factory, factory_name, glob)
-        _same_class(cls, opt, factory_name)
+        same_class(cls, opt, factory_name)
         source = f"--optimizer-factory {factory_name}"
     elif lr_scales is not None:
         c, source = read_lr_scales(imp, lr_scales), f"--lr-scales {lr_scales}"

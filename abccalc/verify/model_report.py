@@ -36,7 +36,8 @@ from abccalc.verify.check import (
     summary,
 )
 from abccalc.verify.classify import DIVERGES
-from abccalc.verify.current import Current, current, load_callable
+from abccalc.verify.current import Current, current
+from abccalc.verify.live import load_callable
 
 _INDEX = re.compile(r"(?<=[A-Za-z_]\.)\d+(?=\.[A-Za-z_])")  # h.11.attn, not 0.02
 
