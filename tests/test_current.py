@@ -290,3 +290,48 @@ def test_reads_back_the_exponents_it_is_given(b2, c4, sigma, w0):
     cur = current(imp, "adam", factory=opt, factory_name="prop")
     assert (cur.init["fc2.weight"].b, cur.params.abc.c["fc2.weight"]) == (b, c)
     assert cur.params.abc.c["fc1.weight"] == 0  # a group without lr: the default, global
+
+
+FOLD_GRAPH = """\
+graph: folds
+dims: {d_in: 8, w: {base: 32}, d_out: 4}
+nodes:
+  - {name: x, op: input, dims: [d_in]}
+  - {name: h1, op: linear, inputs: x, dims: [w], weight: W1, bias: b1}
+  - {name: s_out, op: scale, inputs: h1}
+  - {name: a1, op: relu, inputs: s_out}
+  - {name: s_in, op: scale, inputs: a1}
+  - {name: h2, op: linear, inputs: s_in, dims: [w], weight: W2, bias: b2}
+  - {name: r, op: add, inputs: [h2, s_out]}
+  - {name: s_ln, op: scale, inputs: r}
+  - {name: ln, op: layernorm, inputs: s_ln, gain: g}
+  - {name: f, op: linear, inputs: ln, dims: [d_out], weight: W3}
+  - {name: y, op: output, inputs: f}
+"""
+
+
+def test_scale_nodes_fold_into_what_they_multiply():
+    """(W1x + b1)·m: a of both uses at h1; W2(x·m): a of W2 only (not b2); m·r before a
+    LayerNorm: not a multiplier of any parameter (the norm divides it out), so it stays
+    the scale node's own α for the solver to judge."""
+    from abccalc.graph.spec import parse_builder
+    from abccalc.importer.imported import Imported, Recorded
+    from abccalc.verify.current import read_multipliers
+
+    g = parse_builder(FOLD_GRAPH, "folds.yaml").build()
+
+    def rec(node, e):
+        return Recorded(node, (1.0, 0.5), Fraction(e), "x * m", node)
+
+    imp = Imported(g, "folds", {"w": (32, 64)}, lambda k, d: None,
+                   {"s_out": rec("s_out", HALF), "s_in": rec("s_in", 1), "s_ln": rec("s_ln", 1)})
+    a, alpha, folded = read_multipliers(imp)
+    assert (a[("h1", "W1")], a[("h1", "b1")], a[("h2", "W2")], a[("h2", "b2")]) == \
+        (HALF, HALF, 1, 0)
+    assert (alpha["s_out"], alpha["s_in"], alpha["s_ln"]) == (0, 0, 1)
+    assert folded == {"s_out": "h1", "s_in": "h2 (its weight)"}
+    for node, msg in (("a1", "neither carries a constant nor uses a parameter"),
+                      ("nope", "not a node of the traced graph")):
+        bad = Imported(g, "folds", {"w": (32, 64)}, lambda k, d: None, {node: rec(node, 1)})
+        with pytest.raises(AbcError, match=msg):
+            read_multipliers(bad)

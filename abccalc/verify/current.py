@@ -35,7 +35,8 @@ from abccalc.calculus.sizes import ABC, UseKey, key
 from abccalc.calculus.solver import solve
 from abccalc.errors import AbcError
 from abccalc.exponents import ZERO, Exp, Optimizer
-from abccalc.graph.core import Graph, Kind, Use
+from abccalc.graph.core import Graph, Use
+from abccalc.graph.ops import OPS
 from abccalc.importer.imported import Imported
 from abccalc.parametrization.paramsfile import (
     ParamsFile,
@@ -150,12 +151,12 @@ def read_multipliers(imp: Imported) -> tuple[dict[UseKey, Exp], dict[str, Exp],
             raise AbcError(f"{imp.spec}: a constant is recorded at '{name}', not a node of "
                            "the traced graph")
         target = name
-        if node.op == "scale":
+        if OPS[node.op].only_multiplies:
             after, (before,) = consumers.get(name, []), node.inputs
-            weight_after = [u for u in at.get(after[0], []) if u.kind is Kind.WEIGHT] \
-                if len(after) == 1 else []
-            if len(after) == 1 and weight_after and g.node[after[0]].inputs == (name,):
-                for u in weight_after:  # W(x·m) = (W·m)x: the weight's, not the bias's
+            direct = [u for u in at.get(after[0], []) if OPS[g.node[after[0]].op].operand_label(
+                g.node[after[0]], u) == name] if len(after) == 1 else []
+            if direct:
+                for u in direct:  # W(x·m) = (W·m)x: the uses that multiply it, not a bias
                     a[key(u)] += rec.exponent
                 target = f"{after[0]} (its weight)"
             elif consumers.get(before) == [name] and before in at:

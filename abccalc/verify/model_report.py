@@ -20,7 +20,7 @@ import sympy
 
 from abccalc.errors import AbcError
 from abccalc.exponents import Exp, Optimizer, text
-from abccalc.graph.core import Kind
+from abccalc.graph.ops import OPS
 from abccalc.importer.imported import Imported
 from abccalc.parametrization.rules import constant_expr, fmt
 from abccalc.verify.check import (
@@ -166,8 +166,9 @@ def _in_code(mc: ModelCheck, p: ParamReport) -> list[str]:
     for u in g.params[p.name].uses:
         da = p.fix.a[u.node] - p.current.a[u.node]
         if da:
-            where = "input" if u.kind is Kind.WEIGHT and g.node[u.node].op in (
-                "linear", "conv") else "output"  # W(x·m) = (W·m)x
+            node = g.node[u.node]  # W(x·m) = (W·m)x where W multiplies the input itself
+            where = "input" if node.inputs and OPS[node.op].operand_label(node, u) == \
+                node.inputs[0] else "output"
             out.append(f"multiply {u.node}'s {where} by "
                        f"{_ratio(g, u.fan_in if g.inf(u.fan_in) else u.fan_out, da)}")
     return [f"  - in your code: {'; '.join(out)}."] if out else []
