@@ -244,3 +244,27 @@ def mup_adam(model: nn.Module) -> torch.optim.Optimizer:
     import mup
 
     return mup.MuAdam(model.parameters(), lr=1e-3)
+
+
+def hf_gpt2(n_embd: int) -> nn.Module:
+    """Hugging Face GPT-2 from a tiny config (no download), named as :class:`GPT`'s graph:
+    its state_dict names are nanoGPT's (Conv1D weights stored [in, out])."""
+    import transformers.utils.import_utils as iu
+
+    found = iu._is_package_available
+
+    def no_torchvision(name: str, *args: object, **kwargs: object) -> object:
+        # torchvision 0.28.0 here fails to import against torch 2.13.0+cpu (no
+        # torchvision::nms); GPT-2 needs none of it
+        return (False, "N/A") if name == "torchvision" else found(name, *args, **kwargs)
+
+    iu._is_package_available = no_torchvision
+    iu.is_torchvision_available.cache_clear()
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    finally:
+        iu._is_package_available = found
+        iu.is_torchvision_available.cache_clear()
+    config = GPT2Config(n_embd=n_embd, n_head=N_HEAD, n_layer=N_LAYER, vocab_size=VOCAB,
+                        n_positions=CTX, bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(config)

@@ -335,3 +335,44 @@ def test_scale_nodes_fold_into_what_they_multiply():
         bad = Imported(g, "folds", {"w": (32, 64)}, lambda k, d: None, {node: rec(node, 1)})
         with pytest.raises(AbcError, match=msg):
             read_multipliers(bad)
+
+
+def test_hf_gpt2(run, tmp_path):
+    """Hugging Face GPT-2 from a tiny config: HF's init (N(0, 0.02²), c_proj
+    0.02/sqrt(2·n_layer)) reads b = 0 everywhere, SDPA's default scale and the tied
+    readout are flagged; with the generated code, `attn.scaling = c/head_dim` and the
+    readout multiplier, it passes."""
+    pytest.importorskip("transformers")
+    sp = check_model(nm.imported_gpt(nm.hf_gpt2), "adam")
+    assert {r.b for r in sp.current.init.values() if r.kind != "zeros"} == {0}
+    assert abs(sp.current.init["transformer.h.0.mlp.c_fc.weight"].rms[0] - 0.02) < 0.001
+    text = render_model_markdown(sp)
+    assert not sp.ok and "pass scale=5.657/head_dim" in text
+    assert "transformer.wte.weight (= lm_head.weight)" in text
+
+    import importlib.util
+
+    from abccalc.graph.spec import dump
+
+    (tmp_path / "g.yaml").write_text(dump(nm.imported_gpt(nm.GPT).graph))
+    code, _, err = run("codegen", str(tmp_path / "g.yaml"), "--optimizer", "adam",
+                       "-o", str(tmp_path / "mup_gpt2.py"))
+    assert code == 0, err
+    spec = importlib.util.spec_from_file_location("mup_gpt2", tmp_path / "mup_gpt2.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    c = gen.scores_scale(32) * 32
+
+    def build(n_embd: int):
+        model = nm.hf_gpt2(n_embd)
+        gen.init_(model)
+        gen.apply_multipliers(model)
+        for block in model.transformer.h:
+            block.attn.scaling = gen.scores_scale(block.attn.head_dim)
+        m = gen.use_multiplier(model, "lm_head", "transformer.wte.weight")
+        model.lm_head.register_forward_pre_hook(lambda mod, args: (args[0] * m,))
+        return model
+
+    mc = check_model(nm.imported_gpt(build, scale_c=c, readout_scale=True), "adam",
+                     factory=lambda model: gen.param_groups(model, lr=1e-3))
+    assert mc.ok, render_model_markdown(mc)
