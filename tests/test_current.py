@@ -376,3 +376,29 @@ def test_hf_gpt2(run, tmp_path):
     mc = check_model(nm.imported_gpt(build, scale_c=c, readout_scale=True), "adam",
                      factory=lambda model: gen.param_groups(model, lr=1e-3))
     assert mc.ok, render_model_markdown(mc)
+
+
+def test_manual_attention_scale_folds_into_the_contraction():
+    """``(q @ k.transpose(-2, -1)) * self.scale`` with scale = head_dim^-1/2: the recorded
+    constant sits on a scale node after the scores, is read as the contraction's α = 1/2,
+    and the fix is the value to multiply by: 5.657/head_dim (= 32^-1/2 at head_dim 32)."""
+    from abccalc.graph.spec import parse_builder
+    from abccalc.importer.imported import Imported, Recorded
+
+    text = nm._block(False).replace(
+        "      - {name: attn.probs, op: softmax, inputs: attn.scores,",
+        "      - {name: attn.scaled, op: scale, inputs: attn.scores}\n"
+        "      - {name: attn.probs, op: softmax, inputs: attn.scaled,")
+    graph = parse_builder(text, "manual.yaml").build()
+    consts = {f"transformer.h.{i}.attn.scaled": Recorded(
+        f"transformer.h.{i}.attn.scaled", tuple((w // 2) ** -0.5 for w in nm.WIDTHS), HALF,
+        "q @ k.transpose(-2, -1) * self.scale", f"transformer.h.{i}.attn")
+        for i in range(nm.N_LAYER)}
+    imp = Imported(graph, "manual", {"n_embd": nm.WIDTHS},
+                   lambda knobs, device: nm.GPT(knobs["n_embd"]), consts)
+    mc = check_model(imp, "adam")
+    assert {(k.name, k.exponent) for k in mc.result.constants} == {
+        (f"transformer.h.{i}.attn.scores", HALF) for i in range(nm.N_LAYER)}
+    assert ("- transformer.h.*.attn: q @ k.transpose(-2, -1) * self.scale; μP needs "
+            "1/head_dim: use 5.657/head_dim (equal to the current 0.1768 at the base "
+            "widths)") in render_model_markdown(mc)

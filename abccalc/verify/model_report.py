@@ -10,19 +10,18 @@ equal to the model's own value at the base width, TP5 Eq. 4).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-import sympy
-
 from abccalc.errors import AbcError
 from abccalc.exponents import Exp, Optimizer, text
 from abccalc.graph.ops import OPS
 from abccalc.importer.imported import Imported
-from abccalc.parametrization.rules import constant_expr, fmt
+from abccalc.parametrization.rules import constant_expr, fmt, symbol
 from abccalc.verify.check import (
     GAUGE_NOTE,
     OK_TEXT,
@@ -180,17 +179,20 @@ def _bases(g: Any) -> str:
 
 
 def _value(graph: Any, expr: Any) -> float:
-    return float(expr.subs({sympy.Symbol(d, positive=True): dim.size
-                            for d, dim in graph.dims.items()}))
+    """``expr`` at the base sizes."""
+    return float(expr.subs({symbol(d): dim.size for d, dim in graph.dims.items()}))
 
 
 def _constant_fix(mc: ModelCheck, k: ConstReport) -> tuple[str, str]:
     """(where, text) of a constant's fix in the model's terms: the value to use, equal
-    to the model's own value at the base widths."""
+    to the model's own value at the base widths (TP5 Eq. 4). The model's value is the
+    product of what was recorded at the node and what was folded into it."""
     g = mc.imported.graph
-    rec = mc.imported.constants.get(k.name)
-    where = rec.module if rec and rec.module else k.name
-    v0 = rec.values[0] if rec else 1.0
+    recs = [r for n, r in sorted(mc.imported.constants.items())
+            if n == k.name or mc.current.folded.get(n) == k.name]
+    where = next((r.module for r in recs if r.module), k.name)
+    v0 = math.prod(r.values[0] for r in recs)
+    note = OPS[g.node[k.name].op].constant_note(k.mup_exponent)
     try:
         expr = constant_expr(g, k.name, k.mup_exponent)
     except ValueError:
@@ -198,11 +200,11 @@ def _constant_fix(mc: ModelCheck, k: ConstReport) -> tuple[str, str]:
     coef = v0 / _value(g, expr)
     body = fmt(expr)
     value = f"{coef:.4g}/{body[2:]}" if body.startswith("1/") else f"{coef:.4g}*{body}"
-    what = rec.what if rec else f"{g.node[k.name].op} with no multiplier"
+    what = " and ".join(r.what for r in recs) or f"{g.node[k.name].op} with no multiplier"
     verb = "pass scale=" if "scaled_dot_product_attention" in what else "use "
-    src = f" ({rec.source})" if rec and rec.source else ""
+    src = "".join(f" ({r.source})" for r in recs if r.source)
     return where, (f": {what}{src}; μP needs {k.mup_multiplier}: {verb}{value} (equal to "
-                   f"the current {v0:.4g} at the base widths; TP5 Def. 4.1)")
+                   f"the current {v0:.4g} at the base widths){note}")
 
 
 def _measured(mc: ModelCheck, pname: str) -> str:
