@@ -391,6 +391,9 @@ def check_cmd(graph: str, params: str | None, optimizer: str, fmt: str,
     if params is None:
         from abccalc.verify.model_report import check_model_spec, render_model_markdown
 
+        if sets:
+            raise AbcError("check: --set applies to a graph; a MODEL's widths are --width")
+
         mc = check_model_spec(graph, _pairs(widths, "--width"), optimizer,
                               factory=factory, lr_scales=lr_scales)
         res, text = mc.result, (json.dumps(mc.to_dict(), indent=2, ensure_ascii=False) + "\n"
@@ -398,6 +401,9 @@ def check_cmd(graph: str, params: str | None, optimizer: str, fmt: str,
     else:
         from abccalc.verify.check import check, render_markdown
 
+        if widths or factory or lr_scales:
+            raise AbcError("check: --width, --optimizer-factory and --lr-scales read a MODEL's "
+                           "own parametrization; leave out --params to use them")
         g = _load(graph, sets)
         res = check(g, optimizer, _params_file(g, optimizer, params))
         text = json.dumps(res.to_dict(), indent=2, ensure_ascii=False) + "\n" \

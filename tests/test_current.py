@@ -402,3 +402,13 @@ def test_manual_attention_scale_folds_into_the_contraction():
     assert ("- transformer.h.*.attn: q @ k.transpose(-2, -1) * self.scale; μP needs "
             "1/head_dim: use 5.657/head_dim (equal to the current 0.1768 at the base "
             "widths)") in render_model_markdown(mc)
+
+
+@pytest.mark.parametrize(("args", "msg"), [
+    (("examples/gpt.yaml",), "give --params sp|ntk|mf|mup|FILE for a graph"),
+    (("examples/gpt.yaml", "--params", "sp", "--width", "d=1,2"), "leave out --params"),
+    (("m.py:f", "--set", "n_layer=1"), "a MODEL's widths are --width"),
+])
+def test_cli_check_graph_and_model_options_do_not_mix(run, args, msg):
+    code, out, err = run("check", *args)
+    assert (code, out) == (2, "") and msg in err and err.count("\n") == 1

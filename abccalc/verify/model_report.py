@@ -87,6 +87,10 @@ def check_model_spec(spec: str, widths: dict[str, str], optimizer: Optimizer | s
                      example: str | None = None) -> ModelCheck:
     """``abccalc check MODEL``: trace MODEL at ``widths`` (``{knob: "64,128,256"}``), then
     :func:`check_model`."""
+    if ":" not in spec:
+        raise AbcError(f"check {spec}: give --params sp|ntk|mf|mup|FILE for a graph; without "
+                       "--params, check reads a MODEL (file.py:factory, package.module:factory "
+                       "or hf:CONFIG)")
     try:
         from abccalc.importer import load_model  # the tracer (issue 14 point 1)
     except ImportError:
