@@ -91,24 +91,26 @@ def ratios(graph: Graph, pname: str, numels: list[int], glob: list[float]) -> li
 
 
 def build_models(imp: Imported, seed: int = 0) -> list[tuple[dict[str, int], Any]]:
-    """The model at each traced width, built on the CPU with ``seed``."""
+    """The model at each traced width, built on the CPU with ``seed``, after its size is
+    counted on the meta device (a build that cannot run there is counted on the CPU)."""
     import torch
 
-    ws = widths(imp)
     total = 0
-    for knobs in ws:
-        with torch.device("meta"):
-            total += sum(p.numel() for p in call_user(imp.build, (knobs, "meta"),
-                                                  f"{imp.spec}: building at {knobs}").parameters())
+    for knobs in widths(imp):
+        try:
+            with torch.device("meta"):
+                total += sum(p.numel() for p in imp.build(knobs, "meta").parameters())
+        except Exception:  # the CPU build below names what went wrong
+            break
     if total > MAX_NUMEL:
         raise AbcError(f"{imp.spec}: reading the init builds the model at every traced width "
                        f"on the CPU ({total:,} entries; the limit is {MAX_NUMEL:,}); trace "
                        "at smaller widths (the exponents do not depend on them)")
     out = []
-    for knobs in ws:
+    for knobs in widths(imp):
         torch.manual_seed(seed)
-        out.append((knobs, call_user(imp.build, (knobs, "cpu"),
-                                 f"{imp.spec}: building at {knobs} on the CPU")))
+        where = f"{imp.spec}: building at {knobs} on the CPU"
+        out.append((knobs, call_user(imp.build, (knobs, "cpu"), where)))
     return out
 
 
