@@ -264,21 +264,27 @@ def _keep(cur: Setting, new: Setting) -> str:
     return f" (keep {', '.join(same)})" if same else ""
 
 
-def activation_lines(c: Classification) -> list[str]:
-    """One line per activation where a problem originates, then one for those that only
+def activation_items(c: Classification) -> tuple[list[tuple[str, str]], list[str]]:
+    """(node, what) where a problem originates, and ``node (size when)`` of those that only
     inherit it."""
-    lines = []
+    origins = []
     for i in c.issues:
         if i.origin:
             what = ("change after training grows like" if i.when == "training" and
                     i.problem == "blows_up" else "grows at init like"
                     if i.problem == "blows_up" else "vanishes at init like")
             extra = ", should be Θ(1)" if i.problem == "vanishes" else ""
-            lines.append(f"- {i.node}: {what} {growth(i.exponent)}{extra}, from {i.cause}")
+            origins.append((i.node, f"{what} {growth(i.exponent)}{extra}, from {i.cause}"))
     rest = [f"{i.node} ({growth(i.exponent)} {_when(i)})" for i in c.issues if not i.origin]
-    if rest:
-        lines.append(f"- and, inherited from those: {', '.join(rest)}")
-    return lines
+    return origins, rest
+
+
+def activation_lines(c: Classification) -> list[str]:
+    """One line per activation where a problem originates, then one for those that only
+    inherit it."""
+    origins, rest = activation_items(c)
+    lines = [f"- {node}: {what}" for node, what in origins]
+    return lines + ([f"- and, inherited from those: {', '.join(rest)}"] if rest else [])
 
 
 def param_lines(p: ParamReport) -> list[str]:

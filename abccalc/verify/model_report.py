@@ -28,7 +28,7 @@ from abccalc.verify.check import (
     CheckResult,
     ConstReport,
     ParamReport,
-    activation_lines,
+    activation_items,
     check,
     const_line,
     param_lines,
@@ -249,17 +249,15 @@ def render_model_markdown(mc: ModelCheck) -> str:
             items.append((name, [first, *rest], [_measured(mc, p.name), *_in_code(mc, p)]))
         lines += ["", "## Parameters", "", GAUGE_NOTE, "", *grouped(items)]
     if res.classification.issues:
-        *origins, last = activation_lines(res.classification)
-        inherited = last.startswith("- and, inherited")
+        origins, rest = activation_items(res.classification)
         by_node: dict[str, list[str]] = {}
-        for ln in origins if inherited else [*origins, last]:
-            node, msg = ln[2:].split(": ", 1)
-            by_node.setdefault(node, []).append(msg)
+        for node, what in origins:
+            by_node.setdefault(node, []).append(what)
         acts = [(n, [": " + "; ".join(m)], []) for n, m in by_node.items()]
         lines += ["", "## Activations", "", *grouped(acts)]
-        if inherited:
-            rest = dict.fromkeys(collapse(x) for x in last.split(": ", 1)[1].split(", "))
-            lines.append(f"- and, inherited from those: {', '.join(rest)}")
+        if rest:
+            lines.append("- and, inherited from those: "
+                         + ", ".join(dict.fromkeys(collapse(x) for x in rest)))
         if res.classification.diverges:
             lines += ["", DIVERGES]
     return "\n".join([*lines, "", *notes]) + "\n"
