@@ -412,3 +412,19 @@ def test_manual_attention_scale_folds_into_the_contraction():
 def test_cli_check_graph_and_model_options_do_not_mix(run, args, msg):
     code, out, err = run("check", *args)
     assert (code, out) == (2, "") and msg in err and err.count("\n") == 1
+
+
+def test_parameters_the_trace_did_not_reach_are_named():
+    """A trainable parameter the graph does not hold (an unused head, a parameter inside an
+    op the tracer could not see) cannot be judged: it is named in a note, never dropped."""
+    def build(knobs, device):
+        model = nm.MLP(knobs["width"])
+        model.aux = torch.nn.Linear(knobs["width"], 3)  # never called in forward
+        return model
+
+    base = nm.imported_mlp()
+    mc = check_model(type(base)(base.graph, "aux", base.knobs, build), "adam")
+    assert mc.current.untraced == ("aux.weight", "aux.bias")
+    assert ("Note: parameters the trace did not reach, not judged: aux.weight, aux.bias."
+            in render_model_markdown(mc))
+    assert mc.to_dict()["model"]["untraced"] == ["aux.weight", "aux.bias"]

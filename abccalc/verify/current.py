@@ -43,7 +43,14 @@ from abccalc.parametrization.paramsfile import (
     constant_nodes,
 )
 from abccalc.verify.learning_rates import read_lr_factory, read_lr_scales, same_class
-from abccalc.verify.live import aliases, build_models, global_ratios, lookup, ratios
+from abccalc.verify.live import (
+    aliases,
+    build_models,
+    global_ratios,
+    lookup,
+    ratios,
+    untraced,
+)
 
 INIT_GRAIN = Fraction(1, 2)  # init exponents are read to the nearest ½
 GLOBAL_LR = ("plain global-LR training assumed (every parameter at one width-independent "
@@ -73,10 +80,14 @@ class Current:
     folded: dict[str, str] = field(default_factory=dict)  # scale node -> where it went
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # tied: other names
     optimizer_class: str | None = None
+    untraced: tuple[str, ...] = ()  # trainable parameters the graph does not hold
 
     @property
     def notes(self) -> list[str]:
         out = [] if self.lr_source else [GLOBAL_LR]
+        if self.untraced:
+            out.append("parameters the trace did not reach, not judged: "
+                       + ", ".join(self.untraced))
         out += [f"{s}: its constant is read as the multiplier of {w}"
                 for s, w in sorted(self.folded.items())]
         return out
@@ -212,4 +223,5 @@ def current(imp: Imported, optimizer: Optimizer | str, *,
     b = {p: r.b for p, r in init.items()}
     pf = ParamsFile(f"{imp.spec} (measured)", ABC(a, b, c, alpha), dict.fromkeys(g.params,
                     "measured"), ())
-    return Current(pf, init, lrs, source, folded, aliases(models[0][1], g), cls)
+    model = models[0][1]
+    return Current(pf, init, lrs, source, folded, aliases(model, g), cls, untraced(model, g))

@@ -132,3 +132,12 @@ def aliases(model: Any, graph: Graph) -> dict[str, tuple[str, ...]]:
     named = dict(model.named_parameters(remove_duplicate=False))
     return {p: tuple(n for n in by_id[id(named[p])] if n != p) for p in graph.params
             if len(by_id[id(named[p])]) > 1}
+
+
+def untraced(model: Any, graph: Graph) -> tuple[str, ...]:
+    """The model's trainable parameters that the traced graph does not hold (by identity):
+    the check cannot judge them, so they are named, never dropped."""
+    named = dict(model.named_parameters(remove_duplicate=False))
+    held = {id(named[p]) for p in graph.params if p in named}
+    return tuple(n for n, t in model.named_parameters()
+                 if t.requires_grad and id(t) not in held)

@@ -67,6 +67,7 @@ class ModelCheck:
             "lr": {p: list(v) for p, v in cur.lr.items()},
             "folded": cur.folded,
             "aliases": {p: list(v) for p, v in cur.aliases.items()},
+            "untraced": list(cur.untraced),
             "unseen": [{"module": u.module, "op": u.op, "reason": u.reason}
                        for u in self.imported.unseen],
         }
