@@ -11,7 +11,7 @@ import click
 from abccalc.calculus.solver import solve  # already imported by gauges: costs nothing
 from abccalc.emit.render import FORMATS, FORMS
 from abccalc.errors import AbcError
-from abccalc.graph.names import check_name, clean, clean_text
+from abccalc.graph.names import clean, clean_text
 from abccalc.parametrization.gauges import VARIANTS
 from abccalc.verify.coordcheck import LOSSES
 
@@ -193,7 +193,7 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
 @params_opt("mup", "Generate muP, a preset (sp, ntk, mf) or a params file's rules.")
 @click.option("--model", is_flag=True, help="Also emit class Model(torch.nn.Module).")
 @click.option("--names", type=click.Path(dir_okay=False),
-              help="YAML map: graph parameter -> module parameter name.")
+              help="YAML map: graph parameter (pattern) -> module parameter (pattern).")
 @set_opt
 @click.option("-o", "output", type=click.Path(dir_okay=False), required=True,
               help="The .py file to write.")
@@ -202,16 +202,13 @@ def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
             params: str, model: bool, names: str | None, sets: tuple[str, ...],
             output: str, force: bool) -> None:
     """Write a standalone PyTorch module (init_, param_groups, multipliers) for GRAPH."""
-    from abccalc.emit.codegen import generate, read_names
+    from abccalc.emit.codegen import generate
     from abccalc.emit.output import write_output
+    from abccalc.emit.patterns import read_names
 
     g = _load(graph, sets, bases)
     p = _parametrization(g, optimizer, variant, params)
-    name_map = None
-    if names:
-        name_map = read_names(names)
-        for pname, module_path in name_map.items():
-            check_name(module_path, f"'{clean(pname)}' maps to", names, module=True)
+    name_map = read_names(names) if names else None  # patterns checked as names
     # the spec path reaches a docstring of the module: escaped so it cannot end it
     source = json.dumps(graph)[1:-1]
     write_output(generate(p, names=name_map, model=model, source=source), output, force)

@@ -2,7 +2,9 @@
 
 ``python -m abccalc.emit.goldens`` rewrites ``tables/derived/``; ``--check`` exits 1 when the
 committed files have drifted from what the solver derives now. The hand-transcribed
-paper tables sit beside them in ``tables/`` and the tests compare the two.
+paper tables sit beside them in ``tables/`` and the tests compare the two. It also
+rewrites the generated-module goldens ``tests/golden/codegen_*.py`` (examples/mlp.yaml
+with ``--model``, examples/gpt.yaml at n_layer 2).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from abccalc.parametrization.rules import fmt, rule
 
 ROOT = Path(__file__).resolve().parents[2]
 MLP = ROOT / "examples" / "mlp.yaml"
+GPT = ROOT / "examples" / "gpt.yaml"
 COLUMNS = (Role.INPUT, Role.OUTPUT, Role.HIDDEN)
 HEADER = "parametrization,quantity,input,output,hidden"
 
@@ -87,7 +90,17 @@ def codegen_text(optimizer: str) -> str:
     return generate(p, model=True, source="examples/mlp.yaml")
 
 
-CODEGEN_GOLDENS = {f"codegen_mlp_{opt}.py": opt for opt in ("sgd", "adam")}
+def codegen_gpt_text(n_layer: int = 2) -> str:
+    """The generated module (no Model) for examples/gpt.yaml at ``n_layer`` (Table 8, Adam):
+    the golden ``tests/golden/codegen_gpt_adam.py`` at the spec's n_layer 2."""
+    from abccalc.emit.codegen import generate, load_parametrization
+
+    p = load_parametrization(load_graph(GPT, {"n_layer": n_layer}), "adam", "table8")
+    return generate(p, source="examples/gpt.yaml")
+
+
+CODEGEN_GOLDENS = {**{f"codegen_mlp_{opt}.py": (codegen_text, opt) for opt in ("sgd", "adam")},
+                   "codegen_gpt_adam.py": (codegen_gpt_text, 2)}
 
 
 def render(name: str) -> str:
@@ -112,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     golden_dir = ROOT / "tests" / "golden"
     outputs = [(args.dir / f"{name}.csv", render(name)) for name in TABLES]
-    outputs += [(golden_dir / f, codegen_text(opt)) for f, opt in CODEGEN_GOLDENS.items()]
+    outputs += [(golden_dir / f, make(arg)) for f, (make, arg) in CODEGEN_GOLDENS.items()]
     drift = []
     for path, text in outputs:
         if args.check:

@@ -10,14 +10,21 @@ Use:
     apply_multipliers(model)                         # forward multipliers (hooks)
     opt = torch.optim.SGD(param_groups(model, lr=...))
 
-init_ and param_groups raise ValueError naming every trainable parameter of the model
-that no rule in PARAMETERS covers; with strict=False they warn instead, and param_groups
-gives those parameters a group at the base lr. apply_multipliers is idempotent.
+Rules by pattern. PARAMETERS maps a graph parameter, or a pattern of them, to its Rule;
+rule.module_param is the matching pattern of the model's parameter names. In a pattern `*`
+stands for any run of characters inside one dotted component (never a dot), and the `*`
+of a rule's key and of its module_param correspond in order: 'block.*.W_q' with
+'block.*.q.weight' covers every layer's query weight, however deep the model. Matching is
+exact and total: init_ and param_groups raise ValueError naming each trainable parameter
+that no rule covers (with strict=False they warn instead, and param_groups gives those a
+group at the base lr) and each one that two rules cover; a rule matching nothing raises
+KeyError. apply_multipliers is idempotent.
 
 Rules are written relative to the standard parametrization (SP) at the base widths
 BASE_WIDTHS (TP5 Eq. 4): with m = fan / base_fan of a parameter's width-scaling fan,
-init var = sigma^2 / fan_in * var_scale(m), multiplier = multiplier(m),
-LR = lr * lr_scale(m). At the base widths every factor is 1 and the model is SP.
+init var = sigma^2 / fan_in * var_scale(m), multiplier = multiplier(m), and each optimizer
+hyperparameter k of the group (LR = lr * lr_scale(m)) is its value times
+group_scales[k](m). At the base widths every factor is 1 and the model is SP.
 
 Forward multipliers are forward hooks, not torch.nn.utils.parametrize: hooks leave the
 parameters and the state_dict keys exactly as in your model (checkpoints stay
@@ -25,6 +32,13 @@ interchangeable with non-muP code), attach nothing to tensors, and are traced by
 torch.compile and kept by DistributedDataParallel (register them before wrapping).
 A weight-only multiplier is a pre-hook on the module's input (W(ax) = (aW)x leaves the
 bias alone); a multiplier shared by weight and bias, or on an embedding, scales the output.
+
+LR schedulers. Each group stores its width scale as group["lr_scale"]. A scheduler that
+multiplies every group's own initial LR by one factor keeps the scaling (LambdaLR,
+LinearLR, StepLR, ExponentialLR, CosineAnnealingLR with eta_min=0). One that sets
+absolute LRs loses it: give OneCycleLR max_lr=lr_scales(opt, peak) (one per group), and
+for a cosine floor use LambdaLR with a relative floor instead of eta_min > 0.
+check_lr_scales(opt) returns the common base LR and raises if a group lost its scale.
 
 Weight decay (TP5 B.3): `weight_decay` is passed unchanged to every group, i.e. width
 independent, which is right for SGD and for AdamW's decoupled decay. With torch.optim.Adam
@@ -45,9 +59,10 @@ VARIANT = 'table3'
 
 
 class Rule(NamedTuple):
-    """How one parameter scales; m is its width ratio fan / base_fan."""
+    """How the parameters matching ``module_param`` scale; m is a tensor's width ratio
+    fan / base_fan, read from its shape."""
 
-    module_param: str
+    module_param: str  # pattern of the model's parameter names
     role: str
     init: str  # "normal", "zeros" (biases) or "ones" (gains)
     fan_in_axes: tuple[int, ...]  # tensor axes whose product is fan_in (none: fan_in 1)
@@ -55,8 +70,9 @@ class Rule(NamedTuple):
     base_fan: int
     var_scale: Callable[[float], float]
     multiplier: Callable[[float], float]
-    lr_scale: Callable[[float], float]
-    use_multipliers: dict[str, Callable[[float], float]] | None = None  # tied: later uses
+    group_scales: dict[str, Callable[[float], float]]  # optimizer hyperparameter -> scale
+    use_multipliers: dict[str, Callable[[float], float]] | None = None  # tied: node -> mult
+    part: tuple[int, int, int] | None = None  # (axis, index, count): a slice of a fused tensor
 
 
 PARAMETERS: dict[str, Rule] = {
@@ -67,7 +83,7 @@ PARAMETERS: dict[str, Rule] = {
         fan_in_axes=(1,), fan_axes=(0,), base_fan=256,
         var_scale=lambda m: 1,
         multiplier=lambda m: 1,
-        lr_scale=lambda m: m,
+        group_scales={'lr': lambda m: m},
     ),
     # TP5 Table 3, input weights & all biases: init var 1/fan_in, multiplier 1, sgd LR fan_out
     # (a, b, c) = (0, 0, -1); vs SP at base width: var x m^0, mult x m^0, LR x m^1
@@ -76,7 +92,7 @@ PARAMETERS: dict[str, Rule] = {
         fan_in_axes=(), fan_axes=(0,), base_fan=256,
         var_scale=lambda m: 1,
         multiplier=lambda m: 1,
-        lr_scale=lambda m: m,
+        group_scales={'lr': lambda m: m},
     ),
     # TP5 Table 3, hidden weights: init var 1/fan_in, multiplier 1, sgd LR 1
     # (a, b, c) = (0, 1/2, 0); vs SP at base width: var x m^0, mult x m^0, LR x m^0
@@ -85,7 +101,7 @@ PARAMETERS: dict[str, Rule] = {
         fan_in_axes=(1,), fan_axes=(1,), base_fan=256,
         var_scale=lambda m: 1,
         multiplier=lambda m: 1,
-        lr_scale=lambda m: 1,
+        group_scales={'lr': lambda m: 1},
     ),
     # TP5 Table 3, input weights & all biases: init var 1/fan_in, multiplier 1, sgd LR fan_out
     # (a, b, c) = (0, 0, -1); vs SP at base width: var x m^0, mult x m^0, LR x m^1
@@ -94,7 +110,7 @@ PARAMETERS: dict[str, Rule] = {
         fan_in_axes=(), fan_axes=(0,), base_fan=256,
         var_scale=lambda m: 1,
         multiplier=lambda m: 1,
-        lr_scale=lambda m: m,
+        group_scales={'lr': lambda m: m},
     ),
     # TP5 Table 3, output weights: init var 1/fan_in^2, multiplier 1, sgd LR 1/fan_in
     # (a, b, c) = (0, 1, 1); vs SP at base width: var x m^-1, mult x m^0, LR x m^-1
@@ -103,31 +119,94 @@ PARAMETERS: dict[str, Rule] = {
         fan_in_axes=(1,), fan_axes=(1,), base_fan=256,
         var_scale=lambda m: 1/m,
         multiplier=lambda m: 1,
-        lr_scale=lambda m: 1/m,
+        group_scales={'lr': lambda m: 1/m},
     ),
 }
 
 
-def _params(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    named = dict(model.named_parameters(remove_duplicate=False))
-    missing = [r.module_param for r in PARAMETERS.values() if r.module_param not in named]
+# -- matching ------------------------------------------------------------------------
+def match_pattern(pattern: str, name: str) -> list[str] | None:
+    """What each ``*`` of ``pattern`` stands for in ``name`` (leftmost, shortest), or None
+    when ``pattern`` does not match ``name`` (``*`` never matches a dot)."""
+    pat, segs = pattern.split("."), name.split(".")
+    if len(pat) != len(segs):
+        return None
+    out: list[str] = []
+    for p, s in zip(pat, segs, strict=True):
+        got = _match_segment(p, s)
+        if got is None:
+            return None
+        out += got
+    return out
+
+
+def _match_segment(pat: str, text: str) -> list[str] | None:
+    head, star, rest = pat.partition("*")
+    if not star:
+        return [] if pat == text else None
+    if not text.startswith(head):
+        return None
+    for end in range(len(head), len(text) + 1):
+        tail = _match_segment(rest, text[end:])
+        if tail is not None:
+            return [text[len(head):end], *tail]
+    return None
+
+
+def fill_pattern(pattern: str, parts: list[str]) -> str:
+    """``pattern`` with its ``*`` replaced by ``parts`` in order."""
+    pieces = pattern.split("*")
+    return "".join(p + (parts[i] if i < len(parts) else "") for i, p in enumerate(pieces))
+
+
+def _scan(model: torch.nn.Module
+          ) -> tuple[dict[str, list[tuple[str, torch.nn.Parameter]]], list[str]]:
+    """The (name, tensor) pairs each rule covers, and the trainable parameters no rule
+    covers. A tensor shared under several names counts once."""
+    found: dict[str, list[tuple[str, torch.nn.Parameter]]] = {k: [] for k in PARAMETERS}
+    covers: dict[int, list[str]] = {}
+    names: dict[int, str] = {}
+    shapes = [(key, len(r.module_param.split(".")), r.module_param.rpartition(".")[2])
+              for key, r in PARAMETERS.items()]
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), name)
+        n, last = name.count(".") + 1, name.rpartition(".")[2]
+        for key, length, end in shapes:
+            if length != n or ("*" not in end and end != last):
+                continue
+            if match_pattern(PARAMETERS[key].module_param, name) is None:
+                continue
+            keys = covers.setdefault(id(p), [])
+            if key not in keys:
+                keys.append(key)
+                found[key].append((name, p))
+    missing = [r.module_param for k, r in PARAMETERS.items() if not found[k]]
     if missing:
-        raise KeyError(f"model has no parameter {missing[0]!r} (see PARAMETERS)")
-    return named
+        raise KeyError(f"model has no parameter matching {missing} (see PARAMETERS)")
+    bad = [f"{names[i]} ({', '.join(keys)})" for i, keys in covers.items()
+           if not _covered_once([PARAMETERS[k].part for k in keys])]
+    if bad:
+        raise ValueError(f"parameters covered by more than one rule, or by only some "
+                         f"parts of a fused tensor: {bad}; fix the patterns in PARAMETERS")
+    left = [name for name, p in model.named_parameters()
+            if p.requires_grad and id(p) not in covers]
+    return found, left
 
 
-def uncovered(model: torch.nn.Module) -> list[str]:
-    """The model's trainable parameters that no rule in PARAMETERS covers."""
-    covered = {id(p) for name, p in _params(model).items()
-               if name in {r.module_param for r in PARAMETERS.values()}}
-    return [name for name, p in model.named_parameters()
-            if p.requires_grad and id(p) not in covered]
+def _covered_once(parts: list[tuple[int, int, int] | None]) -> bool:
+    """One whole-tensor rule, or rules for every part of one split of the tensor."""
+    if parts == [None]:
+        return True
+    if None in parts or len({(a, n) for a, _, n in parts}) != 1:
+        return False
+    return sorted(i for _, i, _ in parts) == list(range(parts[0][2]))
 
 
-def _check_covered(model: torch.nn.Module, strict: bool, what: str) -> list[str]:
-    """Raise on parameters no rule covers (they would silently keep the wrong scaling),
-    or with ``strict=False`` warn and return them."""
-    left = uncovered(model)
+def _resolve(model: torch.nn.Module, strict: bool, what: str
+             ) -> tuple[dict[str, list[tuple[str, torch.nn.Parameter]]], list[str]]:
+    """:func:`_scan`, raising on parameters no rule covers (they would silently keep the
+    wrong scaling), or with ``strict=False`` warning about them."""
+    found, left = _scan(model)
     if left and strict:
         raise ValueError(f"{what}: no rule covers the trainable parameters {left}; map "
                          "them in the graph (or --names), or pass strict=False")
@@ -135,73 +214,131 @@ def _check_covered(model: torch.nn.Module, strict: bool, what: str) -> list[str]
         warnings.warn(f"{what}: no rule covers {left}; they keep "
                       + ("their initialization" if what == "init_" else "the base lr"),
                       stacklevel=3)
-    return left
+    return found, left
+
+
+def uncovered(model: torch.nn.Module) -> list[str]:
+    """The model's trainable parameters that no rule in PARAMETERS covers."""
+    return _scan(model)[1]
+
+
+def _view(rule: Rule, tensor: torch.Tensor) -> torch.Tensor:
+    """The part of ``tensor`` a rule covers: all of it, or its slice of a fused tensor."""
+    if rule.part is None:
+        return tensor
+    axis, index, count = rule.part
+    if tensor.shape[axis] % count:
+        raise ValueError(f"a tensor of shape {tuple(tensor.shape)} cannot be cut into "
+                         f"{count} equal parts along axis {axis}")
+    size = tensor.shape[axis] // count
+    return tensor.narrow(axis, index * size, size)
 
 
 def width_ratio(rule: Rule, tensor: torch.Tensor) -> float:
-    """m = fan / base_fan, from the tensor's actual shape."""
-    fan = math.prod(tensor.shape[i] for i in rule.fan_axes)
-    return fan / rule.base_fan
+    """m = fan / base_fan, from the shape of the tensor (of its part, for a fused one)."""
+    shape = _view(rule, tensor).shape
+    return math.prod(shape[i] for i in rule.fan_axes) / rule.base_fan
 
 
+# -- init and optimizer groups -------------------------------------------------------
 @torch.no_grad()
 def init_(model: torch.nn.Module, *, sigma: float = 1.0,
           sigmas: dict[str, float] | None = None, strict: bool = True) -> None:
     """Initialize every parameter in place: weights N(0, sigma^2/fan_in * var_scale(m)),
     biases 0, gains 1 (TP5 Eq. 3; zero variance satisfies every rule, TP5 App. B).
-    ``sigmas`` overrides sigma per parameter name or per role ("input", "hidden",
+    ``sigmas`` overrides sigma per key of PARAMETERS or per role ("input", "hidden",
     "output", "scalar"); e.g. {"hidden": 3**-0.5, "output": 3**-0.5} gives PyTorch's
     default variance 1/(3 fan_in) to linear weights at the base width. A trainable
     parameter no rule covers raises ValueError; ``strict=False`` leaves it as it is,
     with a warning."""
-    _check_covered(model, strict, "init_")
-    named = _params(model)
-    for name, rule in PARAMETERS.items():
-        scale = (sigmas or {}).get(name, (sigmas or {}).get(rule.role, sigma))
-        p = named[rule.module_param]
-        if rule.init == "zeros":
-            p.zero_()
-        elif rule.init == "ones":
-            p.fill_(1.0)
-        else:
-            fan_in = math.prod(p.shape[i] for i in rule.fan_in_axes)
-            std = scale * math.sqrt(rule.var_scale(width_ratio(rule, p)) / fan_in)
-            p.normal_(0.0, std)
+    found, _ = _resolve(model, strict, "init_")
+    for key, rule in PARAMETERS.items():
+        scale = (sigmas or {}).get(key, (sigmas or {}).get(rule.role, sigma))
+        for _, p in found[key]:
+            x = _view(rule, p)
+            if rule.init == "zeros":
+                x.zero_()
+            elif rule.init == "ones":
+                x.fill_(1.0)
+            else:
+                fan_in = math.prod(x.shape[i] for i in rule.fan_in_axes)
+                x.normal_(0.0, scale * math.sqrt(rule.var_scale(width_ratio(rule, p))
+                                                 / fan_in))
 
 
 def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0,
-                 strict: bool = True) -> list[dict]:
-    """Parameter groups with per-parameter LR lr * lr_scale(m), ready for
-    torch.optim.SGD / Adam / AdamW. Parameters of equal LR share a group. A trainable
-    parameter no rule covers raises ValueError; ``strict=False`` puts it in a group of
-    its own at the base ``lr``, with a warning."""
-    left = _check_covered(model, strict, "param_groups")
-    named = _params(model)
-    groups: dict[float, list[torch.nn.Parameter]] = {}
-    for rule in PARAMETERS.values():
-        p = named[rule.module_param]
-        groups.setdefault(lr * rule.lr_scale(width_ratio(rule, p)), []).append(p)
-    out = [{"params": ps, "lr": g, "weight_decay": weight_decay}
-           for g, ps in groups.items()]
+                 strict: bool = True, **hyper: float) -> list[dict]:
+    """Parameter groups ready for torch.optim.SGD / Adam / AdamW. Each hyperparameter
+    (``lr``, ``weight_decay`` and any other keyword, e.g. ``eps``) is its value times the
+    rule's group_scales[name](m), or its value where the rule has no scale for it; the
+    group also keeps each scale as "<name>_scale" (see LR schedulers above). Parameters
+    of equal hyperparameters share a group, in rule order. A trainable parameter no rule
+    covers raises ValueError; ``strict=False`` puts it in a group of its own at the base
+    values, with a warning."""
+    found, left = _resolve(model, strict, "param_groups")
+    base = {"lr": lr, "weight_decay": weight_decay, **hyper}
+    groups: dict[tuple, list[torch.nn.Parameter]] = {}
+    placed: dict[int, tuple] = {}
+    for key, rule in PARAMETERS.items():
+        for name, p in found[key]:
+            m = width_ratio(rule, p)
+            scales = {k: f(m) for k, f in rule.group_scales.items() if k in base}
+            values = {**base, **{k: base[k] * s for k, s in scales.items()},
+                      **{f"{k}_scale": s for k, s in scales.items()}}
+            group = tuple(values.items())
+            if placed.setdefault(id(p), group) != group:
+                raise ValueError(f"{name}: the parts of this fused tensor need different "
+                                 f"optimizer groups ({dict(placed[id(p)])} vs {values}); "
+                                 "keep them as separate parameters")
+            if placed[id(p)] is group:
+                groups.setdefault(group, []).append(p)
+    out = [{"params": ps, **dict(group)} for group, ps in groups.items()]
     if left:
-        out.append({"params": [named[n] for n in left], "lr": lr,
-                    "weight_decay": weight_decay})
+        named = dict(model.named_parameters())
+        out.append({"params": [named[n] for n in left], **base, "lr_scale": 1.0})
     return out
 
 
+def lr_scales(optimizer: torch.optim.Optimizer, lr: float) -> list[float]:
+    """``lr`` times each group's width scale: the per-group ``max_lr`` of OneCycleLR (or
+    any scheduler argument that takes one absolute LR per group)."""
+    return [lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
+
+
+def check_lr_scales(optimizer: torch.optim.Optimizer, rel: float = 1e-6) -> float:
+    """The base LR every group's lr / lr_scale agrees on; ValueError when they disagree
+    (a scheduler or other code set absolute LRs, losing the width scaling)."""
+    bases = [group["lr"] / group.get("lr_scale", 1.0) for group in optimizer.param_groups]
+    if any(abs(b - bases[0]) > rel * abs(bases[0]) for b in bases):
+        raise ValueError(f"the groups' lr / lr_scale differ ({bases}): something set "
+                         "absolute LRs; schedule a factor (LambdaLR) or use lr_scales")
+    return bases[0]
+
+
+# -- multipliers -----------------------------------------------------------------------
 def multipliers(model: torch.nn.Module) -> dict[str, float]:
-    """The forward multiplier of every parameter (at its first use) at the model's widths."""
-    named = _params(model)
-    return {name: rule.multiplier(width_ratio(rule, named[rule.module_param]))
-            for name, rule in PARAMETERS.items()}
+    """The forward multiplier of every graph parameter (at its first use) at the model's
+    widths, by graph parameter name (a pattern's ``*`` filled from the module name)."""
+    found, _ = _scan(model)
+    return {fill_pattern(key, match_pattern(rule.module_param, name)):
+            rule.multiplier(width_ratio(rule, p))
+            for key, rule in PARAMETERS.items() for name, p in found[key]}
 
 
 def use_multiplier(model: torch.nn.Module, node: str, name: str) -> float:
-    """The multiplier of parameter ``name`` where graph node ``node`` reads it: differs from
-    ``multipliers`` only at a tied parameter's later uses (apply those in your forward)."""
-    rule = PARAMETERS[name]
-    m = width_ratio(rule, _params(model)[rule.module_param])
-    return (rule.use_multipliers or {}).get(node, rule.multiplier)(m)
+    """The multiplier of graph parameter ``name`` where graph node ``node`` reads it:
+    differs from ``multipliers`` only at a tied parameter's later uses (apply those in
+    your forward)."""
+    for key, rule in PARAMETERS.items():
+        got = match_pattern(key, name)
+        if got is None:
+            continue
+        m = width_ratio(rule, model.get_parameter(fill_pattern(rule.module_param, got)))
+        for pattern, f in (rule.use_multipliers or {}).items():
+            if match_pattern(pattern, node) is not None:
+                return f(m)
+        return rule.multiplier(m)
+    raise KeyError(f"no rule in PARAMETERS for parameter {name!r}")
 
 
 HOOKS = "_mup_multiplier_hooks"
@@ -216,11 +353,15 @@ def apply_multipliers(model: torch.nn.Module) -> list:
         handle.remove()
     if getattr(model, "applies_multipliers", False):
         return []
-    mults = multipliers(model)
+    found, _ = _scan(model)
     by_module: dict[str, dict[str, float]] = {}
-    for name, rule in PARAMETERS.items():
-        module, _, attr = rule.module_param.rpartition(".")
-        by_module.setdefault(module, {})[attr] = mults[name]
+    for key, rule in PARAMETERS.items():
+        for name, p in found[key]:
+            module, _, attr = name.rpartition(".")
+            a = rule.multiplier(width_ratio(rule, p))
+            if by_module.setdefault(module, {}).setdefault(attr, a) != a:
+                raise ValueError(f"{name}: the parts of this fused tensor have different "
+                                 "multipliers; apply them in your forward")
     handles = []
     for module_name, attrs in by_module.items():
         w, b = attrs.get("weight", 1.0), attrs.get("bias", 1.0)
