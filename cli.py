@@ -386,13 +386,12 @@ def check_cmd(graph: str, params: str | None, optimizer: str, fmt: str,
     import json
 
     if params is None:
-        from abccalc.verify.model_report import check_model_spec, render_model_markdown
+        from abccalc.verify.model_report import check_model, import_model, render_model_markdown
 
         if sets:
             raise AbcError("check: --set applies to a graph; a MODEL's widths are --width")
-
-        mc = check_model_spec(graph, _pairs(widths, "--width"), optimizer,
-                              factory=factory, lr_scales=lr_scales)
+        imp = import_model(graph, _pairs(widths, "--width"))
+        mc = check_model(imp, optimizer, factory=factory, lr_scales=lr_scales)
         res, text = mc.result, (json.dumps(mc.to_dict(), indent=2, ensure_ascii=False) + "\n"
                                 if fmt == "json" else render_model_markdown(mc))
     else:

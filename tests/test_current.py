@@ -8,6 +8,8 @@ state_dict names, standing in for the tracer)."""
 from __future__ import annotations
 
 import math
+import sys
+import types
 from fractions import Fraction
 
 import pytest
@@ -19,7 +21,6 @@ pytest.importorskip("mup")
 
 import nanogpt_models as nm  # noqa: E402
 
-import abccalc.importer  # noqa: E402
 from abccalc.calculus.sizes import key  # noqa: E402
 from abccalc.errors import AbcError  # noqa: E402
 from abccalc.verify.current import current  # noqa: E402
@@ -167,8 +168,8 @@ def test_cli_check_model_exit_status(run, monkeypatch):
     models = {"sp:GPT": nm.imported_gpt(nm.GPT),
               "mup:GPT": nm.imported_gpt(nm.mup_gpt, scale_c=math.sqrt(32),
                                          readout_scale=True)}
-    monkeypatch.setattr(abccalc.importer, "load_model",
-                        lambda spec, widths, example=None: models[spec], raising=False)
+    tracer = types.SimpleNamespace(load_model=lambda spec, widths, example=None: models[spec])
+    monkeypatch.setitem(sys.modules, "abccalc.importer.load", tracer)
     code, out, err = run("check", "sp:GPT", "--width", "n_embd=64,128,256")
     assert code == 1 and "pass scale=5.657/head_dim" in out and err == ""
     code, out, err = run("check", "mup:GPT", "--width", "n_embd=64,128,256",

@@ -75,25 +75,26 @@ class ModelCheck:
 
 
 def check_model(imp: Imported, optimizer: Optimizer | str, *,
-                factory: Callable[[Any], Any] | None = None, factory_name: str = "",
+                factory: str | Callable[[Any], Any] | None = None, factory_name: str = "",
                 lr_scales: str | None = None, seed: int = 0) -> ModelCheck:
-    """Read ``imp``'s model's parametrization and check it against μP."""
+    """Read ``imp``'s model's parametrization and check it against μP. ``factory`` is the
+    optimizer factory or its ``FILE.py:FUNC``."""
+    if isinstance(factory, str):
+        factory, factory_name = load_callable(factory, "--optimizer-factory"), factory
     cur = current(imp, optimizer, factory=factory, factory_name=factory_name,
                   lr_scales=lr_scales, seed=seed)
     return ModelCheck(imp, cur, check(imp.graph, optimizer, cur.params))
 
 
-def check_model_spec(spec: str, widths: dict[str, str], optimizer: Optimizer | str, *,
-                     factory: str | None = None, lr_scales: str | None = None,
-                     example: str | None = None) -> ModelCheck:
-    """``abccalc check MODEL``: trace MODEL at ``widths`` (``{knob: "64,128,256"}``), then
-    :func:`check_model`."""
+def import_model(spec: str, widths: dict[str, str]) -> Imported:
+    """MODEL traced at ``widths`` (``{knob: "64,128,256"}``) by the tracer (issue 14
+    point 1), for ``abccalc check MODEL``."""
     if ":" not in spec:
         raise AbcError(f"check {spec}: give --params sp|ntk|mf|mup|FILE for a graph; without "
                        "--params, check reads a MODEL (file.py:factory, package.module:factory "
                        "or hf:CONFIG)")
     try:
-        from abccalc.importer import load_model  # the tracer (issue 14 point 1)
+        from abccalc.importer.load import load_model  # type: ignore[import-not-found]
     except ImportError:
         raise AbcError(f"{spec}: checking a model needs the model tracer "
                        "(abccalc.importer.load_model), which this build does not have") from None
@@ -107,10 +108,7 @@ def check_model_spec(spec: str, widths: dict[str, str], optimizer: Optimizer | s
             raise AbcError(f"--width {name}={values}: expected 2 or 3 positive integers, "
                            "e.g. 64,128,256")
         knobs[name] = tuple(int(p) for p in parts)
-    imp = load_model(spec, knobs, example)
-    fn = load_callable(factory, "--optimizer-factory") if factory else None
-    return check_model(imp, optimizer, factory=fn, factory_name=factory or "",
-                       lr_scales=lr_scales)
+    return load_model(spec, knobs)
 
 
 def collapse(name: str) -> str:
