@@ -38,7 +38,7 @@ from abccalc.verify.classify import DIVERGES
 from abccalc.verify.current import Current, current
 from abccalc.verify.live import load_callable
 
-_INDEX = re.compile(r"(?<=[A-Za-z_]\.)\d+(?=\.[A-Za-z_])")  # h.11.attn, not 0.02
+_INDEX = re.compile(r"(?<=[A-Za-z_]\.)\d+(?=\.[A-Za-z_]|[^\w.]|$)")  # h.11.attn, h.11; not 0.02
 
 
 @dataclass(frozen=True)
@@ -136,49 +136,43 @@ def grouped(items: list[tuple[str, list[str], list[str]]]) -> list[str]:
     return out
 
 
-def _ratio(graph: Any, dims: tuple[str, ...], e: Exp) -> str:
-    """n^-e written in the model's dims: (base/dim)^(e/k) over its k infinite ``dims``."""
-    inf = [d for d in dims if graph.dims[d].infinite]
-    if e == 0 or not inf:
+def _knob(imp: Imported) -> tuple[str, int]:
+    """The first width knob that changes, and its base value: every infinite dim is Θ(n),
+    so a ratio of base to current size is this knob's ratio."""
+    k = next(k for k, v in imp.knobs.items() if len(set(v)) > 1)
+    return k, imp.knobs[k][0]
+
+
+def _ratio(imp: Imported, e: Exp) -> str:
+    """n^-e written with the model's own width knob: (base/knob)^e."""
+    k, base = _knob(imp)
+    if e == 0:
         return "1"
-    per = e / len(inf)
-    parts = []
-    for d in inf:
-        r = f"{graph.dims[d].size}/{d}"
-        parts.append(r if per == 1 else f"sqrt({r})" if per == Fraction(1, 2) else
-                     f"({graph.dims[d].size}/{d})^{text(per)}" if per > 0 else
-                     f"({d}/{graph.dims[d].size})^{text(-per)}")
-    return "·".join(parts)
+    r, inv = f"{base}/{k}", f"{k}/{base}"
+    return {1: r, Fraction(1, 2): f"sqrt({r})", -1: inv, Fraction(-1, 2): f"sqrt({inv})"}.get(
+        e, f"({r})^{text(e)}" if e > 0 else f"({inv})^{text(-e)}")
 
 
 def _in_code(mc: ModelCheck, p: ParamReport) -> list[str]:
     """The fix as changes to the model's own numbers: std, LR and multipliers."""
     if p.fix is None:
         return []
-    g = mc.imported.graph
-    use = g.params[p.name].uses[0]
-    dims = use.fan_in if g.inf(use.fan_in) else use.fan_out
+    g, imp = mc.imported.graph, mc.imported
     r = mc.current.init[p.name]
     out = []
     db, dc = p.fix.b - p.current.b, p.fix.c - p.current.c
     if db and r.kind != "zeros":
-        out.append(f"init std {r.rms[0]:.3g} → {r.rms[0]:.3g}·{_ratio(g, dims, db)}")
+        out.append(f"init std {r.rms[0]:.3g} → {r.rms[0]:.3g}·{_ratio(imp, db)}")
     if dc:
-        out.append(f"LR lr → lr·{_ratio(g, dims, dc)}")
+        out.append(f"LR lr → lr·{_ratio(imp, dc)}")
     for u in g.params[p.name].uses:
         da = p.fix.a[u.node] - p.current.a[u.node]
         if da:
             node = g.node[u.node]  # W(x·m) = (W·m)x where W multiplies the input itself
             where = "input" if node.inputs and OPS[node.op].operand_label(node, u) == \
                 node.inputs[0] else "output"
-            out.append(f"multiply {u.node}'s {where} by "
-                       f"{_ratio(g, u.fan_in if g.inf(u.fan_in) else u.fan_out, da)}")
+            out.append(f"multiply {u.node}'s {where} by {_ratio(imp, da)}")
     return [f"  - in your code: {'; '.join(out)}."] if out else []
-
-
-def _bases(g: Any) -> str:
-    return ", ".join(f"{d} = {dim.size}" for d, dim in g.dims.items()
-                     if dim.infinite)
 
 
 def _value(graph: Any, expr: Any) -> float:
@@ -201,13 +195,19 @@ def _constant_fix(mc: ModelCheck, k: ConstReport) -> tuple[str, str]:
     except ValueError:
         return where, const_line(g, k)
     coef = v0 / _value(g, expr)
-    body = fmt(expr)
-    value = f"{coef:.4g}/{body[2:]}" if body.startswith("1/") else f"{coef:.4g}*{body}"
     what = " and ".join(r.what for r in recs) or f"{g.node[k.name].op} with no multiplier"
-    verb = "pass scale=" if "scaled_dot_product_attention" in what else "use "
+    sdpa = "scaled_dot_product_attention" in what
+    body = fmt(expr)
+    over = [d for d in g.node[k.name].over if g.dims[d].infinite]
+    at, need = "the base widths", k.mup_multiplier
+    if sdpa and len(over) == 1:  # the user's name for it (q.size(-1)), whatever the graph's
+        body, need = body.replace(over[0], "head_dim"), need.replace(over[0], "head_dim")
+        at = f"the base head_dim {g.dims[over[0]].size}"
+    value = f"{coef:.4g}/{body[2:]}" if body.startswith("1/") else f"{coef:.4g}*{body}"
+    verb = "pass scale=" if sdpa else "use "
     src = "".join(f" ({r.source})" for r in recs if r.source)
-    return where, (f": {what}{src}; μP needs {k.mup_multiplier}: {verb}{value} (equal to "
-                   f"the current {v0:.4g} at the base widths){note}")
+    return where, (f": {what}{src}; μP needs {need}: {verb}{value} (equal to "
+                   f"the current {v0:.4g} at {at}){note}")
 
 
 def _measured(mc: ModelCheck, pname: str) -> str:
@@ -227,8 +227,8 @@ def render_model_markdown(mc: ModelCheck) -> str:
     knobs = ", ".join(f"{k} = {', '.join(map(str, v))}" for k, v in imp.knobs.items())
     head = [f"# check: {imp.spec} ({res.optimizer.value})", "",
             f"Read from the model built at {knobs}: init (measured), multipliers (traced), "
-            f"LR ({cur.lr_source or 'assumed'}). Base widths, where the fixes leave the model "
-            f"as it is: {_bases(imp.graph)}."]
+            f"LR ({cur.lr_source or 'assumed'}). At the base width {'{}'} = {'{}'} the fixes leave "
+            "the model as it is.".format(*_knob(imp))]
     notes = [f"Note: {n}." for n in cur.notes]
     notes += [f"Note: not seen by the tracer: {u.module}: {u.op} ({u.reason})."
               for u in imp.unseen]
