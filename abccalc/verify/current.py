@@ -12,11 +12,13 @@ a parameter-free constant is n^-α. The model itself says what its a, b, c and �
   satisfies every init rule (TP5 App. B): it gets μP's a+b for its first use, less its a,
   so its init is never a violation.
 - **a and α, multipliers.** The constants the tracer recorded (:class:`Recorded`). A
-  constant at a ``scale`` node that is the only input of a linear (``lm_head(x / m)``, the
-  pre-hooks of abccalc's ``apply_multipliers``) or the only consumer of a linear or of a
-  contraction (``(q @ k.T) * self.scale``) is that use's multiplier n^-a, or that
-  contraction's α: W(x/m) = (W/m)x. Folded so, the scale node is left with α = 0, μP's for
-  a Θ(1) input.
+  constant at a node that only multiplies (``Op.only_multiplies``, the ``scale`` unit) is
+  read as the multiplier of what it multiplies: the uses that take its output as their
+  operand (``lm_head(x / m)``, the pre-hooks of abccalc's ``apply_multipliers``: W(x/m) =
+  (W/m)x, the bias untouched), else every use at its input's node when it is that node's
+  only consumer ((Wx + b)/m), else the α of the contraction it follows
+  (``(q @ k.T) * self.scale``). Folded so, it is left with α = 0, μP's for a Θ(1) input.
+  A norm's gain never takes it (the norm divides it out).
 - **c, learning rates.** From an optimizer factory (``make_opt(model)`` returning an
   optimizer, a list of param groups or the parameters) called at each width: each
   parameter's LR is fitted as lr ∝ n^-c. Or from a YAML of LR scales by name pattern,
