@@ -14,7 +14,13 @@ from test_codegen import GPT, MLP, ROOT, load_module
 
 from abccalc.emit import goldens
 from abccalc.emit.codegen import generate, load_parametrization
-from abccalc.emit.patterns import fill_pattern, match_pattern, read_name_map, star
+from abccalc.emit.patterns import (
+    NameIndex,
+    fill_pattern,
+    match_pattern,
+    read_name_map,
+    star,
+)
 from abccalc.errors import AbcError
 from abccalc.graph.builder import GraphBuilder
 from abccalc.graph.spec import load_graph
@@ -199,6 +205,20 @@ def test_starred_name_matches_itself(segs: list[str]) -> None:
         assert match_pattern(pattern, name.replace(digits[0], f"{digits[0]}.9", 1)) is None
 
 
+SEGMENT = st.sampled_from(["a", "b", "ab", "0", "1", "12"])
+NAME = st.lists(SEGMENT, min_size=1, max_size=4).map(".".join)
+
+
+@given(st.lists(NAME, max_size=12, unique=True),
+       st.lists(st.sampled_from(["a", "b", "ab", "0", "*", "a*", "*b", "*1*"]), min_size=1,
+                max_size=4).map(".".join))
+def test_name_index_finds_what_a_scan_finds(names: list[str], pattern: str) -> None:
+    """The index that spares codegen a scan per pattern returns exactly the names a scan
+    matches, each once."""
+    want = sorted(n for n in names if match_pattern(pattern, n) is not None)
+    assert sorted(NameIndex(names).others(pattern, set())) == want
+
+
 # -- fused tensors ----------------------------------------------------------------------
 def _fused_graph(separate: bool):
     """x[i] → h[d] → Q, K, V [d] → q·k over d, a mix → readout: one W_qkv [3d, d] cut by
@@ -281,3 +301,90 @@ def test_fused_parts_with_different_lr_rules_are_refused() -> None:
         generate(p, names=names)
     with pytest.raises(AbcError, match=r"each part i/n of one split once"):
         generate(p, names={**names, "W2": "a.weight[0/2]"})
+
+
+def _state_dict_named(n_layer: int):
+    """A graph keyed by state_dict names, as the model importer builds it: parameters
+    `transformer.h.<i>.fc.weight`, no repeat block."""
+    b = GraphBuilder("imported")
+    b.dim("i", size=3).dim("d", base=8).dim("o", size=2)
+    b.node("x", "input", dims=["i"])
+    b.node("inp", "linear", inputs="x", dims=["d"], weight="inp.weight")
+    last = "inp"
+    for i in range(n_layer):
+        b.node(f"transformer.h.{i}.fc", "linear", inputs=last, dims=["d"],
+               weight=f"transformer.h.{i}.fc.weight", bias=f"transformer.h.{i}.fc.bias")
+        last = f"transformer.h.{i}.fc"
+    b.node("out", "linear", inputs=last, dims=["o"], weight="out.weight")
+    b.node("y", "output", inputs="out")
+    return b.build()
+
+
+def test_state_dict_names_give_module_path_patterns(tmp_path: Path) -> None:
+    """Graph names = module names (the importer's contract): the digit components of the
+    module path become the pattern, the same text at 2 and 7 layers, covering a model
+    of 4 (Adam Table 8 at d = 16, m = 2: hidden LR η/2)."""
+    texts = []
+    for n in (2, 7):
+        graph = _state_dict_named(n)
+        p = load_parametrization(graph, "adam", "table8")
+        texts.append(generate(p, names={q: q for q in graph.params}))
+    assert texts[0] == texts[1]
+    assert ("'transformer.h.*.fc.weight': Rule(\n"
+            "        module_param='transformer.h.*.fc.weight'") in texts[0]
+    gen = load_module(texts[0], tmp_path, "imported_names")
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp = torch.nn.Linear(3, 16, bias=False)
+            self.transformer = torch.nn.Module()
+            self.transformer.h = torch.nn.ModuleList(
+                torch.nn.ModuleDict({"fc": torch.nn.Linear(16, 16)}) for _ in range(4))
+            self.out = torch.nn.Linear(16, 2, bias=False)
+
+    net = Net()
+    lrs = {id(q): g["lr"] for g in gen.param_groups(net, 0.1) for q in g["params"]}
+    assert len(lrs) == 10 and lrs[id(net.transformer.h[3].fc.weight)] == pytest.approx(0.05)
+
+
+def test_cli_names_file_with_patterns(run, tmp_path: Path) -> None:
+    """`abccalc codegen --names` reads patterns; a bad one is one line and exit 2."""
+    spec = tmp_path / "resmlp.yaml"
+    spec.write_text((ROOT / "docs" / "spec.md").read_text().split(
+        "Example, a residual MLP:\n\n```yaml\n")[1].split("```")[0])
+    good = tmp_path / "names.yaml"
+    good.write_text("W_in: inp.weight\nlayer.*.W: net.h.*.weight\nlayer.*.b: net.h.*.bias\n"
+                    "W_out: out.weight\n")
+    out = tmp_path / "mup.py"
+    code, _, err = run("codegen", str(spec), "--optimizer", "adam", "--names", str(good),
+                       "-o", str(out))
+    assert code == 0, err
+    assert "'layer.*.W': Rule(\n        module_param='net.h.*.weight'" in out.read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("layer.*.W: net.h.weight\n")
+    code, _, err = run("codegen", str(spec), "--optimizer", "adam", "--names", str(bad),
+                       "-o", str(tmp_path / "bad.py"))
+    assert code == 2 and "same number of '*'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_rule_can_scale_more_hyperparameters(tmp_path: Path) -> None:
+    """group_scales carries any optimizer hyperparameter (the hook for ε and weight
+    decay by width or depth): a rule scaling eps by 1/m needs eps passed, and its group
+    gets eps/m and eps_scale 1/m (m = 4 at d = 32, base 8)."""
+    p = load_parametrization(_resmlp(2), "adam", "table8")
+    gen = load_module(generate(p, names=NAMES), tmp_path, "hyper")
+    rule = gen.PARAMETERS["layer.*.W"]
+    gen.PARAMETERS["layer.*.W"] = rule._replace(
+        group_scales={**rule.group_scales, "eps": lambda m: 1 / m})
+    net = UserNet(32, 3)
+    net.net.h = torch.nn.ModuleList(torch.nn.ModuleDict({"fc": layer}) for layer in net.net.h)
+    with pytest.raises(TypeError, match=r"scale \['eps'\].*eps=\.\.\."):
+        gen.param_groups(net, 0.1)
+    groups = gen.param_groups(net, 0.1, eps=1e-8)
+    hidden = next(g for g in groups if g["params"][0] is net.net.h[0].fc.weight)
+    assert hidden["eps"] == pytest.approx(2.5e-9) and hidden["eps_scale"] == 0.25
+    assert hidden["lr"] == pytest.approx(0.025) and hidden["weight_decay"] == 0.0
+    other = next(g for g in groups if g["params"][0] is net.inp.weight)
+    assert other["eps"] == 1e-8 and "eps_scale" not in other
+    assert len(torch.optim.AdamW(groups).param_groups) == len(groups)

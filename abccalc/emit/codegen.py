@@ -3,7 +3,9 @@
 The module imports only ``math`` and ``torch``. Every rule is written relative to SP at
 the base width (TP5 Eq. 4): init var = σ²/fan_in·m^e₁, multiplier = m^e₂, LR = η·m^e₃,
 where m = fan/base_fan of the parameter's infinite fan, read from the tensor's shape.
-Expressions are printed with sympy's Python code printer.
+Expressions are printed with sympy's Python code printer. Parameters that share a rule
+share one entry keyed by a name pattern (:func:`rules`, :mod:`abccalc.emit.patterns`), so
+the text does not grow with depth; the fixed text is in :mod:`abccalc.emit.codegen_runtime`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from abccalc.emit.codegen_model import (
 )
 from abccalc.emit.codegen_runtime import FUSED, HEADER, functions
 from abccalc.emit.patterns import (
+    NameIndex,
     check_names,
     default_names,
     expand_names,
@@ -183,22 +186,6 @@ def _rule_text(key: str, module: str, entry: Entry, uses: tuple[tuple[str, Exp],
     ]
 
 
-class _Index:
-    """Names by (component count, last component): the candidates a pattern can match."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.by_shape: dict[tuple[int, str], list[str]] = {}
-        for name in names:
-            self.by_shape.setdefault((name.count(".") + 1, name.rpartition(".")[2]),
-                                     []).append(name)
-
-    def matches(self, pattern: str) -> list[str]:
-        n, last = pattern.count(".") + 1, pattern.rpartition(".")[2]
-        cands = (self.by_shape.get((n, last), []) if "*" not in last else
-                 [x for (k, _), xs in self.by_shape.items() if k == n for x in xs])
-        return [x for x in cands if match_pattern(pattern, x) is not None]
-
-
 def rules(p: Parametrization, names: dict[str, str]) -> list[str]:
     """The PARAMETERS entries. Parameters whose graph and module names agree once their
     digit components (a repeat block's iteration, a ModuleList index) are starred, with
@@ -208,33 +195,35 @@ def rules(p: Parametrization, names: dict[str, str]) -> list[str]:
     graph = p.graph
     groups: dict[tuple, list[ParamRule]] = {}
     entries: dict[str, Entry] = {}
+    later: dict[str, tuple[tuple[str, Exp], ...]] = {}
     for r in p.params.values():
         path, part = split_part(names[r.name])
         entries[r.name] = entry = _entry(p, r, part)
         (gkey, gdigits), (mkey, mdigits) = star(r.name), star(path)
-        uses = _uses(p, r)
+        later[r.name] = uses = _uses(p, r)
         if gdigits and gdigits == mdigits:
             key = (gkey, mkey, entry, tuple((star(n)[0], e) for n, e in uses))
         else:
             key = (r.name, path, entry, uses)
         groups.setdefault(key, []).append(r)
     _check_parts(graph, names, entries)
-    params = _Index(list(graph.params))
-    paths = _Index(sorted({split_part(names[n])[0] for n in graph.params}))
+    params = NameIndex(list(graph.params))
+    paths = NameIndex(sorted({split_part(names[n])[0] for n in graph.params}))
     lines: list[str] = []
     for (key, module, entry, uses), group in groups.items():
         own = {r.name for r in group}
         own_paths = {split_part(names[n])[0] for n in own}
-        starred = [_starred_uses(r, _uses(p, r)) for r in group]
+        starred = [_starred_uses(r, later[r.name]) for r in group]
         if "*" not in key or (
-                not [n for n in params.matches(key) if n not in own]
-                and not [q for q in paths.matches(module) if q not in own_paths]
+                not params.others(key, own) and not paths.others(module, own_paths)
                 and None not in starred):
             lines += _rule_text(key, module, entry, starred[0] or uses)
             continue
         for r in group:  # the pattern would cover more: each parameter by its name
-            lines += _rule_text(r.name, split_part(names[r.name])[0], entry, _uses(p, r))
+            lines += _rule_text(r.name, split_part(names[r.name])[0], entry, later[r.name])
     return lines
+
+
 def _check_parts(graph: Graph, names: dict[str, str], entries: dict[str, Entry]) -> None:
     """The parts of one fused tensor share its optimizer group: their LR rules agree."""
     lrs: dict[str, dict[Exp, str]] = {}

@@ -57,6 +57,8 @@ def _match_segment(pat: str, text: str) -> list[str] | None:
         return [] if pat == text else None
     if not text.startswith(head):
         return None
+    if not rest:
+        return [text[len(head):]]
     for end in range(len(head), len(text) + 1):
         tail = _match_segment(rest, text[end:])
         if tail is not None:
@@ -76,6 +78,30 @@ def star(name: str) -> tuple[str, tuple[str, ...]]:
     segs = name.split(".")
     digits = tuple(s for s in segs if s.isdigit())
     return ".".join("*" if s.isdigit() else s for s in segs), digits
+
+
+class NameIndex:
+    """Names by component count and their last one or two components: the candidates a
+    pattern can match, found without matching it against every name."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.by_key: dict[tuple, list[str]] = {}
+        for name in names:
+            segs = name.split(".")
+            keys = {(len(segs),), (len(segs), segs[-1]), (len(segs), *segs[-2:])}
+            for key in sorted(keys):
+                self.by_key.setdefault(key, []).append(name)
+
+    def others(self, pattern: str, own: set[str]) -> list[str]:
+        """The names ``pattern`` matches, but for those in ``own``."""
+        segs = pattern.split(".")
+        key: tuple = (len(segs),)
+        if "*" not in segs[-1]:
+            key += (segs[-1],)
+            if len(segs) > 1 and "*" not in segs[-2]:
+                key = (len(segs), *segs[-2:])
+        return [x for x in self.by_key.get(key, []) if x not in own
+                and match_pattern(pattern, x) is not None]
 
 
 def _checked(text: str, what: str, source: str, module: bool) -> str:
@@ -107,11 +133,12 @@ def expand_names(graph: Graph, names: dict[str, str], source: str) -> dict[str, 
     the value. A parameter matched by two keys, or a key matching none, is an error."""
     out: dict[str, str] = {}
     origin: dict[str, str] = {}
+    index = NameIndex(list(graph.params))
     for key, value in names.items():
         if "*" not in key:
             hits = [(key, [])] if key in graph.params else []
         else:
-            hits = [(p, got) for p in graph.params if (got := match_pattern(key, p)) is not None]
+            hits = [(p, match_pattern(key, p)) for p in index.others(key, set())]
         if not hits and "*" in key:
             raise AbcError(f"{source}: pattern '{doc_text(key)}' matches no parameter of "
                            f"graph '{doc_text(graph.name)}'")

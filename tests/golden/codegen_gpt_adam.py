@@ -23,8 +23,8 @@ KeyError. apply_multipliers is idempotent.
 Rules are written relative to the standard parametrization (SP) at the base widths
 BASE_WIDTHS (TP5 Eq. 4): with m = fan / base_fan of a parameter's width-scaling fan,
 init var = sigma^2 / fan_in * var_scale(m), multiplier = multiplier(m), and each optimizer
-hyperparameter k of the group (LR = lr * lr_scale(m)) is its value times
-group_scales[k](m). At the base widths every factor is 1 and the model is SP.
+hyperparameter k in group_scales is its value times group_scales[k](m) (LR = lr *
+group_scales["lr"](m)). At the base widths every factor is 1 and the model is SP.
 
 Forward multipliers are forward hooks, not torch.nn.utils.parametrize: hooks leave the
 parameters and the state_dict keys exactly as in your model (checkpoints stay
@@ -290,6 +290,8 @@ def _match_segment(pat: str, text: str) -> list[str] | None:
         return [] if pat == text else None
     if not text.startswith(head):
         return None
+    if not rest:
+        return [text[len(head):]]
     for end in range(len(head), len(text) + 1):
         tail = _match_segment(rest, text[end:])
         if tail is not None:
@@ -310,14 +312,15 @@ def _scan(model: torch.nn.Module
     found: dict[str, list[tuple[str, torch.nn.Parameter]]] = {k: [] for k in PARAMETERS}
     covers: dict[int, list[str]] = {}
     names: dict[int, str] = {}
-    shapes = [(key, len(r.module_param.split(".")), r.module_param.rpartition(".")[2])
-              for key, r in PARAMETERS.items()]
+    by_shape: dict[tuple, list[str]] = {}  # rules by (components, last two) or (components,)
+    for key, rule in PARAMETERS.items():
+        shape = _shape(rule.module_param)
+        by_shape.setdefault(shape if "*" not in shape[1] + shape[2] else shape[:1],
+                            []).append(key)
     for name, p in model.named_parameters(remove_duplicate=False):
         names.setdefault(id(p), name)
-        n, last = name.count(".") + 1, name.rpartition(".")[2]
-        for key, length, end in shapes:
-            if length != n or ("*" not in end and end != last):
-                continue
+        shape = _shape(name)
+        for key in (*by_shape.get(shape, ()), *by_shape.get(shape[:1], ())):
             if match_pattern(PARAMETERS[key].module_param, name) is None:
                 continue
             keys = covers.setdefault(id(p), [])
@@ -335,6 +338,11 @@ def _scan(model: torch.nn.Module
     left = [name for name, p in model.named_parameters()
             if p.requires_grad and id(p) not in covers]
     return found, left
+
+
+def _shape(name: str) -> tuple[int, str, str]:
+    segs = name.split(".")
+    return len(segs), segs[-2] if len(segs) > 1 else "", segs[-1]
 
 
 def _covered_once(parts: list[tuple[int, int, int] | None]) -> bool:
@@ -415,18 +423,24 @@ def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0
     """Parameter groups ready for torch.optim.SGD / Adam / AdamW. Each hyperparameter
     (``lr``, ``weight_decay`` and any other keyword, e.g. ``eps``) is its value times the
     rule's group_scales[name](m), or its value where the rule has no scale for it; the
-    group also keeps each scale as "<name>_scale" (see LR schedulers above). Parameters
-    of equal hyperparameters share a group, in rule order. A trainable parameter no rule
-    covers raises ValueError; ``strict=False`` puts it in a group of its own at the base
-    values, with a warning."""
-    found, left = _resolve(model, strict, "param_groups")
+    group also keeps each scale as "<name>_scale" (see LR schedulers above). A
+    hyperparameter some rule scales must be passed (TypeError otherwise: the optimizer's
+    default is not known here). Parameters of equal hyperparameters share a group, in
+    rule order. A trainable parameter no rule covers raises ValueError; ``strict=False``
+    puts it in a group of its own at the base values, with a warning."""
     base = {"lr": lr, "weight_decay": weight_decay, **hyper}
+    scaled = sorted({k for rule in PARAMETERS.values() for k in rule.group_scales})
+    missing = sorted(set(scaled) - set(base))
+    if missing:
+        raise TypeError(f"param_groups: the rules scale {missing} with width; pass their "
+                        f"base values ({missing[0]}=...)")
+    found, left = _resolve(model, strict, "param_groups")
     groups: dict[tuple, list[torch.nn.Parameter]] = {}
     placed: dict[int, tuple] = {}
     for key, rule in PARAMETERS.items():
         for name, p in found[key]:
             m = width_ratio(rule, p)
-            scales = {k: f(m) for k, f in rule.group_scales.items() if k in base}
+            scales = {k: f(m) for k, f in rule.group_scales.items()}
             values = {**base, **{k: base[k] * s for k, s in scales.items()},
                       **{f"{k}_scale": s for k, s in scales.items()}}
             group = tuple(values.items())
@@ -439,7 +453,8 @@ def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0
     out = [{"params": ps, **dict(group)} for group, ps in groups.items()]
     if left:
         named = dict(model.named_parameters())
-        out.append({"params": [named[n] for n in left], **base, "lr_scale": 1.0})
+        out.append({"params": [named[n] for n in left], **base,
+                    **{f"{k}_scale": 1.0 for k in scaled}})
     return out
 
 
@@ -507,11 +522,12 @@ def apply_multipliers(model: torch.nn.Module) -> list:
                 raise ValueError(f"{name}: the parts of this fused tensor have different "
                                  "multipliers; apply them in your forward")
     handles = []
+    modules = dict(model.named_modules(remove_duplicate=False))
     for module_name, attrs in by_module.items():
         w, b = attrs.get("weight", 1.0), attrs.get("bias", 1.0)
         if w == 1.0 and b == 1.0:
             continue
-        module = model.get_submodule(module_name)
+        module = modules[module_name]
         if b == 1.0 and not isinstance(module, torch.nn.Embedding):
             handles.append(module.register_forward_pre_hook(_scale_input(w)))
         elif w == b or "bias" not in attrs:
