@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ import click
 from abccalc.calculus.solver import solve  # already imported by gauges: costs nothing
 from abccalc.emit.render import FORMATS, FORMS
 from abccalc.errors import AbcError
+from abccalc.exponents import OPTIMIZER_NAMES, Optimizer
 from abccalc.graph.names import clean, clean_text
 from abccalc.parametrization.gauges import VARIANTS
 from abccalc.verify.coordcheck import LOSSES
@@ -22,7 +24,8 @@ if TYPE_CHECKING:
 # The pipeline's stages are imported inside each command, so ``abccalc --help`` and
 # ``abccalc table`` never import sympy, torch or the code generator.
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = OPTIMIZER_NAMES
+MUON_ADJUSTS = ("keller", "spectral", "match_rms_adamw")
 DEFAULT_VARIANT = "table8"  # every command (docs/cli.md, "The default variant")
 PRESET_NAMES = ("sp", "ntk", "mf", "mup")
 PARAMS_METAVAR = "sp|ntk|mf|mup|FILE"
@@ -40,8 +43,35 @@ def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
 
 
 graph_arg = click.argument("graph", type=click.Path(dir_okay=False))
-optimizer_opt = click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam",
-                             show_default=True, help="Optimizer class: SGD-like or Adam-like.")
+
+
+muon_adjust_opt = click.option(
+    "--muon-adjust", type=click.Choice(MUON_ADJUSTS), default=None,
+    help="With --optimizer muon, its shape factor: keller (torch.optim.Muon's default, "
+    "max(1, fan_out/fan_in)^½), spectral ((fan_out/fan_in)^½) or match_rms_adamw "
+    "(0.2·max(fan_out, fan_in)^½). [default: keller]")
+
+
+def _optimizer(name: str, muon_adjust: str | None) -> Optimizer:
+    """``--optimizer`` with ``--muon-adjust`` as one Optimizer (docs/optimizers.md)."""
+    if muon_adjust is not None and name != "muon":
+        raise AbcError(f"--muon-adjust {muon_adjust}: applies to --optimizer muon only")
+    return Optimizer.parse(name, muon_adjust or "keller")
+
+
+def optimizer_opt(command):
+    """``--optimizer`` and ``--muon-adjust``, passed on as one Optimizer."""
+    @functools.wraps(command)
+    def run(*args, optimizer: str, muon_adjust: str | None, **kwargs):
+        return command(*args, optimizer=_optimizer(optimizer, muon_adjust), **kwargs)
+
+    return click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam",
+                        show_default=True, help="Optimizer, by update class: sgd (raw); "
+                        "adam, adamw, lion, signsgd, rmsprop, adagrad (entrywise); lamb, "
+                        "adafactor (Frobenius); muon (spectral on hidden matrices, AdamW "
+                        "elsewhere).")(muon_adjust_opt(run))
+
+
 variant_opt = click.option("--variant", type=click.Choice(VARIANTS), default=DEFAULT_VARIANT,
                            show_default=True, help="Gauge (equivalent formulation) to print.")
 set_opt = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
@@ -78,7 +108,10 @@ def _params_file(g: Graph, optimizer: str, params: str):
     if params in PRESETS:
         return ParamsFile(params, PRESETS[params](g, Optimizer.parse(optimizer)),
                           {p: params for p in g.params}, ())
-    return load_params(params, g)
+    from abccalc.parametrization.gauges import parametrize  # an LR file's model: μP
+
+    return load_params(params, g,
+                       lambda: parametrize(solve(g, optimizer), DEFAULT_VARIANT).abc())
 
 
 def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -183,8 +216,11 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
 
 @cli.command()
 @graph_arg
-@click.option("--optimizer", type=click.Choice(("sgd", "adam", "adamw")), required=True,
-              help="The optimizer the code is for (adamw behaves as adam, TP5 B.3).")
+@click.option("--optimizer", type=click.Choice(("sgd", "adam", "adamw", "lion", "muon")),
+              required=True, help="The optimizer the code is for (adamw behaves as adam, "
+              "TP5 B.3; lion adds a plain-torch Lion; muon: torch.optim.Muon on the hidden "
+              "matrices, AdamW on the rest).")
+@muon_adjust_opt
 @click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default=DEFAULT_VARIANT,
               show_default=True, help="Gauge; auto: the first of table3, table8, table9, "
               "unit without a tied-weight conflict.")
@@ -198,23 +234,28 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
 @click.option("-o", "output", type=click.Path(dir_okay=False), required=True,
               help="The .py file to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
-def codegen(graph: str, optimizer: str, variant: str, bases: tuple[str, ...],
-            params: str, model: bool, names: str | None, sets: tuple[str, ...],
-            output: str, force: bool) -> None:
+def codegen(graph: str, optimizer: str, muon_adjust: str | None, variant: str,
+            bases: tuple[str, ...], params: str, model: bool, names: str | None,
+            sets: tuple[str, ...], output: str, force: bool) -> None:
     """Write a standalone PyTorch module (init_, param_groups, multipliers) for GRAPH."""
     from abccalc.emit.codegen import generate
     from abccalc.emit.output import write_output
     from abccalc.emit.patterns import read_names
 
     g = _load(graph, sets, bases)
-    p = _parametrization(g, optimizer, variant, params)
+    lion = optimizer == "lion"
+    p = _parametrization(g, _optimizer(optimizer, muon_adjust), variant, params)
     name_map = read_names(names) if names else None  # patterns checked as names
     # the spec path reaches a docstring of the module: escaped so it cannot end it
     source = json.dumps(graph)[1:-1]
-    write_output(generate(p, names=name_map, model=model, source=source), output, force)
-    opt = "torch.optim.SGD" if p.optimizer.value == "sgd" else "torch.optim.AdamW"
+    write_output(generate(p, names=name_map, model=model, source=source, lion=lion), output,
+                 force)
+    opt = "Lion" if lion else "torch.optim.SGD" if p.optimizer.value == "sgd" \
+        else "torch.optim.AdamW"
+    use = "optimizers(model, lr=..., adamw_lr=...)" if "muon" in optimizer else \
+        f"{opt}(param_groups(model, lr=...))"
     click.echo(f"abccalc: wrote {clean(output)} ({p.variant}, {p.optimizer.value}); use: "
-               f"init_(model); apply_multipliers(model); {opt}(param_groups(model, lr=...))"
+               f"init_(model); apply_multipliers(model); {use}"
                + ("; Model(widths) builds the graph" if model else ""), err=True)
 
 
@@ -239,8 +280,11 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
 @graph_arg
 @click.option("--variant", type=click.Choice((*VARIANTS, "auto")), default=DEFAULT_VARIANT,
               show_default=True, help="Gauge of the muP code (all gauges train alike).")
-@click.option("--optimizer", type=click.Choice(("sgd", "adam")), default="adam",
-              show_default=True, help="Optimizer to train with.")
+@click.option("--optimizer", type=click.Choice(("sgd", "adam", "lion", "muon")),
+              default="adam", show_default=True, help="Optimizer to train with (lion: "
+              "Adam's exponents, a plain-torch Lion; muon: torch.optim.Muon on the hidden "
+              "matrices, Adam on the rest).")
+@muon_adjust_opt
 @params_opt("mup", "Check muP, a preset (sp, ntk, mf) or a params file's rules.")
 @click.option("--widths", default="64,128,256,512,1024", show_default=True,
               help="Increasing widths of the first infinite dim (others scale alike).")
@@ -257,10 +301,10 @@ def _trained(graph: str, sets: tuple[str, ...], optimizer: str, variant: str,
 @click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
               show_default=True)
 @set_opt
-def coordcheck(graph: str, variant: str, optimizer: str, params: str,
-               widths: str, steps: int, lr: float | None, seed: int, batch: int | None,
-               loss: str,
-               plot: str | None, fmt: str, sets: tuple[str, ...]) -> None:
+def coordcheck(graph: str, variant: str, optimizer: str, muon_adjust: str | None,
+               params: str, widths: str, steps: int, lr: float | None, seed: int,
+               batch: int | None, loss: str, plot: str | None, fmt: str,
+               sets: tuple[str, ...]) -> None:
     """Train the generated model at several widths and report which activations grow
     or shrink with width (slopes of RMS(x_t - x_0) against width, log-log).
     Exit 1 unless every activation is flat (docs/verdicts.md)."""
@@ -272,9 +316,10 @@ def coordcheck(graph: str, variant: str, optimizer: str, params: str,
 
     if plot:
         check_plot_path(plot)
-    p, ws, name = _trained(graph, sets, optimizer, variant, params, widths)
+    p, ws, name = _trained(graph, sets, _optimizer(optimizer, muon_adjust), variant, params,
+                           widths)
     result = run_coordcheck(p, ws, steps=steps, lr=lr, seed=seed, batch=batch, loss=loss,
-                            name=name)
+                            name=name, run_as="lion" if optimizer == "lion" else None)
     if plot:
         plot_coordcheck(result, plot)
     _echo(json.dumps(coord_dict(result), indent=2) if fmt == "json"
@@ -374,7 +419,8 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
               help="MODEL: FUNC(model) returns your optimizer or param groups; the LRs are "
               "read from it at each width.")
 @click.option("--lr-scales", "lr_scales", metavar="FILE",
-              help="MODEL: YAML of LR scales by parameter-name pattern (1/fan_in, 256/d_model).")
+              help="MODEL: an LR file (lr: name, glob or role -> scale rule such as 1/fan_in; "
+              "docs/check.md) instead of an optimizer factory.")
 def check_cmd(graph: str, params: str | None, optimizer: str, fmt: str,
               sets: tuple[str, ...], widths: tuple[str, ...], factory: str | None,
               lr_scales: str | None) -> None:

@@ -73,31 +73,55 @@ def is_integer(e: Exp) -> bool:
 
 
 class Optimizer(str, Enum):
-    """Optimizer classes with distinct abc-symmetries (TP4 Eq. 5; TP4b Prop. 2.2.3)."""
+    """Optimizer setups by update class (:mod:`abccalc.calculus.updates`), each with its
+    abc-symmetry (TP4 Eq. 5; TP4b Prop. 2.2.3): SGD (raw gradient), Adam (entrywise:
+    AdamW, RMSProp, Adagrad, Lion, sign-SGD), LAMB (Frobenius: LAMB, Adafactor) and Muon
+    (spectral on hidden matrices, AdamW elsewhere; one member per shape-factor convention)."""
 
     SGD = "sgd"
     ADAM = "adam"
+    LAMB = "lamb"
+    MUON = "muon"  # torch.optim.Muon's default ("original", Keller Jordan)
+    MUON_SPECTRAL = "muon-spectral"
+    MUON_RMS = "muon-match_rms_adamw"
 
     @property
     def k(self) -> int:
-        """The multiplier's weight in the LR invariant: SGD (a+θ, c−2θ), Adam (a+θ, c−θ)."""
-        return 2 if self is Optimizer.SGD else 1
+        """The multiplier's weight in the LR invariant k·a + c: SGD (a+θ, c−2θ), Adam and
+        Muon (a+θ, c−θ), LAMB (a+θ, c): the trust ratio carries b's θ."""
+        return _K.get(self, 1)
 
     @classmethod
-    def parse(cls, name: str) -> Optimizer:
-        """``sgd`` or ``adam``, any case; ``adamw`` (and Adagrad/RMSProp, TP5 B.3) behave
-        like Adam here. Anything else is an AbcError naming the accepted names."""
+    def parse(cls, name: str, adjust: str = "keller") -> Optimizer:
+        """An optimizer name, any case: ``sgd`` (momentum); ``adam``, ``adamw``,
+        ``rmsprop``, ``adagrad``, ``lion``, ``signsgd`` (entrywise, TP5 B.3); ``lamb``,
+        ``adafactor`` (Frobenius); ``muon`` with its ``adjust`` convention (``keller``,
+        ``spectral``, ``match_rms_adamw``). Anything else is an AbcError naming them."""
         if isinstance(name, Optimizer):
             return name
         if not isinstance(name, str):
             raise TypeError(f"optimizer must be a str, got {type(name).__name__}")
         key = name.strip().lower()
-        if key in ("adam", "adamw", "adagrad", "rmsprop"):
-            return cls.ADAM
-        if key == "sgd":
-            return cls.SGD
-        raise AbcError(f"unknown optimizer {name!r} (known: sgd, adam; adamw, adagrad and "
-                       "rmsprop are Adam-like)")
+        if key == "muon":
+            by_adjust = {"keller": cls.MUON, "spectral": cls.MUON_SPECTRAL,
+                         "match_rms_adamw": cls.MUON_RMS}
+            if adjust not in by_adjust:
+                raise AbcError(f"unknown Muon adjustment {adjust!r} (known: keller, "
+                               "spectral, match_rms_adamw)")
+            return by_adjust[adjust]
+        for member in cls:
+            if key == member.value:
+                return member
+        if key in _ALIASES:
+            return cls(_ALIASES[key])
+        raise AbcError(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZER_NAMES)})")
+
+
+_K = {Optimizer.SGD: 2, Optimizer.LAMB: 0}
+_ALIASES = {"momentum": "sgd", "adamw": "adam", "adagrad": "adam", "rmsprop": "adam",
+            "lion": "adam", "signsgd": "adam", "adafactor": "lamb"}
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "lion", "signsgd", "adafactor", "lamb", "muon",
+                   "rmsprop", "adagrad")
 
 
 def fmt_exp(e: Exp) -> str:

@@ -112,13 +112,17 @@ def batches(torch, stream, n: int, batch: int, ctx: int, seed: int):
 
 
 # -- models -----------------------------------------------------------------------------
-def generated(param: str, base: int, cfg: argparse.Namespace, cache: dict):
-    """The module written by ``abccalc codegen --model`` for this parametrization."""
-    if param in cache:
-        return cache[param]
+def generated(param: str, base: int, cfg: argparse.Namespace, cache: dict,
+              optimizer: str = "adam"):
+    """The module written by ``abccalc codegen --model`` for this parametrization, for
+    ``optimizer`` (``muon:ADJUST`` passes ``--muon-adjust ADJUST``)."""
+    if (param, optimizer) in cache:
+        return cache[(param, optimizer)]
     variant = param.removeprefix("abccalc-") if param != "sp" else "table8"
-    out = Path(tempfile.mkdtemp()) / f"gpt_{param.replace('-', '_')}.py"
-    cmd = [sys.executable, "-m", "abccalc", "codegen", str(GPT), "--optimizer", "adam",
+    name, _, adjust = optimizer.partition(":")
+    out = Path(tempfile.mkdtemp()) / f"gpt_{param.replace('-', '_')}_{name}.py"
+    cmd = [sys.executable, "-m", "abccalc", "codegen", str(GPT), "--optimizer", name,
+           *(["--muon-adjust", adjust] if adjust else []),
            "--variant", variant, "--model", "-o", str(out),
            "--base", f"d_model={base}", "--base", f"d_head={base // cfg.heads}",
            "--set", f"n_layer={cfg.layers}", "--set", f"n_head={cfg.heads}",
@@ -129,7 +133,7 @@ def generated(param: str, base: int, cfg: argparse.Namespace, cache: dict):
     spec = importlib.util.spec_from_file_location(out.stem, out)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    cache[param] = module
+    cache[(param, optimizer)] = module
     return module
 
 
@@ -163,13 +167,13 @@ def schedule(torch, opt, steps: int, warmup: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def train(torch, param, width, log2_lr, seed, cfg, data, cache) -> dict:
+def fit(torch, model, opts: list, cfg, data, seed: int) -> tuple[float | None, float | None]:
+    """Train ``model`` with every optimizer in ``opts`` stepping together (warmup, cosine),
+    then (validation loss, last train loss); None where not finite."""
     train_s, val_s = data
-    torch.manual_seed(seed)
     device = cfg.device
-    model, opt = make(torch, param, width, cfg.widths[0], 2.0 ** log2_lr, cfg, cache)
     model.to(device)
-    sched = schedule(torch, opt, cfg.steps, cfg.warmup)
+    scheds = [schedule(torch, opt, cfg.steps, cfg.warmup) for opt in opts]
     positions = torch.arange(cfg.ctx, device=device).expand(cfg.batch, cfg.ctx)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
     loss = torch.tensor(float("nan"))
@@ -178,10 +182,12 @@ def train(torch, param, width, log2_lr, seed, cfg, data, cache) -> dict:
             logits = model(tokens=x.to(device), positions=positions)
             loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, VOCAB),
                                                      y.to(device).reshape(-1))
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        sched.step()
+        for opt, sched in zip(opts, scheds, strict=True):
+            opt.step()
+            sched.step()
         if not torch.isfinite(loss):
             break
     total, count = 0.0, 0
@@ -192,9 +198,16 @@ def train(torch, param, width, log2_lr, seed, cfg, data, cache) -> dict:
                 logits.float().reshape(-1, VOCAB), y.to(device).reshape(-1)).item()
             count += 1
     val = total / count
+    return (val if math.isfinite(val) else None,
+            loss.item() if torch.isfinite(loss) else None)
+
+
+def train(torch, param, width, log2_lr, seed, cfg, data, cache) -> dict:
+    torch.manual_seed(seed)
+    model, opt = make(torch, param, width, cfg.widths[0], 2.0 ** log2_lr, cfg, cache)
+    val, last = fit(torch, model, [opt], cfg, data, seed)
     return {"param": param, "width": width, "log2_lr": log2_lr, "seed": seed,
-            "val_loss": val if math.isfinite(val) else None,
-            "train_loss": loss.item() if torch.isfinite(loss) else None}
+            "val_loss": val, "train_loss": last}
 
 
 def run(cfg: argparse.Namespace) -> None:
@@ -333,14 +346,15 @@ def summary_text(s: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(merged: dict, path: Path) -> None:
+def plot(merged: dict, path: Path, order: tuple[str, ...] = PARAMS,
+         title: str = "μTransfer") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     runs = [r for r in merged["runs"] if r["val_loss"] is not None]
-    params = [p for p in PARAMS if any(r["param"] == p for r in runs)]
+    params = [p for p in order if any(r["param"] == p for r in runs)]
     fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.6), sharey=True)
     axes = [axes] if len(params) == 1 else axes
     widths = sorted({r["width"] for r in runs})
@@ -361,7 +375,7 @@ def plot(merged: dict, path: Path) -> None:
     lo = min(finite)
     axes[0].set_ylim(lo - 0.05, min(max(finite), lo + 1.5))
     axes[-1].legend(fontsize=7)
-    fig.suptitle(f"μTransfer ({merged['device']})")
+    fig.suptitle(f"{title} ({merged['device']})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

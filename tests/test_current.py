@@ -135,7 +135,7 @@ def test_mup_gpt_passes(mup_gpt):
 def test_lr_scales_file(tmp_path):
     imp = nm.imported_gpt(nm.GPT)
     f = tmp_path / "lr.yaml"
-    f.write_text('"*.c_attn.weight": 64/n_embd\n"*mlp*weight": 1/fan_in\n"*": 1\n')
+    f.write_text('lr:\n  "*.c_attn.weight": 64/n_embd\n  "*mlp*weight": 1/fan_in\n  "*": 1\n')
     c = read_lr_scales(imp, str(f))
     assert c["transformer.h.0.attn.c_attn.weight"] == 1
     assert c["transformer.h.1.mlp.c_proj.weight"] == 1  # 1/fan_in, fan_in = d_ff
@@ -143,12 +143,13 @@ def test_lr_scales_file(tmp_path):
 
 
 @pytest.mark.parametrize(("text", "msg"), [
-    ('"*.c_attn.weight": 1\n', "no pattern matches"),
-    ('"*": 1/fan_wat\n', "unknown name 'fan_wat'"),
-    ('"*": open(1)\n', "unknown name 'open'"),
-    ('"*": a[0]\n', "unexpected character"),
-    ('"*": 1/n_embd + 1\n', "not a monomial"),
-    ("[1, 2]\n", "expected a mapping"),
+    ('lr:\n  "*.c_attn.weight": 1\n', "no key matches it"),
+    ('lr:\n  "*": 1/fan_wat\n', "unknown name 'fan_wat'"),
+    ('lr:\n  "*": open(1)\n', "unknown name 'open'"),
+    ('lr:\n  "*": a[0]\n', "unexpected character"),
+    ('lr:\n  "*": 1/n_embd + 1\n', "not a monomial"),
+    ('"*": 1\n', "not an LR file"),
+    ("[1, 2]\n", "not an LR file"),
 ])
 def test_lr_scales_bad_input(tmp_path, text, msg):
     f = tmp_path / "lr.yaml"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from abccalc.calculus.updates import entries as class_entries
 from abccalc.exponents import NEG_INF, POS_INF, ZERO, Exp, Optimizer, gradient_term, minus, plus
 from abccalc.graph.core import Graph, Node, Use
 from abccalc.graph.ops import OPS, Ctx
@@ -150,6 +151,7 @@ class ABC:
 
 def entries_size(sizes: Sizes, abc: ABC, use: Use) -> Exp:
     """Size of ΔW's entries at ``use``: n^-a·Δw with Δw = LR·(Adam: Θ(1) entries, TP4b;
+    LAMB, Muon: :func:`abccalc.calculus.updates.entries`;
     SGD: the gradient, the largest of the uses' contributions, each summed over its
     broadcast dims, :func:`abccalc.exponents.gradient_term`). A parameter with no use on a
     path to the loss has a zero gradient and never changes (−∞) under either optimizer."""
@@ -160,6 +162,9 @@ def entries_size(sizes: Sizes, abc: ABC, use: Use) -> Exp:
         return NEG_INF
     if sizes.optimizer is Optimizer.ADAM:
         return -a_u - c
+    if sizes.optimizer is not Optimizer.SGD:  # LAMB, Muon (calculus/updates.py)
+        return class_entries(sizes.optimizer, graph, use.param, graph.inf(use.fan_in),
+                             graph.inf(use.fan_out), a_u, abc.b[use.param], c)
     grad = max(gradient_term(abc.a[key(v)], sizes.g.get(v.node, NEG_INF),
                              max(sizes.operand(graph.node[v.node], v)),
                              broadcast_dims(graph, v)) for v in uses)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from abccalc.calculus.repeats import same_inputs, twins
 from abccalc.calculus.sizes import Sizes, UseKey, broadcast_dims, dead_params, key
+from abccalc.calculus.updates import lr_offset, lr_rule
 from abccalc.errors import AbcError
 from abccalc.exponents import NEG_INF, ZERO, Exp, Optimizer, fmt_exp, half
 from abccalc.graph.core import Graph, Kind, Role, Use
@@ -161,13 +162,15 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
         t = copied.get(name)
         if t is not None and opt is Optimizer.SGD and not _same(sizes.g[name], sizes.g[t]):
             t = None
-        for j, (use, k_in, _) in enumerate(sizes.uses(node)):
+        for j, (use, k_in, k_out) in enumerate(sizes.uses(node)):
             stx = max(operand[key(use)])
             if t is not None:
                 inv = invariants[key(sizes.uses(graph.node[t])[j][0])]
                 role, lr = inv.role, inv.lr
             else:
                 role, lr = role_of(graph, use), k_in + stx
+                if opt is not Optimizer.SGD and opt is not Optimizer.ADAM:  # LAMB, Muon
+                    lr += lr_offset(opt, graph, use.param, k_in, k_out, init[key(use)])
             gh = sizes.g[name]
             kb = broadcast_dims(graph, use) if opt is Optimizer.SGD else 0
             if t is None and opt is Optimizer.SGD:
@@ -175,7 +178,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
             trace[f"lr {use.param}@{name}"] = Step(
                 f"{opt.k}a + c of {use.param} at node {name}",
                 _lr_rule, lr, (f"grad {name}",) if opt is Optimizer.SGD else (),
-                (opt, name, k_in, stx, gh, kb))
+                (opt, name, k_in, stx, gh, kb, (graph, use.param, k_out, init[key(use)])))
             invariants[key(use)] = Invariants(use, role, init[key(use)], lr)
     raised = [_dead_lr(sizes, p.uses, init, invariants, trace) for p in graph.params.values()]
     if any(raised):  # a dead use's init changed: resize the dead nodes (nothing live reads them)
@@ -199,11 +202,13 @@ def _init_rule(readout: bool, k_in: int, operand: str, x: Exp) -> str:
             f"st = {fmt_exp(x)} must be Θ(1)")
 
 
-def _lr_rule(opt: Optimizer, name: str, k_in: int, stx: Exp, gh: Exp, kb: int) -> str:
-    """The derivation of a live use's k·a + c (maximal update) at node ``name``."""
-    if opt is Optimizer.ADAM:
-        return (f"maximal update (TP4b): Adam ΔW has Θ(n^-(a+c)) entries; ΔW·x = "
-                f"n^(-(a+c) + {k_in}·1 + st(x)) with st(x) = {fmt_exp(stx)} must be Θ(1)")
+def _lr_rule(opt: Optimizer, name: str, k_in: int, stx: Exp, gh: Exp, kb: int,
+             at: tuple) -> str:
+    """The derivation of a live use's k·a + c (maximal update) at node ``name``; ``at``
+    is (graph, parameter, k_out, a + b) of the use."""
+    if opt is not Optimizer.SGD:
+        graph, pname, k_out, init = at
+        return lr_rule(opt, graph, pname, k_in, k_out, fmt_exp(stx), init)
     over = (f" + {kb}·1 (LLN over the {kb} infinite dim(s) it is applied "
             "across, docs/derivations.md)") if kb else ""
     return (f"maximal update (TP4 Def. 5.2): SGD ΔW has n^(-(2a+c) + g({name})"
@@ -262,8 +267,10 @@ def _dead_lr(sizes: Sizes, uses: tuple[Use, ...], init: dict[UseKey, Exp],
 def _update_bound(sizes: Sizes, v: Use, inv: Invariants) -> Exp:
     """init_v − lr_v (+ the gradient's size at v under SGD): ΔW's entries at a use with
     a + b = init are n^(this − init)."""
-    if sizes.optimizer is Optimizer.ADAM:
-        return inv.init - inv.lr
     node = sizes.graph.node[v.node]
+    if sizes.optimizer is not Optimizer.SGD:  # e = −lr + offset (updates.lr_offset)
+        return inv.init - inv.lr + lr_offset(sizes.optimizer, sizes.graph, v.param,
+                                             sizes.graph.inf(v.fan_in),
+                                             sizes.graph.inf(v.fan_out), inv.init)
     return (inv.init - inv.lr + sizes.g[v.node] + max(sizes.operand(node, v))
             + broadcast_dims(sizes.graph, v))

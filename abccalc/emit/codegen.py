@@ -27,6 +27,7 @@ from abccalc.emit.codegen_model import (
     model_source,
     py_expr,
 )
+from abccalc.emit.codegen_optim import optimizer_source, use_text
 from abccalc.emit.codegen_runtime import FUSED, HEADER, functions
 from abccalc.emit.patterns import (
     NameIndex,
@@ -295,14 +296,16 @@ def _constants(p: Parametrization) -> list[str]:
 
 
 def generate(p: Parametrization, *, names: dict[str, str] | None = None,
-             model: bool = False, source: str = "") -> str:
+             model: bool = False, source: str = "", lion: bool = False) -> str:
     """The module's text; deterministic for the same inputs. ``names`` maps graph
     parameters, or patterns of them, to module parameter names or patterns
-    (:func:`~abccalc.emit.patterns.expand_names`); default ``<node>.weight``."""
+    (:func:`~abccalc.emit.patterns.expand_names`); default ``<node>.weight``. A Muon
+    setup also gets Muon/AdamW groups and step helpers, ``lion`` a plain-torch Lion
+    (:mod:`abccalc.emit.codegen_optim`)."""
     graph = p.graph
     names = default_names(graph) if names is None else expand_names(graph, names, "--names")
     check_names(graph, names, "--names")
-    opt_class = {"sgd": "SGD", "adam": "AdamW"}[p.optimizer.value]
+    opt_class = "SGD" if p.optimizer.value == "sgd" else "AdamW"
     base = {d: graph.dims[d].size for d in sorted(graph.dims) if graph.dims[d].infinite}
     rule_lines = rules(p, names)
     fused = any(split_part(name)[1] for name in names.values())
@@ -311,9 +314,12 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
               "multipliers.",
         version=__version__, source=doc_text(source or graph.source),
         graph=doc_text(graph.name), optimizer=p.optimizer.value, variant=p.variant,
-        variant_text=doc_text(p.variant), opt_class=opt_class, base_widths=repr(base),
+        variant_text=doc_text(p.variant), base_widths=repr(base),
+        use=use_text(p, lion) or f"    opt = torch.optim.{opt_class}(param_groups(model, "
+                                 "lr=...))",
         fused=FUSED.format() if fused else "")
-    text += "\n".join(rule_lines) + "\n}\n" + functions()
+    text += ("\n".join(rule_lines) + "\n}\n" + functions()
+             + optimizer_source(p, lion, rule_lines))
     constants = _constants(p)
     text += "\n".join(constants) + ("\n" if constants else "")
     if model:

@@ -33,7 +33,7 @@ Use:
 
     init_(model)                                     # initialize every parameter
     apply_multipliers(model)                         # forward multipliers (hooks)
-    opt = torch.optim.{opt_class}(param_groups(model, lr=...))
+{use}
 
 Rules by pattern. PARAMETERS maps a graph parameter, or a pattern of them, to its Rule;
 rule.module_param is the matching pattern of the model's parameter names. In a pattern `*`

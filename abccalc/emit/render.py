@@ -20,7 +20,7 @@ import io
 import json
 from dataclasses import dataclass, field
 
-from abccalc.exponents import Optimizer
+from abccalc.calculus.updates import MUON_ADJUST, muon_note, optimizer_of
 from abccalc.graph.core import Graph, Role
 from abccalc.parametrization.gauges import Conflict, Parametrization
 from abccalc.parametrization.rules import (
@@ -79,6 +79,8 @@ def rows(p: Parametrization, form: str = "fan") -> list[dict]:
                "init_var": init_var, "multiplier": multiplier, "lr": lr}
         if ratio:
             row["m"] = m_text(p.graph, r.use)
+        if p.optimizer in MUON_ADJUST:
+            row["optimizer"] = optimizer_of(p.optimizer, p.graph, r.name)
         if len(r.uses) > 1:
             row["uses"] = [{"node": u.node, "a": str(r.a_exp[(u.node, u.param)]),
                             "multiplier": make(p, r, u).multiplier.text()} for u in r.uses]
@@ -131,8 +133,8 @@ PARAM_COLS = ("name", "role", "kind", "a", "b", "c", "init_var", "multiplier", "
 
 
 def _shift_text(p: Parametrization) -> str:
-    k = "2θ" if p.optimizer is Optimizer.SGD else "θ"
-    return (f"Shifted by the abc-symmetry (a+θ, b−θ, c−{k}), the same training dynamics "
+    c = {2: "c−2θ", 1: "c−θ", 0: "c"}[p.optimizer.k]
+    return (f"Shifted by the abc-symmetry (a+θ, b−θ, {c}), the same training dynamics "
             "(TP5 Lemma J.1): " + ", ".join(f"`{n}` θ = {t}" for n, t in p.shifts.items())
             + ".")
 
@@ -185,6 +187,8 @@ def markdown(p: Parametrization, view: View = PLAIN) -> str:
         notes.append(_auto_text(p, view.skipped))
     if p.shifts:
         notes.append(_shift_text(p))
+    if p.optimizer in MUON_ADJUST:
+        notes.append(muon_note(p.optimizer))
     notes.append(_form_text(view.form))
     table = _md_table([""] + [ROLE_TITLES[r] for r in roles],
                       [[t, *(greek(c.get(r, "—")) for r in roles)]
@@ -192,6 +196,10 @@ def markdown(p: Parametrization, view: View = PLAIN) -> str:
     keys, body = _md_param_rows(param_rows, view.form)
     header = ["parameter", "role", "kind", "shape", "a", "b", "c", "init var",
               "multiplier", lr_header(p.optimizer), *(["m"] if "m" in keys else [])]
+    if p.optimizer in MUON_ADJUST:
+        header.append("optimizer")
+        body = [[*cells, row["optimizer"]] for cells, row in zip(body, param_rows,
+                                                                strict=True)]
     out = ["\n\n".join(notes), table]
     if view.reports_base:
         out.append(_base_text(p.graph, view.form))
@@ -263,6 +271,9 @@ def json_obj(p: Parametrization, view: View = PLAIN) -> dict:
         out["skipped"] = dict(view.skipped)
     if p.shifts:
         out["shifts"] = {n: str(t) for n, t in p.shifts.items()}
+    if p.optimizer in MUON_ADJUST:
+        out["muon_adjust"] = MUON_ADJUST[p.optimizer]
+        out["muon_note"] = muon_note(p.optimizer)
     if view.reports_base:
         out["form"] = view.form
         out["base"] = {n: s for n, s, _ in base_widths(p.graph)}
@@ -324,7 +335,7 @@ def markdown_all(results: Results, view: View = PLAIN) -> str:
     merged = _merged(results, view.form)
     first = merged[0][1]
     roles = _roles([p for _, p, _ in merged])
-    lr_inv = "2a+c" if first.optimizer is Optimizer.SGD else "a+c"
+    lr_inv = {2: "2a+c", 1: "a+c", 0: "c"}[first.optimizer.k]
     notes = [f"## μP for `{first.graph.name}` ({first.optimizer.value}), all variants",
              f"Every variant is the same training dynamics: per parameter, a+b and {lr_inv} "
              "are fixed and a variant only chooses a (TP5 Lemma J.1)."]

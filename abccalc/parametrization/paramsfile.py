@@ -29,6 +29,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -224,9 +225,45 @@ def _constant(graph: Graph, node: str, value: Any, where: str,
     return -rule_exponent(value, names, rule_subs(graph, names, None), where)
 
 
-def load_params(path: str | Path, graph: Graph) -> ParamsFile:
-    """Read a params file for ``graph``; every error is one line naming the file."""
-    return params_from_dict(read_yaml(path), graph, str(path))
+def load_params(path: str | Path, graph: Graph,
+                base: Callable[[], ABC] | None = None) -> ParamsFile:
+    """Read a params file for ``graph``; every error is one line naming the file. A file
+    with only ``lr`` (an optimizer setup, :func:`lrs_from_dict`) takes init and
+    multipliers from ``base()``."""
+    data = read_yaml(path)
+    if isinstance(data, dict) and "lr" in data and base is not None:
+        return lrs_from_dict(data, graph, base(), str(path))
+    return params_from_dict(data, graph, str(path))
+
+
+def lrs_from_dict(data: Any, graph: Graph, base: ABC, source: str = "<lrs>") -> ParamsFile:
+    """An optimizer setup: ``lr`` maps parameter names, globs or roles (first match wins)
+    to the LR scale of their param group, a rule such as ``1/fan_in``; init and
+    multipliers are ``base``'s (abccalc's μP model). So only c comes from the file."""
+    if not isinstance(data, dict) or not isinstance(data.get("lr"), dict) or set(data) != {
+            "lr"}:
+        raise AbcError(f"{source}: not an LR file: expected only 'lr', a mapping of "
+                       "parameter names or globs to LR rules such as 1/fan_in")
+    names = rule_names(graph)
+    entries: dict[str, Any] = {str(k): v for k, v in data["lr"].items()}
+    for k in entries:
+        if k.startswith("@") and k not in ROLES:
+            raise AbcError(f"{source}: key '{k}': unknown role (known: {', '.join(ROLES)})")
+        if not _is_glob(k) and k not in graph.params:
+            raise AbcError(f"{source}: key '{k}': unknown parameter name (not in "
+                           f"{graph.source}; use a glob such as '*{k}')")
+    c: dict[str, Exp] = {}
+    keys: dict[str, str] = {}
+    for pname, param in graph.params.items():
+        first = param.uses[0]
+        k = next((k for k in entries if _matches(k, pname, role_of(graph, first))), None)
+        if k is None:
+            raise AbcError(f"{source}: parameter '{pname}': no key matches it (add it or a "
+                           "glob such as \"*\")")
+        c[pname] = -rule_exponent(entries[k], names, rule_subs(graph, names, first),
+                                  f"{source}: parameter '{pname}' (key '{k}')")
+        keys[pname] = k
+    return ParamsFile(source, ABC(dict(base.a), dict(base.b), c, dict(base.alpha)), keys, ())
 
 
 def params_from_dict(data: Any, graph: Graph, source: str = "<params>") -> ParamsFile:

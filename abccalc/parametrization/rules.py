@@ -237,7 +237,9 @@ def greek(text: str) -> str:
 
 
 def lr_header(optimizer: Optimizer) -> str:
-    return "SGD LR" if optimizer is Optimizer.SGD else "Adam LR"
+    """The LR row's title: the optimizer whose LR it is (a Muon setup has two)."""
+    return {Optimizer.SGD: "SGD LR", Optimizer.ADAM: "Adam LR",
+            Optimizer.LAMB: "LAMB LR"}.get(optimizer, "LR (Muon or AdamW)")
 
 
 def sp_exponents(k_in: int) -> tuple[int, int, int]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from abccalc.calculus.sizes import ABC, key
 from abccalc.calculus.solver import Analysis, role_of, solve
+from abccalc.calculus.updates import misapplied
 from abccalc.exponents import Exp, Optimizer, is_integer, text
 from abccalc.graph.core import Graph, Kind, Role, Use
 from abccalc.graph.ops import OPS
@@ -208,6 +209,11 @@ def check(graph: Graph, optimizer: Optimizer | str, params: ParamsFile) -> Check
             for u, i in zip(uses, invs, strict=True))  # a dead end's LR is free
         if not mup and not problems:
             problems.append("its a+b or k·a+c differs from μP's")
+        u0, i0 = uses[0], invs[0]
+        trap = misapplied(opt, graph, pname, graph.inf(u0.fan_in), graph.inf(u0.fan_out),
+                          i0.init, i0.lr, opt.k * a_user[u0.node] + c_user)
+        if trap:
+            problems.append(trap)
         if not problems:
             continue
         current = _setting(p, pname, a_user, b_user, c_user)

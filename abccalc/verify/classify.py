@@ -250,7 +250,7 @@ class Classification:
             return None
         use = self.readouts[0].use
         a, b, c = self.abc.a[key(use)], self.abc.b[use.param], self.abc.c[use.param]
-        lr_name = "2a_{L+1}+c" if self.optimizer is Optimizer.SGD else "a_{L+1}+c_{L+1}"
+        lr_name = {2: "2a_{L+1}+c", 1: "a_{L+1}+c_{L+1}", 0: "c_{L+1}"}[self.optimizer.k]
         out = {"readout": use.param, lr_name: str(self.optimizer.k * a + c)}
         out["a_{L+1}+b_{L+1}+r"] = str(a + b + self.r) if self.r is not None else None
         return out

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from abccalc.calculus.sizes import propagate
 from abccalc.errors import AbcError
-from abccalc.exponents import NEG_INF
+from abccalc.exponents import NEG_INF, Optimizer
 from abccalc.graph.ops import OPS
 from abccalc.parametrization.gauges import Parametrization
+from abccalc.verify.torchopt import optimizers
 
 # Width exponents of an abc-parametrization are multiples of 1/2 (CLT: √n, LLN: n; TP4 §3),
 # so a measured slope is read as the nearest multiple of 1/2: |slope − e| ≤ 1/4 means
@@ -250,11 +251,12 @@ def import_torch() -> types.ModuleType:
     return torch
 
 
-def _module(p: Parametrization) -> types.ModuleType:
+def _module(p: Parametrization, lion: bool = False) -> types.ModuleType:
     from abccalc.emit.codegen import generate  # sympy and torch only when a model is built
 
     module = types.ModuleType(f"abccalc_generated_{p.graph.name}")
-    exec(compile(generate(p, model=True), module.__name__, "exec"), module.__dict__)
+    exec(compile(generate(p, model=True, lion=lion), module.__name__, "exec"),
+         module.__dict__)
     return module
 
 
@@ -301,18 +303,14 @@ LOSSES = ("linear", "xent")
 
 
 def _train(torch, gen_module, p: Parametrization, names: list[str], width: int, *,
-           init_seed: int, data_seed: int, steps: int, lr: float, batch: int, loss: str
-           ) -> dict[str, list[float]]:
+           init_seed: int, data_seed: int, steps: int, lr: float, batch: int, loss: str,
+           run_as: str | None = None) -> dict[str, list[float]]:
     """One model at ``width``: per activation, the mean square of x_0 (step 0) and of
     x_t − x_0 after each step t."""
     torch.manual_seed(init_seed)
     model = gen_module.Model(_widths_for(p, width))
     gen_module.init_(model)
-    groups = gen_module.param_groups(model, lr)
-    # ε negligible, as the derivations assume (TP5 B.3): Adam's default 1e-8 is not,
-    # once μP gradients shrink with width
-    opt = torch.optim.Adam(groups, eps=1e-12) if p.optimizer.value == "adam" \
-        else torch.optim.SGD(groups)
+    opts = optimizers(torch, gen_module, model, p, lr, run_as)
     # one fixed batch, trained on and measured: ΔW is built from the same inputs it is
     # measured on, as in mup's coord check (LLN correlation, TP5 Table 14)
     probe, targets = _batch(torch, p, model.sizes, batch,
@@ -337,15 +335,17 @@ def _train(torch, gen_module, p: Parametrization, names: list[str], width: int, 
         else:  # ∂L/∂f = −y whatever f is: no finite-width effect of f_0 (TP5 D.2)
             y = torch.nn.functional.one_hot(targets, logits.shape[-1]).float()
             value = -(logits * (2 * y - 1)).sum(-1).mean()
-        opt.zero_grad()
+        for opt in opts:
+            opt.zero_grad()
         value.backward()
-        opt.step()
+        for opt in opts:
+            opt.step()
     return ms
 
 
 def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | None = None,
         seed: int = 0, batch: int | None = None, name: str = "mup", loss: str = "linear",
-        repeats: int = 3) -> CoordCheck:
+        repeats: int = 3, run_as: str | None = None) -> CoordCheck:
     """Train each width ``steps`` steps and fit per-activation slopes.
 
     The default batch holds about TOKENS examples (tokens, for inputs read by an
@@ -356,7 +356,9 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
     Each width is trained from ``repeats`` initializations (seeds
     ``seed``, ``seed + 1``, … mod 2^63; the batch is drawn with ``seed``) and the RMS is
     the root of their mean square: the CLT correction of :func:`consistent` is a statement
-    about that expectation, and one initialization's slope fluctuates by ±0.1 or more."""
+    about that expectation, and one initialization's slope fluctuates by ±0.1 or more.
+    ``run_as`` steps with another torch optimizer than ``p``'s class
+    (:mod:`abccalc.verify.torchopt`): Lion, or Muon with match_rms_adamw."""
     check_widths(widths)
     check_options(lr=lr, seed=seed, steps=steps, batch=batch, loss=loss)
     if repeats < 1:
@@ -364,10 +366,10 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
     check_graph(p)
     batch = batch or default_batch(p)
     torch = import_torch()
-    gen_module = _module(p)
+    gen_module = _module(p, lion=run_as == "lion")
     shorten_sequences(p.graph, gen_module.DIMS, TOKENS)
     _check_size(torch, gen_module, p, widths[-1])
-    lr = lr if lr is not None else (1e-2 if p.optimizer.value == "adam" else 0.1)
+    lr = lr if lr is not None else (0.1 if p.optimizer is Optimizer.SGD else 1e-2)
     sizes = propagate(p.graph, p.optimizer, p.abc())
     names = [n.name for n in p.graph.order
              if not (OPS[n.op].is_input or OPS[n.op].is_output)]
@@ -375,7 +377,8 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
     rms: dict[str, list[list[float]]] = {n: [[] for _ in range(steps + 1)] for n in names}
     for width in widths:
         runs = [_train(torch, gen_module, p, names, width, init_seed=(seed + k) % 2**63,
-                       data_seed=seed, steps=steps, lr=lr, batch=batch, loss=loss)
+                       data_seed=seed, steps=steps, lr=lr, batch=batch, loss=loss,
+                       run_as=run_as)
                 for k in range(repeats)]
         for n in names:
             for step in range(steps + 1):
@@ -387,7 +390,7 @@ def run(p: Parametrization, widths: list[int], *, steps: int = 5, lr: float | No
                              float(sizes.s0[n]),
                              float("-inf") if change == NEG_INF else float(change),
                              n in clt))
-    return CoordCheck(p.graph.name, name, p.optimizer.value, list(widths), steps, lr,
+    return CoordCheck(p.graph.name, name, run_as or p.optimizer.value, list(widths), steps, lr,
                       seed, series)
 
 

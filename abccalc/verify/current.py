@@ -21,8 +21,8 @@ a parameter-free constant is n^-α. The model itself says what its a, b, c and �
   A norm's gain never takes it (the norm divides it out).
 - **c, learning rates.** From an optimizer factory (``make_opt(model)`` returning an
   optimizer, a list of param groups or the parameters) called at each width: each
-  parameter's LR is fitted as lr ∝ n^-c. Or from a YAML of LR scales by name pattern,
-  read with the params-file grammar. With neither, one global LR: c = 0.
+  parameter's LR is fitted as lr ∝ n^-c. Or from an LR file (``lr:`` names, globs or
+  roles to scale rules, as ``check`` reads it). With neither, one global LR: c = 0.
 """
 
 from __future__ import annotations

@@ -1,22 +1,20 @@
 """The learning rates a user trains with, as exponents c (LR = η·n^-c, TP5 Def. A.2): read
-from their optimizer factory at each traced width, or from a YAML of LR scales by name
-pattern written in the params-file grammar."""
+from their optimizer factory at each traced width, or from an LR file (``check``'s: LR
+scale rules by name, glob or role)."""
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-import sympy
-
+from abccalc.calculus.sizes import ABC
 from abccalc.errors import AbcError
 from abccalc.exponents import Exp, Optimizer
 from abccalc.graph.yamlio import read_yaml
 from abccalc.importer.imported import Imported
-from abccalc.parametrization.paramsfile import N, rule_exponent, rule_names, rule_subs
+from abccalc.parametrization.paramsfile import lrs_from_dict
 from abccalc.verify.live import call_user, lookup, ratios
 
 
@@ -73,10 +71,15 @@ def _number(lr: Any, where: str) -> float:
 
 
 def same_class(cls: str | None, opt: Optimizer, where: str) -> None:
-    """An SGD factory checked as Adam (or the reverse) would judge the wrong LR rules."""
-    name = (cls or "").lower()
-    other = Optimizer.SGD if "sgd" in name else Optimizer.ADAM if "adam" in name else opt
-    if other is not opt:
+    """A factory's optimizer of another update class than ``--optimizer`` (SGD checked as
+    Adam, or the reverse) would be judged by the wrong LR rules. A class abccalc does not
+    name is trusted to be ``--optimizer``'s."""
+    try:
+        other = Optimizer.parse(cls or "")
+    except AbcError:
+        return
+    if other is not opt and not (other.value.startswith("muon") and
+                                 opt.value.startswith("muon")):
         raise AbcError(f"--optimizer-factory {where} returns {cls}, checked as "
                        f"{opt.value}: pass --optimizer {other.value}")
 
@@ -90,25 +93,7 @@ def _groups(made: Any, where: str) -> list[Any]:
 
 
 def read_lr_scales(imp: Imported, path: str) -> dict[str, Exp]:
-    """c of each parameter from a YAML mapping ``pattern: LR scale`` (first match wins).
-
-    A scale is a rule of the params-file grammar in ``fan_in``, ``fan_out``, the graph's
-    dims and the width knobs (``1/fan_in``, ``256/n_embd``, ``1``): lr ∝ n^-c."""
-    data = read_yaml(path)
-    if not isinstance(data, dict) or not data:
-        raise AbcError(f"{path}: expected a mapping of parameter-name patterns to LR scales "
-                       "(e.g. \"*.c_fc.weight\": 1/fan_in)")
-    g = imp.graph
-    names = rule_names(g)
-    knobs = {k: sympy.Symbol(k, positive=True) for k in imp.knobs if k not in names}
-    names.update(knobs)
-    moving = {k for k in imp.knobs if len(set(imp.knobs[k])) > 1}
-    out = {}
-    for p, param in g.params.items():
-        k = next((str(k) for k in data if fnmatch.fnmatchcase(p, str(k))), None)
-        if k is None:
-            raise AbcError(f"{path}: parameter '{p}': no pattern matches it (add one, or \"*\")")
-        subs = rule_subs(g, names, param.uses[0])
-        subs.update({s: N if name in moving else 1 for name, s in knobs.items()})
-        out[p] = -rule_exponent(data[k], names, subs, f"{path}: parameter '{p}' (key '{k}')")
-    return out
+    """c of each parameter from an LR file (docs/check.md, "LR files"): ``lr`` maps names,
+    globs or roles (first match wins) to LR scale rules such as ``1/fan_in`` or
+    ``256/d_model``: lr ∝ n^-c."""
+    return lrs_from_dict(read_yaml(path), imp.graph, ABC({}, {}, {}, {}), path).abc.c
