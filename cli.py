@@ -76,6 +76,10 @@ variant_opt = click.option("--variant", type=click.Choice(VARIANTS), default=DEF
                            show_default=True, help="Gauge (equivalent formulation) to print.")
 set_opt = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
                        help="Override a value (e.g. n_layer) or a dim size; repeatable.")
+depth_opt = click.option("--depth-alpha", "depth_alpha", default="1", show_default=True,
+                         metavar="ALPHA", help="α in [1/2, 1] of the residual branch "
+                         "multipliers L^-α of an infinite repeat count (--base n_layer=2): "
+                         "1 = CompleteP, 1/2 = Depth-muP (docs/depth.md).")
 
 
 def params_opt(default: str | None, help: str):
@@ -85,7 +89,8 @@ def params_opt(default: str | None, help: str):
                         "of that name; write ./sp for a file called sp.")
 
 
-def _parametrization(g: Graph, optimizer: str, variant: str, params: str) -> Parametrization:
+def _parametrization(g: Graph, optimizer: str, variant: str, params: str,
+                     depth_alpha: str = "1") -> Parametrization:
     """The parametrization ``--params`` names: muP in ``variant``, a preset, or a file's."""
     from abccalc.emit.codegen import load_parametrization
 
@@ -96,7 +101,9 @@ def _parametrization(g: Graph, optimizer: str, variant: str, params: str) -> Par
 
         opt = Optimizer.parse(optimizer)
         return from_abc(solve(g, opt), PRESETS[params](g, opt), params)
-    return load_parametrization(g, optimizer, variant, params)
+    from abccalc.calculus.depth import parse_alpha
+
+    return load_parametrization(g, optimizer, variant, params, parse_alpha(depth_alpha))
 
 
 def _params_file(g: Graph, optimizer: str, params: str):
@@ -153,6 +160,9 @@ def _load(path: str, sets: tuple[str, ...], bases: tuple[str, ...] = ()) -> Grap
     builder = load_builder(path, _pairs(sets, "--set"))
     g = builder.build()
     for name, value in _pairs(bases, "--base").items():
+        if name in g.values:  # an infinite repeat count: depth (docs/depth.md)
+            builder.set_base(name, value)
+            continue
         dim = g.dims.get(name)
         where = f"{g.source}: --base {name}={value}"
         if dim is None or not dim.infinite or dim.of is not None:
@@ -183,14 +193,17 @@ def _load(path: str, sets: tuple[str, ...], bases: tuple[str, ...] = ()) -> Grap
               help="abc-symmetry shift of PARAM by the rational THETA: (a+θ, b−θ, c−2θ) for "
               "SGD, (a+θ, b−θ, c−θ) for Adam; repeatable.")
 @click.option("--base", "bases", multiple=True, metavar="DIM=SIZE",
-              help="Base size of an infinite dim (for --form ratio); repeatable.")
+              help="Base size of an infinite dim (for --form ratio), or of a repeat count "
+              "it makes infinite (depth); repeatable.")
+@depth_opt
 @set_opt
 @click.option("-o", "output", type=click.Path(dir_okay=False), help="Write to this file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
 def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
-          shifts: tuple[str, ...], bases: tuple[str, ...], sets: tuple[str, ...],
-          output: str | None, force: bool) -> None:
+          shifts: tuple[str, ...], bases: tuple[str, ...], depth_alpha: str,
+          sets: tuple[str, ...], output: str | None, force: bool) -> None:
     """Print the μP table of GRAPH (TP5 Table 3 style, then one row per parameter)."""
+    from abccalc.calculus.depth import parse_alpha
     from abccalc.emit.output import write_output
     from abccalc.emit.render import ALL_RENDERERS, RENDERERS, View
     from abccalc.parametrization.gauges import (
@@ -202,15 +215,16 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
 
     g = _load(graph, sets, bases)
     theta = parse_shifts(g, _pairs(shifts, "--shift"))
+    alpha = parse_alpha(depth_alpha)
     analysis = solve(g, optimizer)
     view = View(form, show_base=bool(bases))
     if variant == "all":
-        text = ALL_RENDERERS[fmt](parametrize_all(analysis, VARIANTS, theta), view)
+        text = ALL_RENDERERS[fmt](parametrize_all(analysis, VARIANTS, theta, alpha), view)
     elif variant == "auto":
-        p, skipped = parametrize_auto(analysis, theta)
+        p, skipped = parametrize_auto(analysis, theta, alpha)
         text = RENDERERS[fmt](p, View(form, bool(bases), skipped))
     else:
-        text = RENDERERS[fmt](parametrize(analysis, variant, theta), view)
+        text = RENDERERS[fmt](parametrize(analysis, variant, theta, alpha), view)
     write_output(text, output, force)
 
 
@@ -228,6 +242,7 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
               help="Base size of an infinite dim (where the code equals SP); repeatable.")
 @params_opt("mup", "Generate muP, a preset (sp, ntk, mf) or a params file's rules.")
 @click.option("--model", is_flag=True, help="Also emit class Model(torch.nn.Module).")
+@depth_opt
 @click.option("--names", type=click.Path(dir_okay=False),
               help="YAML map: graph parameter (pattern) -> module parameter (pattern).")
 @set_opt
@@ -235,7 +250,8 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
               help="The .py file to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
 def codegen(graph: str, optimizer: str, muon_adjust: str | None, variant: str,
-            bases: tuple[str, ...], params: str, model: bool, names: str | None,
+            bases: tuple[str, ...], params: str, model: bool, depth_alpha: str,
+            names: str | None,
             sets: tuple[str, ...], output: str, force: bool) -> None:
     """Write a standalone PyTorch module (init_, param_groups, multipliers) for GRAPH."""
     from abccalc.emit.codegen import generate
@@ -244,7 +260,8 @@ def codegen(graph: str, optimizer: str, muon_adjust: str | None, variant: str,
 
     g = _load(graph, sets, bases)
     lion = optimizer == "lion"
-    p = _parametrization(g, _optimizer(optimizer, muon_adjust), variant, params)
+    p = _parametrization(g, _optimizer(optimizer, muon_adjust), variant, params,
+                         depth_alpha)
     name_map = read_names(names) if names else None  # patterns checked as names
     # the spec path reaches a docstring of the module: escaped so it cannot end it
     source = json.dumps(graph)[1:-1]
@@ -252,8 +269,9 @@ def codegen(graph: str, optimizer: str, muon_adjust: str | None, variant: str,
                  force)
     opt = "Lion" if lion else "torch.optim.SGD" if p.optimizer.value == "sgd" \
         else "torch.optim.AdamW"
+    eps = ", eps=1e-8" if p.optimizer.value == "adam" and not lion else ""  # eps is scaled
     use = "optimizers(model, lr=..., adamw_lr=...)" if "muon" in optimizer else \
-        f"{opt}(param_groups(model, lr=...))"
+        f"{opt}(param_groups(model, lr=...{eps}))"
     click.echo(f"abccalc: wrote {clean(output)} ({p.variant}, {p.optimizer.value}); use: "
                f"init_(model); apply_multipliers(model); {use}"
                + ("; Model(widths) builds the graph" if model else ""), err=True)
@@ -361,15 +379,20 @@ def verify(graph: str, params: str, variant: str, optimizer: str, widths: str,
 @click.argument("param")
 @optimizer_opt
 @variant_opt
+@click.option("--base", "bases", multiple=True, metavar="NAME=SIZE",
+              help="Base of a repeat count it makes infinite (depth, docs/depth.md).")
+@depth_opt
 @set_opt
 def explain_cmd(graph: str, param: str, optimizer: str, variant: str,
-                sets: tuple[str, ...]) -> None:
+                bases: tuple[str, ...], depth_alpha: str, sets: tuple[str, ...]) -> None:
     """Print the derivation of PARAM's exponents: each constraint and the sizes it used."""
+    from abccalc.calculus.depth import parse_alpha
     from abccalc.emit.explain import explain
     from abccalc.parametrization.gauges import parametrize
 
-    g = _load(graph, sets)
-    _echo(explain(parametrize(solve(g, optimizer), variant), param), nl=False)
+    g = _load(graph, sets, bases)
+    p = parametrize(solve(g, optimizer), variant, depth_alpha=parse_alpha(depth_alpha))
+    _echo(explain(p, param), nl=False)
 
 
 @cli.command("classify")
@@ -412,6 +435,9 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
 @optimizer_opt
 @click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
               show_default=True, help="Output format; the JSON fields are in docs/check.md.")
+@click.option("--base", "bases", multiple=True, metavar="NAME=SIZE",
+              help="Base of a repeat count it makes infinite (depth, docs/depth.md); the "
+              "check then also flags depth counted twice in a residual branch.")
 @set_opt
 @click.option("--width", "widths", multiple=True, metavar="NAME=B1,B2[,B3]",
               help="MODEL: a width knob and the values to trace and build at; repeatable.")
@@ -423,7 +449,7 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
               "docs/check.md) instead of an optimizer factory.")
 def check_cmd(graph: str, params: str | None, optimizer: str, fmt: str,
               sets: tuple[str, ...], widths: tuple[str, ...], factory: str | None,
-              lr_scales: str | None) -> None:
+              lr_scales: str | None, bases: tuple[str, ...]) -> None:
     """Check your own parametrization of GRAPH against muP: every activation that blows up
     or vanishes, every parameter not updated maximally, and the fix in your own gauge.
     Without --params, GRAPH is a MODEL (file.py:factory, package.module:factory, hf:CONFIG)
@@ -434,8 +460,9 @@ def check_cmd(graph: str, params: str | None, optimizer: str, fmt: str,
     if params is None:
         from abccalc.verify.model_report import check_model, import_model, render_model_markdown
 
-        if sets:
-            raise AbcError("check: --set applies to a graph; a MODEL's widths are --width")
+        if sets or bases:
+            raise AbcError("check: --set and --base apply to a graph; a MODEL's widths are "
+                           "--width")
         imp = import_model(graph, _pairs(widths, "--width"))
         mc = check_model(imp, optimizer, factory=factory, lr_scales=lr_scales)
         res, text = mc.result, (json.dumps(mc.to_dict(), indent=2, ensure_ascii=False) + "\n"
@@ -446,7 +473,7 @@ def check_cmd(graph: str, params: str | None, optimizer: str, fmt: str,
         if widths or factory or lr_scales:
             raise AbcError("check: --width, --optimizer-factory and --lr-scales read a MODEL's "
                            "own parametrization; leave out --params to use them")
-        g = _load(graph, sets)
+        g = _load(graph, sets, bases)
         res = check(g, optimizer, _params_file(g, optimizer, params))
         text = json.dumps(res.to_dict(), indent=2, ensure_ascii=False) + "\n" \
             if fmt == "json" else render_markdown(res)

@@ -105,8 +105,8 @@ def build(torch, setup: str, width: int, lr: float, cfg, paths: dict) -> tuple:
     model.to(cfg.device)  # before the optimizers: a fused AdamW may check the device
     fused = {"fused": True} if cfg.device == "cuda" else {}  # fewer kernels per step
     if setup == "adamw-mup":
-        return model, [torch.optim.AdamW(gen.param_groups(model, lr), weight_decay=0.0,
-                                         **fused)]
+        return model, [torch.optim.AdamW(gen.param_groups(model, lr, eps=1e-8),
+                                         weight_decay=0.0, **fused)]
     # the generated Muon + AdamW groups; Moonlight's AdamW shares Muon's LR
     adam_lr = lr * 2.0 ** cfg.adam_offset if setup == "muon-mup" else lr
     return model, [torch.optim.Muon(gen.muon_param_groups(model, lr), lr=lr,

@@ -80,12 +80,12 @@ def lrs_arg(text: str) -> list[int]:
     return grid
 
 
-def params_arg(text: str) -> list[str]:
+def params_arg(text: str, known: tuple[str, ...] = PARAMS) -> list[str]:
     names = text.split(",")
     for name in names:
-        if name not in PARAMS:
+        if name not in known:
             raise fail(f"--params: unknown parametrization '{name}' (known: "
-                       f"{', '.join(PARAMS)})")
+                       f"{', '.join(known)})")
     return names
 
 
@@ -155,7 +155,7 @@ def make(torch, param: str, width: int, base: int, lr: float, cfg, cache: dict):
     # init_'s own σ = 1 as a contrast
     sigmas = {"hidden": 3 ** -0.5, "output": 3 ** -0.5} if param == "abccalc-table8" else None
     gen.init_(model, sigmas=sigmas)
-    return model, torch.optim.Adam(gen.param_groups(model, lr))
+    return model, torch.optim.Adam(gen.param_groups(model, lr, eps=1e-8))
 
 
 def schedule(torch, opt, steps: int, warmup: int):
@@ -346,8 +346,11 @@ def summary_text(s: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(merged: dict, path: Path, order: tuple[str, ...] = PARAMS,
-         title: str = "μTransfer") -> None:
+def plot(merged: dict, path: Path, axis: str = "width", order: tuple[str, ...] = PARAMS,
+         titles: dict[str, str] | None = None, title: str = "μTransfer",
+         span: float = 1.5) -> None:
+    """One panel per parametrization (in ``order``): validation loss against log2 LR, one
+    curve per value of ``axis`` (width here, depth in benchmarks/depth_sweep.py)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -357,23 +360,23 @@ def plot(merged: dict, path: Path, order: tuple[str, ...] = PARAMS,
     params = [p for p in order if any(r["param"] == p for r in runs)]
     fig, axes = plt.subplots(1, len(params), figsize=(4 * len(params), 3.6), sharey=True)
     axes = [axes] if len(params) == 1 else axes
-    widths = sorted({r["width"] for r in runs})
+    values = sorted({r[axis] for r in runs})
     cmap = plt.get_cmap("viridis")
     for ax, p in zip(axes, params, strict=True):
-        for i, w in enumerate(widths):
+        for i, v in enumerate(values):
             pts: dict = {}
             for r in runs:
-                if r["param"] == p and r["width"] == w:
+                if r["param"] == p and r[axis] == v:
                     pts.setdefault(r["log2_lr"], []).append(r["val_loss"])
             xs = sorted(pts)
             ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], marker="o", ms=3,
-                    color=cmap(i / max(1, len(widths) - 1)), label=f"width {w}")
-        ax.set_title(p)
+                    color=cmap(i / max(1, len(values) - 1)), label=f"{axis} {v}")
+        ax.set_title((titles or {}).get(p, p))
         ax.set_xlabel("log2 learning rate")
     axes[0].set_ylabel("validation loss")
     finite = [r["val_loss"] for r in runs]
     lo = min(finite)
-    axes[0].set_ylim(lo - 0.05, min(max(finite), lo + 1.5))
+    axes[0].set_ylim(lo - 0.05, min(max(finite), lo + span))
     axes[-1].legend(fontsize=7)
     fig.suptitle(f"{title} ({merged['device']})")
     fig.tight_layout()
@@ -381,21 +384,25 @@ def plot(merged: dict, path: Path, order: tuple[str, ...] = PARAMS,
     plt.close(fig)
 
 
+def merged_runs(runs: list[dict], keys: tuple[str, ...]) -> dict:
+    """The merged result without its summary: device, commands, wall time (first start to
+    last end) and the runs, each cut to ``keys`` + val_loss and sorted by ``keys``."""
+    starts = [r["start"] for r in runs if "start" in r]
+    ends = [r["end"] for r in runs if "end" in r]
+    return {
+        "device": ", ".join(sorted({r.get("device", "?") for r in runs})),
+        "command": "\n".join(sorted({r["command"] for r in runs if "command" in r})),
+        "wall_s": round(max(ends) - min(starts), 1) if starts else None,
+        "runs": [{k: r[k] for k in (*keys, "val_loss")}
+                 for r in sorted(runs, key=lambda r: tuple(r[k] for k in keys))],
+    }
+
+
 def merge(cfg: argparse.Namespace) -> None:
     runs = [r for path in cfg.files for r in read_runs(Path(path))]
     if not runs:
         raise fail("merge: no runs in the given files")
-    starts = [r["start"] for r in runs if "start" in r]
-    ends = [r["end"] for r in runs if "end" in r]
-    commands = sorted({r["command"] for r in runs if "command" in r})
-    merged = {
-        "device": ", ".join(sorted({r.get("device", "?") for r in runs})),
-        "command": "\n".join(commands),
-        "wall_s": round(max(ends) - min(starts), 1) if starts else None,
-        "runs": [{k: r[k] for k in ("param", "width", "log2_lr", "seed", "val_loss")}
-                 for r in sorted(runs, key=lambda r: (r["param"], r["width"], r["log2_lr"],
-                                                      r["seed"]))],
-    }
+    merged = merged_runs(runs, ("param", "width", "log2_lr", "seed"))
     merged["summary"] = summarize(merged["runs"])
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)

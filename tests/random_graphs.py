@@ -234,6 +234,11 @@ def _block(s: _Spec, cur: str) -> dict:
 
 def build(spec: dict, reverse: bool = False) -> Graph:
     """The graph of ``spec``, its dims and nodes declared in order or reversed."""
+    return builder(spec, reverse).build()
+
+
+def builder(spec: dict, reverse: bool = False) -> GraphBuilder:
+    """The builder of ``spec`` (:func:`build` builds it)."""
     b = GraphBuilder(spec["name"])
     dims = list(spec["dims"].items())
     for name, kw in reversed(dims) if reverse else dims:
@@ -246,7 +251,7 @@ def build(spec: dict, reverse: bool = False) -> Graph:
                 block.node(**_kw(node))
         else:
             b.node(**_kw(item))
-    return b.build()
+    return b
 
 
 def _kw(node: dict) -> dict:

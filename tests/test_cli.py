@@ -19,7 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MLP = str(ROOT / "examples" / "mlp.yaml")
 GPT = str(ROOT / "examples" / "gpt.yaml")
-PARAM_KEYS = {"name", "role", "kind", "shape", "a", "b", "c", "init_var", "multiplier", "lr"}
+PARAM_KEYS = {"name", "role", "kind", "shape", "a", "b", "c", "init_var", "multiplier", "lr",
+              # issue 16: depth exponents, Adam ε and weight decay (docs/depth.md)
+              "a_depth", "b_depth", "c_depth", "eps", "eps_depth", "wd", "wd_depth"}
 
 
 T3 = ("--variant", "table3")  # TP5 Table 3 cells; the default variant is table8
@@ -116,7 +118,8 @@ def test_gpt_json_attention_scores_constant(run) -> None:
     scores = [c for c in data["constants"] if c["name"].endswith("scores")]
     assert scores, data["constants"]
     for c in scores:
-        assert set(c) == {"name", "exponent", "multiplier"}
+        assert set(c) == {"name", "exponent", "multiplier", "depth_exponent"}
+        assert c["depth_exponent"] == "0"  # no depth axis: a width constant only
         # TP5 Def. 4.1: attention logits scale as 1/d_head, not 1/sqrt(d_head)
         assert (c["exponent"], c["multiplier"]) == ("1", "1/d_head"), c
 

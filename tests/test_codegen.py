@@ -66,7 +66,7 @@ def test_numbers_equal_the_symbolic_solution(tmp_path: Path, optimizer: str,
         torch.manual_seed(0)
         model = gen.Model({"width": width})
         gen.init_(model)
-        lrs = {id(q): g["lr"] for g in gen.param_groups(model, lr) for q in g["params"]}
+        lrs = {id(q): g["lr"] for g in gen.param_groups(model, lr, eps=1e-8) for q in g["params"]}
         mults = gen.multipliers(model)
         named = dict(model.named_parameters())
         for name, r in p.params.items():
@@ -112,8 +112,8 @@ def test_base_width_is_sp(tmp_path: Path, optimizer: str) -> None:
         assert na == nb and torch.equal(pa, pb)
     assert mup.multipliers(a) == sp.multipliers(b)
     assert a.const == pytest.approx(b.const)
-    ga = [(len(x["params"]), x["lr"]) for x in mup.param_groups(a, 1e-3)]
-    gb = [(len(x["params"]), x["lr"]) for x in sp.param_groups(b, 1e-3)]
+    ga = [(len(x["params"]), x["lr"]) for x in mup.param_groups(a, 1e-3, eps=1e-8)]
+    gb = [(len(x["params"]), x["lr"]) for x in sp.param_groups(b, 1e-3, eps=1e-8)]
     assert ga == gb
 
 
@@ -299,7 +299,8 @@ def test_norm_with_bias_and_no_gain_keeps_its_bias(tmp_path: Path) -> None:
     model = gen.Model({})
     gen.init_(model)
     assert "ln.bias" in dict(model.named_parameters())
-    assert any(model.ln.bias is q for g in gen.param_groups(model, 0.1) for q in g["params"])
+    groups = gen.param_groups(model, 0.1, eps=1e-8)
+    assert any(model.ln.bias is q for g in groups for q in g["params"])
     with torch.no_grad():
         model.ln.bias.fill_(1.0)
         x = torch.randn(5, 2)

@@ -66,10 +66,10 @@ def test_rules_of_two_layers_cover_five(tmp_path: Path) -> None:
     (SP's 1/fan_in times m: 2/128, std 1/8) and multiplier 1/fan_in (SP's 1 times 1/m)."""
     rules, deep, model = _two_depths(tmp_path, "cover")
     assert rules.uncovered(model) == []
-    groups = rules.param_groups(model, 0.01)
+    groups = rules.param_groups(model, 0.01, eps=1e-8)
     lrs = {id(q): g["lr"] for g in groups for q in g["params"]}
     assert len(lrs) == sum(1 for _ in model.parameters())
-    own = {id(q): g["lr"] for g in deep.param_groups(model, 0.01) for q in g["params"]}
+    own = {id(q): g["lr"] for g in deep.param_groups(model, 0.01, eps=1e-8) for q in g["params"]}
     assert lrs == own
     named = dict(model.named_parameters())
     assert lrs[id(named["block.4.q.weight"])] == pytest.approx(0.005)
@@ -94,12 +94,12 @@ def test_double_cover_and_unmatched_rules_raise(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"block\.0\.q\.weight \(block\.\*\.W_q, also\)"):
         rules.init_(model)
     with pytest.raises(ValueError, match="more than one rule"):
-        rules.param_groups(model, 0.1, strict=False)
+        rules.param_groups(model, 0.1, eps=1e-8, strict=False)
     del rules.PARAMETERS["also"]
     rules.PARAMETERS["ghost"] = rules.PARAMETERS["block.*.W_q"]._replace(
         module_param="block.*.nothing.weight")
     with pytest.raises(KeyError, match=r"block\.\*\.nothing\.weight"):
-        rules.param_groups(model, 0.1)
+        rules.param_groups(model, 0.1, eps=1e-8)
 
 
 def test_line_count_does_not_grow_with_depth() -> None:
@@ -156,7 +156,7 @@ def test_names_patterns_reach_a_user_model(tmp_path: Path) -> None:
     gen = load_module(text, tmp_path, "user_names")
     net = UserNet(32, 6)
     gen.init_(net)
-    lrs = {id(q): g["lr"] for g in gen.param_groups(net, 0.1) for q in g["params"]}
+    lrs = {id(q): g["lr"] for g in gen.param_groups(net, 0.1, eps=1e-8) for q in g["params"]}
     assert len(lrs) == 2 + 12
     assert lrs[id(net.net.h[5].weight)] == pytest.approx(0.025)
     assert lrs[id(net.net.h[5].bias)] == pytest.approx(0.1)
@@ -264,7 +264,7 @@ def test_fused_in_the_graph_is_one_rule(tmp_path: Path) -> None:
     assert set(gen.PARAMETERS) == {"W_in", "W_qkv", "W_out"}
     assert gen.PARAMETERS["W_qkv"].part is None
     net = FusedNet(32)
-    lrs = {id(q): g["lr"] for g in gen.param_groups(net, 0.1) for q in g["params"]}
+    lrs = {id(q): g["lr"] for g in gen.param_groups(net, 0.1, eps=1e-8) for q in g["params"]}
     assert lrs[id(net.c_attn.weight)] == pytest.approx(0.1 / 4)
 
 
@@ -284,7 +284,7 @@ def test_parts_of_a_fused_tensor_get_a_rule_each(tmp_path: Path) -> None:
     w = net.c_attn.weight
     assert torch.equal(w[:32], torch.zeros(32, 32))
     assert w[32:].std().item() == pytest.approx(1 / math.sqrt(32), rel=0.05)
-    groups = gen.param_groups(net, 0.1)
+    groups = gen.param_groups(net, 0.1, eps=1e-8)
     assert sum(len(g["params"]) for g in groups) == 3
     assert next(g["lr"] for g in groups if g["params"][0] is w) == pytest.approx(0.025)
     del gen.PARAMETERS["W_v"]
@@ -344,7 +344,7 @@ def test_state_dict_names_give_module_path_patterns(tmp_path: Path) -> None:
             self.out = torch.nn.Linear(16, 2, bias=False)
 
     net = Net()
-    lrs = {id(q): g["lr"] for g in gen.param_groups(net, 0.1) for q in g["params"]}
+    lrs = {id(q): g["lr"] for g in gen.param_groups(net, 0.1, eps=1e-8) for q in g["params"]}
     assert len(lrs) == 10 and lrs[id(net.transformer.h[3].fc.weight)] == pytest.approx(0.05)
 
 
@@ -368,23 +368,25 @@ def test_cli_names_file_with_patterns(run, tmp_path: Path) -> None:
     assert code == 2 and "same number of '*'" in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_rule_can_scale_more_hyperparameters(tmp_path: Path) -> None:
-    """group_scales carries any optimizer hyperparameter (the hook for ε and weight
-    decay by width or depth): a rule scaling eps by 1/m needs eps passed, and its group
-    gets eps/m and eps_scale 1/m (m = 4 at d = 32, base 8)."""
+def test_group_scales_carry_eps_and_weight_decay(tmp_path: Path) -> None:
+    """group_scales carries eps and weight decay besides the LR (m = 4 at d = 32, base 8;
+    Table 8, Adam). A weight's gradient entry is ∂L/∂h_i·x_j (an outer product, no sum):
+    ∂L/∂h is Θ(1/n) under the 1/n readout and x is Θ(1), so eps ∝ 1/n for the hidden W
+    (fan_in infinite: 1/m) and the input W (fan_out infinite: 1/m) alike (docs/depth.md
+    §4). Weight decay ∝ 1/LR keeps lr·λ: hidden LR 1/m gets λ·m, input LR 1 gets λ. An
+    eps the rules scale must be passed."""
     p = load_parametrization(_resmlp(2), "adam", "table8")
     gen = load_module(generate(p, names=NAMES), tmp_path, "hyper")
-    rule = gen.PARAMETERS["layer.*.W"]
-    gen.PARAMETERS["layer.*.W"] = rule._replace(
-        group_scales={**rule.group_scales, "eps": lambda m: 1 / m})
     net = UserNet(32, 3)
     net.net.h = torch.nn.ModuleList(torch.nn.ModuleDict({"fc": layer}) for layer in net.net.h)
     with pytest.raises(TypeError, match=r"scale \['eps'\].*eps=\.\.\."):
         gen.param_groups(net, 0.1)
-    groups = gen.param_groups(net, 0.1, eps=1e-8)
+    groups = gen.param_groups(net, 0.1, eps=1e-8, weight_decay=0.1)
     hidden = next(g for g in groups if g["params"][0] is net.net.h[0].fc.weight)
     assert hidden["eps"] == pytest.approx(2.5e-9) and hidden["eps_scale"] == 0.25
-    assert hidden["lr"] == pytest.approx(0.025) and hidden["weight_decay"] == 0.0
+    assert hidden["lr"] == pytest.approx(0.025)
+    assert hidden["weight_decay"] == pytest.approx(0.4) and hidden["weight_decay_scale"] == 4
     other = next(g for g in groups if g["params"][0] is net.inp.weight)
-    assert other["eps"] == 1e-8 and "eps_scale" not in other
+    assert other["eps"] == pytest.approx(2.5e-9) and other["lr"] == pytest.approx(0.1)
+    assert other["weight_decay"] == pytest.approx(0.1)
     assert len(torch.optim.AdamW(groups).param_groups) == len(groups)

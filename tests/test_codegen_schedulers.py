@@ -61,7 +61,7 @@ def test_schedulers_keep_each_groups_width_scale(setup, name: str) -> None:
     """As documented: LambdaLR and CosineAnnealingLR (eta_min 0) as they are, OneCycleLR
     with max_lr=lr_scales(opt, peak); every group's lr = base(t) · m^e at every step."""
     gen, model, want = setup
-    opt = torch.optim.AdamW(gen.param_groups(model, LR))
+    opt = torch.optim.AdamW(gen.param_groups(model, LR, eps=1e-8))
     make = SCHEDULERS[name]
     s = make(opt, gen.lr_scales(opt, LR)) if name == "onecycle" else make(opt, LR)
     for base in _reference(make):
@@ -81,7 +81,7 @@ def test_schedulers_keep_each_groups_width_scale(setup, name: str) -> None:
 def test_absolute_lrs_lose_the_scale_and_are_caught(setup, make) -> None:
     """The trap: one absolute max_lr or floor for every group; check_lr_scales raises."""
     gen, model, _ = setup
-    opt = torch.optim.AdamW(gen.param_groups(model, LR))
+    opt = torch.optim.AdamW(gen.param_groups(model, LR, eps=1e-8))
     s = make(opt, LR)
     with pytest.raises(ValueError, match="set absolute LRs"):
         for _ in range(3):
@@ -94,7 +94,7 @@ def test_cosine_with_a_relative_floor(setup) -> None:
     """The documented replacement for eta_min > 0: LambdaLR with a floor of 10 % of
     each group's own LR, at t = T the floor itself."""
     gen, model, _ = setup
-    opt = torch.optim.AdamW(gen.param_groups(model, LR))
+    opt = torch.optim.AdamW(gen.param_groups(model, LR, eps=1e-8))
     floor, t_max = 0.1, 6
     s = sched.LambdaLR(opt, lambda t: floor + (1 - floor) * (1 + math.cos(math.pi * t
                                                                           / t_max)) / 2)

@@ -162,7 +162,7 @@ def test_hostile_names_are_inert(tmp_path: Path, optimizer: str) -> None:
     for width in (8, 16):
         model = gen.Model({d: width, dh: width // 2})
         gen.init_(model)
-        assert gen.param_groups(model, 1e-3)
+        assert gen.param_groups(model, 1e-3, eps=1e-8)
         out = model(torch.randint(0, 11, (2, 4)))
         assert out.shape == (2, 4, 11) and torch.isfinite(out).all()
     assert not marker.exists()
@@ -256,17 +256,17 @@ def test_uncovered_parameters_raise_unless_strict_false(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\['2.weight', '2.bias'\]"):
         gen.init_(net)
     with pytest.raises(ValueError, match=r"\['2.weight', '2.bias'\]"):
-        gen.param_groups(net, 0.1)
+        gen.param_groups(net, 0.1, eps=1e-8)
     with pytest.warns(UserWarning, match="2.weight"):
         gen.init_(net, strict=False)
     with pytest.warns(UserWarning, match="base lr"):
-        groups = gen.param_groups(net, 0.1, strict=False)
+        groups = gen.param_groups(net, 0.1, eps=1e-8, strict=False)
     extra = groups[-1]
     assert extra["lr"] == 0.1 and sum(q.numel() for q in extra["params"]) == 20
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         net[2].requires_grad_(False)  # frozen parameters need no rule
-        assert sum(len(g["params"]) for g in gen.param_groups(net, 0.1)) == 2
+        assert sum(len(g["params"]) for g in gen.param_groups(net, 0.1, eps=1e-8)) == 2
 
 
 def test_two_parameters_on_one_module_parameter_are_refused() -> None:

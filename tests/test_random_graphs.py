@@ -66,7 +66,7 @@ def _run_model(text: str, graph: Graph) -> None:
         torch.manual_seed(0)
         model = module.Model(widths)
         module.init_(model)
-        module.param_groups(model, 1e-3)
+        module.param_groups(model, 1e-3, eps=1e-8)
         feed = {}
         for name in module.INPUTS:
             node = graph.node[name]

@@ -123,8 +123,8 @@ def _grad_rms(torch, m, width: int, seed: int, steps: int, sgd: bool) -> float:
     torch.manual_seed(seed)
     model = m.Model({"chan": width})
     m.init_(model)
-    groups = m.param_groups(model, 0.1 if sgd else 1e-2)
-    opt = torch.optim.SGD(groups) if sgd else torch.optim.Adam(groups, eps=1e-12)
+    groups = m.param_groups(model, 0.1 if sgd else 1e-2, eps=1e-12)  # ε negligible
+    opt = torch.optim.SGD(groups) if sgd else torch.optim.Adam(groups)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(8, 8, 16, generator=gen)
     y = 2 * torch.nn.functional.one_hot(torch.randint(0, 4, (8, 16), generator=gen), 4) - 1

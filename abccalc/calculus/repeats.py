@@ -11,50 +11,28 @@ text is written again with the node's own names.
 
 from __future__ import annotations
 
-from dataclasses import fields
-from operator import attrgetter
-
 from abccalc.calculus.sizes import Sizes
 from abccalc.exponents import NEG_INF
 from abccalc.graph.core import Graph, Node
 
-_NAMED = {"name", "inputs", "weight", "bias", "gain"}  # fields a repeat prefixes
-_UNNAMED = attrgetter(*(f.name for f in fields(Node) if f.name not in _NAMED))
-
-
-def _signature(graph: Graph, sizes: Sizes, node: Node) -> tuple:
-    """Everything a size rule may read about ``node`` except names: its op and fields,
-    its operands' dims, which inputs coincide, its parameter uses and whether it is dead."""
-    return (_UNNAMED(node), tuple(graph.operand_dims(node)),
-            tuple(node.inputs.index(i) for i in node.inputs),
-            tuple((u.kind, u.fan_in, u.fan_out) for u, _, _ in sizes.uses(node)),
-            node.name in sizes.dead)
-
 
 def twins(graph: Graph, sizes: Sizes) -> dict[str, str]:
     """Each node of iteration i ≥ 1 of a repeat block → the same node of iteration i − 1,
-    where the two have the same :func:`_signature` (a block whose carry changes dims
-    between iterations, or whose last iteration is dead, has none there)."""
+    where the two are of one class (:attr:`Graph.classes`: they differ only by names) and
+    both dead or both live (a block whose carry changes dims between iterations, or whose
+    last iteration is dead, has none there)."""
     out: dict[str, str] = {}
-    node = graph.node
-    sig: dict[str, tuple] = {}
-
-    def signature(n: Node) -> tuple:
-        if n.name not in sig:
-            sig[n.name] = _signature(graph, sizes, n)
-        return sig[n.name]
-
+    node, classes, dead = graph.node, graph.classes, sizes.dead
     for block, count in graph.repeats:
-        head = block + "."
-        for n in graph.nodes:
-            if not n.name.startswith(head):
-                continue
-            i, dot, local = n.name[len(head):].partition(".")
-            if not dot or not i.isdigit() or i != str(int(i)) or not 0 < int(i) < count:
-                continue
-            t = node.get(f"{head}{int(i) - 1}.{local}")
-            if t is not None and signature(n) == signature(t):
-                out[n.name] = t.name
+        first = f"{block}.0."
+        local = [n.name[len(first):] for n in graph.nodes if n.name.startswith(first)]
+        for i in range(1, count):
+            head, prev = f"{block}.{i}.", f"{block}.{i - 1}."
+            for x in local:
+                n, t = head + x, prev + x
+                if n in node and t in node and classes[n] == classes[t] \
+                        and (n in dead) == (t in dead):
+                    out[n] = t
     return out
 
 

@@ -26,17 +26,22 @@ def key(use: Use) -> UseKey:
 def dead_nodes(graph: Graph) -> frozenset[str]:
     """Nodes with no path to an output: the loss does not depend on them, so their
     gradient is exactly 0 (g = −∞)."""
-    live: set[str] = set()
+    live: set[str] = set()  # consumers come first backwards: a live one marks its inputs
     for node in reversed(graph.order):
-        if OPS[node.op].is_output or any(c in live for c in graph.consumers[node.name]):
+        if node.name in live or OPS[node.op].is_output:
             live.add(node.name)
+            live.update(node.inputs)
     return frozenset(n.name for n in graph.nodes if n.name not in live)
 
 
-def dead_params(graph: Graph) -> tuple[str, ...]:
-    """Parameters whose every use is at a dead node (:func:`dead_nodes`): their gradient
-    is exactly 0 under any optimizer, so they never train (a dead end)."""
-    dead = dead_nodes(graph)
+def dead_params(graph: Graph, dead: frozenset[str] | None = None) -> tuple[str, ...]:
+    """Parameters whose every use is at a dead node (:func:`dead_nodes`, or ``dead`` when
+    the caller has them): their gradient is exactly 0 under any optimizer, so they never
+    train (a dead end)."""
+    if dead is None:
+        dead = dead_nodes(graph)
+    if not dead:
+        return ()
     return tuple(p for p, param in graph.params.items()
                  if all(u.node in dead for u in param.uses))
 
@@ -68,7 +73,9 @@ class Sizes:
     g: dict[str, Exp] = field(default_factory=dict)
     converged: bool = True  # False: a blow-up that feeds itself; growing sizes are ±∞
     dead: frozenset[str] = field(init=False)  # nodes with no path to an output
-    _uses: dict[str, list[tuple[Use, int, int]]] = field(
+    _uses: dict[str, tuple[tuple[Use, int, int], ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+    _inf: dict[tuple[str, ...], int] = field(  # graph.inf of a fan_in or fan_out, by dims
         default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -78,17 +85,23 @@ class Sizes:
         """The operative size during training, max(s0, sd)."""
         return max(self.s0[name], self.sd.get(name, NEG_INF))
 
-    def uses(self, node: Node) -> list[tuple[Use, int, int]]:
+    def uses(self, node: Node) -> tuple[tuple[Use, int, int], ...]:
         """The node's parameter uses with their infinite fan_in / fan_out counts (found
-        once per node: the graph is frozen)."""
+        once per node: the graph is frozen; a node without parameters shares ``()``)."""
         out = self._uses.get(node.name)
         if out is None:
-            params = self.graph.params
-            out = []
-            for _, pname in node.param_fields:
-                use = next(u for u in params[pname].uses if u.node == node.name)
-                out.append((use, self.graph.inf(use.fan_in), self.graph.inf(use.fan_out)))
-            self._uses[node.name] = out
+            params, name, inf = self.graph.params, node.name, self._inf
+            out = ()
+            for pname in (node.weight, node.bias, node.gain):
+                if pname is not None:
+                    use = next(u for u in params[pname].uses if u.node == name)
+                    k_in, k_out = inf.get(use.fan_in), inf.get(use.fan_out)
+                    if k_in is None:
+                        k_in = inf[use.fan_in] = self.graph.inf(use.fan_in)
+                    if k_out is None:
+                        k_out = inf[use.fan_out] = self.graph.inf(use.fan_out)
+                    out += ((use, k_in, k_out),)
+            self._uses[name] = out
         return out
 
     def operand(self, node: Node, use: Use) -> tuple[Exp, Exp]:
@@ -115,27 +128,32 @@ class Sizes:
         of the same sizes (:mod:`abccalc.calculus.repeats`), and for which ``init``,
         ``alpha`` and ``entries`` agree: once the twin is done, a node with its g sends
         its inputs what the twin sent its own, input for input."""
-        node_of = self.graph.node
-        g: dict[str, list[Exp]] = {n.name: [] for n in self.graph.nodes}
-        sent: dict[str, list[tuple[str, Exp]]] = {}
+        node_of, g = self.graph.node, self.g
+        largest: dict[str, Exp] = {}  # the largest contribution to each gradient so far
+        sent: dict[str, list[tuple[str, Exp]]] = {}  # a template's contributions
         for node in reversed(self.graph.order):
             name = node.name
             unit = OPS[node.op]
-            gh = ZERO if unit.is_output else max(g[name], default=NEG_INF)
-            self.g[name] = gh
+            gh = ZERO if unit.is_output else largest.get(name, NEG_INF)
+            g[name] = gh
+            out = None
             t = reuse.get(name) if reuse else None
-            to = None
-            if t is not None and t in sent and (self.g[t] is gh or self.g[t] == gh):
-                to = dict(zip(node_of[t].inputs, node.inputs, strict=True))
-            if to is not None and all(i in to for i, _ in sent[t]):
-                out = [(to[i], size) for i, size in sent[t]]
-            else:
+            if t is not None:
+                t_out = sent.pop(t, None)  # each template serves one node
+                if t_out is not None and (g[t] is gh or g[t] == gh):
+                    t_ins, ins = node_of[t].inputs, node.inputs
+                    out = [(ins[t_ins.index(i)], size) for i, size in t_out if i in t_ins]
+                    if len(out) != len(t_out):  # the twin sent to a node it does not read
+                        out = None
+            if out is None:
                 ctx = Ctx(lambda use: init[key(use)], alpha.get(name), entries=entries)
                 out = unit.backward(self, node, gh, ctx)
             if reuse:
                 sent[name] = out
-            for i, size in out:
-                g[i].append(size)
+            for i, size in out:  # max over the contributions: the first of equal ones
+                cur = largest.get(i)
+                if cur is None or (size is not cur and size > cur):
+                    largest[i] = size
 
 
 @dataclass(frozen=True)

@@ -103,90 +103,128 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
     from it (:mod:`abccalc.calculus.repeats`): the same result, computed once per block."""
     opt = Optimizer.parse(optimizer) if isinstance(optimizer, str) else optimizer
     sizes = Sizes(graph, opt)
+    s0, sd, dead, node_of = sizes.s0, sizes.sd, sizes.dead, graph.node
     init: dict[UseKey, Exp] = {}
-    operand: dict[UseKey, tuple[Exp, Exp]] = {}  # (s0, sd) of what each use multiplies
+    # (x, st) of what each use multiplies: the size its init rule reads (sd for a readout)
+    # and its st = max(s0, sd); a copied use shares its twin's pair
+    operand: dict[UseKey, tuple[Exp, Exp]] = {}
     alpha: dict[str, Exp] = {}
     trace: dict[str, Step] = {}
+    # each use's rule arguments: a copied use shares its twin's tuple where they are equal
+    # (one tuple fewer per use for the garbage collector to track)
+    init_args: dict[UseKey, tuple] = {}
+    lr_args: dict[UseKey, tuple] = {}
     twin = twins(graph, sizes) if reuse else {}
     copied: dict[str, str] = {}  # node -> its twin, whose inputs had the same sizes
+    uses_of, weight = sizes.uses, Kind.WEIGHT
 
     for node in graph.order:
         name = node.name
+        unit = OPS[node.op]
         t = twin.get(name)
-        if t is not None and t in sizes.s0 and same_inputs(sizes, node, graph.node[t]):
+        if t is not None and t in s0 and same_inputs(sizes, node, node_of[t]):
             copied[name] = t
-        uses = sizes.uses(node)
-        for j, (use, k_in, k_out) in enumerate(uses):
-            readout = (use.kind is Kind.WEIGHT and k_in and not k_out
-                       and name not in sizes.dead)
-            if name in copied:
-                u_t = key(sizes.uses(graph.node[t])[j][0])
-                value, (x0, xd) = init[u_t], operand[u_t]
-                x = xd if readout else max(x0, xd)
+            t_uses = uses_of(node_of[t])
+        else:
+            t = None
+        for j, (use, k_in, k_out) in enumerate(uses_of(node)):
+            readout = (use.kind is weight and k_in and not k_out and name not in dead)
+            if t is not None:  # the twin's a + b and operand sizes (the same objects)
+                v = t_uses[j][0]
+                u_t = (v.node, v.param)
+                value, xs, args = init[u_t], operand[u_t], init_args[u_t]
+                x = xs[0]
             else:
                 x0, xd = sizes.operand(node, use)
-                x = xd if readout else max(x0, xd)
+                stx = xd if x0 is not xd and xd > x0 else x0  # max(x0, xd)
+                x = xd if readout else stx
+                xs = x, stx
                 value = k_in + xd if readout else half(k_in) + x
-            label = OPS[node.op].operand_label(node, use)
+            label = unit.operand_label(node, use)
             if readout and x == NEG_INF:
                 raise AbcError(f"{graph.source}: node '{name}': readout of '{label}', "
                                "which never changes in training")
-            init[key(use)], operand[key(use)] = value, (x0, xd)
+            if t is None or args[2] != label:
+                args = (readout, k_in, label, x)
+            u = (name, use.param)
+            init[u], operand[u], init_args[u] = value, xs, args
             trace[f"init {use.param}@{name}"] = Step(
                 f"a + b of {use.param} at node {name}", _init_rule, value,
-                () if label == "1" else (f"size {node.inputs[0]}",), (readout, k_in, label, x))
-        if OPS[node.op].has_constant(node):
-            value, rule, deps = OPS[node.op].mup_constant(sizes, node)
+                () if label == "1" else (f"size {node.inputs[0]}",), args)
+        if unit.has_constant(node):
+            value, rule, deps = unit.mup_constant(sizes, node)
             alpha[name] = value
             trace[f"alpha {name}"] = Step(f"multiplier exponent of {node.op} {name}", rule,
                                           value, deps)
-        if name in copied:
-            sizes.s0[name], sizes.sd[name] = sizes.s0[t], sizes.sd[t]
+        if t is not None:
+            s0[name], sd[name] = s0[t], sd[t]
         else:
-            sizes.forward(node, init, alpha.get(name), lambda use: ZERO)
+            sizes.forward(node, init, alpha.get(name), _zero)
 
     def entries(use: Use) -> Exp:
         """ΔW entries of a maximally updated use: ΔW·x = n^(entries + inf(fan_in) + st(x))
         is Θ(1)."""
-        node = graph.node[use.node]
+        node = node_of[use.node]
         return -(graph.inf(use.fan_in) + max(sizes.operand(node, use)))
 
     # backwards, iteration i + 1 comes first: it is the template of iteration i
     sizes.backward(init, alpha, entries, reuse={t: n for n, t in copied.items()})
 
+    sgd, k = opt is Optimizer.SGD, opt.k
+    deps = ()
     invariants: dict[UseKey, Invariants] = {}
     for node in graph.order:
         name = node.name
-        if name in sizes.dead:
+        if name in dead:
             continue  # no gradient flows here: see _dead_lr
+        gh = sizes.g[name]
         t = copied.get(name)
-        if t is not None and opt is Optimizer.SGD and not _same(sizes.g[name], sizes.g[t]):
+        if t is not None and sgd and not _same(gh, sizes.g[t]):
             t = None
-        for j, (use, k_in, k_out) in enumerate(sizes.uses(node)):
-            stx = max(operand[key(use)])
+        if t is not None:
+            t_uses = uses_of(node_of[t])
+        if sgd:
+            deps = (f"grad {name}",)
+        for j, (use, k_in, k_out) in enumerate(uses_of(node)):
+            u = (name, use.param)
+            stx = operand[u][1]
             if t is not None:
-                inv = invariants[key(sizes.uses(graph.node[t])[j][0])]
+                v = t_uses[j][0]
+                u_t = (v.node, v.param)
+                inv = invariants[u_t]
                 role, lr = inv.role, inv.lr
             else:
                 role, lr = role_of(graph, use), k_in + stx
-                if opt is not Optimizer.SGD and opt is not Optimizer.ADAM:  # LAMB, Muon
-                    lr += lr_offset(opt, graph, use.param, k_in, k_out, init[key(use)])
-            gh = sizes.g[name]
-            kb = broadcast_dims(graph, use) if opt is Optimizer.SGD else 0
-            if t is None and opt is Optimizer.SGD:
-                lr += gh + stx + kb
+                if not sgd and opt is not Optimizer.ADAM:  # LAMB, Muon
+                    lr += lr_offset(opt, graph, use.param, k_in, k_out, init[u])
+            if sgd:  # SGD's rule names the node's gradient
+                kb = broadcast_dims(graph, use)
+                if t is None:
+                    lr += gh + stx + kb
+                args = (opt, k_in, stx, gh, kb, name)
+            elif opt is Optimizer.ADAM and t is not None:  # its rule names no parameter:
+                args = lr_args[u_t]  # a copy shares its twin's
+            else:
+                args = (opt, k_in, stx, ZERO, 0, name, (graph, use.param, k_out, init[u]))
+            lr_args[u] = args
             trace[f"lr {use.param}@{name}"] = Step(
-                f"{opt.k}a + c of {use.param} at node {name}",
-                _lr_rule, lr, (f"grad {name}",) if opt is Optimizer.SGD else (),
-                (opt, name, k_in, stx, gh, kb, (graph, use.param, k_out, init[key(use)])))
-            invariants[key(use)] = Invariants(use, role, init[key(use)], lr)
-    raised = [_dead_lr(sizes, p.uses, init, invariants, trace) for p in graph.params.values()]
-    if any(raised):  # a dead use's init changed: resize the dead nodes (nothing live reads them)
-        for node in graph.order:
-            if node.name in sizes.dead:
-                sizes.forward(node, init, alpha.get(node.name), lambda use: ZERO)
-    invariants = {key(u): invariants[key(u)] for n in graph.order for u, _, _ in sizes.uses(n)}
-    return Analysis(graph, opt, sizes, invariants, alpha, trace, dead_params(graph))
+                f"{k}a + c of {use.param} at node {name}", _lr_rule, lr, deps, args)
+            invariants[u] = Invariants(use, role, init[u], lr)
+    if dead:  # the uses at dead nodes, whose LR no desideratum fixes
+        raised = [_dead_lr(sizes, p.uses, init, invariants, trace)
+                  for p in graph.params.values() if any(u.node in dead for u in p.uses)]
+        if any(raised):  # a dead use's init changed: resize the dead nodes (nothing live
+            for node in graph.order:  # reads them)
+                if node.name in dead:
+                    sizes.forward(node, init, alpha.get(node.name), _zero)
+        invariants = {key(u): invariants[key(u)] for n in graph.order
+                      for u, _, _ in sizes.uses(n)}
+    return Analysis(graph, opt, sizes, invariants, alpha, trace, dead_params(graph, dead))
+
+
+def _zero(use: Use) -> Exp:
+    """No update yet: the forward pass at init."""
+    return ZERO
 
 
 def _same(a: Exp, b: Exp) -> bool:
@@ -202,10 +240,11 @@ def _init_rule(readout: bool, k_in: int, operand: str, x: Exp) -> str:
             f"st = {fmt_exp(x)} must be Θ(1)")
 
 
-def _lr_rule(opt: Optimizer, name: str, k_in: int, stx: Exp, gh: Exp, kb: int,
-             at: tuple) -> str:
-    """The derivation of a live use's k·a + c (maximal update) at node ``name``; ``at``
-    is (graph, parameter, k_out, a + b) of the use."""
+def _lr_rule(opt: Optimizer, k_in: int, stx: Exp, gh: Exp, kb: int, name: str,
+             at: tuple = ()) -> str:
+    """The derivation of a live use's k·a + c (maximal update) at node ``name``: SGD's rule
+    reads its gradient ``gh`` there; another class's reads ``at`` = (graph, parameter,
+    k_out, a + b) of the use (:func:`abccalc.calculus.updates.lr_rule`)."""
     if opt is not Optimizer.SGD:
         graph, pname, k_out, init = at
         return lr_rule(opt, graph, pname, k_in, k_out, fmt_exp(stx), init)

@@ -20,6 +20,7 @@ from sympy.printing.pycode import pycode
 
 from abccalc import __version__
 from abccalc.calculus.solver import solve
+from abccalc.emit.codegen_depth import DEPTH_DOC, depth_source, group_scales
 from abccalc.emit.codegen_model import (
     constant_expr,
     doc_text,
@@ -28,7 +29,7 @@ from abccalc.emit.codegen_model import (
     py_expr,
 )
 from abccalc.emit.codegen_optim import optimizer_source, use_text
-from abccalc.emit.codegen_runtime import FUSED, HEADER, functions
+from abccalc.emit.codegen_runtime import EPS_DOC, FUSED, HEADER, functions
 from abccalc.emit.patterns import (
     NameIndex,
     check_names,
@@ -39,7 +40,7 @@ from abccalc.emit.patterns import (
     star,
 )
 from abccalc.errors import AbcError
-from abccalc.exponents import ZERO, Exp, Optimizer
+from abccalc.exponents import ONE, ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph, Kind, Use
 from abccalc.graph.ops import OPS
 from abccalc.parametrization.gauges import (
@@ -67,16 +68,19 @@ COLUMN = {"input": "input weights & all biases", "output": "output weights",
           "hidden": "hidden weights", "scalar": "scalar-like"}
 
 
-def load_parametrization(graph: Graph, optimizer: str, variant: str, preset: str = "mup"
-                         ) -> Parametrization:
+def load_parametrization(graph: Graph, optimizer: str, variant: str, preset: str = "mup",
+                         depth_alpha: Exp = ONE) -> Parametrization:
     """μP in ``variant`` (``auto``: the first without a tied-weight conflict) for
-    ``optimizer`` (``adamw`` is Adam-like), SP (``preset='sp'``) or a params file."""
+    ``optimizer`` (``adamw`` is Adam-like), SP (``preset='sp'``) or a params file; μP
+    scales an infinite repeat count with branch multipliers L^-``depth_alpha``."""
     analysis = solve(graph, Optimizer.parse(optimizer))
     if preset == "sp":
         return sp(analysis)
     if preset != "mup":  # a params file (docs/check.md)
         return from_abc(analysis, load_params(preset, graph).abc, Path(preset).stem)
-    return parametrize_auto(analysis)[0] if variant == "auto" else parametrize(analysis, variant)
+    if variant == "auto":
+        return parametrize_auto(analysis, depth_alpha=depth_alpha)[0]
+    return parametrize(analysis, variant, depth_alpha=depth_alpha)
 
 
 def _fan_axes(graph: Graph, use: Use) -> tuple[tuple[int, ...], tuple[int, ...], str]:
@@ -116,8 +120,7 @@ def _rule_lines(title: str, column: str, opt: str, unit: bool, k_in: int, k_out:
             f"    # (a, b, c) = ({a}, {b}, {c}); vs SP at base width: var x m^{ev}, "
             f"mult x m^{em}, LR x m^{el}",
             f"        var_scale=lambda m: {_m_power(ev)},",
-            f"        multiplier=lambda m: {_m_power(em)},",
-            f"        group_scales={{'lr': lambda m: {_m_power(el)}}},")
+            f"        multiplier=lambda m: {_m_power(em)},")
 
 
 class Entry(NamedTuple):
@@ -125,10 +128,11 @@ class Entry(NamedTuple):
 
     lines: tuple[str, ...]  # comments and the Rule's fields after module_param
     part: tuple[int, int, int] | None
-    lr: Exp  # the LR exponent (the parts of one fused tensor must agree)
+    scales: tuple[str, ...]  # group_scales (the parts of one fused tensor must agree)
 
 
-def _entry(p: Parametrization, r: ParamRule, part: tuple[int, int, int] | None) -> Entry:
+def _entry(p: Parametrization, r: ParamRule, part: tuple[int, int, int] | None,
+           eps: bool) -> Entry:
     graph = p.graph
     use = r.use
     k_in, k_out = graph.inf(use.fan_in), graph.inf(use.fan_out)
@@ -141,9 +145,11 @@ def _entry(p: Parametrization, r: ParamRule, part: tuple[int, int, int] | None) 
         doc_text(TABLE_TITLES.get(p.variant, p.variant)), COLUMN[r.role.value],
         p.optimizer.value, p.variant == "unit", k_in, k_out, sig)
     lr = ratio_of(k_in, k_out, sig)[2] if k_in or k_out else ZERO
+    groups = group_scales(p, r, lr, k_in if which == "fan_in" else k_out if which else 0,
+                          eps)
     return Entry((comment1, comment2, f"role={r.role.value!r}, init={init!r},",
                   f"        fan_in_axes={in_axes!r}, fan_axes={axes!r}, base_fan={base_fan},",
-                  *scales), part, lr)
+                  *scales, *groups), part, groups)
 
 
 def _uses(p: Parametrization, r: ParamRule) -> tuple[tuple[str, Exp], ...]:
@@ -187,7 +193,7 @@ def _rule_text(key: str, module: str, entry: Entry, uses: tuple[tuple[str, Exp],
     ]
 
 
-def rules(p: Parametrization, names: dict[str, str]) -> list[str]:
+def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[str]:
     """The PARAMETERS entries. Parameters whose graph and module names agree once their
     digit components (a repeat block's iteration, a ModuleList index) are starred, with
     the same digits in both, and whose rules are equal share one entry keyed by that
@@ -199,7 +205,7 @@ def rules(p: Parametrization, names: dict[str, str]) -> list[str]:
     later: dict[str, tuple[tuple[str, Exp], ...]] = {}
     for r in p.params.values():
         path, part = split_part(names[r.name])
-        entries[r.name] = entry = _entry(p, r, part)
+        entries[r.name] = entry = _entry(p, r, part, eps)
         (gkey, gdigits), (mkey, mdigits) = star(r.name), star(path)
         later[r.name] = uses = _uses(p, r)
         if gdigits and gdigits == mdigits:
@@ -226,18 +232,21 @@ def rules(p: Parametrization, names: dict[str, str]) -> list[str]:
 
 
 def _check_parts(graph: Graph, names: dict[str, str], entries: dict[str, Entry]) -> None:
-    """The parts of one fused tensor share its optimizer group: their LR rules agree."""
-    lrs: dict[str, dict[Exp, str]] = {}
+    """The parts of one fused tensor share its optimizer group: their group scales (LR,
+    eps, weight decay) agree."""
+    scales: dict[str, dict[tuple[str, ...], str]] = {}
     for pname in graph.params:
         path, part = split_part(names[pname])
         if part is not None:
-            lrs.setdefault(path, {}).setdefault(entries[pname].lr, pname)
-    for path, by_lr in lrs.items():
-        if len(by_lr) > 1:
-            a, b = list(by_lr.values())[:2]
+            scales.setdefault(path, {}).setdefault(entries[pname].scales, pname)
+    for path, by_scales in scales.items():
+        if len(by_scales) > 1:
+            a, b = list(by_scales.values())[:2]
             raise AbcError(f"--names: '{doc_text(a)}' and '{doc_text(b)}' are parts of "
-                           f"'{doc_text(path)}' with different LR rules, but a tensor has "
-                           "one LR; keep them as separate module parameters")
+                           f"'{doc_text(path)}' with different LR rules (or eps or weight "
+                           "decay), but a tensor has one optimizer group; keep them as "
+                           "separate module parameters")
+
 
 def constant_functions(p: Parametrization) -> dict[str, str]:
     """Node → name of its ``<local>_scale`` function, for each constant over an infinite
@@ -307,7 +316,8 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
     check_names(graph, names, "--names")
     opt_class = "SGD" if p.optimizer.value == "sgd" else "AdamW"
     base = {d: graph.dims[d].size for d in sorted(graph.dims) if graph.dims[d].infinite}
-    rule_lines = rules(p, names)
+    eps = p.optimizer is Optimizer.ADAM and not lion  # Lion has no eps
+    rule_lines = rules(p, names, eps)
     fused = any(split_part(name)[1] for name in names.values())
     text = HEADER.format(
         title=f"muP for `{doc_text(graph.name)}`: init, parameter groups and forward "
@@ -316,8 +326,10 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
         graph=doc_text(graph.name), optimizer=p.optimizer.value, variant=p.variant,
         variant_text=doc_text(p.variant), base_widths=repr(base),
         use=use_text(p, lion) or f"    opt = torch.optim.{opt_class}(param_groups(model, "
-                                 "lr=...))",
-        fused=FUSED.format() if fused else "")
+                                 f"lr=...{', eps=1e-8' if eps else ''}))",
+        fused=FUSED.format() if fused else "", eps_doc=EPS_DOC if eps else "",
+        depth_doc=DEPTH_DOC if p.depth.active else "",
+        depth=depth_source(p))
     text += ("\n".join(rule_lines) + "\n}\n" + functions()
              + optimizer_source(p, lion, rule_lines))
     constants = _constants(p)

@@ -28,6 +28,12 @@ from abccalc.graph.core import Graph, Kind, Node
 from abccalc.graph.ops import OPS, Op
 from abccalc.parametrization.gauges import Parametrization
 
+# the generated Model's residual branch multiplier (abccalc.emit.codegen_depth)
+MODEL_BRANCH = '''            stream = stream_input(n["name"])
+            if stream is not None:  # x + L^-alpha * f(x)
+                xs = [x if i == stream else x * BRANCH_MULTIPLIER for i, x in enumerate(xs)]
+'''
+
 # Public attributes of torch.nn.Module, ModuleDict, Linear, Conv1d/2d/3d and Embedding
 # (torch 2.x; a test checks the installed torch adds none) and of the generated Model and
 # Params: a submodule of that name cannot be added (``add_module`` refuses it).
@@ -332,7 +338,7 @@ class Model(torch.nn.Module):
             ins = [self._dims(i) for i in n["inputs"]]
             if op in SAME_DIMS:
                 xs = [_to(x, d, dims) for x, d in zip(xs, ins, strict=True)]
-@FORWARD@
+@BRANCH@@FORWARD@
             env[n["name"]] = y
             if capture is not None:
                 capture[n["name"]] = y.detach()
@@ -411,6 +417,7 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
         "INPUTS": repr([n.name for n in graph.order if OPS[n.op].is_input]),
         "CONSTANTS": consts,
         "EXAMPLE": doc_text(example),
+        "BRANCH": MODEL_BRANCH if p.depth.active else "",
     }
     values.update(runtime_parts())
     return re.sub(r"@([A-Z_]+)@", lambda m: values[m[1]], RUNTIME)

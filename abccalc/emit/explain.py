@@ -65,11 +65,44 @@ def _explain_constant(p: Parametrization, name: str, max_steps: int) -> str:
     return "\n".join(out + _sources(p, list(step.deps), max_steps)) + "\n"
 
 
+def _explain_branch(p: Parametrization, add: str) -> str:
+    """The derivation of a residual branch multiplier L^-α (docs/depth.md)."""
+    step = p.depth.trace[f"depth alpha {add}"]
+    return "\n".join([f"{add}: residual branch multiplier of add {add}, {p.optimizer.value}",
+                      f"  result: depth exponent α = {step.value}: multiplier L^-{step.value}",
+                      "", f"  {step.what} = {step.value}", f"    because {step.rule}"]) + "\n"
+
+
+def _depth_lines(p: Parametrization, pname: str) -> list[str]:
+    """The depth constraints of ``pname`` and its Adam ε and weight-decay exponents."""
+    from abccalc.parametrization.hyper import hyper
+
+    trace = p.depth.trace
+    out = ["", f"  depth (L = {', '.join(v for _, v, *_ in p.depth.blocks)}, α = "
+           f"{p.depth.alpha}; solved per axis, docs/depth.md):"]
+    for what in ("a", "b", "c"):
+        step = trace[f"depth {what} {pname}"]
+        out += [f"  {step.what} = {step.value}", f"    because {step.rule}"]
+    h = hyper(p, p.params[pname])
+    out += [f"  Adam ε: eps = {h.eps}, eps_depth = {h.eps_depth}",
+            "    because ε must scale like the typical entry of ∂L/∂w, n^-a·g(h)·st(x) "
+            "summed over the broadcast dims" + (f", and L^-α through the branch "
+                                                f"multiplier of {h.branch}" if h.branch
+                                                else ", with no depth factor outside the "
+                                                "branches"),
+            f"  weight decay (torch AdamW): wd = {h.wd}, wd_depth = {h.wd_depth}",
+            "    because the per-step decay lr·λ keeps its timescale when λ ∝ 1/lr"]
+    return out
+
+
 def explain(p: Parametrization, pname: str, max_steps: int = 40) -> str:
     """Every constraint that fixed ``pname``'s exponents (a parameter's, or a constant's
-    when ``pname`` is a ``contract`` or ``scale`` node), then the sizes they used."""
+    when ``pname`` is a ``contract`` or ``scale`` node, or a residual branch's add on a
+    depth axis), then the sizes they used."""
     if pname in p.constants and f"alpha {pname}" in p.analysis.trace:
         return _explain_constant(p, pname, max_steps)
+    if pname in p.depth.branches:
+        return _explain_branch(p, pname)
     if pname not in p.params:
         known = [*p.params, *p.constants]
         raise AbcError(f"{p.graph.source}: unknown parameter or constant '{pname}' (known: "
@@ -93,4 +126,6 @@ def explain(p: Parametrization, pname: str, max_steps: int = 40) -> str:
     out.append(f"  gauge {p.variant}: a = {a} ⇒ b = (a+b) − a = {r.b}, "
                f"c = ({k}a+c) − {k}a = {r.c}" + (
                    f" (shifted by θ = {p.shifts[pname]})" if pname in p.shifts else ""))
+    if p.depth.active:
+        out += _depth_lines(p, pname)
     return "\n".join(out + _sources(p, queue, max_steps)) + "\n"

@@ -104,9 +104,15 @@ CODEGEN_GOLDENS = {**{f"codegen_mlp_{opt}.py": (codegen_text, opt) for opt in ("
 
 
 def render(name: str) -> str:
-    header, build = TABLES[name]
+    """A derived table's text: from examples/mlp.yaml, or for the depth tables
+    (:mod:`abccalc.emit.goldens_depth`) from examples/gpt.yaml with an infinite n_layer."""
+    from abccalc.emit import goldens_depth
+
+    header, build = TABLES[name] if name in TABLES else goldens_depth.TABLES[name]
+    source = "examples/mlp.yaml" if name in TABLES else \
+        "examples/gpt.yaml with n_layer infinite (base 2)"
     buf = io.StringIO()
-    buf.write(f"# derived by `python -m abccalc.emit.goldens` from examples/mlp.yaml; "
+    buf.write(f"# derived by `python -m abccalc.emit.goldens` from {source}; "
               f"compare with tables/{name}.csv\n{header}\n")
     csv.writer(buf, lineterminator="\n").writerows(build())
     return buf.getvalue()
@@ -124,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, default=ROOT / "tables" / "derived")
     args = ap.parse_args(argv)
     golden_dir = ROOT / "tests" / "golden"
-    outputs = [(args.dir / f"{name}.csv", render(name)) for name in TABLES]
+    from abccalc.emit import goldens_depth
+
+    outputs = [(args.dir / f"{name}.csv", render(name))
+               for name in (*TABLES, *goldens_depth.TABLES)]
     outputs += [(golden_dir / f, make(arg)) for f, (make, arg) in CODEGEN_GOLDENS.items()]
     drift = []
     for path, text in outputs:

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 
 from abccalc.calculus.updates import MUON_ADJUST, muon_note, optimizer_of
+from abccalc.emit.render_depth import branch_constants, depth_fields, markdown_section
 from abccalc.graph.core import Graph, Role
 from abccalc.parametrization.gauges import Conflict, Parametrization
 from abccalc.parametrization.rules import (
@@ -76,7 +77,8 @@ def rows(p: Parametrization, form: str = "fan") -> list[dict]:
         row = {"name": r.name, "role": r.role.value, "kind": r.kind.value,
                "shape": list(r.shape), "a": str(r.a_exp[(r.use.node, r.name)]),
                "b": str(r.b_exp), "c": str(r.c_exp),
-               "init_var": init_var, "multiplier": multiplier, "lr": lr}
+               "init_var": init_var, "multiplier": multiplier, "lr": lr,
+               **depth_fields(p, r)}
         if ratio:
             row["m"] = m_text(p.graph, r.use)
         if p.optimizer in MUON_ADJUST:
@@ -92,9 +94,11 @@ def rows(p: Parametrization, form: str = "fan") -> list[dict]:
 
 
 def constants(p: Parametrization) -> list[dict]:
+    """Width constants (depth exponent 0), then each residual branch's L^-α."""
     return [{"name": name, "exponent": str(alpha),
-             "multiplier": constant_monomial(p.graph, name, alpha).text()}
-            for name, alpha in p.constants.items()]
+             "multiplier": constant_monomial(p.graph, name, alpha).text(),
+             "depth_exponent": "0"}
+            for name, alpha in p.constants.items()] + branch_constants(p)
 
 
 def grouped(p: Parametrization, param_rows: list[dict] | None = None
@@ -204,6 +208,8 @@ def markdown(p: Parametrization, view: View = PLAIN) -> str:
     if view.reports_base:
         out.append(_base_text(p.graph, view.form))
     out += ["### Parameters", _md_table(header, body), *_md_constants(p)]
+    if p.depth.active:
+        out.append(markdown_section(p))
     return "\n\n".join(out) + "\n"
 
 

@@ -22,9 +22,19 @@ from fractions import Fraction
 from typing import Any
 
 from abccalc.errors import AbcError
-from abccalc.graph.core import Dim, Graph, Node, Param, Use, topological_order
+from abccalc.graph.core import (
+    NAMED_FIELDS,
+    Dim,
+    Graph,
+    Node,
+    Param,
+    Use,
+    topological_order,
+    unnamed_fields,
+)
 from abccalc.graph.names import check_name, clean, shown
 from abccalc.graph.ops import OPS
+from abccalc.graph.ops.base import Op, Shaped
 
 NODE_FIELDS = {f.name for f in fields(Node)}
 OPTIONAL = sorted(NODE_FIELDS - {"name", "op", "inputs", "dims"})
@@ -101,12 +111,57 @@ def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
     return Node(name=name, op=op, **kw)
 
 
+def _params_of(node: Node) -> list[str]:
+    """The parameter names a node reads (weight, bias, gain), like ``Node.param_fields``."""
+    return [p for p in (node.weight, node.bias, node.gain) if p is not None]
+
+
+def _coincide(node: Node) -> tuple:
+    """Which of the node's inputs, and which of its parameters, are the same name, and
+    which parameters it has: all that an op's check may read of names."""
+    ins, w, b, g = node.inputs, node.weight, node.bias, node.gain
+    same = None if len(ins) < 2 or (len(ins) == 2 and ins[0] != ins[1]) else \
+        tuple(ins.index(i) for i in ins)
+    return same, w is None, b is None, g is None, w == b, w == g, b == g
+
+
+Recipe = tuple[dict, tuple[tuple[int, Any, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...]]
+
+
+def _recipe(node: Node, result: Shaped) -> Recipe | None:
+    """What ``node``'s check changed, with names as positions: the fields it filled in
+    (never a name) and each use as (which of weight/bias/gain, kind, fan_in, fan_out,
+    shape); None when the result holds a name other than the node's own."""
+    d, r = node.__dict__, result.node.__dict__
+    if any(r[f] != d[f] for f in NAMED_FIELDS):
+        return None
+    params = (node.weight, node.bias, node.gain)
+    made = []
+    for use, shape in result.uses:
+        if use.node != node.name or use.param not in params:
+            return None
+        made.append((params.index(use.param), use.kind, use.fan_in, use.fan_out, shape))
+    return {k: v for k, v in r.items() if v is not d[k]}, tuple(made)
+
+
+def _replay(node: Node, recipe: Recipe) -> Shaped:
+    """The check's result for ``node`` from the recipe of a node that differs only by names
+    (and whose inputs have the same dims): that result with ``node``'s names."""
+    changes, made = recipe
+    if not made:
+        return Shaped(node._copy(changes) if changes else node)
+    params = (node.weight, node.bias, node.gain)
+    return Shaped(node._copy(changes) if changes else node,
+                  tuple((Use(node.name, params[j], kind, fan_in, fan_out), shape)
+                        for j, kind, fan_in, fan_out, shape in made))
+
+
 def _check_block_params(outside: list[Node], expanded: list[Node], err) -> None:
     """A parameter named outside a block must not take the name of a block iteration's
     parameter (``layer.0.W``): it would silently tie into it (docs/spec.md, section 6)."""
-    inside = {p: n.name for n in expanded for _, p in n.param_fields}
+    inside = {p: n.name for n in expanded for p in _params_of(n)}
     for n in outside:
-        for _, p in n.param_fields:
+        for p in _params_of(n):
             if p in inside:
                 raise err(f"node '{n.name}'", f"parameter '{p}' takes the name of a repeat "
                           f"block's parameter (at '{inside[p]}'); a block's parameters "
@@ -124,8 +179,10 @@ class GraphBuilder:
         self._explicit: set[str] = set()  # dims given a size by set()
         self._dims: dict[str, dict] = {}
         self._values: dict[str, int] = {}
+        self._depth: dict[str, int] = {}  # infinite values (depth axes): name -> base
         self._items: list[Node | Block] = []
         self._repeats: list[tuple[str, int]] = []  # (block, count) as last expanded
+        self._carry: dict[str, tuple[str, str]] = {}  # block -> (input node, output local)
 
     def __repr__(self) -> str:
         return f"GraphBuilder({self.name!r})"
@@ -158,15 +215,40 @@ class GraphBuilder:
         self._dims[name] = {"size": size, "base": base, "of": of, "times": times}
         return self
 
-    def value(self, name: str, value: int) -> GraphBuilder:
-        """A named integer, e.g. a repeat count."""
+    def value(self, name: str, value: int | None = None, *, base: int | None = None
+              ) -> GraphBuilder:
+        """A named integer, e.g. a repeat count; with ``base`` instead, an infinite repeat
+        count (a depth axis L, docs/depth.md) built ``base`` times until ``set``."""
         check_name(name, "value name", self.source)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIZE:
-            raise self.err(f"value '{name}'", f"{shown(value)} is not an integer "
-                           "in [0, 2^40]")
+        if (value is None) == (base is None):
+            raise self.err(f"value '{name}'", "give exactly one of an integer or "
+                           "{base: N} (an infinite repeat count)")
+        v = value if base is None else base
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_SIZE \
+                or (base is not None and v < 1):
+            raise self.err(f"value '{name}'", f"{shown(v)} is not an integer in "
+                           + ("[1, 2^40] (the base of an infinite repeat count)"
+                              if base is not None else "[0, 2^40]"))
         if name in self._values:
             raise self.err(f"value '{name}'", "duplicate name")
-        self._values[name] = value
+        self._values[name] = v
+        if base is not None:
+            self._depth[name] = base
+        return self
+
+    def set_base(self, name: str, value: str | int) -> GraphBuilder:
+        """Declare a value an infinite repeat count with this base, or override its base
+        (``--base n_layer=2``); its count follows the base unless ``set`` gave it."""
+        if name not in self._values:
+            raise AbcError(f"{self.source}: --base {clean(name)}={clean(str(value))}: "
+                           f"unknown value '{clean(name)}'")
+        count, given = self._values[name], name in self._explicit
+        self.set(name, value)  # validates the number
+        self._depth[name] = self._values[name]
+        if given:
+            self._values[name] = count
+        else:
+            self._explicit.discard(name)
         return self
 
     def set(self, name: str, value: str | int) -> GraphBuilder:
@@ -185,7 +267,11 @@ class GraphBuilder:
         if number > MAX_SIZE:
             raise AbcError(f"{self.source}: {shown}: larger than 2^40")
         if name in self._values:
+            if name in self._depth and number < 1:
+                raise AbcError(f"{self.source}: {shown}: an infinite repeat count is at "
+                               "least 1")
             self._values[name] = number
+            self._explicit.add(name)
         elif name in self._dims and self._dims[name]["of"] is None:
             self._explicit.add(name)
             for follower in self._followers(name):
@@ -305,19 +391,19 @@ class GraphBuilder:
                 raise self.err(f"repeat '{item.name}'",
                                f"output '{item.output}' is not a node of the block")
             prev = alias.get(item.input, item.input)
+            carry = item.carry
+            named = [(n, [k for k in ("weight", "bias", "gain") if getattr(n, k) is not None])
+                     for n in item.nodes]
             for i in range(count):
                 pre = f"{item.name}.{i}."
-
-                def ref(x: str, pre: str = pre, prev: str = prev, local: set = local,
-                        carry: str = item.carry) -> str:
-                    return pre + x if x in local else prev if x == carry else x
-
-                nodes.extend(n.with_(
-                    name=pre + n.name, inputs=tuple(ref(x) for x in n.inputs),
-                    **{k: pre + p for k, p in (("weight", n.weight), ("bias", n.bias),
-                                               ("gain", n.gain)) if p is not None})
-                    for n in item.nodes)
+                for n, params in named:  # the node with its names prefixed (always a copy)
+                    changes = {"name": pre + n.name, "inputs": tuple(
+                        pre + x if x in local else prev if x == carry else x for x in n.inputs)}
+                    for k in params:
+                        changes[k] = pre + n.__dict__[k]
+                    nodes.append(n._copy(changes))
                 prev = pre + item.output
+            self._carry[item.name] = (alias.get(item.input, item.input), item.output)
             alias[item.name] = prev
             self._repeats.append((item.name, count))
         outside = [n for n in self._items if isinstance(n, Node)]
@@ -325,11 +411,8 @@ class GraphBuilder:
         _check_block_params(outside, [n for n in nodes if id(n) not in ids], self.err)
         if not alias:
             return nodes
-        out = []
-        for n in nodes:
-            inputs = tuple(alias.get(x, x) for x in n.inputs)
-            out.append(n if inputs == n.inputs else n.with_(inputs=inputs))
-        return out
+        return [n.with_(inputs=tuple(alias.get(x, x) for x in n.inputs))
+                if not alias.keys().isdisjoint(n.inputs) else n for n in nodes]
 
     def _raise_cycle(self, nodes: list[Node]) -> None:
         """Name the nodes of a cycle (networkx finds one; only needed on this error path)."""
@@ -342,25 +425,51 @@ class GraphBuilder:
         path = " -> ".join([e[0] for e in cycle] + [cycle[0][0]])
         raise self.err(f"node '{cycle[0][0]}'", f"is on a cycle: {path}")
 
-    def _shape(self, names: dict[str, Node], order: list[str], dims: dict[str, Dim]
-               ) -> tuple[dict[str, Node], dict[str, list[tuple[Use, tuple[str, ...]]]]]:
-        """Each node's checked form (its dims filled in) and every parameter's uses."""
+    def _shape(self, names: dict[str, Node], order: list[str], dims: dict[str, Dim],
+               reuse: bool = True
+               ) -> tuple[dict[str, Node], dict[str, list[tuple[Use, tuple[str, ...]]]],
+                          dict[str, int]]:
+        """Each node's checked form (its dims filled in), every parameter's uses and, with
+        ``reuse``, each node's class (:attr:`Graph.classes`).
+
+        With ``reuse``, a node that differs from one checked before only by names (op and
+        other fields equal, its inputs of the same dims, the same of its inputs and of its
+        parameters coinciding) takes that node's result with its own names: an op's check
+        reads names only to copy them into its result and its messages (the op-unit
+        contract, docs/contributing_ops.md), so the result is the one a check would give,
+        and the two are of one class. In a repeat block each iteration whose inputs have
+        the dims of the previous one's is such a copy."""
         shaped: dict[str, Node] = {}
         uses: dict[str, list[tuple[Use, tuple[str, ...]]]] = {}
+        memo: dict[tuple, tuple[Recipe | None, int]] = {}  # -> (recipe, class)
+        classes: dict[str, int] = {}
         for name in order:
             n = names[name]
-            err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
-            ins = [shaped[i].dims for i in n.inputs]
+            raw = [shaped[i].dims for i in n.inputs]
+            ins = raw
             if n.rename and ins:
-                ins[-1] = tuple(dict(n.rename).get(d, d) for d in ins[-1])
-            result = OPS[n.op].check(n, ins, dims, err)
+                ins = [*raw[:-1], tuple(dict(n.rename).get(d, d) for d in raw[-1])]
+            key = hit = None
+            if reuse:
+                key = (unnamed_fields(n), tuple(raw), _coincide(n))
+                hit = memo.get(key)
+            if hit is not None and hit[0] is not None:
+                result = _replay(n, hit[0])
+            else:
+                err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
+                result = OPS[n.op].check(n, ins, dims, err)
+                if reuse and hit is None:
+                    recipe = _recipe(n, result)  # None: a class of its own, checked again
+                    hit = memo[key] = (recipe, len(memo) if recipe is not None else -1)
+            if reuse:
+                classes[name] = hit[1] if hit[1] >= 0 else -1 - len(classes)
             shaped[name] = result.node
             for use, shape in result.uses:
                 if use.param in names or use.param in dims:
                     raise self.err(f"parameter '{use.param}'", "duplicate name (also a node "
                                    "or dim)")
                 uses.setdefault(use.param, []).append((use, shape))
-        return shaped, uses
+        return shaped, uses, classes
 
     def _expand_composites(self, nodes: list[Node], shaped: dict[str, Node],
                            dims: dict[str, Dim]) -> list[Node] | None:
@@ -370,8 +479,12 @@ class GraphBuilder:
         out: list[Node] = []
         found = False
         for n in nodes:
+            unit = OPS[n.op]
+            if type(unit).expand is Op.expand:  # a primitive op: nothing to expand
+                out.append(n)
+                continue
             err = lambda msg, n=n: self.err(f"node '{n.name}'", msg)  # noqa: E731
-            parts = OPS[n.op].expand(shaped[n.name], [shaped[i].dims for i in n.inputs], dims,
+            parts = unit.expand(shaped[n.name], [shaped[i].dims for i in n.inputs], dims,
                                      err)
             if parts is None:
                 out.append(n)
@@ -383,32 +496,46 @@ class GraphBuilder:
             out += parts
         return out if found else None
 
-    def build(self) -> Graph:
-        """Validate and freeze. Raises :class:`AbcError` naming the culprit."""
+    def _check_fields(self, n: Node, dims: dict[str, Dim]) -> None:
+        """Refuse an unknown op, a field the op does not take or an unknown dim."""
+        if n.op not in OPS:
+            raise self.err(f"node '{n.name}'", f"unknown op '{n.op}' (known: "
+                           f"{', '.join(sorted(OPS))})")
+        stray = [f for f in OPTIONAL if getattr(n, f) not in (None, ())
+                 and f not in OPS[n.op].fields]
+        if stray:
+            key = {"in_dims": "in"}.get(stray[0], stray[0])
+            raise self.err(f"node '{n.name}'", f"op '{n.op}' takes no '{key}'")
+        for d in (*n.dims, *n.in_dims, *n.over, *n.kernel, *n.causal, *n.parts, *n.heads,
+                  *(x for pair in n.rename for x in pair),
+                  *(x for x in (n.vocab, n.along) if x)):
+            if d not in dims:
+                raise self.err(f"node '{n.name}'", f"unknown dim '{d}'")
+
+    def build(self, reuse: bool = True) -> Graph:
+        """Validate and freeze. Raises :class:`AbcError` naming the culprit. With ``reuse``
+        (the default), a node that differs from an earlier one only by names, as a repeat
+        block's iterations do, takes that node's checks (:meth:`_shape`): the same Graph,
+        checked once per distinct node."""
         dims = self._resolve_dims()
         nodes = self._expand()
         if not any(d.infinite for d in dims.values()):
             raise AbcError(f"{self.source}: no infinite dim; mark the width dim(s) with "
                            "'base: SIZE'")
         names: dict[str, Node] = {}
+        checked: set[tuple] = set()  # fields other than names, already checked
         for n in nodes:
             if n.name in names:
                 raise self.err(f"node '{n.name}'", "duplicate name")
             if n.name in dims:
                 raise self.err(f"node '{n.name}'", "duplicate name (also a dim)")
-            if n.op not in OPS:
-                raise self.err(f"node '{n.name}'", f"unknown op '{n.op}' (known: "
-                               f"{', '.join(sorted(OPS))})")
-            stray = [f for f in OPTIONAL if getattr(n, f) not in (None, ())
-                     and f not in OPS[n.op].fields]
-            if stray:
-                key = {"in_dims": "in"}.get(stray[0], stray[0])
-                raise self.err(f"node '{n.name}'", f"op '{n.op}' takes no '{key}'")
-            for d in (*n.dims, *n.in_dims, *n.over, *n.kernel, *n.causal, *n.parts, *n.heads,
-                      *(x for pair in n.rename for x in pair),
-                      *(x for x in (n.vocab, n.along) if x)):
-                if d not in dims:
-                    raise self.err(f"node '{n.name}'", f"unknown dim '{d}'")
+            if not reuse:
+                self._check_fields(n, dims)
+            else:
+                key = unnamed_fields(n)
+                if key not in checked:
+                    self._check_fields(n, dims)
+                    checked.add(key)
             names[n.name] = n
         for n in nodes:
             for i in n.inputs:
@@ -417,16 +544,16 @@ class GraphBuilder:
         order = topological_order({n.name: n.inputs for n in nodes})
         if order is None:
             self._raise_cycle(nodes)
-        shaped, uses = self._shape(names, order, dims)
+        shaped, uses, classes = self._shape(names, order, dims, reuse)
         expanded = self._expand_composites(nodes, shaped, dims)
         if expanded is not None:  # composites expanded: shape the graph again
             nodes = expanded
             names = {n.name: n for n in nodes}
             order = topological_order({n.name: n.inputs for n in nodes})
-            shaped, uses = self._shape(names, order, dims)
+            shaped, uses, classes = self._shape(names, order, dims, reuse)
         first = {}  # parameters in topological order of first use: declaration order is moot
         for i, name in enumerate(order):
-            for _, p in names[name].param_fields:
+            for p in _params_of(names[name]):
                 first.setdefault(p, i)
         params: dict[str, Param] = {}
         for pname in sorted(uses, key=first.__getitem__):
@@ -443,5 +570,17 @@ class GraphBuilder:
         if not params:
             raise AbcError(f"{self.source}: no parameters (no node has a weight, bias or "
                            "gain); there is nothing to parametrize")
-        return Graph(self.name, dims, frozen, params, dict(self._values), self.source,
-                     tuple(self._repeats))
+        depth = tuple((item.name, item.count, self._depth[item.count],
+                       *self._carry[item.name])
+                      for item in self._items if isinstance(item, Block)
+                      and isinstance(item.count, str) and item.count in self._depth)
+        graph = Graph(self.name, dims, frozen, params, dict(self._values), self.source,
+                      tuple(self._repeats), depth)
+        if all(shaped[n.name].inputs == n.inputs for n in nodes):
+            # the checks kept every node's inputs, so the order found above is the graph's
+            # own (Graph.order: the same function of the same names and inputs)
+            graph.__dict__["node"] = {n.name: n for n in frozen}
+            graph.__dict__["order"] = tuple(shaped[name] for name in order)
+            if reuse:  # the checks' classes: finer than Graph.classes finds, never coarser
+                graph.__dict__["classes"] = {n.name: classes[n.name] for n in frozen}
+        return graph

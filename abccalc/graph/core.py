@@ -12,10 +12,11 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from fractions import Fraction
 from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 
@@ -140,12 +141,29 @@ class Node:
 
     def with_(self, **changes: Any) -> Node:
         """This node with ``changes``: itself when nothing changes (nodes are frozen), else
-        a copy without ``dataclasses.replace``'s per-field checks (a Node has no init-only
-        fields; a repeat makes thousands of these)."""
+        a copy made without ``__init__`` (a frozen dataclass sets each of its 19 fields
+        through ``object.__setattr__``; a repeat makes thousands of these): the same
+        field dict, in the same order, with ``changes`` written over it."""
         d = self.__dict__
+        if not changes.keys() <= d.keys():
+            raise TypeError(f"Node has no field(s) {sorted(changes.keys() - d.keys())}")
         if all(d[k] == v for k, v in changes.items()):
             return self
-        return Node(**{**d, **changes})
+        return self._copy(changes)
+
+    def _copy(self, changes: dict[str, Any]) -> Node:
+        """A copy with ``changes`` (Node field names, unchecked) written over its fields."""
+        new = object.__new__(Node)
+        fresh = new.__dict__
+        fresh.update(self.__dict__)
+        fresh.update(changes)
+        return new
+
+
+NAMED_FIELDS = ("name", "inputs", "weight", "bias", "gain")  # the fields a repeat renames
+# A node's fields other than names (its op first), as a tuple: two nodes with equal ones
+# differ only by names.
+unnamed_fields = attrgetter(*(f.name for f in fields(Node) if f.name not in NAMED_FIELDS))
 
 
 @dataclass(frozen=True)
@@ -161,6 +179,9 @@ class Graph:
     # (block name, count) of each repeat block: iteration i's nodes are named
     # ``<block>.<i>.<local name>`` (the solver copies an iteration that repeats the last)
     repeats: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    # (block, value, base, input node, output local name) of each repeat block whose count
+    # is an infinite value: the depth axis L (docs/depth.md), built values[value] times
+    depth: tuple[tuple[str, str, int, str, str], ...] = field(default=(), compare=False)
 
     def __hash__(self) -> int:
         return id(self)
@@ -183,9 +204,41 @@ class Graph:
                 out[i].append(n.name)
         return {k: tuple(v) for k, v in out.items()}
 
+    @cached_property
+    def classes(self) -> dict[str, int]:
+        """Each node's class: nodes of one class differ only by names. Their op and other
+        fields, their inputs' dims, which of their inputs are the same node, and their
+        parameter uses' kinds and fans are equal, so a rule that reads no name treats them
+        alike (the iterations of a repeat block). The builder fills this in from its
+        checks (:meth:`abccalc.graph.builder.GraphBuilder.build`), which may split a class
+        found here further (never join two)."""
+        first: dict[tuple[str, str], Use] = {}
+        for p in self.params.values():
+            for u in p.uses:
+                first.setdefault((u.node, u.param), u)
+        ids: dict[tuple, int] = {}
+        out: dict[str, int] = {}
+        for n in self.nodes:
+            ins = n.inputs
+            uses = tuple((u.kind, u.fan_in, u.fan_out) for u in
+                         (first[n.name, p] for p in (n.weight, n.bias, n.gain) if p is not None))
+            key = (unnamed_fields(n), tuple(self.node[i].dims for i in ins),
+                   tuple(ins.index(i) for i in ins), uses)
+            out[n.name] = ids.setdefault(key, len(ids))
+        return out
+
     def inf(self, dims: tuple[str, ...] | list[str]) -> int:
-        """The width exponent of the product of ``dims``: the count of infinite ones."""
-        return sum(1 for d in dims if self.dims[d].infinite)
+        """The width exponent of the product of ``dims``: the count of infinite ones
+        (counted once per tuple of dims: every stage asks it of the same few)."""
+        key = dims if type(dims) is tuple else tuple(dims)
+        k = self._inf_counts.get(key)
+        if k is None:
+            k = self._inf_counts[key] = sum(1 for d in key if self.dims[d].infinite)
+        return k
+
+    @cached_property
+    def _inf_counts(self) -> dict[tuple[str, ...], int]:
+        return {}
 
     def size(self, dims: tuple[str, ...], widths: dict[str, int] | None = None) -> int:
         """The product of the sizes of ``dims``, at base sizes or at ``widths``."""

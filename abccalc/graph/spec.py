@@ -111,8 +111,12 @@ def from_dict(data: Any, source: str = "<spec>") -> GraphBuilder:
             raise _bad(source, f"dim '{name}'", "expected a size, {size: N}, {base: N} or "
                        "{times: K, of: DIM}")
     for name, v in (data.get("values") or {}).items():
+        if isinstance(v, dict) and set(v) == {"base"}:
+            b.value(name, base=v["base"])  # an infinite repeat count: depth (docs/depth.md)
+            continue
         if isinstance(v, bool) or not isinstance(v, int):
-            raise _bad(source, f"value '{name}'", f"{v!r} is not an integer")
+            raise _bad(source, f"value '{name}'", f"{shown(v)} is not an integer or "
+                       "{base: N} (an infinite repeat count)")
         b.value(name, v)
     for i, entry in enumerate(data["nodes"]):
         if isinstance(entry, dict) and "repeat" in entry:

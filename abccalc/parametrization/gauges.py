@@ -29,13 +29,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
+from abccalc.calculus.depth import Depth, solve_depth
 from abccalc.calculus.sizes import ABC, UseKey, key
 from abccalc.calculus.solver import Analysis, Invariants
 from abccalc.errors import AbcError
-from abccalc.exponents import HALF, ZERO, Exp, Optimizer, exact
+from abccalc.exponents import HALF, ONE, ZERO, Exp, Optimizer, exact
 from abccalc.graph.core import Graph, Kind, Role, Use
 
 Gauge = Callable[[Graph, Invariants, Optimizer], Exp]
@@ -189,6 +190,14 @@ class Parametrization:
     params: dict[str, ParamRule]
     shifts: dict[str, Exp] = field(default_factory=dict)
     alpha: dict[str, Exp] | None = None  # constants, when not the solver's (SP, a user's)
+    # α of the branch multipliers L^-α when the graph has a depth axis (docs/depth.md);
+    # None: depth is not scaled (presets, params files)
+    depth_alpha: Exp | None = None
+
+    @cached_property
+    def depth(self) -> Depth:
+        """Branches and every parameter's depth exponents (:mod:`abccalc.calculus.depth`)."""
+        return solve_depth(self.graph, self.optimizer, self.depth_alpha)
 
     @property
     def graph(self) -> Graph:
@@ -249,9 +258,11 @@ def split_invariants(invs: list[Invariants], a_first: Exp, opt: Optimizer
 
 
 def parametrize(analysis: Analysis, variant: str = "table3",
-                shifts: dict[str, Exp] | None = None) -> Parametrization:
+                shifts: dict[str, Exp] | None = None, depth_alpha: Exp = ONE
+                ) -> Parametrization:
     """Apply ``variant``'s gauge, then any per-parameter abc-symmetry ``shifts`` θ:
-    (a+θ, b−θ, c−kθ) with k = 2 for SGD and 1 for Adam (TP5 Lemma J.1)."""
+    (a+θ, b−θ, c−kθ) with k = 2 for SGD and 1 for Adam (TP5 Lemma J.1). ``depth_alpha``
+    is α of the branch multipliers L^-α if the graph has a depth axis (docs/depth.md)."""
     if variant not in GAUGES:
         raise AbcError(f"unknown variant '{variant}' (known: {', '.join(VARIANTS)})")
     graph, opt = analysis.graph, analysis.optimizer
@@ -278,11 +289,11 @@ def parametrize(analysis: Analysis, variant: str = "table3",
             raise _conflict(graph, variant, pname, "a+b", invs, [str(i.init) for i in invs])
         rules[pname] = ParamRule(pname, invs[0].role, param.kind, param.shape, param.uses,
                                  a_by_use, b, c)
-    return Parametrization(analysis, variant, rules, shifts)
+    return Parametrization(analysis, variant, rules, shifts, depth_alpha=depth_alpha)
 
 
 def parametrize_all(analysis: Analysis, variants: tuple[str, ...] = VARIANTS,
-                    shifts: dict[str, Exp] | None = None
+                    shifts: dict[str, Exp] | None = None, depth_alpha: Exp = ONE
                     ) -> dict[str, Parametrization | Conflict]:
     """Every variant of ``variants`` (with the same ``shifts``); a variant that conflicts
     maps to its :class:`Conflict` instead of raising. Raises the first conflict when every
@@ -290,7 +301,7 @@ def parametrize_all(analysis: Analysis, variants: tuple[str, ...] = VARIANTS,
     out: dict[str, Parametrization | Conflict] = {}
     for name in variants:
         try:
-            out[name] = parametrize(analysis, name, shifts)
+            out[name] = parametrize(analysis, name, shifts, depth_alpha)
         except Conflict as e:
             out[name] = e
     if all(isinstance(v, Conflict) for v in out.values()):
@@ -298,14 +309,14 @@ def parametrize_all(analysis: Analysis, variants: tuple[str, ...] = VARIANTS,
     return out
 
 
-def parametrize_auto(analysis: Analysis, shifts: dict[str, Exp] | None = None
-                     ) -> tuple[Parametrization, dict[str, str]]:
+def parametrize_auto(analysis: Analysis, shifts: dict[str, Exp] | None = None,
+                     depth_alpha: Exp = ONE) -> tuple[Parametrization, dict[str, str]]:
     """The first variant of :data:`AUTO_ORDER` that solves without conflict, and the
     conflict message of each variant tried before it."""
     skipped: dict[str, str] = {}
     for name in AUTO_ORDER:
         try:
-            return parametrize(analysis, name, shifts), skipped
+            return parametrize(analysis, name, shifts, depth_alpha), skipped
         except Conflict as e:
             skipped[name] = str(e)
     first = next(iter(skipped.values()))

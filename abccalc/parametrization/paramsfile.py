@@ -30,7 +30,7 @@ import fnmatch
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,9 @@ class ParamsFile:
     abc: ABC
     keys: dict[str, str]
     defaulted_constants: tuple[str, ...]
+    # exponent of the depth L (an infinite repeat count) in each init_var rule that names
+    # it, e.g. -1 for GPT-2's std 0.02/sqrt(2·n_layer) (docs/depth.md)
+    depth_init: dict[str, Exp] = field(default_factory=dict)
 
 
 def constant_nodes(graph: Graph) -> list[str]:
@@ -150,8 +153,9 @@ def rule_exponent(value: Any, names: dict[str, sympy.Symbol], subs: dict[sympy.S
 
 
 def rule_names(graph: Graph) -> dict[str, sympy.Symbol]:
-    """The symbols a rule may name: the graph's dims, ``fan_in`` and ``fan_out``."""
-    names = {d: sympy.Symbol(d, positive=True) for d in graph.dims}
+    """The symbols a rule may name: depth values, the graph's dims, ``fan_in``, ``fan_out``."""
+    names = {v: sympy.Symbol(v, positive=True) for _, v, *_ in graph.depth}
+    names.update({d: sympy.Symbol(d, positive=True) for d in graph.dims})
     names["fan_in"] = sympy.Symbol("fan_in", positive=True)
     names["fan_out"] = sympy.Symbol("fan_out", positive=True)
     return names
@@ -159,9 +163,10 @@ def rule_names(graph: Graph) -> dict[str, sympy.Symbol]:
 
 def rule_subs(graph: Graph, names: dict[str, sympy.Symbol], use: Use | None
               ) -> dict[sympy.Symbol, Any]:
-    """n for every infinite dim, 1 for every finite one, and ``use``'s fans as powers of n."""
-    subs: dict[sympy.Symbol, Any] = {names[d]: N if dim.infinite else 1
-                                     for d, dim in graph.dims.items()}
+    """n for every infinite dim, 1 for every finite one and every depth value, and
+    ``use``'s fans as powers of n."""
+    subs: dict[sympy.Symbol, Any] = {names[v]: 1 for _, v, *_ in graph.depth}
+    subs.update({names[d]: N if dim.infinite else 1 for d, dim in graph.dims.items()})
     if use is not None:
         subs[names["fan_in"]] = N ** graph.inf(use.fan_in)
         subs[names["fan_out"]] = N ** graph.inf(use.fan_out)
@@ -291,6 +296,7 @@ def params_from_dict(data: Any, graph: Graph, source: str = "<params>") -> Param
     b: dict[str, Exp] = {}
     c: dict[str, Exp] = {}
     keys: dict[str, str] = {}
+    depth_init: dict[str, Exp] = {}
     for pname, param in graph.params.items():
         role = role_of(graph, param.uses[0])
         k = next((k for k in entries if _matches(k, pname, role)), None)
@@ -301,6 +307,13 @@ def params_from_dict(data: Any, graph: Graph, source: str = "<params>") -> Param
         a_p, b[pname], c[pname] = _param_entry(graph, pname, entries[k], where, names)
         a.update(a_p)
         keys[pname] = k
+        rule = entries[k].get("init_var") if isinstance(entries[k], dict) else None
+        if graph.depth and isinstance(rule, str):
+            depth = {s: N if str(s) in {v for _, v, *_ in graph.depth} else 1
+                     for s in names.values()}
+            e = rule_exponent(rule, names, depth, f"{where}: 'init_var'")
+            if e:
+                depth_init[pname] = e
     const_nodes = constant_nodes(graph)
     alpha: dict[str, Exp] = {}
     for k in consts:
@@ -315,4 +328,4 @@ def params_from_dict(data: Any, graph: Graph, source: str = "<params>") -> Param
                                     f"{source}: constant '{node}' (key '{k}')", names)
     defaulted = tuple(n for n in const_nodes if n not in alpha)
     alpha.update({n: ZERO for n in defaulted})
-    return ParamsFile(source, ABC(a, b, c, alpha), keys, defaulted)
+    return ParamsFile(source, ABC(a, b, c, alpha), keys, defaulted, depth_init)

@@ -34,6 +34,7 @@ from abccalc.parametrization.gauges import Parametrization, ParamRule, split_inv
 from abccalc.parametrization.paramsfile import ParamsFile
 from abccalc.parametrization.rules import constant_expr, fmt, rule
 from abccalc.verify.classify import DEAD_ENDS, DIVERGES, Classification, classify, growth
+from abccalc.verify.depth_check import double_counted
 
 
 @dataclass(frozen=True)
@@ -90,15 +91,17 @@ class CheckResult:
     params: list[ParamReport]
     constants: list[ConstReport]
     defaulted_constants: tuple[str, ...] = field(default=())
+    depth: list[str] = field(default_factory=list)  # depth counted twice (depth_check)
 
     @property
     def ok(self) -> bool:
-        return not (self.classification.issues or self.params or self.constants)
+        return not (self.classification.issues or self.params or self.constants
+                    or self.depth)
 
     @property
     def count(self) -> int:
         return (sum(1 for i in self.classification.issues if i.origin) + len(self.params)
-                + len(self.constants))
+                + len(self.constants) + len(self.depth))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (documented in docs/check.md)."""
@@ -129,6 +132,7 @@ class CheckResult:
                            "fix_multiplier": k.mup_multiplier, "defaulted": k.defaulted}
                           for k in self.constants],
             "defaulted_constants": list(self.defaulted_constants),
+            **({"depth": list(self.depth)} if self.graph.depth else {}),
         }
 
 
@@ -238,7 +242,8 @@ def check(graph: Graph, optimizer: Optimizer | str, params: ParamsFile) -> Check
                                       _const(graph, name, mup_alpha),
                                       name in params.defaulted_constants))
     return CheckResult(graph, opt, params.source, cls, reports, consts,
-                       params.defaulted_constants)
+                       params.defaulted_constants,
+                       double_counted(graph, opt, params.depth_init))
 
 
 def _const(graph: Graph, name: str, alpha: Exp) -> str:
@@ -351,6 +356,8 @@ def render_markdown(res: CheckResult) -> str:
     if res.constants:
         lines += ["", "## Constants", ""]
         lines += [f"- {k.name}{const_line(res.graph, k)}" for k in res.constants]
+    if res.depth:
+        lines += ["", "## Depth", "", *(f"- {x}." for x in res.depth)]
     return "\n".join(lines) + "\n" + _defaulted(res)
 
 

@@ -41,11 +41,10 @@ def optimizers(torch, gen_module: Any, model: Any, p: Parametrization, lr: float
                                  eps=1e-12)]
     if run_as is not None:
         raise AbcError(f"run_as {run_as!r} needs a muon parametrization")
-    groups = gen_module.param_groups(model, lr)
     if opt is Optimizer.SGD:
-        return [torch.optim.SGD(groups)]
+        return [torch.optim.SGD(gen_module.param_groups(model, lr))]
     if opt is Optimizer.ADAM:
         # ε negligible, as the derivations assume (TP5 B.3): Adam's default 1e-8 is not,
-        # once μP gradients shrink with width
-        return [torch.optim.Adam(groups, eps=1e-12)]
+        # once μP gradients shrink with width (the groups scale it further down with them)
+        return [torch.optim.Adam(gen_module.param_groups(model, lr, eps=1e-12))]
     raise AbcError(f"no torch optimizer for {opt.value} in the coordinate check")

@@ -8,7 +8,7 @@ Use:
 
     init_(model)                                     # initialize every parameter
     apply_multipliers(model)                         # forward multipliers (hooks)
-    opt = torch.optim.AdamW(param_groups(model, lr=...))
+    opt = torch.optim.AdamW(param_groups(model, lr=..., eps=1e-8))
 
 Rules by pattern. PARAMETERS maps a graph parameter, or a pattern of them, to its Rule;
 rule.module_param is the matching pattern of the model's parameter names. In a pattern `*`
@@ -25,6 +25,8 @@ BASE_WIDTHS (TP5 Eq. 4): with m = fan / base_fan of a parameter's width-scaling 
 init var = sigma^2 / fan_in * var_scale(m), multiplier = multiplier(m), and each optimizer
 hyperparameter k in group_scales is its value times group_scales[k](m) (LR = lr *
 group_scales["lr"](m)). At the base widths every factor is 1 and the model is SP.
+Adam's eps scales like the typical entry of the tensor's gradient, so that it stays as
+small against sqrt(v) as at the base width (docs/depth.md).
 
 Forward multipliers are forward hooks, not torch.nn.utils.parametrize: hooks leave the
 parameters and the state_dict keys exactly as in your model (checkpoints stay
@@ -40,10 +42,18 @@ absolute LRs loses it: give OneCycleLR max_lr=lr_scales(opt, peak) (one per grou
 for a cosine floor use LambdaLR with a relative floor instead of eta_min > 0.
 check_lr_scales(opt) returns the common base LR and raises if a group lost its scale.
 
-Weight decay (TP5 B.3): `weight_decay` is passed unchanged to every group, i.e. width
-independent, which is right for SGD and for AdamW's decoupled decay. With torch.optim.Adam
-the decay is coupled (added to the gradient before normalization), which muP Adam does not
-support: its effect then changes with width; use AdamW.
+Weight decay. torch.optim.AdamW (and SGD, through the gradient) multiplies w by
+1 - lr * weight_decay each step: the per-step decay is lr * weight_decay, a timescale of
+1 / (lr * weight_decay) steps. param_groups scales each group's weight_decay inversely to
+its LR (group_scales["weight_decay"]), so that timescale is the base model's at every
+width: a hidden weight with LR lr / m gets weight_decay * m (mup's MuAdamW). One
+width-independent weight_decay (TP5 B.3, written for decay not multiplied by the LR) is
+not right under torch's convention: the hidden weights would decay m times more slowly.
+decay="independent" is for a loop that applies w *= 1 - weight_decay * schedule(t)
+itself: each group gets the unscaled value as "independent_weight_decay" and
+weight_decay 0. decay_bias_and_norm=False gives biases and norm gains no decay. With
+torch.optim.Adam the decay is coupled (added to the gradient before normalization), which
+muP Adam does not support: use AdamW.
 """
 
 import math
@@ -83,7 +93,11 @@ PARAMETERS: dict[str, Rule] = {
         fan_in_axes=(1,), fan_axes=(0,), base_fan=256,
         var_scale=lambda m: 1,
         multiplier=lambda m: 1,
-        group_scales={'lr': lambda m: 1},
+        group_scales={
+            'lr': lambda m: 1,
+            'eps': lambda m: 1/m,
+            'weight_decay': lambda m: 1,
+        },
     ),
     # TP5 Table 3, input weights & all biases: init var 1/fan_in, multiplier 1, adam LR 1
     # (a, b, c) = (0, 0, 0); vs SP at base width: var x m^0, mult x m^0, LR x m^0
@@ -92,7 +106,11 @@ PARAMETERS: dict[str, Rule] = {
         fan_in_axes=(), fan_axes=(0,), base_fan=256,
         var_scale=lambda m: 1,
         multiplier=lambda m: 1,
-        group_scales={'lr': lambda m: 1},
+        group_scales={
+            'lr': lambda m: 1,
+            'eps': lambda m: 1/m,
+            'weight_decay': lambda m: 1,
+        },
     ),
     # TP5 Table 3, hidden weights: init var 1/fan_in, multiplier 1, adam LR 1/fan_in
     # (a, b, c) = (0, 1/2, 1); vs SP at base width: var x m^0, mult x m^0, LR x m^-1
@@ -101,7 +119,11 @@ PARAMETERS: dict[str, Rule] = {
         fan_in_axes=(1,), fan_axes=(1,), base_fan=256,
         var_scale=lambda m: 1,
         multiplier=lambda m: 1,
-        group_scales={'lr': lambda m: 1/m},
+        group_scales={
+            'lr': lambda m: 1/m,
+            'eps': lambda m: 1/m,
+            'weight_decay': lambda m: m,
+        },
     ),
     # TP5 Table 3, input weights & all biases: init var 1/fan_in, multiplier 1, adam LR 1
     # (a, b, c) = (0, 0, 0); vs SP at base width: var x m^0, mult x m^0, LR x m^0
@@ -110,7 +132,11 @@ PARAMETERS: dict[str, Rule] = {
         fan_in_axes=(), fan_axes=(0,), base_fan=256,
         var_scale=lambda m: 1,
         multiplier=lambda m: 1,
-        group_scales={'lr': lambda m: 1},
+        group_scales={
+            'lr': lambda m: 1,
+            'eps': lambda m: 1/m,
+            'weight_decay': lambda m: 1,
+        },
     ),
     # TP5 Table 3, output weights: init var 1/fan_in^2, multiplier 1, adam LR 1/fan_in
     # (a, b, c) = (0, 1, 1); vs SP at base width: var x m^-1, mult x m^0, LR x m^-1
@@ -119,7 +145,11 @@ PARAMETERS: dict[str, Rule] = {
         fan_in_axes=(1,), fan_axes=(1,), base_fan=256,
         var_scale=lambda m: 1/m,
         multiplier=lambda m: 1,
-        group_scales={'lr': lambda m: 1/m},
+        group_scales={
+            'lr': lambda m: 1/m,
+            'eps': lambda m: 1,
+            'weight_decay': lambda m: m,
+        },
     ),
 }
 
@@ -275,15 +305,19 @@ def init_(model: torch.nn.Module, *, sigma: float = 1.0,
 
 
 def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0,
+                 decay: str = "torch", decay_bias_and_norm: bool = True,
                  strict: bool = True, **hyper: float) -> list[dict]:
     """Parameter groups ready for torch.optim.SGD / Adam / AdamW. Each hyperparameter
     (``lr``, ``weight_decay`` and any other keyword, e.g. ``eps``) is its value times the
     rule's group_scales[name](m), or its value where the rule has no scale for it; the
     group also keeps each scale as "<name>_scale" (see LR schedulers above). A
     hyperparameter some rule scales must be passed (TypeError otherwise: the optimizer's
-    default is not known here). Parameters of equal hyperparameters share a group, in
-    rule order. A trainable parameter no rule covers raises ValueError; ``strict=False``
-    puts it in a group of its own at the base values, with a warning."""
+    default is not known here). ``decay`` and ``decay_bias_and_norm``: see Weight decay
+    above. Parameters of equal hyperparameters share a group, in rule order. A trainable
+    parameter no rule covers raises ValueError; ``strict=False`` puts it in a group of
+    its own at the base values, with a warning."""
+    if decay not in ("torch", "independent"):
+        raise ValueError(f"decay must be 'torch' or 'independent', got {decay!r}")
     base = {"lr": lr, "weight_decay": weight_decay, **hyper}
     scaled = sorted({k for rule in PARAMETERS.values() for k in rule.group_scales})
     missing = sorted(set(scaled) - set(base))
@@ -294,11 +328,15 @@ def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0
     groups: dict[tuple, list[torch.nn.Parameter]] = {}
     placed: dict[int, tuple] = {}
     for key, rule in PARAMETERS.items():
+        own = base
+        if not decay_bias_and_norm and rule.init != "normal":  # a bias (zeros), a gain
+            own = {**base, "weight_decay": 0.0}
         for name, p in found[key]:
             m = width_ratio(rule, p)
-            scales = {k: f(m) for k, f in rule.group_scales.items()}
-            values = {**base, **{k: base[k] * s for k, s in scales.items()},
-                      **{f"{k}_scale": s for k, s in scales.items()}}
+            scales = {k: f(m) for k, f in rule.group_scales.items()
+                      if (k, decay) != ("weight_decay", "independent")}
+            values = _decay({**own, **{k: own[k] * s for k, s in scales.items()},
+                             **{f"{k}_scale": s for k, s in scales.items()}}, decay)
             group = tuple(values.items())
             if placed.setdefault(id(p), group) != group:
                 raise ValueError(f"{name}: the parts of this fused tensor need different "
@@ -309,9 +347,18 @@ def param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float = 0.0
     out = [{"params": ps, **dict(group)} for group, ps in groups.items()]
     if left:
         named = dict(model.named_parameters())
-        out.append({"params": [named[n] for n in left], **base,
-                    **{f"{k}_scale": 1.0 for k in scaled}})
+        out.append({"params": [named[n] for n in left], **_decay(base, decay),
+                    **{f"{k}_scale": 1.0 for k in scaled
+                       if (k, decay) != ("weight_decay", "independent")}})
     return out
+
+
+def _decay(values: dict[str, float], decay: str) -> dict[str, float]:
+    """decay="independent": the weight decay moves to "independent_weight_decay" (your
+    loop applies it), and the optimizer's own is 0."""
+    if decay == "torch":
+        return values
+    return {**values, "weight_decay": 0.0, "independent_weight_decay": values["weight_decay"]}
 
 
 def lr_scales(optimizer: torch.optim.Optimizer, lr: float) -> list[float]:

@@ -15,6 +15,7 @@ class Add(Op):
     """
 
     name = "add"
+    is_sum = True
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:

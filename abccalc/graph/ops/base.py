@@ -79,6 +79,7 @@ class Op:
     only_multiplies: bool = False  # h = m·x and nothing else: m can be read as a neighbour's
     is_input: bool = False  # a model input: fed by the caller, no inputs of its own
     is_output: bool = False  # a model output: the loss reads it (g = 0)
+    is_sum: bool = False  # a sum of its inputs: on a depth axis, a residual add (docs/depth.md)
     reads_ids: bool = False  # its input holds integer ids (an embedding lookup)
     same_dims: bool = True  # the generated Model permutes its inputs to its own dim order
 

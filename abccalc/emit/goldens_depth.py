@@ -1,0 +1,143 @@
+"""Re-derive the depth papers' tables in ``tables/`` from ``examples/gpt.yaml`` with an
+infinite ``n_layer`` (base 2, built 4 deep), as factors of m_N = width/base width and
+m_L = depth/base depth relative to the base model (CompleteP Table 1's notation).
+
+* ``completep_table1``: CompleteP (Dey et al. 2025, arXiv 2505.01618) Table 1, the μP
+  column (no depth axis) and the α column at α = 1/2 and α = 1, AdamW, Table 8's gauge
+  (CompleteP's unembedding forward × m_N^-1).
+* ``tp6_table1``: TP6 (Yang et al. 2023, arXiv 2310.02244) Table 1, Depth-μP (α = 1/2)
+  for SGD and Adam: the branch multiplier and the LR of the block weights.
+* ``tp6_table2``: TP6 Table 2, widthwise μP (TP5 Table 3's gauge): init var and c.
+
+``python -m abccalc.emit.goldens`` writes them to ``tables/derived/``; the tests compare
+them cell by cell with the transcriptions in ``tables/``, where a derived cell may differ
+from a paper's only as listed in :data:`DISAGREE` and derived in docs/depth.md.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+from abccalc.calculus.solver import solve
+from abccalc.emit.render_depth import power
+from abccalc.exponents import HALF, ONE, Exp, Optimizer
+from abccalc.graph.core import Role
+from abccalc.graph.spec import load_builder
+from abccalc.parametrization.gauges import Parametrization, parametrize
+from abccalc.parametrization.hyper import hyper
+
+ROOT = Path(__file__).resolve().parents[2]
+GPT = ROOT / "examples" / "gpt.yaml"
+
+# (row, parameters by local name, quantity) of CompleteP Table 1
+COMPLETEP_ROWS = (
+    ("embed_init_var", ("wte", "wpe"), "init_var"),
+    ("embed_lr", ("wte", "wpe"), "lr"),
+    ("preln_init_var", ("ln1_g", "ln2_g"), "init_var"),
+    ("preln_lr", ("ln1_g", "ln1_b", "ln2_g", "ln2_b"), "lr"),
+    ("hidden_init_var", ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj"), "init_var"),
+    ("hidden_lr", ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj"), "lr"),
+    ("hidden_bias_lr", ("b_q", "b_k", "b_v", "b_o", "b_fc", "b_proj"), "lr"),
+    ("hidden_wd", ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj"), "wd"),
+    ("mha_residual", ("r1",), "branch"),
+    ("mlp_residual", ("r2",), "branch"),
+    ("final_ln_init_var", ("ln_f_g",), "init_var"),
+    ("final_ln_lr", ("ln_f_g", "ln_f_b"), "lr"),
+    ("unembed_init_var", ("W_unemb",), "init_var"),
+    ("unembed_lr", ("W_unemb",), "lr"),
+    ("unembed_multiplier", ("W_unemb",), "multiplier"),
+    ("eps_residual_blocks", ("ln1_g", "ln1_b", "W_q", "W_k", "W_v", "W_o", "b_q", "b_k",
+                             "b_v", "b_o", "ln2_g", "ln2_b", "W_fc", "W_proj", "b_fc",
+                             "b_proj"), "eps"),
+)
+
+# (table, first cells of the row, column): derived cells that differ from the paper's, each
+# derived in docs/depth.md (§4: CompleteP keeps λ·m_N at α = 1/2, where a fixed decay
+# timescale needs λ ∝ 1/LR = m_N·m_L^(1/2))
+DISAGREE = {("completep_table1", ("1/2", "hidden_wd"), "depth")}
+
+
+def gpt(optimizer: Optimizer, variant: str, alpha: Exp | None) -> Parametrization:
+    """examples/gpt.yaml, n_layer infinite with base 2 and built 4 deep (``alpha`` None:
+    n_layer a plain count, width-only μP)."""
+    b = load_builder(GPT, {"n_layer": "4"})
+    if alpha is not None:
+        b.set_base("n_layer", "2")
+    return parametrize(solve(b.build(), optimizer), variant, depth_alpha=alpha or ONE)
+
+
+def _locals(p: Parametrization, names: tuple[str, ...]) -> list[str]:
+    return [n for n in (*p.params, *p.depth.branches) if n.rsplit(".", 1)[-1] in names]
+
+
+def _factor(p: Parametrization, name: str, quantity: str) -> tuple[str, str]:
+    """(width factor, depth factor) of ``quantity`` of parameter or branch ``name``."""
+    if quantity == "branch":
+        return "1", power("m_L", -p.depth.branches[name])
+    r = p.params[name]
+    h = hyper(p, r)
+    width, depth = {"init_var": (-2 * r.b_exp, -2 * h.b_depth),
+                    "lr": (-r.c_exp, -h.c_depth),
+                    "multiplier": (-r.a_exp[(r.use.node, name)], -h.a_depth),
+                    "wd": (-h.wd, -h.wd_depth),
+                    "eps": (-h.eps, -h.eps_depth)}[quantity]
+    return power("m_N", width), power("m_L", depth)
+
+
+def _row(p: Parametrization, names: tuple[str, ...], quantity: str, what: str
+         ) -> tuple[str, str]:
+    """The one factor pair that every parameter of the row agrees on."""
+    cells = {_factor(p, n, quantity) for n in _locals(p, names)}
+    if len(cells) != 1:
+        raise ValueError(f"{what}: the parameters disagree: {sorted(cells)}")
+    return cells.pop()
+
+
+def completep_table1() -> list[list[str]]:
+    rows = []
+    for label, alpha in (("mup", None), ("1/2", HALF), ("1", ONE)):
+        p = gpt(Optimizer.ADAM, "table8", alpha)
+        for row, names, quantity in COMPLETEP_ROWS:
+            width, depth = ("1", "1") if quantity == "branch" and alpha is None else \
+                _row(p, names, quantity, f"{label} {row}")
+            rows.append([label, row, width, depth])
+    return rows
+
+
+def tp6_table1() -> list[list[str]]:
+    hidden = ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj")
+    rows = []
+    for opt in (Optimizer.SGD, Optimizer.ADAM):
+        p = gpt(opt, "table8", HALF)
+        rows.append([opt.value, "branch_multiplier", _row(p, ("r1", "r2"), "branch",
+                                                          "branch")[1]])
+        rows.append([opt.value, "lr", _row(p, hidden, "lr", f"{opt.value} lr")[1]])
+    return rows
+
+
+def tp6_table2() -> list[list[str]]:
+    """Widthwise μP as TP6 Table 2 writes it: init var n^(-2b) and c, by role."""
+    p = gpt(Optimizer.ADAM, "table3", HALF)
+    roles = {Role.INPUT: ("wte", "wpe"), Role.OUTPUT: ("W_unemb",),
+             Role.HIDDEN: ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj")}
+    cols = []
+    for role, names in roles.items():
+        rs = [p.params[n] for n in _locals(p, names)]
+        assert all(r.role is role for r in rs)
+        cols.append(({_n(-2 * r.b_exp) for r in rs}, {str(r.c_exp) for r in rs}))
+    if any(len(v) != 1 for col in cols for v in col):
+        raise ValueError(f"TP6 Table 2: a role disagrees: {cols}")
+    return [["init_var", *(next(iter(c[0])) for c in cols)],
+            ["c", *(next(iter(c[1])) for c in cols)]]
+
+
+def _n(e: Fraction) -> str:
+    return "1" if e == 0 else f"n^{e}"
+
+
+TABLES = {
+    "completep_table1": ("param,row,width,depth", completep_table1),
+    "tp6_table1": ("optimizer,row,depth", tp6_table1),
+    "tp6_table2": ("quantity,input,output,hidden", tp6_table2),
+}
