@@ -209,7 +209,8 @@ def test_generated_code_applied_passes(run, tmp_path):
         return model
 
     imp = nm.imported_gpt(build, scale_c=c, readout_scale=True)
-    mc = check_model(imp, "adam", factory=lambda model: gen.param_groups(model, lr=1e-3))
+    mc = check_model(imp, "adam",
+                     factory=lambda model: gen.param_groups(model, lr=1e-3, eps=1e-8))
     assert mc.ok, render_model_markdown(mc)
     assert c == pytest.approx(math.sqrt(32))  # SDPA's default at the base head_dim 32
 
@@ -376,7 +377,7 @@ def test_hf_gpt2(run, tmp_path):
         return model
 
     mc = check_model(nm.imported_gpt(build, scale_c=c, readout_scale=True), "adam",
-                     factory=lambda model: gen.param_groups(model, lr=1e-3))
+                     factory=lambda model: gen.param_groups(model, lr=1e-3, eps=1e-8))
     assert mc.ok, render_model_markdown(mc)
 
 

@@ -81,6 +81,8 @@ def check_model(imp: Imported, optimizer: Optimizer | str, *,
     optimizer factory or its ``FILE.py:FUNC``."""
     if isinstance(factory, str):
         factory, factory_name = load_callable(factory, "--optimizer-factory"), factory
+    elif factory is not None and not factory_name:
+        factory_name = getattr(factory, "__qualname__", "the optimizer factory")
     cur = current(imp, optimizer, factory=factory, factory_name=factory_name,
                   lr_scales=lr_scales, seed=seed)
     return ModelCheck(imp, cur, check(imp.graph, optimizer, cur.params))
