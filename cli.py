@@ -42,7 +42,26 @@ def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
     return out
 
 
-graph_arg = click.argument("graph", type=click.Path(dir_okay=False))
+WIDTH_HELP = ("A width knob of MODEL and its values at the traced widths (the first is "
+              "the base): a factory keyword argument, or an hf: config field; one value "
+              "holds it fixed. Repeatable.")
+
+
+def _model_option(ctx: click.Context, param: click.Parameter, value) -> None:
+    """--width/--example, kept for ``_load`` (every command that takes GRAPH has them)."""
+    ctx.meta[f"abccalc.{param.name}"] = value
+
+
+def graph_arg(f):
+    """GRAPH: a YAML graph, or a MODEL (file.py:factory, package.module:factory, hf:CONFIG;
+    loading a .py file runs it) traced with --width/--example."""
+    f = click.option("--example", type=click.Path(dir_okay=False), expose_value=False,
+                     callback=_model_option, help="With a MODEL: a torch.save file of its "
+                     "forward's inputs (default: guessed from its first layer).")(f)
+    f = click.option("--width", "width", multiple=True, metavar="NAME=B1,B2[,B3]",
+                     expose_value=False, callback=_model_option,
+                     help=WIDTH_HELP + " Only with a MODEL.")(f)
+    return click.argument("graph", type=click.Path(dir_okay=False))(f)
 
 
 muon_adjust_opt = click.option(
@@ -152,11 +171,36 @@ def _echo(text: str, nl: bool = True) -> None:
     click.echo(clean_text(text), nl=nl)
 
 
+def _import(spec: str, widths: tuple[str, ...], example: str | None):
+    """Trace MODEL (the importer), one ``abccalc: warning:`` line per op it could not see."""
+    from abccalc.importer.load import load_model
+    from abccalc.importer.model import parse_widths
+
+    imported = load_model(spec, parse_widths(widths), example)
+    for u in imported.unseen:
+        click.echo(f"abccalc: warning: {clean(spec)}: not seen: {clean(u.module)}: "
+                   f"{clean(u.op)}: {clean(u.reason)}", err=True)
+    return imported
+
+
 def _load(path: str, sets: tuple[str, ...], bases: tuple[str, ...] = ()) -> Graph:
     """Load GRAPH with ``--set``, then ``--base`` overrides of infinite dims' base sizes (a
-    ``times`` dim follows the dim it is a multiple of); warn of dead-end parameters."""
+    ``times`` dim follows the dim it is a multiple of); warn of dead-end parameters. A
+    MODEL is traced instead (``--width``, ``--example``)."""
     from abccalc.graph.spec import load_builder
+    from abccalc.importer.model import looks_like_model
 
+    meta = click.get_current_context().meta
+    widths, example = meta.get("abccalc.width", ()), meta.get("abccalc.example")
+    if looks_like_model(path) and not path.endswith((".yaml", ".yml")):
+        if sets or bases:
+            raise AbcError(f"{clean(path)}: --set and --base apply to a YAML graph; a "
+                           "model's sizes come from --width (or write it with abccalc "
+                           "import -o and edit the YAML)")
+        return _warn_dead_ends(_import(path, widths, example).graph)
+    if widths or example:
+        raise AbcError(f"{clean(path)}: --width and --example apply to a MODEL "
+                       "(file.py:factory, package.module:factory or hf:CONFIG)")
     builder = load_builder(path, _pairs(sets, "--set"))
     g = builder.build()
     for name, value in _pairs(bases, "--base").items():
@@ -480,6 +524,29 @@ def check_cmd(graph: str, params: str | None, optimizer: str, fmt: str,
     _echo(text, nl=False)
     if not res.ok:
         sys.exit(1)  # a SystemExit passes through click's standalone_mode=False
+
+
+@cli.command("import")
+@click.argument("model")
+@click.option("--width", "widths", multiple=True, metavar="NAME=B1,B2[,B3]", help=WIDTH_HELP)
+@click.option("--example", type=click.Path(dir_okay=False),
+              help="A torch.save file of the forward's inputs (default: guessed).")
+@click.option("-o", "output", type=click.Path(dir_okay=False), help="Write the YAML here.")
+@click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
+def import_cmd(model: str, widths: tuple[str, ...], example: str | None, output: str | None,
+               force: bool) -> None:
+    """Trace MODEL (file.py:factory, package.module:factory or hf:CONFIG) on the meta
+    device at the --width values and print its graph as YAML. Loading a .py file runs it,
+    as python would; hf: builds from a config, never downloading."""
+    from abccalc.emit.output import write_output
+    from abccalc.graph.spec import dump
+
+    imported = _import(model, widths, example)
+    write_output(dump(imported.graph), output, force)
+    g = imported.graph
+    click.echo(f"abccalc: {clean(model)}: {len(g.params)} parameters, {len(g.nodes)} nodes; "
+               f"{len(imported.constants)} constants recorded, {len(imported.unseen)} ops "
+               "not seen", err=True)
 
 
 def _safe_streams() -> None:

@@ -707,6 +707,8 @@ class Model(torch.nn.Module):
                 y = self._slice(n, xs[0], ins[0])
             elif op == "attention":
                 raise RuntimeError("attention is expanded when the graph is built")
+            elif op == "reshape":
+                y = self._reshape(n, xs[0], ins[0])
             env[n["name"]] = y
             if capture is not None:
                 capture[n["name"]] = y.detach()
@@ -796,3 +798,12 @@ class Model(torch.nn.Module):
         start = sum(s[d] for d in parts[:i])
         y = x.narrow(1 + have.index(n["along"]), start, s[parts[i]])
         return _to(y, [parts[i] if d == n["along"] else d for d in have], n["dims"])
+
+    def _reshape(self, n: dict, x: torch.Tensor, have: list[str]) -> torch.Tensor:
+        """The dims it keeps first, then the dropped ones regrouped into the added ones."""
+        s, dims = self.sizes, n["dims"]
+        kept = [d for d in have if d in dims]
+        added = [d for d in dims if d not in have]
+        x = _to(x, have, kept + [d for d in have if d not in dims])
+        y = x.reshape(*x.shape[: 1 + len(kept)], *(s[d] for d in added))
+        return _to(y, kept + added, dims)

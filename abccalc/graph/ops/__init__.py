@@ -19,6 +19,7 @@ from abccalc.graph.ops.multiply import MULTIPLY
 from abccalc.graph.ops.norm import NORMS
 from abccalc.graph.ops.param import PARAM
 from abccalc.graph.ops.reduce import REDUCE
+from abccalc.graph.ops.reshape import RESHAPE
 from abccalc.graph.ops.scale import SCALE
 from abccalc.graph.ops.slice import SLICE
 from abccalc.graph.ops.softmax import SOFTMAX
@@ -41,6 +42,7 @@ OPS: dict[str, Op] = {
     "concat": CONCAT,
     "slice": SLICE,
     "attention": ATTENTION,
+    "reshape": RESHAPE,
 }
 
 
