@@ -91,7 +91,7 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         t = self.transformer
-        x = t["wte"](idx) + t["wpe"](torch.arange(idx.shape[1]))
+        x = t["wte"](idx) + t["wpe"](torch.arange(idx.shape[1], device=idx.device))
         for block in t["h"]:
             x = block(x)
         return self.lm_head(t["ln_f"](x))

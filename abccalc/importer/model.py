@@ -137,15 +137,23 @@ def _load_module(spec: ModelSpec):
     return module
 
 
+def load_function(spec: ModelSpec) -> Callable[..., Any]:
+    """The user's function ``spec.factory`` of a ``file``/``module`` spec (a model factory,
+    ``check``'s optimizer factory): its module runs, as it does when they train."""
+    if spec.kind == "hf":
+        raise AbcError(f"{spec.text}: expected file.py:function or package.module:function")
+    fn = getattr(_load_module(spec), spec.factory, None)
+    if not callable(fn):
+        raise AbcError(f"{spec.text}: {clean(spec.target)} has no function "
+                       f"'{spec.factory}'")
+    return fn
+
+
 def factory_builder(spec: ModelSpec, knobs: dict[str, tuple[int, ...]]
                     ) -> Callable[[dict[str, int], Any], Any]:
     """``build(values, device)`` for a ``file``/``module`` MODEL; checks the knobs against
     the factory's keyword arguments."""
-    module = _load_module(spec)
-    factory = getattr(module, spec.factory, None)
-    if not callable(factory):
-        raise AbcError(f"{spec.text}: {clean(spec.target)} has no function "
-                       f"'{spec.factory}'")
+    factory = load_function(spec)
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):

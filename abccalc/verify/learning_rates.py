@@ -4,9 +4,7 @@ scale rules by name, glob or role)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any
 
 from abccalc.calculus.sizes import ABC
@@ -14,18 +12,18 @@ from abccalc.errors import AbcError
 from abccalc.exponents import Exp, Optimizer
 from abccalc.graph.yamlio import read_yaml
 from abccalc.importer.imported import Imported
+from abccalc.importer.load import fit_exponent
 from abccalc.parametrization.paramsfile import lrs_from_dict
 from abccalc.verify.live import call_user, lookup, ratios
 
 
 def _fit_lr(pname: str, ns: list[float], lrs: list[float], where: str) -> Exp:
-    """c with lr ∝ n^-c, exact: LRs are set by code, not sampled."""
+    """c with lr ∝ n^-c, exact (LRs are set by code, not sampled): the importer's fit."""
     if min(lrs) <= 0:
         raise AbcError(f"{where}: parameter '{pname}' has LR {min(lrs)}; check needs every "
                        "parameter trained with a positive LR")
-    pairs = [math.log(lrs[i] / lrs[0]) / math.log(ns[i] / ns[0]) for i in range(1, len(ns))]
-    c = Fraction(-pairs[0]).limit_denominator(12)
-    if any(abs(-s - c) > 1e-6 for s in pairs):
+    c = fit_exponent(tuple(lrs), tuple(n / ns[0] for n in ns))
+    if c is None:
         raise AbcError(f"{where}: the LR of '{pname}' ({lrs} at width ratios {ns}) does not "
                        "scale like a power of the width")
     return c

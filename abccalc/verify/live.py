@@ -4,11 +4,8 @@ they raise is one line, never a traceback."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from abccalc.errors import AbcError
@@ -16,32 +13,6 @@ from abccalc.graph.core import Graph
 from abccalc.importer.imported import Imported
 
 MAX_NUMEL = 200_000_000  # entries built on the CPU to read the init, all widths together
-
-
-def load_callable(spec: str, what: str) -> Callable[..., Any]:
-    """``path/to/file.py:name`` or ``package.module:name``: the user's own callable (their
-    code runs, as it does when they train)."""
-    target, sep, name = spec.rpartition(":")
-    if not sep or not target or not name.isidentifier():
-        raise AbcError(f"{what} {spec}: expected file.py:function or package.module:function")
-    if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_file():
-            raise AbcError(f"{what} {spec}: no file {target}")
-        mod_spec = importlib.util.spec_from_file_location(f"_abccalc_user_{path.stem}", path)
-        if mod_spec is None or mod_spec.loader is None:
-            raise AbcError(f"{what} {spec}: cannot load {target} as Python")
-        module = importlib.util.module_from_spec(mod_spec)
-        call_user(mod_spec.loader.exec_module, (module,), f"{what} {spec}: loading {target}")
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as e:
-            raise AbcError(f"{what} {spec}: cannot import {target}: {e}") from None
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise AbcError(f"{what} {spec}: {target} has no function '{name}'")
-    return fn
 
 
 def widths(imp: Imported) -> list[dict[str, int]]:

@@ -21,6 +21,7 @@ from abccalc.errors import AbcError
 from abccalc.exponents import Exp, Optimizer, text
 from abccalc.graph.ops import OPS
 from abccalc.importer.imported import Imported
+from abccalc.importer.model import load_function, parse_spec
 from abccalc.parametrization.rules import constant_expr, fmt, symbol
 from abccalc.verify.check import (
     GAUGE_NOTE,
@@ -36,7 +37,6 @@ from abccalc.verify.check import (
 )
 from abccalc.verify.classify import DIVERGES
 from abccalc.verify.current import Current, current
-from abccalc.verify.live import load_callable
 
 _INDEX = re.compile(r"(?<=[A-Za-z_]\.)\d+(?=\.[A-Za-z_]|[^\w.]|$)")  # h.11.attn, h.11; not 0.02
 
@@ -80,37 +80,15 @@ def check_model(imp: Imported, optimizer: Optimizer | str, *,
     """Read ``imp``'s model's parametrization and check it against μP. ``factory`` is the
     optimizer factory or its ``FILE.py:FUNC``."""
     if isinstance(factory, str):
-        factory, factory_name = load_callable(factory, "--optimizer-factory"), factory
+        try:
+            factory, factory_name = load_function(parse_spec(factory)), factory
+        except AbcError as e:
+            raise AbcError(f"--optimizer-factory {e}") from None
     elif factory is not None and not factory_name:
         factory_name = getattr(factory, "__qualname__", "the optimizer factory")
     cur = current(imp, optimizer, factory=factory, factory_name=factory_name,
                   lr_scales=lr_scales, seed=seed)
     return ModelCheck(imp, cur, check(imp.graph, optimizer, cur.params))
-
-
-def import_model(spec: str, widths: dict[str, str]) -> Imported:
-    """MODEL traced at ``widths`` (``{knob: "64,128,256"}``) by the tracer (issue 14
-    point 1), for ``abccalc check MODEL``."""
-    if ":" not in spec:
-        raise AbcError(f"check {spec}: give --params sp|ntk|mf|mup|FILE for a graph; without "
-                       "--params, check reads a MODEL (file.py:factory, package.module:factory "
-                       "or hf:CONFIG)")
-    try:
-        from abccalc.importer.load import load_model  # type: ignore[import-not-found]
-    except ImportError:
-        raise AbcError(f"{spec}: checking a model needs the model tracer "
-                       "(abccalc.importer.load_model), which this build does not have") from None
-    if not widths:
-        raise AbcError(f"{spec}: give the width knobs to trace at, e.g. --width d_model=64,128")
-    knobs = {}
-    for name, values in widths.items():
-        parts = values.split(",")
-        if not 2 <= len(parts) <= 3 or not all(p.strip().isdigit() and len(p.strip()) < 16
-                                               and int(p) > 0 for p in parts):
-            raise AbcError(f"--width {name}={values}: expected 2 or 3 positive integers, "
-                           "e.g. 64,128,256")
-        knobs[name] = tuple(int(p) for p in parts)
-    return load_model(spec, knobs)
 
 
 def collapse(name: str) -> str:
