@@ -1,53 +1,59 @@
-"""Small models written in the tests, and their hand-written graphs, for the check of a live
-model's own parametrization (tests/test_current.py).
-
-The graphs stand in for the tracer's output (issue 14 point 1): their parameter names are the
-models' ``state_dict`` names, and the constants each model applies are recorded by hand
-(:class:`abccalc.importer.imported.Recorded`), so ``abccalc.verify.current`` is tested
-without the tracer.
+"""Small models written in the tests for the check of a live model's own parametrization
+(tests/test_current.py), imported through the tracer (:func:`traced`) as a user's would be.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from fractions import Fraction
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from abccalc.graph.spec import parse_builder
-from abccalc.importer.imported import Imported, Recorded
+from abccalc.importer.imported import Imported
+from abccalc.importer.load import load_model
 
 VOCAB, CTX, N_LAYER, N_HEAD = 48, 8, 2, 2
 WIDTHS = (64, 128, 256)  # n_embd; head_dim = n_embd / N_HEAD = 32, 64, 128
+HERE = Path(__file__).resolve().parent
+
+
+@functools.cache
+def traced(factory: str, knob: str = "n_embd") -> Imported:
+    """``factory`` of this file imported by the tracer at ``knob`` = :data:`WIDTHS`."""
+    return load_model(f"{HERE / 'nanogpt_models.py'}:{factory}", {knob: WIDTHS})
 
 
 class CausalSelfAttention(nn.Module):
     """nanoGPT's attention: a fused c_attn, SDPA with ``scale`` (None: its default
-    1/sqrt(head_dim))."""
+    1/sqrt(head_dim)); ``manual``: ``softmax(q @ kᵀ * head_dim^-1/2) @ v`` written out."""
 
-    def __init__(self, n_embd: int, scale_c: float | None) -> None:
+    def __init__(self, n_embd: int, scale_c: float | None, manual: bool = False) -> None:
         super().__init__()
         self.c_attn = nn.Linear(n_embd, 3 * n_embd)
         self.c_proj = nn.Linear(n_embd, n_embd)
-        self.n_embd, self.scale_c = n_embd, scale_c
+        self.n_embd, self.scale_c, self.manual = n_embd, scale_c, manual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (z.view(b, t, N_HEAD, c // N_HEAD).transpose(1, 2) for z in (q, k, v))
         hd = c // N_HEAD
-        scale = None if self.scale_c is None else self.scale_c / hd  # muP: c / head_dim
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+        if self.manual:
+            y = ((q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))).softmax(-1) @ v
+        else:
+            scale = None if self.scale_c is None else self.scale_c / hd  # muP: c / head_dim
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
         return self.c_proj(y.transpose(1, 2).reshape(b, t, c))
 
 
 class Block(nn.Module):
-    def __init__(self, n_embd: int, scale_c: float | None) -> None:
+    def __init__(self, n_embd: int, scale_c: float | None, manual: bool) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(n_embd)
-        self.attn = CausalSelfAttention(n_embd, scale_c)
+        self.attn = CausalSelfAttention(n_embd, scale_c, manual)
         self.ln_2 = nn.LayerNorm(n_embd)
         self.mlp = nn.ModuleDict({"c_fc": nn.Linear(n_embd, 4 * n_embd),
                                   "c_proj": nn.Linear(4 * n_embd, n_embd)})
@@ -66,11 +72,11 @@ class GPT(nn.Module):
     does this)."""
 
     def __init__(self, n_embd: int, *, scale_c: float | None = None, init: str = "gpt2",
-                 readout: nn.Module | None = None) -> None:
+                 readout: nn.Module | None = None, manual: bool = False) -> None:
         super().__init__()
         self.transformer = nn.ModuleDict({
             "wte": nn.Embedding(VOCAB, n_embd), "wpe": nn.Embedding(CTX, n_embd),
-            "h": nn.ModuleList(Block(n_embd, scale_c) for _ in range(N_LAYER)),
+            "h": nn.ModuleList(Block(n_embd, scale_c, manual) for _ in range(N_LAYER)),
             "ln_f": nn.LayerNorm(n_embd)})
         self.lm_head = readout or nn.Linear(n_embd, VOCAB, bias=False)
         self.transformer["wte"].weight = self.lm_head.weight  # nanoGPT ties this way
@@ -97,93 +103,6 @@ class GPT(nn.Module):
         return self.lm_head(t["ln_f"](x))
 
 
-def _block(readout_scale: bool) -> str:
-    """The hand-written graph of :class:`GPT`, named as its state_dict (the tracer's job).
-    The fused c_attn writes [n_head, d_qkv] with d_qkv = 3·head_dim, sliced into q, k, v
-    (docs/spec.md §4.1); SDPA is scores / softmax / mix."""
-    lm_in = "transformer.ln_f"
-    head = ""
-    if readout_scale:  # MuSharedReadout: lm_head(x / width_mult)
-        head = "  - {name: lm_head.width_mult, op: scale, inputs: transformer.ln_f}\n"
-        lm_in = "lm_head.width_mult"
-    return f"""\
-graph: nanogpt
-dims: {{vocab: {VOCAB}, ctx: {CTX}, ctx_k: {CTX}, n_head: {N_HEAD}, n_embd: {{base: 64}},
-       head_dim: {{base: 32}}, d_qkv: {{times: 3, of: head_dim}}, d_ff: {{times: 4, of: n_embd}}}}
-values: {{n_layer: {N_LAYER}}}
-nodes:
-  - {{name: idx, op: input, dims: [ctx]}}
-  - {{name: pos, op: input, dims: [ctx]}}
-  - {{name: transformer.wte, op: embedding, inputs: idx, vocab: vocab, dims: [ctx, n_embd],
-     weight: transformer.wte.weight}}
-  - {{name: transformer.wpe, op: embedding, inputs: pos, vocab: ctx, dims: [ctx, n_embd],
-     weight: transformer.wpe.weight}}
-  - {{name: emb, op: add, inputs: [transformer.wte, transformer.wpe]}}
-  - repeat: n_layer
-    name: transformer.h
-    input: emb
-    carry: x
-    output: r2
-    nodes:
-      - {{name: ln_1, op: layernorm, inputs: x, gain: ln_1.weight, bias: ln_1.bias}}
-      - {{name: attn.c_attn, op: linear, inputs: ln_1, dims: [ctx, n_head, d_qkv],
-         weight: attn.c_attn.weight, bias: attn.c_attn.bias}}
-      - {{name: attn.q, op: slice, inputs: attn.c_attn, along: d_qkv,
-         parts: [head_dim, head_dim, head_dim], index: 0}}
-      - {{name: attn.k, op: slice, inputs: attn.c_attn, along: d_qkv,
-         parts: [head_dim, head_dim, head_dim], index: 1}}
-      - {{name: attn.v, op: slice, inputs: attn.c_attn, along: d_qkv,
-         parts: [head_dim, head_dim, head_dim], index: 2}}
-      - {{name: attn.scores, op: contract, inputs: [attn.q, attn.k], rename: {{ctx: ctx_k}},
-         over: head_dim, dims: [ctx, n_head, ctx_k]}}
-      - {{name: attn.probs, op: softmax, inputs: attn.scores, over: ctx_k, causal: [ctx, ctx_k]}}
-      - {{name: attn.mix, op: contract, inputs: [attn.probs, attn.v], rename: {{ctx: ctx_k}},
-         over: ctx_k, dims: [ctx, n_head, head_dim]}}
-      - {{name: attn.c_proj, op: linear, inputs: attn.mix, in: [n_head, head_dim],
-         dims: [ctx, n_embd], weight: attn.c_proj.weight, bias: attn.c_proj.bias}}
-      - {{name: r1, op: add, inputs: [x, attn.c_proj]}}
-      - {{name: ln_2, op: layernorm, inputs: r1, gain: ln_2.weight, bias: ln_2.bias}}
-      - {{name: mlp.c_fc, op: linear, inputs: ln_2, dims: [ctx, d_ff],
-         weight: mlp.c_fc.weight, bias: mlp.c_fc.bias}}
-      - {{name: mlp.act, op: gelu, inputs: mlp.c_fc}}
-      - {{name: mlp.c_proj, op: linear, inputs: mlp.act, dims: [ctx, n_embd],
-         weight: mlp.c_proj.weight, bias: mlp.c_proj.bias}}
-      - {{name: r2, op: add, inputs: [r1, mlp.c_proj]}}
-  - {{name: transformer.ln_f, op: layernorm, inputs: transformer.h,
-     gain: transformer.ln_f.weight, bias: transformer.ln_f.bias}}
-{head}  - {{name: lm_head, op: linear, inputs: {lm_in}, dims: [ctx, vocab],
-     weight: transformer.wte.weight}}
-  - {{name: out, op: output, inputs: lm_head}}
-"""
-
-
-def _sdpa(scale_c: float | None) -> dict[str, Recorded]:
-    """What the tracer records at each SDPA: its scale at each width, value ∝ n^-exponent."""
-    hds = [w // N_HEAD for w in WIDTHS]
-    if scale_c is None:
-        values, exp, what = [hd ** -0.5 for hd in hds], Fraction(1, 2), \
-            "scaled_dot_product_attention default scale 1/sqrt(head_dim)"
-    else:
-        values, exp, what = [scale_c / hd for hd in hds], Fraction(1), \
-            f"scaled_dot_product_attention scale={scale_c:g}/head_dim"
-    return {f"transformer.h.{i}.attn.scores": Recorded(
-        f"transformer.h.{i}.attn.scores", tuple(values), exp, what,
-        f"transformer.h.{i}.attn", "tests/nanogpt_models.py:42") for i in range(N_LAYER)}
-
-
-def imported_gpt(build, *, scale_c: float | None = None, readout_scale: bool = False
-                 ) -> Imported:
-    """An :class:`Imported` as the tracer would give for ``build(n_embd) -> GPT``."""
-    graph = parse_builder(_block(readout_scale), "nanogpt.yaml").build()
-    constants = _sdpa(scale_c)
-    if readout_scale:
-        constants["lm_head.width_mult"] = Recorded(
-            "lm_head.width_mult", tuple(64 / w for w in WIDTHS), Fraction(1),
-            "x / width_mult (mup.MuSharedReadout)", "lm_head")
-    return Imported(graph, "tests/nanogpt_models.py:GPT", {"n_embd": WIDTHS},
-                    lambda knobs, device: build(knobs["n_embd"]), constants)
-
-
 class MLP(nn.Module):
     """x → fc1 → relu → fc2 → relu → out, PyTorch's default init."""
 
@@ -196,23 +115,14 @@ class MLP(nn.Module):
         return self.out(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
 
 
-MLP_GRAPH = """\
-graph: mlp
-dims: {d_in: 16, width: {base: 64}, d_out: 10}
-nodes:
-  - {name: x, op: input, dims: [d_in]}
-  - {name: fc1, op: linear, inputs: x, dims: [width], weight: fc1.weight, bias: fc1.bias}
-  - {name: a1, op: relu, inputs: fc1}
-  - {name: fc2, op: linear, inputs: a1, dims: [width], weight: fc2.weight, bias: fc2.bias}
-  - {name: a2, op: relu, inputs: fc2}
-  - {name: out, op: linear, inputs: a2, dims: [d_out], weight: out.weight, bias: out.bias}
-  - {name: y, op: output, inputs: out}
-"""
+def torch_gpt(n_embd: int) -> GPT:
+    """The GPT with PyTorch's default init."""
+    return GPT(n_embd, init="torch")
 
 
-def imported_mlp() -> Imported:
-    return Imported(parse_builder(MLP_GRAPH, "mlp.yaml").build(), "tests:MLP",
-                    {"width": WIDTHS}, lambda knobs, device: MLP(knobs["width"]))
+def manual_gpt(n_embd: int) -> GPT:
+    """The GPT with its attention written out (``* head_dim^-1/2``, no SDPA)."""
+    return GPT(n_embd, manual=True)
 
 
 def mup_gpt(n_embd: int) -> GPT:
@@ -246,25 +156,26 @@ def mup_adam(model: nn.Module) -> torch.optim.Optimizer:
     return mup.MuAdam(model.parameters(), lr=1e-3)
 
 
+def with_generated(gen, model: GPT | nn.Module) -> nn.Module:
+    """``model`` with abccalc's generated code ``gen`` applied: init_, apply_multipliers
+    and the tied readout's own multiplier at lm_head (the forward's to apply)."""
+    gen.init_(model)
+    gen.apply_multipliers(model)
+    m = gen.use_multiplier(model, "lm_head", "transformer.wte.weight")
+    model.lm_head.register_forward_pre_hook(lambda mod, args: (args[0] * m,))
+    return model
+
+
 def hf_gpt2(n_embd: int) -> nn.Module:
-    """Hugging Face GPT-2 from a tiny config (no download), named as :class:`GPT`'s graph:
-    its state_dict names are nanoGPT's (Conv1D weights stored [in, out])."""
-    import transformers.utils.import_utils as iu
+    """Hugging Face GPT-2 from a tiny config (no download): its state_dict names are
+    nanoGPT's (Conv1D weights stored [in, out])."""
+    from abccalc.importer.model import hide_broken_torchvision
 
-    found = iu._is_package_available
+    hide_broken_torchvision()
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    def no_torchvision(name: str, *args: object, **kwargs: object) -> object:
-        # torchvision 0.28.0 here fails to import against torch 2.13.0+cpu (no
-        # torchvision::nms); GPT-2 needs none of it
-        return (False, "N/A") if name == "torchvision" else found(name, *args, **kwargs)
+    return GPT2LMHeadModel(GPT2Config(**HF_CONFIG, n_embd=n_embd, use_cache=False))
 
-    iu._is_package_available = no_torchvision
-    iu.is_torchvision_available.cache_clear()
-    try:
-        from transformers import GPT2Config, GPT2LMHeadModel
-    finally:
-        iu._is_package_available = found
-        iu.is_torchvision_available.cache_clear()
-    config = GPT2Config(n_embd=n_embd, n_head=N_HEAD, n_layer=N_LAYER, vocab_size=VOCAB,
-                        n_positions=CTX, bos_token_id=0, eos_token_id=0)
-    return GPT2LMHeadModel(config)
+
+HF_CONFIG = {"n_head": N_HEAD, "n_layer": N_LAYER, "vocab_size": VOCAB, "n_positions": CTX,
+             "bos_token_id": 0, "eos_token_id": 0}

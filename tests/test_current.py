@@ -2,14 +2,12 @@
 from the model, multipliers from the recorded constants, LRs from an optimizer factory or a
 file of LR scales; the report in the model's own names.
 
-The models and their graphs are in tests/nanogpt_models.py (hand-written graphs keyed by the
-state_dict names, standing in for the tracer)."""
+The models are in tests/nanogpt_models.py, imported through the tracer (``load_model``) as a
+user's would be: the graph's names are their state_dict names."""
 
 from __future__ import annotations
 
-import math
-import sys
-import types
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
@@ -23,6 +21,7 @@ import nanogpt_models as nm  # noqa: E402
 
 from abccalc.calculus.sizes import key  # noqa: E402
 from abccalc.errors import AbcError  # noqa: E402
+from abccalc.importer.load import load_model  # noqa: E402
 from abccalc.verify.current import current  # noqa: E402
 from abccalc.verify.learning_rates import read_lr_scales  # noqa: E402
 from abccalc.verify.model_report import (  # noqa: E402
@@ -38,21 +37,21 @@ HIDDEN = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_
 @pytest.fixture(scope="module")
 def sp_gpt():
     """nanoGPT as written: GPT-2 init (std 0.02), default SDPA scale, global LR."""
-    return check_model(nm.imported_gpt(nm.GPT), "adam")
+    return check_model(nm.traced("GPT"), "adam")
 
 
 @pytest.fixture(scope="module")
 def mup_gpt():
     """The same GPT written with microsoft/mup and trained with MuAdam."""
-    imp = nm.imported_gpt(nm.mup_gpt, scale_c=math.sqrt(32), readout_scale=True)
-    return check_model(imp, "adam", factory=nm.mup_adam, factory_name="tests:mup_adam")
+    return check_model(nm.traced("mup_gpt"), "adam", factory=nm.mup_adam,
+                       factory_name="tests:mup_adam")
 
 
 def test_pytorch_default_init_exponents():
     # nn.Linear: U(±1/sqrt(fan_in)) for weight and bias, variance 1/(3 fan_in), so
     # rms ∝ fan_in^-1/2: b = 1/2 when fan_in is the width (fc2, out), 0 when it is the
     # finite d_in (fc1). out.bias has finite shape [d_out] but fan_in = width: b = 1/2.
-    cur = current(nm.imported_mlp(), "adam")
+    cur = current(nm.traced("MLP", "width"), "adam")
     b = {p: r.b for p, r in cur.init.items()}
     assert b == {"fc1.weight": 0, "fc1.bias": 0, "fc2.weight": HALF, "fc2.bias": HALF,
                  "out.weight": HALF, "out.bias": HALF}
@@ -65,7 +64,7 @@ def test_embedding_and_layernorm_init():
     # a constant, Θ(1), b = 0; LayerNorm bias 0: zeros, which satisfy every init rule, so
     # b is μP's a+b less a = 0 for a bias (TP5 App. B). lm_head (tied to wte) keeps
     # nn.Linear's variance 1/(3 n_embd): b = 1/2.
-    cur = current(nm.imported_gpt(lambda w: nm.GPT(w, init="torch")), "adam")
+    cur = current(nm.traced("torch_gpt"), "adam")
     init = cur.init
     assert (init["transformer.wpe.weight"].kind, init["transformer.wpe.weight"].b) == \
         ("random", 0)
@@ -92,8 +91,8 @@ def test_sp_gpt_flags_sdpa_scale_and_readout(sp_gpt):
         (f"transformer.h.{i}.attn.scores", HALF, 1) for i in range(nm.N_LAYER)}
     text = render_model_markdown(sp_gpt)
     # 5.657 = 32 · 32^-1/2: the μP scale c/head_dim equals the default at head_dim 32
-    assert ("- transformer.h.*.attn: scaled_dot_product_attention default scale "
-            "1/sqrt(head_dim)") in text
+    assert ("- transformer.h.*.attn: scaled_dot_product_attention scale (default "
+            "1/sqrt(head_dim)) (nanogpt_models.py:") in text
     assert "pass scale=5.657/head_dim" in text and "(×2)" in text
     # the tied readout has multiplier 1 where μP needs 1/fan_in at lm_head (Table 8)
     wte = next(p for p in res.params if p.name == "transformer.wte.weight")
@@ -126,14 +125,14 @@ def test_mup_gpt_passes(mup_gpt):
     g = mup_gpt.imported.graph
     uses = {u.node: u for u in g.params["transformer.wte.weight"].uses}
     assert abc.a[key(uses["lm_head"])] == 1 and abc.a[key(uses["transformer.wte"])] == 0
-    assert mup_gpt.current.folded == {"lm_head.width_mult": "lm_head (its weight)"}
+    assert mup_gpt.current.folded == {"lm_head.scale": "lm_head (its weight)"}
     # mup.init.normal_: std 0.02/sqrt(width_mult) on matrix-like weights: b = 1/2
     assert mup_gpt.current.init["transformer.h.1.attn.c_proj.weight"].b == HALF
     assert mup_gpt.current.optimizer_class == "Adam"
 
 
 def test_lr_scales_file(tmp_path):
-    imp = nm.imported_gpt(nm.GPT)
+    imp = nm.traced("GPT")
     f = tmp_path / "lr.yaml"
     f.write_text('lr:\n  "*.c_attn.weight": 64/n_embd\n  "*mlp*weight": 1/fan_in\n  "*": 1\n')
     c = read_lr_scales(imp, str(f))
@@ -155,7 +154,7 @@ def test_lr_scales_bad_input(tmp_path, text, msg):
     f = tmp_path / "lr.yaml"
     f.write_text(text)
     with pytest.raises(AbcError, match=msg):
-        read_lr_scales(nm.imported_gpt(nm.GPT), str(f))
+        read_lr_scales(nm.traced("GPT"), str(f))
 
 
 def test_collapse():
@@ -164,55 +163,79 @@ def test_collapse():
         "init std 0.02 → 0.02·sqrt(64/n_embd)"
 
 
-def test_cli_check_model_exit_status(run, monkeypatch):
-    """abccalc check MODEL: exit 1 on nanoGPT as written, 0 on its mup version."""
-    models = {"sp:GPT": nm.imported_gpt(nm.GPT),
-              "mup:GPT": nm.imported_gpt(nm.mup_gpt, scale_c=math.sqrt(32),
-                                         readout_scale=True)}
-    tracer = types.SimpleNamespace(load_model=lambda spec, widths, example=None: models[spec])
-    monkeypatch.setitem(sys.modules, "abccalc.importer.load", tracer)
-    code, out, err = run("check", "sp:GPT", "--width", "n_embd=64,128,256")
-    assert code == 1 and "pass scale=5.657/head_dim" in out and err == ""
-    code, out, err = run("check", "mup:GPT", "--width", "n_embd=64,128,256",
-                         "--optimizer-factory", "tests/nanogpt_models.py:mup_adam")
+GPT_SPEC = f"{nm.HERE / 'nanogpt_models.py'}"
+WIDTH = ("--width", "n_embd=64,128,256")
+
+
+def test_cli_check_model_exit_status(run):
+    """abccalc check MODEL through the tracer: exit 1 on nanoGPT as written (SDPA's default
+    scale, the readout), 0 on its microsoft/mup version trained with MuAdam."""
+    code, out, err = run("check", f"{GPT_SPEC}:GPT", *WIDTH)
+    assert code == 1 and err == "", err
+    assert "pass scale=5.657/head_dim" in out
+    assert "transformer.wte.weight (= lm_head.weight) (input weight)" in out
+    code, out, err = run("check", f"{GPT_SPEC}:mup_gpt", *WIDTH,
+                         "--optimizer-factory", f"{GPT_SPEC}:mup_adam")
     assert code == 0 and out.count("OK: this is μP") == 1, out + err
-    code, _, err = run("check", "sp:GPT", "--width", "n_embd=64")
-    assert code == 2 and "2 or 3 positive integers" in err
-    code, _, err = run("check", "sp:GPT", "--width", "n_embd=64,128",
-                       "--optimizer-factory", "tests/nanogpt_models.py:nope")
-    assert code == 2 and "has no function 'nope'" in err
+    code, _, err = run("check", f"{GPT_SPEC}:GPT", "--width", "n_embd=64")
+    assert code == 2 and "give at least two values of a width knob" in err
+    code, _, err = run("check", f"{GPT_SPEC}:GPT", "--width", "n_embd=64,128",
+                       "--optimizer-factory", f"{GPT_SPEC}:nope")
+    assert code == 2 and "--optimizer-factory" in err and "has no function 'nope'" in err
+    code, _, err = run("check", f"{GPT_SPEC}:GPT", "--width", "n_embd=64,128",
+                       "--optimizer-factory", "hf:gpt2")
+    assert code == 2 and "expected file.py:function" in err
+
+
+APPLIED = """\
+import importlib.util
+import sys
+
+sys.path.insert(0, {tests!r})
+import nanogpt_models as nm
+
+_spec = importlib.util.spec_from_file_location("generated_mup", {gen!r})
+gen = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gen)
+
+
+def gpt(n_embd):
+    return nm.with_generated(gen, nm.GPT(n_embd, scale_c=gen.scores_scale(1), init="torch"))
+
+
+def hf(n_embd):
+    model = nm.hf_gpt2(n_embd)
+    for block in model.transformer.h:
+        block.attn.scaling = gen.scores_scale(block.attn.head_dim)
+    return nm.with_generated(gen, model)
+
+
+def groups(model):
+    return gen.param_groups(model, lr=1e-3, eps=1e-8)
+"""
+
+
+def applied(run, tmp_path, model: str, *extra: str) -> str:
+    """A factory file whose models have the code codegen writes for MODEL applied
+    (init_, apply_multipliers, the readout's multiplier, scale= from scores_scale, and
+    param_groups as the optimizer factory)."""
+    gen = tmp_path / "mup_generated.py"
+    code, _, err = run("codegen", model, *extra, "--optimizer", "adam", "-o", str(gen))
+    assert code == 0, err
+    (tmp_path / "applied.py").write_text(APPLIED.format(tests=str(nm.HERE), gen=str(gen)))
+    return str(tmp_path / "applied.py")
 
 
 def test_generated_code_applied_passes(run, tmp_path):
-    """nanoGPT with abccalc's generated code applied (init_, apply_multipliers, the tied
-    readout's use multiplier, scale= from scores_scale, param_groups) passes."""
-    import importlib.util
-
-    from abccalc.graph.spec import dump
-
-    spec_path = tmp_path / "nanogpt.yaml"
-    spec_path.write_text(dump(nm.imported_gpt(nm.GPT).graph))
-    code, _, err = run("codegen", str(spec_path), "--optimizer", "adam",
-                       "-o", str(tmp_path / "mup_nanogpt.py"))
-    assert code == 0, err
-    mod_spec = importlib.util.spec_from_file_location("mup_nanogpt", tmp_path / "mup_nanogpt.py")
-    gen = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(gen)
-    c = gen.scores_scale(32) * 32  # the generated scale is c/head_dim
-
-    def build(n_embd: int):
-        model = nm.GPT(n_embd, scale_c=c, init="torch")
-        gen.init_(model)
-        gen.apply_multipliers(model)
-        m = gen.use_multiplier(model, "lm_head", "transformer.wte.weight")
-        model.lm_head.register_forward_pre_hook(lambda mod, args: (args[0] * m,))
-        return model
-
-    imp = nm.imported_gpt(build, scale_c=c, readout_scale=True)
-    mc = check_model(imp, "adam",
-                     factory=lambda model: gen.param_groups(model, lr=1e-3, eps=1e-8))
-    assert mc.ok, render_model_markdown(mc)
-    assert c == pytest.approx(math.sqrt(32))  # SDPA's default at the base head_dim 32
+    """nanoGPT with the code abccalc generates from its own trace applied passes."""
+    f = applied(run, tmp_path, f"{GPT_SPEC}:GPT", *WIDTH)
+    code, out, err = run("check", f"{f}:gpt", *WIDTH, "--optimizer-factory", f"{f}:groups")
+    assert code == 0 and "OK: this is μP" in out, out + err
+    # the generated scale is c/head_dim with c = 32^1/2: SDPA's default at head_dim 32
+    mc = check_model(load_model(f"{f}:gpt", {"n_embd": nm.WIDTHS}), "adam",
+                     factory=f"{f}:groups")
+    assert [r.values[0] for n, r in sorted(mc.imported.constants.items())
+            if n.endswith("scores")] == pytest.approx([32 ** -0.5] * nm.N_LAYER)
 
 
 def test_mup_sgd_passes_and_optimizer_class_is_checked():
@@ -220,7 +243,7 @@ def test_mup_sgd_passes_and_optimizer_class_is_checked():
     # the tied readout), × fan_out/fan_in ratio^-1 on matrix-like ones (hidden: c = 0).
     import mup
 
-    imp = nm.imported_gpt(nm.mup_gpt, scale_c=math.sqrt(32), readout_scale=True)
+    imp = nm.traced("mup_gpt")
 
     def musgd(model):
         return mup.MuSGD(model.parameters(), lr=0.1)
@@ -242,9 +265,7 @@ def test_zero_init_readout_satisfies_any_init_rule():
         torch.nn.init.zeros_(model.out.weight)
         return model
 
-    imp = nm.imported_mlp()
-    imp = type(imp)(imp.graph, imp.spec, imp.knobs, build)
-    r = current(imp, "adam").init["out.weight"]
+    r = current(replace(nm.traced("MLP", "width"), build=build), "adam").init["out.weight"]
     assert (r.kind, r.b, r.slope) == ("zeros", 1, None)
 
 
@@ -254,7 +275,7 @@ def test_json_and_user_code_errors():
     def broken(model):
         raise RuntimeError("no GPU here")
 
-    imp = nm.imported_mlp()
+    imp = nm.traced("MLP", "width")
     with pytest.raises(AbcError, match=r"f.py:broken at \{'width': 64\} raised RuntimeError: "
                        "no GPU here"):
         check_model(imp, "adam", factory=broken, factory_name="f.py:broken")
@@ -288,8 +309,7 @@ def test_reads_back_the_exponents_it_is_given(b2, c4, sigma, w0):
                 {"params": [p for name, p in model.named_parameters() if name != "fc2.weight"]}]
 
     assume(sigma * 4 ** -float(b) > 1e-6)
-    base = nm.imported_mlp()
-    imp = type(base)(base.graph, "prop", {"width": ws}, build)
+    imp = replace(nm.traced("MLP", "width"), spec="prop", knobs={"width": ws}, build=build)
     cur = current(imp, "adam", factory=opt, factory_name="prop")
     assert (cur.init["fc2.weight"].b, cur.params.abc.c["fc2.weight"]) == (b, c)
     assert cur.params.abc.c["fc1.weight"] == 0  # a group without lr: the default, global
@@ -341,75 +361,47 @@ def test_scale_nodes_fold_into_what_they_multiply():
 
 
 def test_hf_gpt2(run, tmp_path):
-    """Hugging Face GPT-2 from a tiny config: HF's init (N(0, 0.02²), c_proj
-    0.02/sqrt(2·n_layer)) reads b = 0 everywhere, SDPA's default scale and the tied
-    readout are flagged; with the generated code, `attn.scaling = c/head_dim` and the
-    readout multiplier, it passes."""
+    """Hugging Face GPT-2 from a tiny config through ``hf:`` (no download): HF's init
+    (N(0, 0.02²), c_proj 0.02/sqrt(2·n_layer)) reads b = 0 everywhere; SDPA's scale and
+    the tied readout are flagged; with the code generated from its trace applied
+    (``attn.scaling = scores_scale(head_dim)``, the readout multiplier) it passes."""
+    import json
+
     pytest.importorskip("transformers")
-    sp = check_model(nm.imported_gpt(nm.hf_gpt2), "adam")
+    cfg = tmp_path / "gpt2.json"
+    cfg.write_text(json.dumps({"model_type": "gpt2", "n_embd": 64, **nm.HF_CONFIG}))
+    sp = check_model(load_model(f"hf:{cfg}", {"n_embd": nm.WIDTHS}), "adam")
     assert {r.b for r in sp.current.init.values() if r.kind != "zeros"} == {0}
     assert abs(sp.current.init["transformer.h.0.mlp.c_fc.weight"].rms[0] - 0.02) < 0.001
     text = render_model_markdown(sp)
     assert not sp.ok and "pass scale=5.657/head_dim" in text
     assert "transformer.wte.weight (= lm_head.weight)" in text
 
-    import importlib.util
-
-    from abccalc.graph.spec import dump
-
-    (tmp_path / "g.yaml").write_text(dump(nm.imported_gpt(nm.GPT).graph))
-    code, _, err = run("codegen", str(tmp_path / "g.yaml"), "--optimizer", "adam",
-                       "-o", str(tmp_path / "mup_gpt2.py"))
-    assert code == 0, err
-    spec = importlib.util.spec_from_file_location("mup_gpt2", tmp_path / "mup_gpt2.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
-    c = gen.scores_scale(32) * 32
-
-    def build(n_embd: int):
-        model = nm.hf_gpt2(n_embd)
-        gen.init_(model)
-        gen.apply_multipliers(model)
-        for block in model.transformer.h:
-            block.attn.scaling = gen.scores_scale(block.attn.head_dim)
-        m = gen.use_multiplier(model, "lm_head", "transformer.wte.weight")
-        model.lm_head.register_forward_pre_hook(lambda mod, args: (args[0] * m,))
-        return model
-
-    mc = check_model(nm.imported_gpt(build, scale_c=c, readout_scale=True), "adam",
-                     factory=lambda model: gen.param_groups(model, lr=1e-3, eps=1e-8))
-    assert mc.ok, render_model_markdown(mc)
+    f = applied(run, tmp_path, f"hf:{cfg}", *WIDTH)
+    # a factory that returns a transformers model is traced as hf: is (its inputs guessed)
+    code, out, err = run("check", f"{f}:hf", *WIDTH, "--optimizer-factory", f"{f}:groups")
+    assert code == 0 and "OK: this is μP" in out, out + err
 
 
 def test_manual_attention_scale_folds_into_the_contraction():
-    """``(q @ k.transpose(-2, -1)) * self.scale`` with scale = head_dim^-1/2: the recorded
-    constant sits on a scale node after the scores, is read as the contraction's α = 1/2,
-    and the fix is the value to multiply by: 5.657/head_dim (= 32^-1/2 at head_dim 32)."""
-    from abccalc.graph.spec import parse_builder
-    from abccalc.importer.imported import Imported, Recorded
-
-    text = nm._block(False).replace(
-        "      - {name: attn.probs, op: softmax, inputs: attn.scores,",
-        "      - {name: attn.scaled, op: scale, inputs: attn.scores}\n"
-        "      - {name: attn.probs, op: softmax, inputs: attn.scaled,")
-    graph = parse_builder(text, "manual.yaml").build()
-    consts = {f"transformer.h.{i}.attn.scaled": Recorded(
-        f"transformer.h.{i}.attn.scaled", tuple((w // 2) ** -0.5 for w in nm.WIDTHS), HALF,
-        "q @ k.transpose(-2, -1) * self.scale", f"transformer.h.{i}.attn")
-        for i in range(nm.N_LAYER)}
-    imp = Imported(graph, "manual", {"n_embd": nm.WIDTHS},
-                   lambda knobs, device: nm.GPT(knobs["n_embd"]), consts)
-    mc = check_model(imp, "adam")
-    assert {(k.name, k.exponent) for k in mc.result.constants} == {
-        (f"transformer.h.{i}.attn.scores", HALF) for i in range(nm.N_LAYER)}
-    assert ("- transformer.h.*.attn: q @ k.transpose(-2, -1) * self.scale; μP needs "
-            "1/head_dim: use 5.657/head_dim (equal to the current 0.1768 at the base "
-            "widths)") in render_model_markdown(mc)
+    """``(q @ k.transpose(-2, -1)) * head_dim^-1/2`` written out: the traced constant is
+    read as the contraction's α = 1/2, and the fix is the value to multiply by:
+    5.657/head_dim (= 32^-1/2 at head_dim 32)."""
+    mc = check_model(nm.traced("manual_gpt"), "adam")
+    assert {(k.exponent, k.mup_exponent) for k in mc.result.constants} == {(HALF, 1)}
+    assert len(mc.result.constants) == nm.N_LAYER
+    text = render_model_markdown(mc)
+    # head_dim is the tracer's n_embd_div2 (n_embd / N_HEAD)
+    assert ("- transformer.h.*.attn: a matmul of two activations, times a constant "
+            "(nanogpt_models.py:45); μP needs 1/n_embd_div2: use 5.657/n_embd_div2 (equal to "
+            "the current 0.1768 at the base widths)") in text
 
 
 @pytest.mark.parametrize(("args", "msg"), [
     (("examples/gpt.yaml",), "give --params sp|ntk|mf|mup|FILE for a graph"),
-    (("examples/gpt.yaml", "--params", "sp", "--width", "d=1,2"), "leave out --params"),
+    (("examples/gpt.yaml", "--params", "sp", "--width", "d=1,2"), "apply to a MODEL"),
+    (("examples/gpt.yaml", "--params", "sp", "--lr-scales", "lr.yaml"), "leave out --params"),
+    (("m.py:f", "--params", "sp", "--optimizer-factory", "f.py:g"), "leave out --params"),
     (("m.py:f", "--set", "n_layer=1"), "a MODEL's widths are --width"),
 ])
 def test_cli_check_graph_and_model_options_do_not_mix(run, args, msg):
@@ -425,8 +417,7 @@ def test_parameters_the_trace_did_not_reach_are_named():
         model.aux = torch.nn.Linear(knobs["width"], 3)  # never called in forward
         return model
 
-    base = nm.imported_mlp()
-    mc = check_model(type(base)(base.graph, "aux", base.knobs, build), "adam")
+    mc = check_model(replace(nm.traced("MLP", "width"), build=build), "adam")
     assert mc.current.untraced == ("aux.weight", "aux.bias")
     assert ("Note: parameters the trace did not reach, not judged: aux.weight, aux.bias."
             in render_model_markdown(mc))

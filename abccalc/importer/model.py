@@ -225,13 +225,29 @@ def hf_knobs(config) -> dict[str, tuple[int, ...]]:
 def hide_broken_torchvision() -> None:
     """transformers imports torchvision whenever it is installed; a torchvision built for
     another torch fails on import (``operator torchvision::nms does not exist``) and takes
-    every model class with it. No ``hf:`` text model needs it: hide a broken one."""
-    if "torchvision" in sys.modules:
+    every model class with it. No ``hf:`` text model needs it: hide a broken one, from
+    ``import`` and from transformers' check of what is installed (the one place this is
+    done; idempotent)."""
+    if "torchvision" not in sys.modules:
+        try:
+            import torchvision  # noqa: F401
+        except Exception:
+            sys.modules["torchvision"] = None  # import torchvision now raises ImportError
+    if sys.modules.get("torchvision", True) is not None:
         return
-    try:
-        import torchvision  # noqa: F401
-    except Exception:
-        sys.modules["torchvision"] = None  # import torchvision now raises ImportError
+    import transformers.utils.import_utils as iu
+
+    found = iu._is_package_available
+    if getattr(found, "hides_torchvision", False):
+        return
+
+    def available(name: str, *args: Any, **kwargs: Any) -> Any:
+        return (False, "N/A") if name == "torchvision" else found(name, *args, **kwargs)
+
+    available.hides_torchvision = True  # type: ignore[attr-defined]
+    iu._is_package_available = available
+    iu.is_torchvision_available.cache_clear()
+    iu.is_torchvision_v2_available.cache_clear()
 
 
 def hf_builder(spec: ModelSpec, knobs: dict[str, tuple[int, ...]]):
