@@ -600,6 +600,8 @@ class Model(torch.nn.Module):
                 out = math.prod(s[d] for d in n["dims"] if d not in n["batch"])
                 fan_in = math.prod(s[d] for d in n["in_dims"])
                 m = torch.nn.Linear(fan_in, out, bias="bias" in owns)
+                if n.get("mode") == "in_out":  # stored (in, out), as x @ W
+                    m.weight = torch.nn.Parameter(m.weight.detach().t().contiguous())
             elif op == "conv" and "weight" in owns:
                 out = math.prod(s[d] for d in n["dims"] if d not in n["batch"])
                 fan_in = math.prod(s[d] for d in n["in_dims"])
@@ -764,7 +766,8 @@ class Model(torch.nn.Module):
             x = x.reshape(-1, *x.shape[-k - 1:]).movedim(-1, 1)
             y = CONV_FN[k](x, w, b, padding="same").movedim(1, -1).reshape(*lead, -1)
         else:
-            y = torch.nn.functional.linear(x, w.reshape(out, -1), b)
+            w = w.reshape(-1, out).t() if n.get("mode") == "in_out" else w.reshape(out, -1)
+            y = torch.nn.functional.linear(x, w, b)
         y = y.reshape(*lead, *(s[d] for d in out_dims))
         return _to(y, batch + out_dims, n["dims"])
 

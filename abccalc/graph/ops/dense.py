@@ -27,18 +27,28 @@ fan_in = math.prod(s[d] for d in n["in_dims"])
 """
 
 
+LAYOUTS = ("out_in", "in_out")
+
+
 class Linear(Op):
     """h = W·x (+ b): W has dims (out, in); ``in`` defaults to the input's last dim and the
-    other input dims (batch, tokens) are kept."""
+    other input dims (batch, tokens) are kept. ``mode`` is how the tensor is stored:
+    ``out_in`` (the default, ``nn.Linear``) or ``in_out`` (``x @ W``, Hugging Face's
+    ``Conv1D``): it decides which axis of the tensor is fan_in, not any exponent."""
 
     name = "linear"
-    fields = frozenset({"weight", "bias", "in_dims"})
+    fields = frozenset({"weight", "bias", "in_dims", "mode"})
     same_dims = False
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
+        if node.mode not in (None, *LAYOUTS):
+            raise err(f"mode '{node.mode}' is not a weight layout ({', '.join(LAYOUTS)})")
         in_dims, out = self.dense_dims(node, ins, err)
-        return self.shaped(node, in_dims, out, in_dims)
+        sh = self.shaped(node, in_dims, out, in_dims)
+        if node.mode == "out_in":  # the default, not written
+            return Shaped(sh.node.with_(mode=None), sh.uses)
+        return sh
 
     def forward(self, sizes: SizesLike, node: Node, ctx: Ctx) -> tuple[Exp, Exp]:
         return weighted(self, sizes, node, ctx, [], [])
@@ -54,18 +64,25 @@ class Linear(Op):
         return out
 
     def fan_axes(self, node: Node, use: Use) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """A Linear weight is (fan_out, fan_in), a conv weight (out, in, *kernel)."""
+        """A Linear weight is (fan_out, fan_in), or (fan_in, fan_out) stored ``in_out``; a
+        conv weight (out, in, *kernel)."""
         if use.kind is not Kind.WEIGHT:
             return (), (0,)
+        if node.mode == "in_out":
+            return (0,), (1,)
         return tuple(range(1, 2 + len(node.kernel))), (0,)
 
     def torch_row(self, graph: Graph, node: Node) -> dict:
-        """The input dims the weight keeps (batch; spatial for a conv) and its ``in``."""
+        """The input dims the weight keeps (batch; spatial for a conv), its ``in``, and its
+        layout when it is stored (in, out)."""
         x_dims = graph.node[node.inputs[0]].dims
         return {"batch": [d for d in x_dims if d not in node.in_dims],
-                "in_dims": list(node.in_dims)}
+                "in_dims": list(node.in_dims), **({"mode": node.mode} if node.mode else {})}
 
-    torch_build = _FANS + 'm = torch.nn.Linear(fan_in, out, bias="bias" in owns)'
+    torch_build = _FANS + """\
+m = torch.nn.Linear(fan_in, out, bias="bias" in owns)
+if n.get("mode") == "in_out":  # stored (in, out), as x @ W
+    m.weight = torch.nn.Parameter(m.weight.detach().t().contiguous())"""
     torch_forward = "y = self._linear(n, xs[0], ins[0])"
     torch_globals = """\
 CONV = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}
@@ -89,7 +106,8 @@ CONV_FN = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
             x = x.reshape(-1, *x.shape[-k - 1:]).movedim(-1, 1)
             y = CONV_FN[k](x, w, b, padding="same").movedim(1, -1).reshape(*lead, -1)
         else:
-            y = torch.nn.functional.linear(x, w.reshape(out, -1), b)
+            w = w.reshape(-1, out).t() if n.get("mode") == "in_out" else w.reshape(out, -1)
+            y = torch.nn.functional.linear(x, w, b)
         y = y.reshape(*lead, *(s[d] for d in out_dims))
         return _to(y, batch + out_dims, n["dims"])
 '''
