@@ -183,16 +183,21 @@ def _import(spec: str, widths: tuple[str, ...], example: str | None):
     return imported
 
 
+def _is_model(path: str) -> bool:
+    from abccalc.importer.model import looks_like_model
+
+    return looks_like_model(path) and not path.endswith((".yaml", ".yml"))
+
+
 def _load(path: str, sets: tuple[str, ...], bases: tuple[str, ...] = ()) -> Graph:
     """Load GRAPH with ``--set``, then ``--base`` overrides of infinite dims' base sizes (a
     ``times`` dim follows the dim it is a multiple of); warn of dead-end parameters. A
     MODEL is traced instead (``--width``, ``--example``)."""
     from abccalc.graph.spec import load_builder
-    from abccalc.importer.model import looks_like_model
 
     meta = click.get_current_context().meta
     widths, example = meta.get("abccalc.width", ()), meta.get("abccalc.example")
-    if looks_like_model(path) and not path.endswith((".yaml", ".yml")):
+    if _is_model(path):
         if sets or bases:
             raise AbcError(f"{clean(path)}: --set and --base apply to a YAML graph; a "
                            "model's sizes come from --width (or write it with abccalc "
@@ -473,9 +478,9 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
 
 @cli.command("check")
 @graph_arg
-@click.option("--params", "params", required=True, metavar=PARAMS_METAVAR,
+@click.option("--params", "params", metavar=PARAMS_METAVAR,
               help="A preset (sp, ntk, mf, mup) or a params file with your own rules or "
-              "exponents (docs/check.md).")
+              "exponents (docs/check.md). Leave it out to check MODEL's own parametrization.")
 @optimizer_opt
 @click.option("--format", "fmt", type=click.Choice(("markdown", "json")), default="markdown",
               show_default=True, help="Output format; the JSON fields are in docs/check.md.")
@@ -483,19 +488,47 @@ def classify_cmd(graph: str, params: str | None, preset: str | None, optimizer: 
               help="Base of a repeat count it makes infinite (depth, docs/depth.md); the "
               "check then also flags depth counted twice in a residual branch.")
 @set_opt
-def check_cmd(graph: str, params: str, optimizer: str, fmt: str, bases: tuple[str, ...],
-              sets: tuple[str, ...]) -> None:
+@click.option("--optimizer-factory", "factory", metavar="FILE.py:FUNC",
+              help="MODEL: FUNC(model) returns your optimizer or param groups; the LRs are "
+              "read from it at each width.")
+@click.option("--lr-scales", "lr_scales", metavar="FILE",
+              help="MODEL: an LR file (lr: name, glob or role -> scale rule such as 1/fan_in; "
+              "docs/check.md) instead of an optimizer factory.")
+def check_cmd(graph: str, params: str | None, optimizer: str, fmt: str,
+              sets: tuple[str, ...], factory: str | None, lr_scales: str | None,
+              bases: tuple[str, ...]) -> None:
     """Check your own parametrization of GRAPH against muP: every activation that blows up
     or vanishes, every parameter not updated maximally, and the fix in your own gauge.
+    Without --params, GRAPH is a MODEL (file.py:factory, package.module:factory, hf:CONFIG)
+    and its current init, multipliers and LRs are read from it (docs/use_on_your_model.md).
     Exit status 0 when it is muP, 1 when it has violations."""
     import json
 
-    from abccalc.verify.check import check, render_markdown
+    if params is None:
+        from abccalc.verify.model_report import check_model, render_model_markdown
 
-    g = _load(graph, sets, bases)
-    res = check(g, optimizer, _params_file(g, optimizer, params))
-    text = json.dumps(res.to_dict(), indent=2, ensure_ascii=False) + "\n" if fmt == "json" \
-        else render_markdown(res)
+        if not _is_model(graph):
+            raise AbcError(f"check {clean(graph)}: give --params sp|ntk|mf|mup|FILE for a "
+                           "graph; without --params, check reads a MODEL (file.py:factory, "
+                           "package.module:factory or hf:CONFIG)")
+        if sets or bases:
+            raise AbcError("check: --set and --base apply to a graph; a MODEL's widths are "
+                           "--width")
+        meta = click.get_current_context().meta
+        imp = _import(graph, meta.get("abccalc.width", ()), meta.get("abccalc.example"))
+        mc = check_model(imp, optimizer, factory=factory, lr_scales=lr_scales)
+        res, text = mc.result, (json.dumps(mc.to_dict(), indent=2, ensure_ascii=False) + "\n"
+                                if fmt == "json" else render_model_markdown(mc))
+    else:
+        from abccalc.verify.check import check, render_markdown
+
+        if factory or lr_scales:
+            raise AbcError("check: --optimizer-factory and --lr-scales read a MODEL's own "
+                           "parametrization; leave out --params to use them")
+        g = _load(graph, sets, bases)
+        res = check(g, optimizer, _params_file(g, optimizer, params))
+        text = json.dumps(res.to_dict(), indent=2, ensure_ascii=False) + "\n" \
+            if fmt == "json" else render_markdown(res)
     _echo(text, nl=False)
     if not res.ok:
         sys.exit(1)  # a SystemExit passes through click's standalone_mode=False

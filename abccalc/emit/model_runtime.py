@@ -48,9 +48,10 @@ HELPERS = {
 class Params(torch.nn.Module):
     """Parameters with no torch module of their own: a norm's gain (``weight``, ones) and
     bias (zeros) as nn.LayerNorm, a learned tensor, the bias of a linear whose weight is
-    tied elsewhere; each flat."""
+    tied elsewhere; each flat, but a linear weight stored (in, out) keeps its two axes."""
 
-    def __init__(self, weight: int | None = None, bias: int | None = None) -> None:
+    def __init__(self, weight: int | tuple[int, int] | None = None,
+                 bias: int | None = None) -> None:
         super().__init__()
         if weight is not None:
             self.weight = torch.nn.Parameter(torch.ones(weight))

@@ -158,7 +158,11 @@ class Scope:
             expr += f".reshape({', '.join(self.size([d]) for d in param.shape)})"
             expr += f".permute({', '.join(map(str, permutation(param.shape, flat)))})"
             stored = [(d,) for d in flat]
-        if stored != want:
+        if stored != want and len(stored) > 1 and sorted(stored) == sorted(want):
+            # the same groups stored in another order (a linear stored (in, out))
+            expr += f".reshape({', '.join(self.size(g) for g in stored)})"
+            expr += f".permute({', '.join(str(stored.index(g)) for g in want)})"
+        elif stored != want:
             expr += f".reshape({', '.join(self.size(g) for g in want)})"
         scale = self.scale(node, kind)
         return f"{expr} * {scale}" if scale else expr

@@ -45,12 +45,8 @@ def load_model(spec: str, widths: dict[str, tuple[int, ...]] | None = None,
         if not knobs:
             knobs = hf_knobs(config)
             build, config = hf_builder(parsed, knobs)
-        make_inputs = lambda model: hf_example(config)  # noqa: E731
-        context = hf_tracing
     else:
         build = factory_builder(parsed, knobs)
-        make_inputs = lambda model: example_inputs(model, example)  # noqa: E731
-        context = contextlib.nullcontext
     varied = {k: v for k, v in knobs.items() if len(set(v)) > 1}
     if not varied:
         raise AbcError(f"{spec}: give at least two values of a width knob (--width "
@@ -61,9 +57,12 @@ def load_model(spec: str, widths: dict[str, tuple[int, ...]] | None = None,
     for w in range(count):
         model = build({k: v[w] for k, v in knobs.items()}, "meta")
         model.eval()
+        hf = _is_hf(model)  # hf:CONFIG, or a factory that returns a transformers model
         try:
-            with context():
-                traces.append(run_trace(model, make_inputs(model)))
+            with hf_tracing() if hf else contextlib.nullcontext():
+                inputs = hf_example(model.config) if hf and example is None else \
+                    example_inputs(model, example)
+                traces.append(run_trace(model, inputs))
         except AbcError:
             raise
         except Exception as e:  # the user's forward failed on meta
@@ -94,6 +93,12 @@ def load_model(spec: str, widths: dict[str, tuple[int, ...]] | None = None,
                 sources.setdefault(r.kw[f], sources[r.name])
     return Imported(graph, spec, knobs, build, constants, sources,
                     tuple(unseen) + tuple(mapper.unseen))
+
+
+def _is_hf(model: Any) -> bool:
+    """Whether ``model`` is a transformers model (without importing transformers)."""
+    return any(c.__name__ == "PreTrainedModel" and c.__module__.startswith("transformers.")
+               for c in type(model).__mro__)
 
 
 def fit_exponent(values: tuple[float, ...], ratios: tuple[float, ...]):

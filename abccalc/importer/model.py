@@ -137,15 +137,23 @@ def _load_module(spec: ModelSpec):
     return module
 
 
+def load_function(spec: ModelSpec) -> Callable[..., Any]:
+    """The user's function ``spec.factory`` of a ``file``/``module`` spec (a model factory,
+    ``check``'s optimizer factory): its module runs, as it does when they train."""
+    if spec.kind == "hf":
+        raise AbcError(f"{spec.text}: expected file.py:function or package.module:function")
+    fn = getattr(_load_module(spec), spec.factory, None)
+    if not callable(fn):
+        raise AbcError(f"{spec.text}: {clean(spec.target)} has no function "
+                       f"'{spec.factory}'")
+    return fn
+
+
 def factory_builder(spec: ModelSpec, knobs: dict[str, tuple[int, ...]]
                     ) -> Callable[[dict[str, int], Any], Any]:
     """``build(values, device)`` for a ``file``/``module`` MODEL; checks the knobs against
     the factory's keyword arguments."""
-    module = _load_module(spec)
-    factory = getattr(module, spec.factory, None)
-    if not callable(factory):
-        raise AbcError(f"{spec.text}: {clean(spec.target)} has no function "
-                       f"'{spec.factory}'")
+    factory = load_function(spec)
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -217,13 +225,29 @@ def hf_knobs(config) -> dict[str, tuple[int, ...]]:
 def hide_broken_torchvision() -> None:
     """transformers imports torchvision whenever it is installed; a torchvision built for
     another torch fails on import (``operator torchvision::nms does not exist``) and takes
-    every model class with it. No ``hf:`` text model needs it: hide a broken one."""
-    if "torchvision" in sys.modules:
+    every model class with it. No ``hf:`` text model needs it: hide a broken one, from
+    ``import`` and from transformers' check of what is installed (the one place this is
+    done; idempotent)."""
+    if "torchvision" not in sys.modules:
+        try:
+            import torchvision  # noqa: F401
+        except Exception:
+            sys.modules["torchvision"] = None  # import torchvision now raises ImportError
+    if sys.modules.get("torchvision", True) is not None:
         return
-    try:
-        import torchvision  # noqa: F401
-    except Exception:
-        sys.modules["torchvision"] = None  # import torchvision now raises ImportError
+    import transformers.utils.import_utils as iu
+
+    found = iu._is_package_available
+    if getattr(found, "hides_torchvision", False):
+        return
+
+    def available(name: str, *args: Any, **kwargs: Any) -> Any:
+        return (False, "N/A") if name == "torchvision" else found(name, *args, **kwargs)
+
+    available.hides_torchvision = True  # type: ignore[attr-defined]
+    iu._is_package_available = available
+    iu.is_torchvision_available.cache_clear()
+    iu.is_torchvision_v2_available.cache_clear()
 
 
 def hf_builder(spec: ModelSpec, knobs: dict[str, tuple[int, ...]]):

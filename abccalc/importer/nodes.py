@@ -251,9 +251,12 @@ class Nodes(Pointwise, Axes):
         over = self.flat(self.g(x.i)[-1])
         if self.param(w):
             bias = self.param(a[0]) if aten in ("addmm", "baddbmm") else None
+            # x @ W on the parameter itself: stored (in, out) (HF Conv1D); nn.Linear's
+            # reaches the matmul through aten.t: stored (out, in), the default
+            layout = {"mode": "in_out"} if self.t0.kinds[w.i] == "param" else {}
             self.val[out] = self.add("linear", (self.need(x.i),), self.dims(out), main=True,
                                      kind="linear", weight=self.param(w), bias=bias,
-                                     in_dims=over)
+                                     in_dims=over, **layout)
             return
         info = self.info.get(k, {})
         self.val[out] = self.add("contract", (self.need(x.i), self.need(w.i)),

@@ -152,7 +152,8 @@ def rule_exponent(value: Any, names: dict[str, sympy.Symbol], subs: dict[sympy.S
     return exact(power)
 
 
-def _names(graph: Graph) -> dict[str, sympy.Symbol]:
+def rule_names(graph: Graph) -> dict[str, sympy.Symbol]:
+    """The symbols a rule may name: depth values, the graph's dims, ``fan_in``, ``fan_out``."""
     names = {v: sympy.Symbol(v, positive=True) for _, v, *_ in graph.depth}
     names.update({d: sympy.Symbol(d, positive=True) for d in graph.dims})
     names["fan_in"] = sympy.Symbol("fan_in", positive=True)
@@ -160,8 +161,10 @@ def _names(graph: Graph) -> dict[str, sympy.Symbol]:
     return names
 
 
-def _subs(graph: Graph, names: dict[str, sympy.Symbol], use: Use | None
-          ) -> dict[sympy.Symbol, Any]:
+def rule_subs(graph: Graph, names: dict[str, sympy.Symbol], use: Use | None
+              ) -> dict[sympy.Symbol, Any]:
+    """n for every infinite dim, 1 for every finite one and every depth value, and
+    ``use``'s fans as powers of n."""
     subs: dict[sympy.Symbol, Any] = {names[v]: 1 for _, v, *_ in graph.depth}
     subs.update({names[d]: N if dim.infinite else 1 for d, dim in graph.dims.items()})
     if use is not None:
@@ -209,9 +212,9 @@ def _param_entry(graph: Graph, pname: str, entry: Any, where: str,
         c = parse_exponent(entry["c"], f"{where}: 'c'")
         return a, b, c
     m_raw = _per_use(entry.get("multiplier", 1), uses, f"{where}: 'multiplier'")
-    a = {key(u): -rule_exponent(m_raw[u.node], names, _subs(graph, names, u),
+    a = {key(u): -rule_exponent(m_raw[u.node], names, rule_subs(graph, names, u),
                                 f"{where}: 'multiplier'") for u in uses}
-    sub = _subs(graph, names, first)
+    sub = rule_subs(graph, names, first)
     b = -rule_exponent(entry["init_var"], names, sub, f"{where}: 'init_var'") / 2
     c = -rule_exponent(entry["lr"], names, sub, f"{where}: 'lr'")
     return a, b, c
@@ -224,7 +227,7 @@ def _constant(graph: Graph, node: str, value: Any, where: str,
             raise AbcError(f"{where}: expected a multiplier rule (1/sqrt(d_head)) or "
                            "{exponent: α} for n^-α")
         return parse_exponent(value["exponent"], f"{where}: 'exponent'")
-    return -rule_exponent(value, names, _subs(graph, names, None), where)
+    return -rule_exponent(value, names, rule_subs(graph, names, None), where)
 
 
 def load_params(path: str | Path, graph: Graph,
@@ -246,7 +249,7 @@ def lrs_from_dict(data: Any, graph: Graph, base: ABC, source: str = "<lrs>") -> 
             "lr"}:
         raise AbcError(f"{source}: not an LR file: expected only 'lr', a mapping of "
                        "parameter names or globs to LR rules such as 1/fan_in")
-    names = _names(graph)
+    names = rule_names(graph)
     entries: dict[str, Any] = {str(k): v for k, v in data["lr"].items()}
     for k in entries:
         if k.startswith("@") and k not in ROLES:
@@ -262,7 +265,7 @@ def lrs_from_dict(data: Any, graph: Graph, base: ABC, source: str = "<lrs>") -> 
         if k is None:
             raise AbcError(f"{source}: parameter '{pname}': no key matches it (add it or a "
                            "glob such as \"*\")")
-        c[pname] = -rule_exponent(entries[k], names, _subs(graph, names, first),
+        c[pname] = -rule_exponent(entries[k], names, rule_subs(graph, names, first),
                                   f"{source}: parameter '{pname}' (key '{k}')")
         keys[pname] = k
     return ParamsFile(source, ABC(dict(base.a), dict(base.b), c, dict(base.alpha)), keys, ())
@@ -280,7 +283,7 @@ def params_from_dict(data: Any, graph: Graph, source: str = "<params>") -> Param
     consts = data.get("constants") or {}
     if not isinstance(consts, dict):
         raise AbcError(f"{source}: 'constants' must be a mapping of node names to multipliers")
-    names = _names(graph)
+    names = rule_names(graph)
     entries: dict[str, Any] = {str(k): v for k, v in data["parameters"].items()}
     for k in entries:
         if k.startswith("@") and k not in ROLES:

@@ -275,62 +275,87 @@ def _keep(cur: Setting, new: Setting) -> str:
     return f" (keep {', '.join(same)})" if same else ""
 
 
+def activation_items(c: Classification) -> tuple[list[tuple[str, str]], list[str]]:
+    """(node, what) where a problem originates, and ``node (size when)`` of those that only
+    inherit it."""
+    origins = []
+    for i in c.issues:
+        if i.origin:
+            what = ("change after training grows like" if i.when == "training" and
+                    i.problem == "blows_up" else "grows at init like"
+                    if i.problem == "blows_up" else "vanishes at init like")
+            extra = ", should be Θ(1)" if i.problem == "vanishes" else ""
+            origins.append((i.node, f"{what} {growth(i.exponent)}{extra}, from {i.cause}"))
+    rest = [f"{i.node} ({growth(i.exponent)} {_when(i)})" for i in c.issues if not i.origin]
+    return origins, rest
+
+
+def activation_lines(c: Classification) -> list[str]:
+    """One line per activation where a problem originates, then one for those that only
+    inherit it."""
+    origins, rest = activation_items(c)
+    lines = [f"- {node}: {what}" for node, what in origins]
+    return lines + ([f"- and, inherited from those: {', '.join(rest)}"] if rest else [])
+
+
+def param_lines(p: ParamReport) -> list[str]:
+    """What is wrong with ``p`` (after its name) and the fix, as markdown list lines."""
+    lines = [f" ({p.role.value} {p.kind.value}): " + "; ".join(p.problems) + "."]
+    if p.fix is None:
+        return [*lines, "  - its own setting is μP's; this follows from the fixes elsewhere."]
+    if p.conflict:
+        lines.append(f"  - {p.conflict}.")
+    lines.append(f"  - fix: {_changes(p.current, p.fix)}{_keep(p.current, p.fix)}.")
+    if p.alternative:
+        alt = p.alternative
+        mult = next(iter(alt.multiplier.values()))
+        lines.append(f"  - or add the output multiplier {mult} (TP5 Table 8): "
+                     f"init var {alt.init_var}, LR {alt.lr}.")
+    return lines
+
+
+def const_line(graph: Graph, k: ConstReport) -> str:
+    """``k``'s multiplier, μP's, and why (after its name)."""
+    why = " (not in the params file: 1 assumed)" if k.defaulted else ""
+    return (f": multiplier {k.multiplier}{why} should be {k.mup_multiplier}"
+            f"{OPS[graph.node[k.name].op].constant_note(k.mup_exponent)}.")
+
+
+def summary(res: CheckResult) -> str:
+    """``N violations: r = …, stable or not, feature learning or not.``"""
+    c = res.classification
+    r = "none" if c.r is None else str(c.r)
+    return (f"{res.count} violation{'s' if res.count != 1 else ''}: r = {r}, "
+            f"{'stable' if c.stable else 'unstable'}, "
+            f"{'feature learning' if c.feature_learning else 'no feature learning'}"
+            f"{', kernel regime' if c.kernel_regime else ''}.")
+
+
+OK_TEXT = ("OK: this is μP up to the abc-symmetry. Every activation is Θ(1) at init and stays "
+           "Θ(1) in training, every parameter is updated maximally and every readout is "
+           "initialized maximally.\n")
+GAUGE_NOTE = "Fixes are μP in your gauge: your multipliers are kept where they can be."
+
+
 def render_markdown(res: CheckResult) -> str:
     """The violations, then the fixes, as a researcher reads them."""
     c = res.classification
     head = (f"# check: {res.graph.name} with {res.source} ({res.optimizer.value})\n\n")
     if res.ok:
-        return head + ("OK: this is μP up to the abc-symmetry. Every activation is Θ(1) at "
-                       "init and stays Θ(1) in training, every parameter is updated "
-                       "maximally and every readout is initialized maximally.\n"
-                       + _defaulted(res))
-    r = "none" if c.r is None else str(c.r)
-    lines = [head + f"{res.count} violation{'s' if res.count != 1 else ''}: r = {r}, "
-             f"{'stable' if c.stable else 'unstable'}, "
-             f"{'feature learning' if c.feature_learning else 'no feature learning'}"
-             f"{', kernel regime' if c.kernel_regime else ''}."]
-    issues = c.issues
-    if issues:
-        lines += ["", "## Activations", ""]
-        for i in issues:
-            if i.origin:
-                what = ("change after training grows like" if i.when == "training" and
-                        i.problem == "blows_up" else "grows at init like"
-                        if i.problem == "blows_up" else "vanishes at init like")
-                extra = ", should be Θ(1)" if i.problem == "vanishes" else ""
-                lines.append(f"- {i.node}: {what} {growth(i.exponent)}{extra}, "
-                             f"from {i.cause}")
-        rest = [f"{i.node} ({growth(i.exponent)} {_when(i)})" for i in issues
-                if not i.origin]
-        if rest:
-            lines.append(f"- and, inherited from those: {', '.join(rest)}")
+        return head + OK_TEXT + _defaulted(res)
+    lines = [head + summary(res)]
+    if c.issues:
+        lines += ["", "## Activations", "", *activation_lines(c)]
         if c.diverges:
             lines += ["", DIVERGES]
     if res.params:
-        lines += ["", "## Parameters", "",
-                  "Fixes are μP in your gauge: your multipliers are kept where they can be."]
+        lines += ["", "## Parameters", "", GAUGE_NOTE]
         for p in res.params:
-            lines += ["", f"- {p.name} ({p.role.value} {p.kind.value}): "
-                      + "; ".join(p.problems) + "."]
-            if p.fix is None:
-                lines.append("  - its own setting is μP's; this follows from the fixes "
-                             "elsewhere.")
-                continue
-            if p.conflict:
-                lines.append(f"  - {p.conflict}.")
-            lines.append(f"  - fix: {_changes(p.current, p.fix)}{_keep(p.current, p.fix)}.")
-            if p.alternative:
-                alt = p.alternative
-                mult = next(iter(alt.multiplier.values()))
-                lines.append(f"  - or add the output multiplier {mult} (TP5 Table 8): "
-                             f"init var {alt.init_var}, LR {alt.lr}.")
+            first, *rest = param_lines(p)
+            lines += ["", f"- {p.name}{first}", *rest]
     if res.constants:
         lines += ["", "## Constants", ""]
-        for k in res.constants:
-            why = " (not in the params file: 1 assumed)" if k.defaulted else ""
-            lines.append(f"- {k.name}: multiplier {k.multiplier}{why} should be "
-                         f"{k.mup_multiplier}"
-                         f"{OPS[res.graph.node[k.name].op].constant_note(k.mup_exponent)}.")
+        lines += [f"- {k.name}{const_line(res.graph, k)}" for k in res.constants]
     if res.depth:
         lines += ["", "## Depth", "", *(f"- {x}." for x in res.depth)]
     return "\n".join(lines) + "\n" + _defaulted(res)

@@ -77,6 +77,7 @@ class Op:
     name: str = ""
     fields: frozenset[str] = frozenset()  # op-specific Node fields it accepts
     constant: bool = False  # carries a free constant n^-α (a multiplier with no parameter)
+    only_multiplies: bool = False  # h = m·x and nothing else: m can be read as a neighbour's
     is_input: bool = False  # a model input: fed by the caller, no inputs of its own
     is_output: bool = False  # a model output: the loss reads it (g = 0)
     is_sum: bool = False  # a sum of its inputs: on a depth axis, a residual add (docs/depth.md)

@@ -24,18 +24,27 @@ from abccalc.graph.ops.base import (
     weighted,
 )
 
+LAYOUTS = ("out_in", "in_out")
+
 
 class Linear(Op):
     """h = W·x (+ b): W has dims (out, in); ``in`` defaults to the input's last dim and the
-    other input dims (batch, tokens) are kept."""
+    other input dims (batch, tokens) are kept. ``mode`` is how the tensor is stored:
+    ``out_in`` (the default, ``nn.Linear``) or ``in_out`` (``x @ W``, Hugging Face's
+    ``Conv1D``): it decides which axis of the tensor is fan_in, not any exponent."""
 
     name = "linear"
-    fields = frozenset({"weight", "bias", "in_dims"})
+    fields = frozenset({"weight", "bias", "in_dims", "mode"})
 
     def check(self, node: Node, ins: list[tuple[str, ...]], dims: dict[str, Dim],
               err: Err) -> Shaped:
+        if node.mode not in (None, *LAYOUTS):
+            raise err(f"mode '{node.mode}' is not a weight layout ({', '.join(LAYOUTS)})")
         in_dims, out = self.dense_dims(node, ins, err)
-        return self.shaped(node, in_dims, out, in_dims)
+        sh = self.shaped(node, in_dims, out, in_dims)
+        if node.mode == "out_in":  # the default, not written
+            return Shaped(sh.node.with_(mode=None), sh.uses)
+        return sh
 
     def forward(self, sizes: SizesLike, node: Node, ctx: Ctx) -> tuple[Exp, Exp]:
         return weighted(self, sizes, node, ctx, [], [])
@@ -51,22 +60,32 @@ class Linear(Op):
         return out
 
     def fan_axes(self, node: Node, use: Use) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """A Linear weight is (fan_out, fan_in), a conv weight (out, in, *kernel)."""
+        """A Linear weight is (fan_out, fan_in), or (fan_in, fan_out) stored ``in_out``; a
+        conv weight (out, in, *kernel)."""
         if use.kind is not Kind.WEIGHT:
             return (), (0,)
+        if node.mode == "in_out":
+            return (0,), (1,)
         return tuple(range(1, 2 + len(node.kernel))), (0,)
 
     def torch_groups(self, node: Node, use: Use, shape: tuple[str, ...]
                      ) -> list[tuple[str, ...]]:
-        """A Linear weight is (fan_out, fan_in), a conv weight (out, in, *kernel)."""
+        """A Linear weight is (fan_out, fan_in) ((fan_in, fan_out) stored ``in_out``), a
+        conv weight (out, in, *kernel)."""
         if use.kind is not Kind.WEIGHT:
             return [shape]
+        if node.mode == "in_out":
+            return [node.in_dims, use.fan_out]
         return [use.fan_out, node.in_dims, *((k,) for k in node.kernel)]
 
     def torch_module(self, node: Node, ctx: TorchCtx) -> str | None:
         owned = dict(ctx.owned(node))
         if Kind.WEIGHT not in owned:
             return super().torch_module(node, ctx)
+        if node.mode == "in_out":  # stored (in, out): no nn.Linear holds it
+            shape = f"({ctx.size(node.in_dims)}, {ctx.size(self.out_dims(ctx, node))})"
+            bias = f", bias={ctx.numel(owned[Kind.BIAS])}" if Kind.BIAS in owned else ""
+            return ctx.params_module(f"weight={shape}{bias}")
         out = ctx.size(self.out_dims(ctx, node))
         bias = "" if Kind.BIAS in owned else ", bias=False"
         return f"torch.nn.Linear({ctx.size(node.in_dims)}, {out}{bias})"
@@ -92,7 +111,8 @@ class Linear(Op):
         owned = dict(ctx.owned(node))
         w = ctx.scale(node, Kind.WEIGHT)
         b = ctx.scale(node, Kind.BIAS) if node.bias else None
-        if Kind.WEIGHT in owned and (node.bias is None or Kind.BIAS in owned):
+        if (Kind.WEIGHT in owned and node.mode != "in_out"
+                and (node.bias is None or Kind.BIAS in owned)):
             if node.bias is not None and w is not None and b is None:
                 return f"{ctx.module(node)}({x} * {w})"
             if node.bias is None or w == b:

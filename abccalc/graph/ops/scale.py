@@ -19,6 +19,7 @@ class Scale(Op):
     name = "scale"
     fields = frozenset({"value"})
     constant = True
+    only_multiplies = True  # a model's own m·x next to a linear is that linear's multiplier
 
     def forward(self, sizes: SizesLike, node: Node, ctx: Ctx) -> tuple[Exp, Exp]:
         x = node.inputs[0]
