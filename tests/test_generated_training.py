@@ -19,6 +19,7 @@ layers to below 1% of the loss.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -247,7 +248,12 @@ def _distributed(rank: int, world: int, gen_path: str, init: str, out: str) -> N
         results[kind] = (losses / world).tolist()
     if rank == 0:
         torch.save(results, out)
+    dist.barrier()  # no rank tears gloo down while another still uses it
     dist.destroy_process_group()
+    # a gloo worker thread once aborted a rank in C++ teardown at interpreter exit
+    # ("terminate called without an active exception") after all the work was done:
+    # the results are saved, so leave without running those destructors
+    os._exit(0)
 
 
 def test_ddp_and_fsdp2_on_two_gloo_processes(gen_path: Path, tmp_path: Path,

@@ -251,12 +251,7 @@ def lrs_from_dict(data: Any, graph: Graph, base: ABC, source: str = "<lrs>") -> 
                        "parameter names or globs to LR rules such as 1/fan_in")
     names = rule_names(graph)
     entries: dict[str, Any] = {str(k): v for k, v in data["lr"].items()}
-    for k in entries:
-        if k.startswith("@") and k not in ROLES:
-            raise AbcError(f"{source}: key '{k}': unknown role (known: {', '.join(ROLES)})")
-        if not _is_glob(k) and k not in graph.params:
-            raise AbcError(f"{source}: key '{k}': unknown parameter name (not in "
-                           f"{graph.source}; use a glob such as '*{k}')")
+    _check_keys(entries, graph, source)
     c: dict[str, Exp] = {}
     keys: dict[str, str] = {}
     for pname, param in graph.params.items():
@@ -269,6 +264,17 @@ def lrs_from_dict(data: Any, graph: Graph, base: ABC, source: str = "<lrs>") -> 
                                   f"{source}: parameter '{pname}' (key '{k}')")
         keys[pname] = k
     return ParamsFile(source, ABC(dict(base.a), dict(base.b), c, dict(base.alpha)), keys, ())
+
+
+def _check_keys(entries: dict[str, Any], graph: Graph, source: str) -> None:
+    """Every key is a known role, a glob, or a parameter of ``graph``."""
+    for k in entries:
+        if k.startswith("@") and k not in ROLES:
+            raise AbcError(f"{source}: key '{k}': unknown role (known: {', '.join(ROLES)})")
+        if not _is_glob(k) and k not in graph.params:
+            raise AbcError(f"{source}: key '{k}': unknown parameter name (not in "
+                           f"{graph.source}; use a glob such as '*{k}' for keys meant for "
+                           "other graphs)")
 
 
 def params_from_dict(data: Any, graph: Graph, source: str = "<params>") -> ParamsFile:
@@ -285,13 +291,7 @@ def params_from_dict(data: Any, graph: Graph, source: str = "<params>") -> Param
         raise AbcError(f"{source}: 'constants' must be a mapping of node names to multipliers")
     names = rule_names(graph)
     entries: dict[str, Any] = {str(k): v for k, v in data["parameters"].items()}
-    for k in entries:
-        if k.startswith("@") and k not in ROLES:
-            raise AbcError(f"{source}: key '{k}': unknown role (known: {', '.join(ROLES)})")
-        if not _is_glob(k) and k not in graph.params:
-            raise AbcError(f"{source}: key '{k}': unknown parameter name (not in "
-                           f"{graph.source}; use a glob such as '*{k}' for keys meant for "
-                           "other graphs)")
+    _check_keys(entries, graph, source)
     a: dict[UseKey, Exp] = {}
     b: dict[str, Exp] = {}
     c: dict[str, Exp] = {}
