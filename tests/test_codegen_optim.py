@@ -66,6 +66,19 @@ def test_muon_groups_follow_the_derivation(tmp_path: Path, adjust: str, width: i
     assert rest["logits.weight"] == pytest.approx(0.01)  # Table 8: Adam LR 1 (output)
 
 
+@pytest.mark.parametrize(("adjust", "want"), [("keller", 1.0), ("match_rms_adamw", 2.0)])
+def test_muon_weight_decay_keeps_the_timescale(tmp_path: Path, adjust: str,
+                                               want: float) -> None:
+    """torch.optim.Muon decays by group lr·λ per step: λ scales inversely to the group's
+    LR, so lr·λ is the base model's. At width 256 from base 64, m = 4: keller's LR is
+    width-independent (λ unchanged), match_rms_adamw's is lr·m^-½ = lr/2 (λ doubled)."""
+    gen = module(tmp_path, Optimizer.parse("muon", adjust), f"gen_wd_{adjust}")
+    model = gen.Model({"d_model": 256, "d_head": 64})
+    groups = gen.muon_param_groups(model, 0.02, weight_decay=0.1)
+    assert {round(g["weight_decay"] / 0.1, 12) for g in groups} == {want}
+    assert all(g["lr"] * g["weight_decay"] == pytest.approx(0.02 * 0.1) for g in groups)
+
+
 def test_muon_module_trains_one_real_step(tmp_path: Path) -> None:
     gen = module(tmp_path, "muon", "gen_muon_step")
     torch.manual_seed(0)

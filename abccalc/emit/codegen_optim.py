@@ -76,14 +76,17 @@ def muon_param_groups(model: torch.nn.Module, lr: float, *, weight_decay: float 
                       strict: bool = True) -> list[dict]:
     """One group per hidden matrix, for torch.optim.Muon(adjust_lr_fn=MUON_ADJUST_LR_FN):
     LR lr * lr_scale, relative to the shape factor; the scale is kept as "lr_scale" (see
-    LR schedulers above). Uncovered parameters raise as in param_groups."""
+    LR schedulers above). Muon decays by group lr * weight_decay per step, so weight_decay
+    is divided by the same scale: the decay timescale 1/(lr * weight_decay) is the base
+    model's at every width. Uncovered parameters raise as in param_groups."""
     _resolve(model, strict, "muon_param_groups")
     out = []
     for rule, p in _muon_tensors(model):
         scale = rule.group_scales.get("lr", lambda m: 1.0)(width_ratio(rule, p))
         scale *= _muon_lr_factor(p, rule)
         out.append({{"params": [p], "lr": lr * scale, "lr_scale": scale,
-                    "weight_decay": weight_decay}})
+                    "weight_decay": weight_decay / scale,
+                    "weight_decay_scale": 1.0 / scale}})
     return out
 
 
@@ -101,8 +104,9 @@ def optimizers(model: torch.nn.Module, lr: float, adamw_lr: float | None = None,
                weight_decay: float = 0.0, momentum: float = 0.95
                ) -> list[torch.optim.Optimizer]:
     """[torch.optim.Muon on the hidden matrices at base LR ``lr``, torch.optim.AdamW on
-    the rest at base LR ``adamw_lr`` (default ``lr``)]. Muon decays by lr*weight_decay
-    with the unadjusted lr, as AdamW does: width independent (TP5 B.3)."""
+    the rest at base LR ``adamw_lr`` (default ``lr``)]. Both decay by group lr *
+    weight_decay per step (torch's convention), with weight_decay scaled inversely to each
+    group's LR scale, so every tensor keeps the base model's decay timescale."""
     muon = torch.optim.Muon(muon_param_groups(model, lr, weight_decay=weight_decay),
                             lr=lr, momentum=momentum, weight_decay=weight_decay,
                             adjust_lr_fn=MUON_ADJUST_LR_FN)
