@@ -305,8 +305,13 @@ def constant_functions(p: Parametrization) -> dict[str, str]:
     ``block.<i>.scores``) and one rule share a function; another rule of the same local
     name gets ``_2``, ``_3``, … (in sorted node order, so declaration order is moot).
     Nodes of one class (:attr:`Graph.classes`) and exponent have one rule, made once."""
+    return {name: func for name, (func, _) in _constant_rules(p).items()}
+
+
+def _constant_rules(p: Parametrization) -> dict[str, tuple[str, sympy.Expr]]:
+    """Node → its :func:`constant_functions` name and that function's expression."""
     graph = p.graph
-    funcs: dict[str, str] = {}
+    funcs: dict[str, tuple[str, sympy.Expr]] = {}
     rules: dict[str, list[sympy.Expr]] = {}
     made: dict[tuple[int, Exp], sympy.Expr] = {}
     for name in sorted(p.constants):
@@ -320,7 +325,7 @@ def constant_functions(p: Parametrization) -> dict[str, str]:
         if expr not in exprs:
             exprs.append(expr)
         k = exprs.index(expr)
-        funcs[name] = f"{ident(local)}_scale" + (f"_{k + 1}" if k else "")
+        funcs[name] = f"{ident(local)}_scale" + (f"_{k + 1}" if k else ""), exprs[k]
     return funcs
 
 
@@ -330,13 +335,12 @@ def _constants(p: Parametrization) -> list[str]:
     graph = p.graph
     out: list[str] = []
     seen: set[str] = set()
-    for name, func in constant_functions(p).items():
+    for name, (func, expr) in _constant_rules(p).items():
         if func in seen:
             continue
         seen.add(func)
         alpha = p.constants[name]
         dims = [d for d in graph.node[name].over if graph.dims[d].infinite]
-        expr = constant_expr(p, name)
         args = ", ".join(f"{ident(a)}: int" for a in sorted(str(x) for x in expr.free_symbols))
         d = sympy.Symbol(dims[0], positive=True)
         base = graph.dims[dims[0]].size
