@@ -199,21 +199,23 @@ def _rule_text(key: str, module: str, entry: Entry, uses: tuple[tuple[str, Exp],
 
 def _fingerprints(p: Parametrization
                   ) -> Callable[[ParamRule, tuple[int, int, int] | None], list]:
-    """What :func:`_entry` reads of a parameter, names left out: its kind, role, part, b,
-    c and depth exponents, and per use the node's class (:attr:`Graph.classes`: op,
-    fields, dims and fans, so the fan axes), whether it is dead, a, the node's gradient
+    """What :func:`_entry` reads of a parameter, names left out: its kind, role, shape
+    (the dims a use broadcasts over), part, b, c and depth exponents, and per use the
+    node's class (:attr:`Graph.classes`: op, fields, dims and fans, so the fan axes),
+    whether it is dead, a, the node's gradient
     size and its inputs' sizes (all that an op's operand rule reads,
     :mod:`abccalc.graph.ops`). Parameters of equal fingerprints have equal entries.
-    Exponents are compared as ints (:func:`signature`) or as the very objects that the
-    solver copied from one iteration to the next (so ``==`` mostly tests identity)."""
+    Exponents are compared as the very objects that the solver (and :func:`parametrize`'s
+    memo) share between a repeated block's copies, so ``==`` of two fingerprints mostly
+    tests identity, which a list comparison does before calling ``Fraction.__eq__``."""
     graph, sizes, depth = p.graph, p.analysis.sizes, p.depth.params
     node, classes, dead = graph.node, graph.classes, sizes.dead
     s0, sd, g = sizes.s0, sizes.sd, sizes.g
 
     def fingerprint(r: ParamRule, part: tuple[int, int, int] | None) -> list:
         d = depth[r.name]
-        out = [r.kind, r.role, part, signature(d.a, r.b_exp, r.c_exp),
-               signature(d.b, d.c, ONE), d.branch is None]
+        out = [r.kind, r.role, r.shape, part, d.a, r.b_exp, r.c_exp, d.b, d.c,
+               d.branch is None]
         for u in r.uses:
             n = u.node
             out += (classes[n], u.kind, u.fan_in, u.fan_out, n in dead,
@@ -239,6 +241,7 @@ def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[s
     params, paths = Starred(), Starred()
     fingerprint_of = _fingerprints(p)
     known: dict[tuple[str, str], list[tuple[list, Entry]]] = {}
+    made: list[tuple[list, Entry]] = []  # every distinct fingerprint, across families
     groups: dict[tuple, tuple[Entry, list[ParamRule]]] = {}
     path_of: dict[str, str] = {}
     parts: dict[str, Entry] = {}
@@ -256,7 +259,10 @@ def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[s
         fingerprint = fingerprint_of(r, part)
         entry = next((e for f, e in seen if f == fingerprint), None)
         if entry is None:  # a new rule in this family (its first parameter, or another)
-            entry = _entry(p, r, part, eps)
+            entry = next((e for f, e in made if f == fingerprint), None)
+            if entry is None:  # nor made for another family (W_q's entry is W_k's)
+                entry = _entry(p, r, part, eps)
+                made.append((fingerprint, entry))
             entry = next((e for _, e in seen if e == entry), entry)
             seen.append((fingerprint, entry))
         if part is not None:
