@@ -257,7 +257,11 @@ def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[s
         if seen is None:
             seen = known[family] = []
         fingerprint = fingerprint_of(r, part)
-        entry = next((e for f, e in seen if f == fingerprint), None)
+        entry = None
+        for f, e in seen:  # a loop, not next(): most families hold one entry
+            if f == fingerprint:
+                entry = e
+                break
         if entry is None:  # a new rule in this family (its first parameter, or another)
             entry = next((e for f, e in made if f == fingerprint), None)
             if entry is None:  # nor made for another family (W_q's entry is W_k's)
@@ -267,7 +271,7 @@ def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[s
             seen.append((fingerprint, entry))
         if part is not None:
             parts[name] = entry
-        later[name] = uses = _uses(p, r)
+        later[name] = uses = _uses(p, r) if len(r.uses) > 1 else ()
         if uses and pattern:
             uses = tuple((star(n)[0], e) for n, e in uses)
         # A family holds one object per distinct entry, so its id stands for its value.
@@ -278,7 +282,7 @@ def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[s
     _check_parts(p.graph, path_of, parts)
     lines: list[str] = []
     for (key, module, _, uses), (entry, group) in groups.items():
-        starred = [_starred_uses(r, later[r.name]) for r in group]
+        starred = [_starred_uses(r, u) if (u := later[r.name]) else () for r in group]
         if "*" not in key or (
                 params.matches(key) == len(group) and None not in starred
                 and paths.matches(module) == len({path_of[r.name] for r in group})):
@@ -383,7 +387,7 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
     base = {d: graph.dims[d].size for d in sorted(graph.dims) if graph.dims[d].infinite}
     eps = p.optimizer is Optimizer.ADAM and not lion  # Lion has no eps
     rule_lines = rules(p, names, eps)
-    fused = any(split_part(name)[1] for name in names.values())
+    fused = any(name.endswith("]") and split_part(name)[1] for name in names.values())
     text = HEADER.format(
         title=f"muP for `{doc_text(graph.name)}`: init, parameter groups and forward "
               "multipliers.",
