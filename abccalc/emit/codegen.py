@@ -199,21 +199,23 @@ def _rule_text(key: str, module: str, entry: Entry, uses: tuple[tuple[str, Exp],
 
 def _fingerprints(p: Parametrization
                   ) -> Callable[[ParamRule, tuple[int, int, int] | None], list]:
-    """What :func:`_entry` reads of a parameter, names left out: its kind, role, part, b,
-    c and depth exponents, and per use the node's class (:attr:`Graph.classes`: op,
-    fields, dims and fans, so the fan axes), whether it is dead, a, the node's gradient
+    """What :func:`_entry` reads of a parameter, names left out: its kind, role, shape
+    (the dims a use broadcasts over), part, b, c and depth exponents, and per use the
+    node's class (:attr:`Graph.classes`: op, fields, dims and fans, so the fan axes),
+    whether it is dead, a, the node's gradient
     size and its inputs' sizes (all that an op's operand rule reads,
     :mod:`abccalc.graph.ops`). Parameters of equal fingerprints have equal entries.
-    Exponents are compared as ints (:func:`signature`) or as the very objects that the
-    solver copied from one iteration to the next (so ``==`` mostly tests identity)."""
+    Exponents are compared as the very objects that the solver (and :func:`parametrize`'s
+    memo) share between a repeated block's copies, so ``==`` of two fingerprints mostly
+    tests identity, which a list comparison does before calling ``Fraction.__eq__``."""
     graph, sizes, depth = p.graph, p.analysis.sizes, p.depth.params
     node, classes, dead = graph.node, graph.classes, sizes.dead
     s0, sd, g = sizes.s0, sizes.sd, sizes.g
 
     def fingerprint(r: ParamRule, part: tuple[int, int, int] | None) -> list:
         d = depth[r.name]
-        out = [r.kind, r.role, part, signature(d.a, r.b_exp, r.c_exp),
-               signature(d.b, d.c, ONE), d.branch is None]
+        out = [r.kind, r.role, r.shape, part, d.a, r.b_exp, r.c_exp, d.b, d.c,
+               d.branch is None]
         for u in r.uses:
             n = u.node
             out += (classes[n], u.kind, u.fan_in, u.fan_out, n in dead,
@@ -239,6 +241,7 @@ def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[s
     params, paths = Starred(), Starred()
     fingerprint_of = _fingerprints(p)
     known: dict[tuple[str, str], list[tuple[list, Entry]]] = {}
+    made: list[tuple[list, Entry]] = []  # every distinct fingerprint, across families
     groups: dict[tuple, tuple[Entry, list[ParamRule]]] = {}
     path_of: dict[str, str] = {}
     parts: dict[str, Entry] = {}
@@ -254,14 +257,21 @@ def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[s
         if seen is None:
             seen = known[family] = []
         fingerprint = fingerprint_of(r, part)
-        entry = next((e for f, e in seen if f == fingerprint), None)
+        entry = None
+        for f, e in seen:  # a loop, not next(): most families hold one entry
+            if f == fingerprint:
+                entry = e
+                break
         if entry is None:  # a new rule in this family (its first parameter, or another)
-            entry = _entry(p, r, part, eps)
+            entry = next((e for f, e in made if f == fingerprint), None)
+            if entry is None:  # nor made for another family (W_q's entry is W_k's)
+                entry = _entry(p, r, part, eps)
+                made.append((fingerprint, entry))
             entry = next((e for _, e in seen if e == entry), entry)
             seen.append((fingerprint, entry))
         if part is not None:
             parts[name] = entry
-        later[name] = uses = _uses(p, r)
+        later[name] = uses = _uses(p, r) if len(r.uses) > 1 else ()
         if uses and pattern:
             uses = tuple((star(n)[0], e) for n, e in uses)
         # A family holds one object per distinct entry, so its id stands for its value.
@@ -272,7 +282,7 @@ def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[s
     _check_parts(p.graph, path_of, parts)
     lines: list[str] = []
     for (key, module, _, uses), (entry, group) in groups.items():
-        starred = [_starred_uses(r, later[r.name]) for r in group]
+        starred = [_starred_uses(r, u) if (u := later[r.name]) else () for r in group]
         if "*" not in key or (
                 params.matches(key) == len(group) and None not in starred
                 and paths.matches(module) == len({path_of[r.name] for r in group})):
@@ -305,8 +315,13 @@ def constant_functions(p: Parametrization) -> dict[str, str]:
     ``block.<i>.scores``) and one rule share a function; another rule of the same local
     name gets ``_2``, ``_3``, … (in sorted node order, so declaration order is moot).
     Nodes of one class (:attr:`Graph.classes`) and exponent have one rule, made once."""
+    return {name: func for name, (func, _) in _constant_rules(p).items()}
+
+
+def _constant_rules(p: Parametrization) -> dict[str, tuple[str, sympy.Expr]]:
+    """Node → its :func:`constant_functions` name and that function's expression."""
     graph = p.graph
-    funcs: dict[str, str] = {}
+    funcs: dict[str, tuple[str, sympy.Expr]] = {}
     rules: dict[str, list[sympy.Expr]] = {}
     made: dict[tuple[int, Exp], sympy.Expr] = {}
     for name in sorted(p.constants):
@@ -320,7 +335,7 @@ def constant_functions(p: Parametrization) -> dict[str, str]:
         if expr not in exprs:
             exprs.append(expr)
         k = exprs.index(expr)
-        funcs[name] = f"{ident(local)}_scale" + (f"_{k + 1}" if k else "")
+        funcs[name] = f"{ident(local)}_scale" + (f"_{k + 1}" if k else ""), exprs[k]
     return funcs
 
 
@@ -330,13 +345,12 @@ def _constants(p: Parametrization) -> list[str]:
     graph = p.graph
     out: list[str] = []
     seen: set[str] = set()
-    for name, func in constant_functions(p).items():
+    for name, (func, expr) in _constant_rules(p).items():
         if func in seen:
             continue
         seen.add(func)
         alpha = p.constants[name]
         dims = [d for d in graph.node[name].over if graph.dims[d].infinite]
-        expr = constant_expr(p, name)
         args = ", ".join(f"{ident(a)}: int" for a in sorted(str(x) for x in expr.free_symbols))
         d = sympy.Symbol(dims[0], positive=True)
         base = graph.dims[dims[0]].size
@@ -373,7 +387,7 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
     base = {d: graph.dims[d].size for d in sorted(graph.dims) if graph.dims[d].infinite}
     eps = p.optimizer is Optimizer.ADAM and not lion  # Lion has no eps
     rule_lines = rules(p, names, eps)
-    fused = any(split_part(name)[1] for name in names.values())
+    fused = any(name.endswith("]") and split_part(name)[1] for name in names.values())
     text = HEADER.format(
         title=f"muP for `{doc_text(graph.name)}`: init, parameter groups and forward "
               "multipliers.",

@@ -99,14 +99,19 @@ class Starred:
         """:func:`star` of ``name``, its digit components joined by dots (``""``: none);
         a name is counted once however often it is added."""
         form = self.forms.get(name)
-        if form is None:
-            segs = name.split(".")
-            digits = self.digits[name] = ".".join([s for s in segs if s.isdigit()])
-            form = self.forms[name] = ".".join(
-                ["*" if s.isdigit() else s for s in segs]) if digits else name
-            self.count[form] = self.count.get(form, 0) + 1
+        if form is not None:
+            return form, self.digits[name]
+        segs = name.split(".")
+        parts = [s for s in segs if s.isdigit()]
+        if parts:
+            form, digits = ".".join(["*" if s.isdigit() else s for s in segs]), ".".join(parts)
+        else:
+            form, digits = name, ""
+        self.forms[name], self.digits[name] = form, digits
+        self.count[form] = self.count.get(form, 0) + 1
+        if self._masked:
             self._masked.clear()
-        return form, self.digits[name]
+        return form, digits
 
     def matches(self, pattern: str) -> int:
         """How many of the added names ``pattern`` (each ``*`` a whole component)

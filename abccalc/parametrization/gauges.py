@@ -242,16 +242,29 @@ def _conflict(graph: Graph, variant: str, pname: str, what: str,
                     f"{variant}: they need {what} = {uses}{hint}")
 
 
-def split_invariants(invs: list[Invariants], a_first: Exp, opt: Optimizer
+def split_invariants(invs: list[Invariants], a_first: Exp, opt: Optimizer,
+                     memo: dict[tuple, tuple] | None = None
                      ) -> tuple[Exp, Exp, dict[UseKey, Exp], bool]:
     """(b, c, a of every use, consistent) for a parameter whose first use has multiplier
     exponent ``a_first``: b and c are shared, so each use's a follows from its a+b; the
-    result is consistent when every use's k·a+c then agrees too."""
+    result is consistent when every use's k·a+c then agrees too. ``memo`` keeps a
+    one-use parameter's (b, c, a) by its invariants' identity (the solver hands a
+    repeated block's copies the very same exponent objects) and a's value, so the
+    Fraction arithmetic runs once per distinct rule, not once per parameter."""
     first = invs[0]
+    if len(invs) == 1:  # one use: nothing to agree with
+        cached = type(a_first) is int or type(a_first) is Fraction
+        if cached and memo is not None:
+            k = (id(first.init), id(first.lr), a_first.numerator, a_first.denominator)
+            got = memo.get(k)
+            if got is None:
+                got = memo[k] = (first.init - a_first, first.lr - opt.k * a_first,
+                                 exact(a_first), first.init, first.lr)
+            return got[0], got[1], {key(first.use): got[2]}, True
+        return (first.init - a_first, first.lr - opt.k * a_first,
+                {key(first.use): exact(a_first)}, True)
     b = first.init - a_first
     c = first.lr - opt.k * a_first
-    if len(invs) == 1:  # one use: nothing to agree with
-        return b, c, {key(first.use): exact(a_first)}, True
     a_by_use = {key(i.use): i.init - b for i in invs}
     consistent = all(i.lr - opt.k * a_by_use[key(i.use)] == c for i in invs)
     return b, c, a_by_use, consistent
@@ -275,12 +288,13 @@ def parametrize(analysis: Analysis, variant: str = "table3",
             raise AbcError(f"{graph.source}: --shift {name}: unknown parameter '{name}'")
     gauge = GAUGES[variant]
     rules: dict[str, ParamRule] = {}
+    memo: dict[tuple, tuple] = {}
     for pname, param in graph.params.items():
         invs = [analysis.invariants[key(u)] for u in param.uses]
         theta = shifts.get(pname, ZERO)
         a_first = gauge(graph, invs[0], opt)
         b, c, a_by_use, consistent = split_invariants(
-            invs, a_first + theta if theta else a_first, opt)
+            invs, a_first + theta if theta else a_first, opt, memo)
         if not consistent:
             raise _conflict(graph, variant, pname, "a+b and k·a+c of",
                             invs, [f"({i.init}, {i.lr})" for i in invs])
