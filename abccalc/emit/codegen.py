@@ -202,9 +202,9 @@ def _fingerprints(p: Parametrization
     """What :func:`_entry` reads of a parameter, names left out: its kind, role, shape
     (the dims a use broadcasts over), part, b, c and depth exponents, and per use the
     node's class (:attr:`Graph.classes`: op, fields, dims and fans, so the fan axes),
-    whether it is dead, a, the node's gradient
-    size and its inputs' sizes (all that an op's operand rule reads,
-    :mod:`abccalc.graph.ops`). Parameters of equal fingerprints have equal entries.
+    whether it is dead, a, the node's gradient size and its inputs' sizes (all that an
+    op's operand rule reads, :mod:`abccalc.graph.ops`). Parameters of equal fingerprints
+    have equal entries.
     Exponents are compared as the very objects that the solver (and :func:`parametrize`'s
     memo) share between a repeated block's copies, so ``==`` of two fingerprints mostly
     tests identity, which a list comparison does before calling ``Fraction.__eq__``."""

@@ -253,8 +253,8 @@ def split_invariants(invs: list[Invariants], a_first: Exp, opt: Optimizer,
     Fraction arithmetic runs once per distinct rule, not once per parameter."""
     first = invs[0]
     if len(invs) == 1:  # one use: nothing to agree with
-        cached = type(a_first) is int or type(a_first) is Fraction
-        if cached and memo is not None:
+        exact_a = type(a_first) is int or type(a_first) is Fraction  # not ±oo or sympy
+        if exact_a and memo is not None:
             k = (id(first.init), id(first.lr), a_first.numerator, a_first.denominator)
             got = memo.get(k)
             if got is None:
