@@ -282,7 +282,7 @@ def rules(p: Parametrization, names: dict[str, str], eps: bool = True) -> list[s
     _check_parts(p.graph, path_of, parts)
     lines: list[str] = []
     for (key, module, _, uses), (entry, group) in groups.items():
-        starred = [_starred_uses(r, u) if (u := later[r.name]) else () for r in group]
+        starred = [_starred_uses(r, later[r.name]) for r in group]
         if "*" not in key or (
                 params.matches(key) == len(group) and None not in starred
                 and paths.matches(module) == len({path_of[r.name] for r in group})):
@@ -387,7 +387,7 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
     base = {d: graph.dims[d].size for d in sorted(graph.dims) if graph.dims[d].infinite}
     eps = p.optimizer is Optimizer.ADAM and not lion  # Lion has no eps
     rule_lines = rules(p, names, eps)
-    fused = any(name.endswith("]") and split_part(name)[1] for name in names.values())
+    fused = any(split_part(name)[1] for name in names.values())  # its own fast path
     text = HEADER.format(
         title=f"muP for `{doc_text(graph.name)}`: init, parameter groups and forward "
               "multipliers.",
