@@ -3,12 +3,18 @@
 A GPT from examples/gpt.yaml at fixed width (d_model 128, 4 heads), byte-level, on the
 data of benchmarks/mutransfer.py (the standard library's .py files) and with its training
 loop (Adam, warmup then cosine, bf16 autocast on a GPU), at every (parametrization,
-depth, log2 LR, seed). Both parametrizations are the code ``abccalc codegen --model``
+depth, log2 LR, seed). Each parametrization is the code ``abccalc codegen --model``
 writes, with per-group Adam ε from its ``param_groups``:
 
 * ``completep``: n_layer infinite with base 2 (``--base n_layer=2``), ``--depth-alpha 1``:
   every residual branch × (L/2)^-1, LR, ε and decay with their depth factors.
+* ``depthmup``: the same with ``--depth-alpha 1/2`` (Depth-μP, TP6): branches × (L/2)^-½,
+  and LR, ε and decay inside the blocks with their α = ½ depth factors.
 * ``mup``: width-only μP (n_layer a plain count: no branch multipliers).
+
+The default recipe is Adam β2 = 0.95, global gradient-norm clipping at 1.0 and warmup over
+30% of the steps (``--beta2``, ``--clip``, ``--warmup``); each run records them. The first
+sweep (docs/results/depth_gpu.json) used β2 = 0.999, no clipping and 10% warmup.
 
     python benchmarks/depth_sweep.py run --out runs/depth            # the GPU sweep
     python benchmarks/depth_sweep.py run --quick --out /tmp/depth    # CPU smoke test
@@ -38,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mutransfer
 
 ROOT = mutransfer.ROOT
-PARAMS = ("completep", "mup")
+PARAMS = ("completep", "depthmup", "mup")
+ALPHA = {"completep": "1", "depthmup": "1/2"}  # --depth-alpha of the depth-scaled arms
 BASE_DEPTH = 2
 KEYS = ("param", "depth", "log2_lr", "seed")
 
@@ -70,8 +77,8 @@ def generated(param: str, depth: int, cfg: argparse.Namespace, cache: dict):
                "--base", f"d_model={cfg.width}", "--base", f"d_head={cfg.width // cfg.heads}",
                "--set", f"n_layer={depth}", "--set", f"n_head={cfg.heads}",
                "--set", f"ctx={cfg.ctx}", "--set", f"ctx_k={cfg.ctx}"]
-        if param == "completep":
-            cmd += ["--base", f"n_layer={BASE_DEPTH}", "--depth-alpha", "1"]
+        if param in ALPHA:
+            cmd += ["--base", f"n_layer={BASE_DEPTH}", "--depth-alpha", ALPHA[param]]
         subprocess.run(cmd, check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
     spec = importlib.util.spec_from_file_location(out.stem, out)
     module = importlib.util.module_from_spec(spec)
@@ -88,11 +95,12 @@ def train(torch, param: str, depth: int, log2_lr: int, seed: int, cfg, data, cac
     # benchmarks/mutransfer.py's abccalc-table8
     gen.init_(model, sigmas={"hidden": 3 ** -0.5, "output": 3 ** -0.5})
     opt = torch.optim.AdamW(gen.param_groups(model, 2.0 ** log2_lr, eps=1e-8,
-                                             weight_decay=0.0))
+                                             weight_decay=0.0), betas=(0.9, cfg.beta2))
     val, last = mutransfer.fit(torch, model, [opt], cfg, data, seed)
     return {"param": param, "depth": depth, "log2_lr": log2_lr, "seed": seed,
             "val_loss": val, "train_loss": last,
-            "branch_multiplier": getattr(gen, "BRANCH_MULTIPLIER", 1.0)}
+            "branch_multiplier": getattr(gen, "BRANCH_MULTIPLIER", 1.0),
+            "beta2": cfg.beta2, "clip": cfg.clip, "warmup": cfg.warmup}
 
 
 # -- run ----------------------------------------------------------------------------------
@@ -234,7 +242,8 @@ def merge(cfg: argparse.Namespace) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(merged, indent=1) + "\n")
     mutransfer.plot(merged, out.with_suffix(".png"), "depth", PARAMS,
-                    {"completep": "CompleteP (α = 1), generated", "mup": "width-only μP"},
+                    {"completep": "CompleteP (α = 1), generated",
+                     "depthmup": "Depth-μP (α = ½), generated", "mup": "width-only μP"},
                     "Depth transfer at a fixed width", 1.0)
     print(summary_text(merged["summary"]))
 
@@ -252,7 +261,10 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--width", type=int, default=128, help="d_model (the base width too)")
     r.add_argument("--heads", type=int, default=4)
     r.add_argument("--steps", type=int, default=1000)
-    r.add_argument("--warmup", type=int, default=None, help="default: steps/10")
+    r.add_argument("--warmup", type=int, default=None, help="default: 3/10 of the steps")
+    r.add_argument("--beta2", type=float, default=0.95, help="Adam β2")
+    r.add_argument("--clip", type=float, default=1.0,
+                   help="clip the global gradient norm to this (0: no clipping)")
     r.add_argument("--ctx", type=int, default=128)
     r.add_argument("--batch", type=int, default=32)
     r.add_argument("--eval-batches", type=int, default=16)
@@ -281,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         raise fail(f"--width {cfg.width} is not a multiple of --heads {cfg.heads}")
     if cfg.procs < 1:
         raise fail("--procs must be at least 1")
-    cfg.warmup = cfg.warmup if cfg.warmup is not None else max(1, cfg.steps // 10)
+    cfg.warmup = cfg.warmup if cfg.warmup is not None else max(1, cfg.steps * 3 // 10)
     cfg.started = cfg.started or time.time()
     cfg.command = " ".join(shlex.quote(a) for a in ["depth_sweep.py", *argv])
     if cfg.worker is not None:

@@ -185,6 +185,8 @@ def fit(torch, model, opts: list, cfg, data, seed: int) -> tuple[float | None, f
         for opt in opts:
             opt.zero_grad(set_to_none=True)
         loss.backward()
+        if getattr(cfg, "clip", None):
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         for opt, sched in zip(opts, scheds, strict=True):
             opt.step()
             sched.step()

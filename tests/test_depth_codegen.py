@@ -174,17 +174,20 @@ def test_depth_sweep_quick_run_and_merge(tmp_path: Path) -> None:
     depth_sweep.main(["run", "--quick", "--procs", "1", "--steps", "4", "--log2-lrs=-8,-6,-4",
                       "--out", str(out)])
     runs = [json.loads(x) for x in (out / "runs_0.jsonl").read_text().splitlines()]
-    assert len(runs) == 2 * 2 * 3  # params × depths × LRs
+    assert len(runs) == 3 * 2 * 3  # params × depths × LRs
     by = {(r["param"], r["depth"], r["log2_lr"]): r for r in runs}
-    # at the base depth CompleteP is width-only μP: the same model, the same loss
+    # at the base depth CompleteP and Depth-μP are width-only μP: the same model and loss
     for lr in (-8, -6, -4):
         assert by[("completep", 2, lr)]["val_loss"] == by[("mup", 2, lr)]["val_loss"]
-    assert by[("completep", 4, -6)]["branch_multiplier"] == 0.5
+        assert by[("depthmup", 2, lr)]["val_loss"] == by[("mup", 2, lr)]["val_loss"]
+    assert by[("completep", 4, -6)]["branch_multiplier"] == 0.5  # (4/2)^-1
+    assert by[("depthmup", 4, -6)]["branch_multiplier"] == pytest.approx(2 ** -0.5)
+    assert (by[("mup", 4, -6)]["beta2"], by[("mup", 4, -6)]["clip"]) == (0.95, 1.0)
     depth_sweep.main(["run", "--quick", "--procs", "1", "--out", str(out)])  # all done
-    assert len((out / "runs_0.jsonl").read_text().splitlines()) == 12
+    assert len((out / "runs_0.jsonl").read_text().splitlines()) == 18
     depth_sweep.main(["merge", str(out / "runs_0.jsonl"), "-o", str(tmp_path / "s.json")])
     s = json.loads((tmp_path / "s.json").read_text())["summary"]
-    assert set(s) == {"completep", "mup"}
+    assert set(s) == {"completep", "depthmup", "mup"}
     assert (tmp_path / "s.png").exists()
 
 
