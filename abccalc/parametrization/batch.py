@@ -68,7 +68,7 @@ SOURCES = {
                "stated in the papers)",
 }
 
-_NUMBER = re.compile(r"([0-9]{1,16})(?:[eE]([0-9]{1,2}))?")
+_NUMBER = re.compile(r"([0-9]{1,40})(?:[eE]([0-9]{1,2}))?")
 _BETA = re.compile(r"0?\.[0-9]{1,12}")
 
 
