@@ -351,7 +351,7 @@ def test_generated_text(run, tmp_path: Path) -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff not installed")
-    for extra in ((), ("--model",)):
+    for extra in ((), ("--model",), ("--base", "n_layer=2", "--set", "n_layer=4")):
         path = tmp_path / f"r{len(extra)}.py"
         for opt in ("adam", "sgd"):
             assert run("codegen", GPT, "--optimizer", opt, "--batch", "1:2", "--force",
