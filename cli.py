@@ -91,6 +91,26 @@ def optimizer_opt(command):
                         "elsewhere).")(muon_adjust_opt(run))
 
 
+def batch_opt(command):
+    """``--batch``, ``--tokens`` and ``--betas``, passed on as one BatchTransfer (None
+    without them), checked against the ``--optimizer`` named (docs/batch.md)."""
+    @functools.wraps(command)
+    def run(*args, batch: str | None, tokens: str | None, betas: str | None, **kwargs):
+        from abccalc.parametrization.batch import transfer
+
+        return command(*args, batch=transfer(kwargs["optimizer"], batch, tokens, betas),
+                       **kwargs)
+
+    run = click.option("--betas", metavar="BETA1,BETA2", help="With --batch and Adam: the "
+                       "base run's betas, for 1 - beta x κ. [default: 0.9,0.999]")(run)
+    run = click.option("--tokens", metavar="BASE:TARGET", help="Training tokens of the "
+                       "base run and of the target (4e9 accepted): weight decay follows "
+                       "the AdamW timescale B/(η·λ·D) (docs/batch.md).")(run)
+    return click.option("--batch", metavar="BASE:TARGET", help="Batch size of the base "
+                        "run and of the target: the papers' SDE scaling rules for the LR, "
+                        "betas, eps and weight decay (adam, adamw, sgd; docs/batch.md).")(run)
+
+
 variant_opt = click.option("--variant", type=click.Choice(VARIANTS), default=DEFAULT_VARIANT,
                            show_default=True, help="Gauge (equivalent formulation) to print.")
 set_opt = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
@@ -228,6 +248,7 @@ def _load(path: str, sets: tuple[str, ...], bases: tuple[str, ...] = ()) -> Grap
 
 @cli.command()
 @graph_arg
+@batch_opt
 @optimizer_opt
 @click.option("--variant", type=click.Choice((*VARIANTS, "all", "auto")),
               default=DEFAULT_VARIANT,
@@ -250,11 +271,14 @@ def _load(path: str, sets: tuple[str, ...], bases: tuple[str, ...] = ()) -> Grap
 @click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
 def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
           shifts: tuple[str, ...], bases: tuple[str, ...], depth_alpha: str,
-          sets: tuple[str, ...], output: str | None, force: bool) -> None:
-    """Print the μP table of GRAPH (TP5 Table 3 style, then one row per parameter)."""
+          sets: tuple[str, ...], output: str | None, force: bool, batch=None) -> None:
+    """Print the μP table of GRAPH (TP5 Table 3 style, then one row per parameter), and
+    with --batch/--tokens the papers' batch-size and duration rules after it."""
     from abccalc.calculus.depth import parse_alpha
     from abccalc.emit.output import write_output
     from abccalc.emit.render import ALL_RENDERERS, RENDERERS, View
+    from abccalc.emit.render_batch import FORMATS as BATCH_FORMATS
+    from abccalc.emit.render_batch import add_to
     from abccalc.parametrization.gauges import (
         parametrize,
         parametrize_all,
@@ -262,6 +286,9 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
         parse_shifts,
     )
 
+    if batch is not None and fmt not in BATCH_FORMATS:
+        raise AbcError(f"--batch/--tokens: --format {fmt} has no place for the batch "
+                       "section; use markdown or json")
     g = _load(graph, sets, bases)
     theta = parse_shifts(g, _pairs(shifts, "--shift"))
     alpha = parse_alpha(depth_alpha)
@@ -274,11 +301,12 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
         text = RENDERERS[fmt](p, View(form, bool(bases), skipped))
     else:
         text = RENDERERS[fmt](parametrize(analysis, variant, theta, alpha), view)
-    write_output(text, output, force)
+    write_output(add_to(text, fmt, batch), output, force)
 
 
 @cli.command()
 @graph_arg
+@batch_opt
 @click.option("--optimizer", type=click.Choice(("sgd", "adam", "adamw", "lion", "muon")),
               required=True, help="The optimizer the code is for (adamw behaves as adam, "
               "TP5 B.3; lion adds a plain-torch Lion; muon: torch.optim.Muon on the hidden "
@@ -301,7 +329,7 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
 def codegen(graph: str, optimizer: str, muon_adjust: str | None, variant: str,
             bases: tuple[str, ...], params: str, model: bool, depth_alpha: str,
             names: str | None,
-            sets: tuple[str, ...], output: str, force: bool) -> None:
+            sets: tuple[str, ...], output: str, force: bool, batch=None) -> None:
     """Write a standalone PyTorch module (init_, param_groups, multipliers) for GRAPH."""
     from abccalc.emit.codegen import generate
     from abccalc.emit.output import write_output
@@ -314,8 +342,8 @@ def codegen(graph: str, optimizer: str, muon_adjust: str | None, variant: str,
     name_map = read_names(names) if names else None  # patterns checked as names
     # the spec path reaches a docstring of the module: escaped so it cannot end it
     source = json.dumps(graph)[1:-1]
-    write_output(generate(p, names=name_map, model=model, source=source, lion=lion), output,
-                 force)
+    write_output(generate(p, names=name_map, model=model, source=source, lion=lion,
+                          batch=batch), output, force)
     opt = "Lion" if lion else "torch.optim.SGD" if p.optimizer.value == "sgd" \
         else "torch.optim.AdamW"
     eps = ", eps=1e-8" if p.optimizer.value == "adam" and not lion else ""  # eps is scaled

@@ -21,6 +21,8 @@ from sympy.printing.pycode import pycode
 
 from abccalc import __version__
 from abccalc.calculus.solver import solve
+from abccalc.emit.codegen_batch import apply as apply_batch
+from abccalc.emit.codegen_batch import batch_doc, batch_source
 from abccalc.emit.codegen_depth import DEPTH_DOC, depth_source, group_scales
 from abccalc.emit.codegen_model import (
     constant_expr,
@@ -44,6 +46,7 @@ from abccalc.errors import AbcError
 from abccalc.exponents import ONE, ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph, Kind, Use
 from abccalc.graph.ops import OPS
+from abccalc.parametrization.batch import BatchTransfer
 from abccalc.parametrization.gauges import (
     Parametrization,
     ParamRule,
@@ -373,14 +376,24 @@ def _constants(p: Parametrization) -> list[str]:
     return out
 
 
+def _join(depth: str, batch: str) -> str:
+    """The depth section, then the batch one, two blank lines apart (PEP 8 after a def)."""
+    return depth + "\n" + batch if depth and batch else depth or batch
+
+
 def generate(p: Parametrization, *, names: dict[str, str] | None = None,
-             model: bool = False, source: str = "", lion: bool = False) -> str:
+             model: bool = False, source: str = "", lion: bool = False,
+             batch: BatchTransfer | None = None) -> str:
     """The module's text; deterministic for the same inputs. ``names`` maps graph
     parameters, or patterns of them, to module parameter names or patterns
     (:func:`~abccalc.emit.patterns.expand_names`); default ``<node>.weight``. A Muon
     setup also gets Muon/AdamW groups and step helpers, ``lion`` a plain-torch Lion
-    (:mod:`abccalc.emit.codegen_optim`)."""
+    (:mod:`abccalc.emit.codegen_optim`); ``batch`` the batch-size and duration factors
+    (:mod:`abccalc.emit.codegen_batch`)."""
     graph = p.graph
+    if batch is not None and (lion or batch.adam != (p.optimizer is Optimizer.ADAM)):
+        raise AbcError(f"batch factors for {batch.optimizer} do not apply to "
+                       f"{'lion' if lion else p.optimizer.value} (docs/batch.md)")
     names = default_names(graph) if names is None else expand_names(graph, names, "--names")
     check_names(graph, names, "--names")
     opt_class = "SGD" if p.optimizer.value == "sgd" else "AdamW"
@@ -397,9 +410,9 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
         use=use_text(p, lion) or f"    opt = torch.optim.{opt_class}(param_groups(model, "
                                  f"lr=...{', eps=1e-8' if eps else ''}))",
         fused=FUSED.format() if fused else "", eps_doc=EPS_DOC if eps else "",
-        depth_doc=DEPTH_DOC if p.depth.active else "",
-        depth=depth_source(p))
-    text += ("\n".join(rule_lines) + "\n}\n" + _functions()
+        depth_doc=(DEPTH_DOC if p.depth.active else "") + batch_doc(batch),
+        depth=_join(depth_source(p), batch_source(batch)))
+    text += ("\n".join(rule_lines) + "\n}\n" + apply_batch(_functions(), batch)
              + optimizer_source(p, lion, rule_lines))
     constants = _constants(p)
     text += "\n".join(constants) + ("\n" if constants else "")
