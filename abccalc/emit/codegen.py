@@ -374,12 +374,14 @@ def _constants(p: Parametrization) -> list[str]:
 
 
 def generate(p: Parametrization, *, names: dict[str, str] | None = None,
-             model: bool = False, source: str = "", lion: bool = False) -> str:
+             model: bool = False, source: str = "", lion: bool = False,
+             fuse: bool = True) -> str:
     """The module's text; deterministic for the same inputs. ``names`` maps graph
     parameters, or patterns of them, to module parameter names or patterns
     (:func:`~abccalc.emit.patterns.expand_names`); default ``<node>.weight``. A Muon
     setup also gets Muon/AdamW groups and step helpers, ``lion`` a plain-torch Lion
-    (:mod:`abccalc.emit.codegen_optim`)."""
+    (:mod:`abccalc.emit.codegen_optim`). ``fuse=False``: the Model's sibling linears
+    as separate calls (:func:`~abccalc.emit.codegen_model.model_source`)."""
     graph = p.graph
     names = default_names(graph) if names is None else expand_names(graph, names, "--names")
     check_names(graph, names, "--names")
@@ -404,7 +406,7 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
     constants = _constants(p)
     text += "\n".join(constants) + ("\n" if constants else "")
     if model:
-        text += model_source(p, names)
+        text += model_source(p, names, fuse=fuse)
     if max(len(line) for line in text.splitlines()) > 100:  # a long name, repr'd whole
         text += "\n# ruff: noqa: E501\n"
     return text
