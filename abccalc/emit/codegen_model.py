@@ -376,7 +376,8 @@ def _fused_doc(groups: list[list[str]]) -> str:
     para = ("Sibling linears reading one input run as one matmul (``fused_linear``): "
             f"{text}. Their modules and parameters stay separate (the state_dict, "
             "init_ and param_groups are unchanged) and ``capture`` records each "
-            "output, but forward hooks registered on those modules do not fire.")
+            "output, but forward hooks registered on those modules do not fire (so "
+            "shard their parent block with fully_shard, not each of them).")
     return "\n\n" + "\n".join(textwrap.wrap(para, 88, initial_indent="    ",
                                               subsequent_indent="    "))
 
