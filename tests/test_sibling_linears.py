@@ -219,3 +219,54 @@ def test_a_tied_weight_is_not_fused() -> None:
     tied = build(MLP2.format(bias_a="", bias_b="").replace("weight: W_b", "weight: W_a"))
     text = generate(params(tied, "table8"), model=True)
     assert "fused_linear" not in text
+
+
+FACTORY = """\
+import importlib.util
+import sys
+
+_spec = importlib.util.spec_from_file_location({name!r}, {path!r})
+gen = importlib.util.module_from_spec(_spec)
+sys.modules[{name!r}] = gen
+_spec.loader.exec_module(gen)
+
+
+def model(d_model):
+    m = gen.Model({{"d_model": d_model, "d_head": d_model // 4}})
+    gen.init_(m)
+    return m
+
+
+def groups(model):
+    return gen.param_groups(model, lr=1e-3, eps=1e-8)
+"""
+
+
+def test_check_model_reads_fused_siblings_as_separate_linears(run, tmp_path: Path) -> None:
+    """``abccalc check MODEL`` of the generated GPT itself: the tracer sees one matmul of
+    torch.cat(W_k, W_q, W_v); the importer reads it as three linears (each weight and bias
+    its own, with init, LR and fan_in of their own) whose outputs are concatenated, and
+    the model passes as μP, as its fuse=False twin does."""
+    from abccalc.importer.load import load_model
+
+    p = params(load_graph(GPT), "table8")
+    for fuse in (True, False):
+        name = f"sib_check_{fuse}"
+        gen = tmp_path / f"{name}.py"
+        gen.write_text(generate(p, model=True, fuse=fuse))
+        fac = tmp_path / f"fac_{name}.py"
+        fac.write_text(FACTORY.format(name=name, path=str(gen)))
+        example = tmp_path / "example.pt"
+        torch.save({"positions": torch.arange(64).expand(2, 64).clone(),
+                    "tokens": torch.zeros(2, 64, dtype=torch.long)}, example)
+        code, out, err = run("check", f"{fac}:model", "--width", "d_model=64,128,256",
+                             "--optimizer-factory", f"{fac}:groups", "--example", str(example))
+        assert code == 0 and "OK: this is μP" in out, out + err
+        if fuse:
+            graph = load_model(f"{fac}:model", {"d_model": (64, 128)},
+                               example=str(example)).graph
+            linears = sorted(n.weight for n in graph.order if n.op == "linear"
+                             and n.name.startswith("block.0."))
+            assert linears == [f"block.0.{x}.weight" for x in ("fc", "k", "o", "proj", "q",
+                                                                "v")], linears
+            assert not [n for n in graph.order if n.op == "param"]
