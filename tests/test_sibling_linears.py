@@ -270,3 +270,68 @@ def test_check_model_reads_fused_siblings_as_separate_linears(run, tmp_path: Pat
             assert linears == [f"block.0.{x}.weight" for x in ("fc", "k", "o", "proj", "q",
                                                                 "v")], linears
             assert not [n for n in graph.order if n.op == "param"]
+
+
+STACKED = """\
+import torch
+
+
+class Stacked(torch.nn.Module):
+    def __init__(self, n, in_out=False, as_tensor=False):
+        super().__init__()
+        self.inp = torch.nn.Linear(8, n)
+        self.a = torch.nn.Parameter(torch.randn(n, n) / n**0.5)
+        self.b = torch.nn.Parameter(torch.randn(n, n) / n**0.5)
+        self.c = torch.nn.Parameter(torch.ones(n))
+        self.d = torch.nn.Parameter(torch.ones(n))
+        self.out = torch.nn.Linear(2 * n, 4)
+        self.in_out, self.as_tensor = in_out, as_tensor
+
+    def forward(self, x):
+        h = self.inp(x)
+        if self.as_tensor:  # stacked vectors read as a tensor, not by a matmul
+            return self.out(torch.cat([h, h], -1) * torch.cat([self.c, self.d]))
+        if self.in_out:
+            return self.out(h @ torch.cat([self.a, self.b], 1))
+        return self.out(torch.nn.functional.linear(h, torch.cat([self.a, self.b])))
+
+
+def plain(n):
+    return Stacked(n)
+
+
+def in_out(n):
+    return Stacked(n, in_out=True)
+
+
+def as_tensor(n):
+    return Stacked(n, as_tensor=True)
+"""
+
+
+@pytest.mark.parametrize("factory", ["plain", "in_out", "as_tensor"])
+def test_import_of_stacked_parameters(factory: str, tmp_path: Path) -> None:
+    """torch.cat of parameters read whole by a matmul is one linear per parameter (stored
+    (out, in), or (in, out) for ``x @ cat(W1, W2, dim=1)``) joined by a concat; read as a
+    tensor it is a concat of ``param`` nodes, as before."""
+    from abccalc.importer.load import load_model
+
+    (tmp_path / "stacked.py").write_text(STACKED)
+    example = tmp_path / "x.pt"
+    torch.save({"x": torch.randn(2, 8)}, example)
+    graph = load_model(f"{tmp_path / 'stacked.py'}:{factory}", {"n": (16, 32)},
+                       example=str(example)).graph
+    ops = {n.name: n for n in graph.order}
+    linears = sorted(n.weight for n in ops.values() if n.op == "linear")
+    concats = [n for n in ops.values() if n.op == "concat"]
+    assert len(concats) == 1 or factory == "as_tensor"
+    if factory == "as_tensor":
+        assert linears == ["inp.weight", "out.weight"]
+        assert sorted(n.weight for n in ops.values() if n.op == "param") == ["c", "d"]
+        assert any(n.op == "concat" and [ops[i].weight for i in n.inputs] == ["c", "d"]
+                   for n in concats)
+        return
+    assert linears == ["a", "b", "inp.weight", "out.weight"]
+    assert [ops[i].weight for i in concats[0].inputs] == ["a", "b"]
+    modes = {n.weight: n.mode for n in ops.values() if n.op == "linear"}
+    assert modes["a"] == modes["b"] == ("in_out" if factory == "in_out" else None)

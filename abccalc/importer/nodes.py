@@ -142,9 +142,12 @@ class Nodes(Pointwise, Axes):
         v = self.val.get(i)
         if isinstance(v, Lazy):
             name = self.materialize(i, v)
-        elif isinstance(v, ParamCat):
-            ins = tuple(self.need(x) for x in v.ins)
-            name = self.add("concat", ins, self.dims(v.out), along=v.along)
+        elif isinstance(v, ParamCat):  # read as a tensor: one concat, made once
+            name = self.val.get(v.out)
+            if not isinstance(name, str):
+                ins = tuple(self.need(x) for x in v.ins)
+                name = self.add("concat", ins, self.dims(v.out), along=v.along)
+                self.val[v.out] = name
         elif isinstance(v, tuple):
             name = self._param_nodes.get(v[1])
             if name is None:
