@@ -319,6 +319,9 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
               help="Base size of an infinite dim (where the code equals SP); repeatable.")
 @params_opt("mup", "Generate muP, a preset (sp, ntk, mf) or a params file's rules.")
 @click.option("--model", is_flag=True, help="Also emit class Model(torch.nn.Module).")
+@click.option("--no-fuse", "no_fuse", is_flag=True, help="With --model: compute linears that "
+              "read one input as separate calls (each fires its own forward hooks; "
+              "default: one matmul through fused_linear).")
 @depth_opt
 @click.option("--names", type=click.Path(dir_okay=False),
               help="YAML map: graph parameter (pattern) -> module parameter (pattern).")
@@ -327,7 +330,7 @@ def table(graph: str, optimizer: str, variant: str, fmt: str, form: str,
               help="The .py file to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing -o file.")
 def codegen(graph: str, optimizer: str, muon_adjust: str | None, variant: str,
-            bases: tuple[str, ...], params: str, model: bool, depth_alpha: str,
+            bases: tuple[str, ...], params: str, model: bool, no_fuse: bool, depth_alpha: str,
             names: str | None,
             sets: tuple[str, ...], output: str, force: bool, batch=None) -> None:
     """Write a standalone PyTorch module (init_, param_groups, multipliers) for GRAPH."""
@@ -343,7 +346,7 @@ def codegen(graph: str, optimizer: str, muon_adjust: str | None, variant: str,
     # the spec path reaches a docstring of the module: escaped so it cannot end it
     source = json.dumps(graph)[1:-1]
     write_output(generate(p, names=name_map, model=model, source=source, lion=lion,
-                          batch=batch), output, force)
+                          batch=batch, fuse=not no_fuse), output, force)
     opt = "Lion" if lion else "torch.optim.SGD" if p.optimizer.value == "sgd" \
         else "torch.optim.AdamW"
     eps = ", eps=1e-8" if p.optimizer.value == "adam" and not lion else ""  # eps is scaled

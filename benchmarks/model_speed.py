@@ -5,14 +5,22 @@ nanoGPT-style GPT of the same shape (issue 15, point 2).
     OMP_NUM_THREADS=1 python benchmarks/model_speed.py --device cpu --quick   # smoke run
 
 The generated model is ``abccalc codegen --model`` (μP, Adam, TP5 Table 8) of
-examples/gpt.yaml (``gpt``: separate q, k, v projections) and of
-benchmarks/gpt_fused_qkv.yaml (``fused``: one QKV projection cut by slices, nanoGPT's
-structure), at n_layer 4, ctx 128, n_head 4; the hand-written one is the same function
-written as a person would: a fused QKV ``Linear``, ``F.scaled_dot_product_attention``
-with μP's 1/d scale (= 1/√d at the base head size), ``nn.LayerNorm``, a 4x GELU MLP and
-an untied readout with MuReadout's 1/m multiplier. Before timing, the hand-written model
-is loaded with the generated model's weights and both losses must agree (so the two time
-the same function), and it gets the generated ``param_groups``' learning rates.
+examples/gpt.yaml (``gpt``: separate q, k, v projections, which the generated forward
+computes as one matmul, ``fused_linear``) and of benchmarks/gpt_fused_qkv.yaml
+(``fused``: one QKV projection cut by slices, nanoGPT's structure), at n_layer 4, ctx
+128, n_head 4; the hand-written one is the same function written as a person would: a
+fused QKV ``Linear``, ``F.scaled_dot_product_attention`` with μP's 1/d scale (= 1/√d at
+the base head size), ``nn.LayerNorm``, a 4x GELU MLP and an untied readout with
+MuReadout's 1/m multiplier. For ``gpt`` two more models run in the same rounds: the
+hand-written GPT of the spec's own structure (``hand_same``: three q, k, v ``Linear``s,
+as the state_dict keeps them) and the generated code without sibling fusion
+(``generated_unfused``: ``generate(..., fuse=False)``, one matmul per projection). Each
+row's ``ratio_ms_same`` / ``ratio_gib_same`` compare the generated model with the
+hand-written one of the same structure (for ``fused``, the fused one),
+``ratio_ms_fused`` / ``ratio_gib_fused`` with the fused one (``hand_ms``, ``hand_gib``).
+Before timing, each hand-written model is loaded with the generated model's weights and
+every loss must agree (so all time the same function), and it gets the generated
+``param_groups``' learning rates.
 
 One training step is forward + cross-entropy + backward + ``torch.optim.AdamW.step()``
 (bf16 autocast on CUDA, fp32 on CPU). Timing is interleaved: in each of ``--rounds``
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
+import inspect
 import json
 import math
 import statistics
@@ -52,17 +61,20 @@ BASE = {"d_model": 64, "d_head": 16}  # its base widths
 EPS = 1e-8  # AdamW's default base eps; the generated groups scale it with width
 
 
-def generated_module(spec: str, n_layer: int, ctx: int, tmp: Path) -> ModuleType:
-    """``abccalc codegen --model`` of examples/gpt.yaml, imported from a file (so that
-    torch.compile can read its source). Imports this checkout's abccalc, not an installed one."""
+def generated_module(spec: str, n_layer: int, ctx: int, tmp: Path, fuse: bool = True
+                     ) -> ModuleType:
+    """``abccalc codegen --model`` of the spec (``fuse=False``: sibling linears as separate
+    calls), imported from a file (so that torch.compile can read its source). Imports this
+    checkout's abccalc, not an installed one."""
     sys.path.insert(0, str(ROOT))
     from abccalc.emit.codegen import generate, load_parametrization
     from abccalc.graph.spec import load_graph
 
     graph = load_graph(SPECS[spec], {"n_layer": str(n_layer), "ctx": str(ctx)})
-    name = f"generated_{spec}"
+    name = f"generated_{spec}" + ("" if fuse else "_unfused")
     path = tmp / f"{name}.py"
-    path.write_text(generate(load_parametrization(graph, "adam", "table8"), model=True))
+    path.write_text(generate(load_parametrization(graph, "adam", "table8"), model=True,
+                             fuse=fuse))
     loader = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(loader)
     sys.modules[name] = module
@@ -71,13 +83,20 @@ def generated_module(spec: str, n_layer: int, ctx: int, tmp: Path) -> ModuleType
 
 
 class Block(nn.Module):
-    """Pre-LN block: x + attn(ln1(x)), then x + mlp(ln2(x))."""
+    """Pre-LN block: x + attn(ln1(x)), then x + mlp(ln2(x)); q, k, v from one fused QKV
+    ``Linear`` or (``fused_qkv=False``) three."""
 
-    def __init__(self, d_model: int, n_head: int, scale: float) -> None:
+    def __init__(self, d_model: int, n_head: int, scale: float, fused_qkv: bool = True
+                 ) -> None:
         super().__init__()
         self.n_head, self.scale = n_head, scale
         self.ln1 = nn.LayerNorm(d_model)
-        self.qkv = nn.Linear(d_model, 3 * d_model)
+        if fused_qkv:
+            self.qkv = nn.Linear(d_model, 3 * d_model)
+        else:
+            self.q = nn.Linear(d_model, d_model)
+            self.k = nn.Linear(d_model, d_model)
+            self.v = nn.Linear(d_model, d_model)
         self.o = nn.Linear(d_model, d_model)
         self.ln2 = nn.LayerNorm(d_model)
         self.fc = nn.Linear(d_model, 4 * d_model)
@@ -85,7 +104,11 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
+        h = self.ln1(x)
+        if hasattr(self, "qkv"):
+            q, k, v = self.qkv(h).split(d, dim=-1)
+        else:
+            q, k, v = self.q(h), self.k(h), self.v(h)
         q, k, v = (z.view(b, t, self.n_head, -1).transpose(1, 2) for z in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
         x = x + self.o(y.transpose(1, 2).reshape(b, t, d))
@@ -96,15 +119,16 @@ class HandGPT(nn.Module):
     """nanoGPT-style GPT with μP's two forward changes: attention scale 1/d_head (equal
     to 1/√d_head at the base d_head) and the readout multiplier 1/m, m = d_model/base."""
 
-    def __init__(self, d_model: int, n_layer: int, *, vocab: int = 256, ctx: int = 128
-                 ) -> None:
+    def __init__(self, d_model: int, n_layer: int, *, vocab: int = 256, ctx: int = 128,
+                 fused_qkv: bool = True) -> None:
         super().__init__()
         d_head = d_model // N_HEAD
         scale = math.sqrt(BASE["d_head"]) / d_head
         self.readout_mult = BASE["d_model"] / d_model
         self.tok_emb = nn.Embedding(vocab, d_model)
         self.pos_emb = nn.Embedding(ctx, d_model)
-        self.blocks = nn.ModuleList(Block(d_model, N_HEAD, scale) for _ in range(n_layer))
+        self.blocks = nn.ModuleList(Block(d_model, N_HEAD, scale, fused_qkv)
+                                    for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(d_model)
         self.logits = nn.Linear(d_model, vocab, bias=False)
 
@@ -115,27 +139,31 @@ class HandGPT(nn.Module):
         return self.logits(self.ln_f(x)) * self.readout_mult
 
 
-def hand_name(name: str) -> str:
-    """The hand-written model's parameter holding (or, for q, k, v, holding a third of)
-    the generated model's parameter ``name``: ``block.2.q.weight`` -> ``blocks.2.qkv.weight``."""
+def hand_name(name: str, fused_qkv: bool = True) -> str:
+    """The hand-written model's parameter holding (or, for q, k, v into a fused QKV,
+    holding a third of) the generated model's parameter ``name``: ``block.2.q.weight`` ->
+    ``blocks.2.qkv.weight`` (``blocks.2.q.weight`` with ``fused_qkv=False``)."""
     parts = name.split(".")
     if parts[0] == "block":
         parts[0] = "blocks"
-        if parts[2] in ("q", "k", "v"):
+        if parts[2] in ("q", "k", "v") and fused_qkv:
             parts[2] = "qkv"
     return ".".join(parts)
 
 
-def copy_weights(gen: nn.Module, hand: nn.Module) -> None:
+def copy_weights(gen: nn.Module, hand: HandGPT) -> None:
     """Load the generated model's parameters into the hand-written one: separate q, k, v
-    stacked into the fused QKV; a fused QKV of per-head [q | k | v] rows (the spec's
-    d_qkv slices) regrouped to nanoGPT's [all q | all k | all v]."""
+    stacked into the fused QKV (or copied to its separate q, k, v); a fused QKV of
+    per-head [q | k | v] rows (the spec's d_qkv slices) regrouped to nanoGPT's [all q |
+    all k | all v]."""
+    fused_qkv = hasattr(hand.blocks[0], "qkv")
     mine = dict(hand.named_parameters())
     stacked: dict[str, dict[str, torch.Tensor]] = {}
     with torch.no_grad():
         for name, p in gen.named_parameters():
-            target = hand_name(name)
-            if name.split(".")[2:3] in (["q"], ["k"], ["v"]) and name.startswith("block."):
+            target = hand_name(name, fused_qkv)
+            if name.split(".")[2:3] in (["q"], ["k"], ["v"]) and name.startswith("block.") \
+                    and fused_qkv:
                 stacked.setdefault(target, {})[name.split(".")[2]] = p
             elif ".qkv." in name:  # (n_head, 3, d_head, ...) rows -> (3, n_head, d_head, ...)
                 mine[target].copy_(p.unflatten(0, (N_HEAD, 3, -1)).transpose(0, 1)
@@ -146,16 +174,17 @@ def copy_weights(gen: nn.Module, hand: nn.Module) -> None:
             mine[target].copy_(torch.cat([qkv["q"], qkv["k"], qkv["v"]]))
 
 
-def hand_groups(gen_module: ModuleType, gen: nn.Module, hand: nn.Module, lr: float
+def hand_groups(gen_module: ModuleType, gen: nn.Module, hand: HandGPT, lr: float
                 ) -> list[dict]:
     """The generated ``param_groups``' learning rates and Adam eps on the hand-written
     parameters (q, k and v share them, which the fused QKV needs)."""
+    fused_qkv = hasattr(hand.blocks[0], "qkv")
     by_id = {id(p): n for n, p in gen.named_parameters()}
     mine = dict(hand.named_parameters())
     hyper_of: dict[str, tuple[float, float]] = {}
     for g in gen_module.param_groups(gen, lr, eps=EPS):
         for p in g["params"]:
-            target = hand_name(by_id[id(p)])
+            target = hand_name(by_id[id(p)], fused_qkv)
             if hyper_of.setdefault(target, (g["lr"], g["eps"])) != (g["lr"], g["eps"]):
                 raise SystemExit(f"{target}: q, k, v have different learning rates or eps")
     groups: dict[tuple[float, float], list] = {}
@@ -186,18 +215,27 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def build(kind: str, gen_module: ModuleType, d_model: int, n_layer: int, ctx: int,
+# The models of a row, in the order each round runs them: the generated code (fused
+# siblings), the generated code without sibling fusion, the hand-written GPT of the spec's
+# structure (separate q, k, v) and the fused-QKV hand-written GPT. The middle two only
+# where they differ from their neighbours (spec gpt).
+KINDS = ("generated", "generated_unfused", "hand_same", "hand")
+
+
+def build(kind: str, gens: dict[str, ModuleType], d_model: int, n_layer: int, ctx: int,
           device: str, lr: float, compiled: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
-    """The generated (``kind='generated'``) or hand-written model, μP-initialized with
-    seed 0 (the hand-written one from the generated one's weights), and its AdamW."""
+    """The model ``kind`` (:data:`KINDS`), μP-initialized with seed 0 (a hand-written one
+    from the generated one's weights), and its AdamW. ``gens``: the generated module with
+    (``generated``) and without (``generated_unfused``) sibling fusion."""
     torch.manual_seed(0)
+    gen_module = gens[kind] if kind in gens else gens["generated"]
     gen = gen_module.Model({"d_model": d_model, "d_head": d_model // N_HEAD})
     gen_module.init_(gen)
-    if kind == "generated":
+    if kind in gens:
         model = gen.to(device)
         groups = gen_module.param_groups(model, lr, eps=EPS)
     else:  # built and loaded on the CPU, so that only it reaches the device
-        model = HandGPT(d_model, n_layer, ctx=ctx)
+        model = HandGPT(d_model, n_layer, ctx=ctx, fused_qkv=kind == "hand")
         copy_weights(gen, model)
         model.to(device)  # keeps the Parameter objects: hand_groups may name them
         groups = hand_groups(gen_module, gen, model, lr)
@@ -213,37 +251,50 @@ def batch_of(batch: int, ctx: int, device: str) -> tuple:
     return positions, tokens, targets
 
 
-def check_same_function(gen_module: ModuleType, d_model: int, n_layer: int, ctx: int,
+def kinds_of(gens: dict[str, ModuleType]) -> list[str]:
+    """The models a row runs: all four when the spec has separate q, k, v (its generated
+    code has a fused and an unfused form), else the generated and the fused hand-written
+    one (the spec's own structure)."""
+    if "generated_unfused" in gens:
+        return list(KINDS)
+    return ["generated", "hand"]
+
+
+def check_same_function(gens: dict[str, ModuleType], d_model: int, n_layer: int, ctx: int,
                         device: str) -> float:
-    """Relative difference of the two models' fp32 loss on one batch (same weights)."""
+    """The largest relative difference of each model's fp32 loss on one batch from the
+    fused hand-written one's (same weights)."""
     data = batch_of(2, ctx, device)
-    losses = []
-    for kind in ("generated", "hand"):
-        model, _ = build(kind, gen_module, d_model, n_layer, ctx, device, 1e-3, False)
+    losses = {}
+    for kind in kinds_of(gens):
+        model, _ = build(kind, gens, d_model, n_layer, ctx, device, 1e-3, False)
         with torch.no_grad():
             logits = model(positions=data[0], tokens=data[1])
-        losses.append(F.cross_entropy(logits.flatten(0, 1), data[2].flatten()).item())
-    diff = abs(losses[0] - losses[1]) / abs(losses[1])
+        losses[kind] = F.cross_entropy(logits.flatten(0, 1), data[2].flatten()).item()
+    diff = max(abs(v - losses["hand"]) / abs(losses["hand"]) for v in losses.values())
     if diff > 1e-4:
         raise SystemExit(f"d_model {d_model}: losses differ, {losses}: not the same model")
     return diff
 
 
-def time_pair(gen_module: ModuleType, args, d_model: int, compiled: bool) -> dict:
-    """Both models' median step time, interleaved, and (CUDA) each one's peak memory: the
+def time_row(gens: dict[str, ModuleType], args, d_model: int, compiled: bool) -> dict:
+    """Every model's median step time, interleaved, and (CUDA) each one's peak memory: the
     allocator's peak from building it through its warmup steps (weights, gradients, Adam
-    state, activations; compiled: its compilation), over what was allocated before it."""
+    state, activations; compiled: its compilation), over what was allocated before it.
+    Compiled: the generated (fused siblings) and both hand-written models."""
     data = batch_of(args.batch, args.ctx, args.device)
     cuda = args.device == "cuda"
     row: dict = {"d_model": d_model, "compiled": compiled}
     steps = {}
-    for kind in ("generated", "hand"):
+    for kind in kinds_of(gens):
+        if compiled and kind == "generated_unfused":
+            continue
         if cuda:
             gc.collect()
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
-        model, opt = build(kind, gen_module, d_model, args.n_layer, args.ctx, args.device,
+        model, opt = build(kind, gens, d_model, args.n_layer, args.ctx, args.device,
                            args.lr, compiled)
         steps[kind] = make_step(model, opt, data, args.device)
         for _ in range(args.warmup):  # compiles here, when compiled
@@ -264,23 +315,49 @@ def time_pair(gen_module: ModuleType, args, d_model: int, compiled: bool) -> dic
                 times[kind].append(clock() - t0)
     for kind in steps:
         row[f"{kind}_ms"] = 1e3 * statistics.median(times[kind])
+    return with_ratios(row)
+
+
+def with_ratios(row: dict) -> dict:
+    """``ratio_ms_same``/``ratio_gib_same``: generated over the hand-written model of the
+    spec's structure (``hand_same``, or ``hand`` where the spec fuses QKV itself);
+    ``ratio_ms_fused``/``ratio_gib_fused``: over the fused hand-written one (``hand``).
+    Memory ratios are None without a CUDA measurement."""
+    same = "hand_same" if "hand_same_ms" in row else "hand"
+    for unit in ("ms", "gib"):
+        gen = row.get(f"generated_{unit}")
+        for key, hand in (("same", same), ("fused", "hand")):
+            ref = row.get(f"{hand}_{unit}")
+            row[f"ratio_{unit}_{key}"] = gen / ref if gen is not None and ref else None
     return row
 
 
+def _num(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
 def table(rows: list[dict]) -> str:
-    out = ["| spec | d_model | mode | generated ms | hand-written ms | ratio | generated GiB | "
-           "hand-written GiB | ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    """Time and memory of each model and the generated one's ratios (``same``: against
+    the hand-written GPT of the spec's structure; ``fused``: against the fused-QKV one);
+    ``unfused``: the generated code without sibling fusion."""
+    out = ["| spec | d_model | mode | generated ms | unfused ms | hand same ms | "
+           "hand fused ms | ratio same | ratio fused | generated GiB | unfused GiB | "
+           "hand same GiB | hand fused GiB | ratio same | ratio fused |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        mem = (f"{r['generated_gib']:.2f} | {r['hand_gib']:.2f} | "
-               f"{r['generated_gib'] / r['hand_gib']:.3f}") if "hand_gib" in r else "– | – | –"
-        out.append(f"| {r['spec']} | {r['d_model']} | "
-                   f"{'compiled' if r['compiled'] else 'eager'} | "
-                   f"{r['generated_ms']:.2f} | {r['hand_ms']:.2f} | "
-                   f"{r['generated_ms'] / r['hand_ms']:.3f} | {mem} |")
+        same = "hand_same" if "hand_same_ms" in r else "hand"
+        cells = [r["spec"], str(r["d_model"]), "compiled" if r["compiled"] else "eager",
+                 *(_num(r.get(f"{k}_ms"), ".2f")
+                   for k in ("generated", "generated_unfused", same, "hand")),
+                 _num(r["ratio_ms_same"], ".3f"), _num(r["ratio_ms_fused"], ".3f"),
+                 *(_num(r.get(f"{k}_gib"), ".2f")
+                   for k in ("generated", "generated_unfused", same, "hand")),
+                 _num(r["ratio_gib_same"], ".3f"), _num(r["ratio_gib_fused"], ".3f")]
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
     ap.add_argument("--quick", action="store_true",
@@ -297,10 +374,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--compile", default=None, metavar="SPECS",
-                    help="also time torch.compile (inductor) of both models for these specs "
+                    help="also time torch.compile (inductor) of the models for these specs "
                          "('' for none; default: fused on CUDA, none on CPU)")
     ap.add_argument("--json", help="also write the rows to this file")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.quick:
         args.widths, args.n_layer, args.batch, args.ctx = "32,64", 2, 2, 32
         args.rounds, args.steps, args.warmup = 3, 3, 2
@@ -320,21 +397,25 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for spec in dict.fromkeys(specs + compiled):
-            gen_module = generated_module(spec, args.n_layer, args.ctx, Path(tmp))
+            gens = {"generated": generated_module(spec, args.n_layer, args.ctx, Path(tmp))}
+            unfused = generated_module(spec, args.n_layer, args.ctx, Path(tmp), fuse=False)
+            if "fused_linear" in inspect.getsource(gens["generated"]):
+                gens["generated_unfused"] = unfused
             for d_model in widths:
-                diff = check_same_function(gen_module, d_model, args.n_layer, args.ctx,
+                diff = check_same_function(gens, d_model, args.n_layer, args.ctx,
                                            args.device)
-                print(f"{spec}, d_model {d_model}: same loss (relative difference "
-                      f"{diff:.1e})")
+                print(f"{spec}, d_model {d_model}: same loss (largest relative difference "
+                      f"{diff:.1e}, {', '.join(kinds_of(gens))})")
                 modes = [c for c in (False, True) if (spec in compiled if c else spec in specs)]
                 for mode in modes:
                     t0 = time.perf_counter()
-                    rows.append({"spec": spec, **time_pair(gen_module, args, d_model, mode)})
+                    rows.append({"spec": spec, **time_row(gens, args, d_model, mode)})
                     print(f"  {'compiled' if mode else 'eager'}: "
                           f"{time.perf_counter() - t0:.0f} s", flush=True)
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
 
 
 if __name__ == "__main__":

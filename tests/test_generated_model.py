@@ -31,13 +31,16 @@ def gpt_text(**overrides: str) -> str:
 
 def test_gpt_is_a_block_class_and_straight_line_forwards() -> None:
     """One Block class in a ModuleList of n_layer; its forward is one statement per node
-    (an nn.Linear call for q, SDPA with the scores' scale 1/d_head written as 4/d_head,
-    equal to 1/√16 at the base d_head 16); no node table, no loop but the blocks'."""
+    (an nn.Linear call for fc; k, q, v, which read ln1, one ``fused_linear`` call; SDPA
+    with the scores' scale 1/d_head written as 4/d_head, equal to 1/√16 at the base
+    d_head 16); no node table, no loop but the blocks'."""
     text = gpt_text()
     model = text[text.index("class Block"):]
     assert model.count("\nclass ") == 1 and "class Block(torch.nn.Module):" in model
     assert "self.block = torch.nn.ModuleList(Block(s) for _ in range(2))" in model
-    assert "        q = self.q(ln1).unflatten(-1, (s['n_head'], s['d_head']))\n" in model
+    assert "        k, q, v = fused_linear(ln1, self.k, self.q, self.v)\n" in model
+    assert "        q = q.unflatten(-1, (s['n_head'], s['d_head']))\n" in model
+    assert "        fc = self.fc(ln2)\n" in model
     assert "            'scores': 4/s['d_head'],\n" in model
     assert ("                is_causal=True, scale=self.const['scores']).transpose(1, 2)\n"
             in model)

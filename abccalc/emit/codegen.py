@@ -383,13 +383,14 @@ def _join(depth: str, batch: str) -> str:
 
 def generate(p: Parametrization, *, names: dict[str, str] | None = None,
              model: bool = False, source: str = "", lion: bool = False,
-             batch: BatchTransfer | None = None) -> str:
+             batch: BatchTransfer | None = None, fuse: bool = True) -> str:
     """The module's text; deterministic for the same inputs. ``names`` maps graph
     parameters, or patterns of them, to module parameter names or patterns
     (:func:`~abccalc.emit.patterns.expand_names`); default ``<node>.weight``. A Muon
     setup also gets Muon/AdamW groups and step helpers, ``lion`` a plain-torch Lion
     (:mod:`abccalc.emit.codegen_optim`); ``batch`` the batch-size and duration factors
-    (:mod:`abccalc.emit.codegen_batch`)."""
+    (:mod:`abccalc.emit.codegen_batch`). ``fuse=False``: the Model's sibling linears as
+    separate calls (:func:`~abccalc.emit.codegen_model.model_source`)."""
     graph = p.graph
     if batch is not None and (lion or batch.adam != (p.optimizer is Optimizer.ADAM)):
         raise AbcError(f"batch factors for {batch.optimizer} do not apply to "
@@ -417,7 +418,7 @@ def generate(p: Parametrization, *, names: dict[str, str] | None = None,
     constants = _constants(p)
     text += "\n".join(constants) + ("\n" if constants else "")
     if model:
-        text += model_source(p, names)
+        text += model_source(p, names, fuse=fuse)
     if max(len(line) for line in text.splitlines()) > 100:  # a long name, repr'd whole
         text += "\n# ruff: noqa: E501\n"
     return text

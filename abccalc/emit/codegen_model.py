@@ -24,6 +24,7 @@ import io
 import keyword
 import pprint
 import re
+import textwrap
 import tokenize
 
 import sympy
@@ -240,7 +241,9 @@ def _methods(init_args: str, init: list[str], forward_args: str, body: list[str]
 
 def _block_class(block: RepeatBlock, scope: Scope) -> str:
     covered = scope.covered()
-    body = [line for node in block.nodes for line in scope.node_lines(node, covered)]
+    siblings = scope.siblings(covered)
+    body = [line for node in block.nodes
+            for line in scope.node_lines(node, covered, siblings)]
     args = ", ".join(f"{scope.var(a)}: torch.Tensor" for a in scope.args)
     init = ["self.sizes = s", *_module_lines(scope, {}), *_dict_lines("mult", scope.mults),
             *_dict_lines("const", scope.consts)]
@@ -274,10 +277,11 @@ def _loop(block: RepeatBlock, scope: Scope) -> list[str]:
             f"    {var} = layer({args}, capture=capture, prefix={prefix})"]
 
 
-def model_source(p: Parametrization, names: dict[str, str]) -> str:
+def model_source(p: Parametrization, names: dict[str, str], *, fuse: bool = True) -> str:
     """The Model section of the generated module; ``names`` maps graph parameters to the
     module parameter names the model gets. The text depends on the graph only, not on the
-    order its nodes and dims were declared in."""
+    order its nodes and dims were declared in. ``fuse=False`` writes sibling linears as
+    separate calls (for comparison: the same function, one matmul each)."""
     graph = p.graph
     check_model_names(graph, names)
     mults, consts, streams = multiplier_texts(p), constant_texts(p), p.depth.stream
@@ -286,6 +290,7 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
     helpers: set[str] = set()
     params = False
     classes = []
+    fused: list[list[str]] = []
     for b in blocks:
         mine = {n.name for n in b.nodes}
         taken = {n.name[len(b.prefix):] for n in b.nodes} | set(b.outer)
@@ -295,10 +300,11 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
                              for k, v in mults.items() if k[0] in mine},
                       consts={k[len(b.prefix):]: v for k, v in consts.items() if k in mine},
                       streams={k[len(b.prefix):]: v for k, v in streams.items() if k in mine},
-                      alias={b.carry: _free_var(taken)})
+                      alias={b.carry: _free_var(taken)}, fuse=fuse)
         classes.append(_block_class(b, scope))
         helpers |= scope.helpers
         params |= scope.uses_params
+        fused += [[f"{b.name}.<i>.{n[len(b.prefix):]}" for n in g] for g in scope.fused]
     top = [n for n in graph.order if n.name not in members]
     inputs = [n.name for n in graph.order if OPS[n.op].is_input]
     taken = {n.name for n in top}
@@ -311,7 +317,7 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
                   mults={k: v for k, v in mults.items() if k[0] not in members},
                   consts={k: v for k, v in consts.items() if k not in members},
                   streams={k: v for k, v in streams.items() if k not in members},
-                  alias=alias)
+                  alias=alias, fuse=fuse)
     first = {b: next(n.name for n in graph.order if n.name in b.members) for b in blocks}
     lists = {first[b]: {b.path: f"torch.nn.ModuleList({b.class_name}(s) for _ in "
                                 f"range({b.count}))"} for b in blocks}
@@ -319,16 +325,18 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
             *(_dict_lines("mult", scope.mults) or ["self.mult = {}"]),
             *(_dict_lines("const", scope.consts) or ["self.const = {}"])]
     covered = scope.covered()
+    siblings = scope.siblings(covered)
     last = {b.last: b for b in blocks}
     body = []
     for node in graph.order:
         if node.name in last:
             body += _loop(last[node.name], scope)
         elif node.name not in members:
-            body += scope.node_lines(node, covered)
+            body += scope.node_lines(node, covered, siblings)
     outputs = [n.name for n in graph.order if OPS[n.op].is_output]
     helpers |= scope.helpers
     params |= scope.uses_params
+    fused += scope.fused
     args = "".join(f"{scope.var(i)}: torch.Tensor, " for i in inputs)
     ordered = sorted(graph.dims, key=lambda n: (_depth(graph, n), n))
     dims = {}
@@ -351,13 +359,27 @@ def model_source(p: Parametrization, names: dict[str, str]) -> str:
              "axis,\n    and returns the first output; ``capture={}`` also collects every "
              "activation by\n    node name. The forward applies every multiplier and "
              "constant itself (``mult``,\n    ``const``), so ``apply_multipliers`` leaves "
-             'a Model alone."""\n\n'
+             'a Model alone.' + _fused_doc(fused) + '"""\n\n'
              "    applies_multipliers = True\n\n"
              + _methods("widths: dict[str, int]", init,
                         f"{args}*, capture: dict | None = None",
                         [*body, *scope.capture_lines(False)],
                         scope.var(outputs[0]) if outputs else "None"))
     return text
+
+
+def _fused_doc(groups: list[list[str]]) -> str:
+    """The Model docstring's paragraph on the sibling linears computed as one matmul."""
+    if not groups:
+        return ""
+    text = "; ".join(", ".join(f"`{doc_text(n)}`" for n in g) for g in groups)
+    para = ("Sibling linears reading one input run as one matmul (``fused_linear``): "
+            f"{text}. Their modules and parameters stay separate (the state_dict, "
+            "init_ and param_groups are unchanged) and ``capture`` records each "
+            "output, but forward hooks registered on those modules do not fire (so "
+            "shard their parent block with fully_shard, not each of them).")
+    return "\n\n" + "\n".join(textwrap.wrap(para, 88, initial_indent="    ",
+                                              subsequent_indent="    "))
 
 
 def _depth(graph: Graph, dim: str) -> int:

@@ -58,6 +58,16 @@ class Params(torch.nn.Module):
         if bias is not None:
             self.bias = torch.nn.Parameter(torch.zeros(bias))
 ''',
+    "fused_linear": '''
+
+def fused_linear(x: torch.Tensor, *linears: torch.nn.Linear) -> tuple[torch.Tensor, ...]:
+    """``tuple(m(x) for m in linears)`` as one matmul: the weights (and biases) concatenated
+    along the output dim, the result split. Each module keeps its own parameters; its
+    forward hooks do not run."""
+    weight = torch.cat([m.weight for m in linears])
+    bias = None if linears[0].bias is None else torch.cat([m.bias for m in linears])
+    return F.linear(x, weight, bias).split([m.out_features for m in linears], dim=-1)
+''',
     "causal_mask": '''
 
 def causal_mask(n: int, device: torch.device) -> torch.Tensor:

@@ -22,7 +22,7 @@ from abccalc.graph.ops import OPS
 # and builtins it calls): no activation variable takes them.
 RESERVED = frozenset({"self", "capture", "prefix", "s", "i", "layer", "mask", "F", "torch",
                       "math", "Params", "causal_mask", "conv_last", "dim_sizes", "float",
-                      "enumerate"})
+                      "enumerate", "fused_linear"})
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
@@ -80,7 +80,8 @@ class Scope:
     nodes whose names start with ``prefix``; ``args`` are its inputs (node names bound to
     the forward's arguments), ``names`` maps graph parameters to module parameters,
     ``mults``/``consts`` the non-unit multiplier and constant expressions (Python text),
-    ``streams`` the stream input of each residual branch add (a depth axis)."""
+    ``streams`` the stream input of each residual branch add (a depth axis); ``fuse``
+    whether sibling groups are emitted together (:meth:`siblings`)."""
 
     graph: Graph
     names: dict[str, str]
@@ -94,6 +95,8 @@ class Scope:
     alias: dict[str, str] = field(default_factory=dict)  # node name → variable
     helpers: set[str] = field(default_factory=set)
     uses_params: bool = False
+    fuse: bool = True  # emit sibling groups together (Op.torch_sibling_key)
+    fused: list[list[str]] = field(default_factory=list)  # the groups emitted together
 
     def __post_init__(self) -> None:
         local = [self.local(n) for n in [*self.args, *(n.name for n in self.nodes)]]
@@ -172,6 +175,10 @@ class Scope:
         key = (self.local(node.name), self.local(pname))
         return f"self.mult[{key!r}]" if key in self.mults else None
 
+    def scale_value(self, node: Node, kind: Kind) -> str | None:
+        pname = dict((k, p) for k, p in node.param_fields)[kind]
+        return self.mults.get((self.local(node.name), self.local(pname)))
+
     def const(self, node: Node) -> str | None:
         key = self.local(node.name)
         return f"self.const[{key!r}]" if key in self.consts else None
@@ -202,7 +209,27 @@ class Scope:
         """Nodes another node's emission computes (an attention's scores and probs)."""
         return {c for n in self.nodes for c in OPS[n.op].torch_covers(self.graph, n)}
 
-    def node_lines(self, node: Node, covered: set[str]) -> list[str]:
+    def siblings(self, covered: set[str]) -> dict[str, list[Node]]:
+        """Groups of two or more nodes of one op and one ``torch_sibling_key`` (sibling
+        linears reading the same input: one matmul), each group under every member's
+        name, its nodes in this scope's order; none when ``fuse`` is off."""
+        groups: dict[tuple, list[Node]] = {}
+        for n in self.nodes if self.fuse else ():
+            key = None if n.name in covered else OPS[n.op].torch_sibling_key(n, self)
+            if key is not None:
+                groups.setdefault((n.op, key), []).append(n)
+        return {n.name: g for g in groups.values() if len(g) > 1 for n in g}
+
+    def node_lines(self, node: Node, covered: set[str],
+                   siblings: dict[str, list[Node]]) -> list[str]:
+        """The node's forward lines: none when another node's lines compute it (covered,
+        or a later member of a sibling group), its group's at the group's first member."""
+        group = siblings.get(node.name)
+        if group is not None:
+            if group[0] is not node:
+                return []
+            self.fused.append([n.name for n in group])
+            return OPS[node.op].torch_forward_siblings(group, self)
         return [] if node.name in covered else OPS[node.op].torch_forward(node, self)
 
     def capture_lines(self, key_prefix: bool) -> list[str]:

@@ -38,6 +38,17 @@ class NodeRec:
     kw: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ParamCat:
+    """Parameters ``ins`` (tensor numbers) concatenated into tensor ``out`` along the
+    atom ``along``, each contributing its ``parts`` atom."""
+
+    ins: tuple[int, ...]
+    out: int
+    along: int
+    parts: tuple[int, ...]
+
+
 @dataclass
 class Const:
     """A constant the model applies at a node (values at each width)."""
@@ -131,6 +142,12 @@ class Nodes(Pointwise, Axes):
         v = self.val.get(i)
         if isinstance(v, Lazy):
             name = self.materialize(i, v)
+        elif isinstance(v, ParamCat):  # read as a tensor: one concat, made once
+            name = self.val.get(v.out)
+            if not isinstance(name, str):
+                ins = tuple(self.need(x) for x in v.ins)
+                name = self.add("concat", ins, self.dims(v.out), along=v.along)
+                self.val[v.out] = name
         elif isinstance(v, tuple):
             name = self._param_nodes.get(v[1])
             if name is None:
@@ -225,6 +242,11 @@ class Nodes(Pointwise, Axes):
             self.reduce(k, ev)
         elif aten in ("split", "split_with_sizes", "slice", "select", "narrow", "unbind"):
             self.cut(k, ev)
+        elif aten == "cat" and len(a[0]) > 1 and all(self.param(x) for x in a[0]):
+            info = self.info[k]  # parameters stacked, read whole by a matmul (or not)
+            self.val[ev.outs[0]] = ParamCat(tuple(x.i for x in a[0]), ev.outs[0],
+                                            self.atoms.find(info["along"]),
+                                            tuple(self.atoms.find(p) for p in info["parts"]))
         elif aten == "cat":
             info = self.info[k]
             ins = tuple(self.need(x.i) for x in a[0])
@@ -249,6 +271,8 @@ class Nodes(Pointwise, Axes):
             self._alias(ev)
             return
         over = self.flat(self.g(x.i)[-1])
+        if isinstance(self.val.get(w.i), ParamCat) and self._stacked(ev, x, w, over):
+            return
         if self.param(w):
             bias = self.param(a[0]) if aten in ("addmm", "baddbmm") else None
             # x @ W on the parameter itself: stored (in, out) (HF Conv1D); nn.Linear's
@@ -267,6 +291,29 @@ class Nodes(Pointwise, Axes):
         alpha = ev.kwargs.get("alpha", 1)
         self.const(self.val[out], tuple(alpha for _ in self.traces),
                    "a matmul of two activations")
+
+    def _stacked(self, ev: Event, x: T, w: T, over: tuple[int, ...]) -> bool:
+        """x @ W of weights stacked along their out dim (``torch.cat`` of parameters: a
+        generated ``fused_linear``), each bias stacked alike or none: one linear per
+        weight, their outputs concatenated (what the matmul computes). False, emitting
+        nothing, for any other stacking."""
+        cat: ParamCat = self.val[w.i]
+        b = self.val.get(ev.args[0].i) if ev.aten in ("addmm", "baddbmm") else None
+        if b is not None and not (isinstance(b, ParamCat) and len(b.ins) == len(cat.ins)):
+            return False
+        dims = self.dims(ev.outs[0])
+        if cat.along not in dims or cat.along in over:
+            return False
+        layout = {"mode": "in_out"} if w.i == cat.out else {}
+        parts = []
+        for j, (wi, part) in enumerate(zip(cat.ins, cat.parts, strict=True)):
+            parts.append(self.add("linear", (self.need(x.i),),
+                                  tuple(part if d == cat.along else d for d in dims),
+                                  kind="linear", weight=self.t0.names[wi],
+                                  bias=b and self.t0.names[b.ins[j]], in_dims=over,
+                                  **layout))
+        self.val[ev.outs[0]] = self.add("concat", tuple(parts), dims, along=cat.along)
+        return True
 
     def conv(self, k: int, ev: Event) -> None:
         x, w, b = ev.args[0], ev.args[1], ev.args[2]

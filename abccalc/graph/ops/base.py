@@ -13,7 +13,7 @@ of a Θ(1)-Jacobian op that keeps its input's dims (an elementwise nonlinearity)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -184,6 +184,19 @@ class Op:
         of their own: an attention's scores and probabilities (``contract``)."""
         return ()
 
+    def torch_sibling_key(self, node: Node, ctx: TorchCtx) -> Hashable | None:
+        """A key under which nodes of this op in one forward compute together: two or
+        more nodes of equal keys are emitted by one :meth:`torch_forward_siblings`, where
+        the first of them comes (sibling linears reading one input: one matmul). None,
+        the default: the node is emitted alone."""
+        return None
+
+    def torch_forward_siblings(self, nodes: Sequence[Node], ctx: TorchCtx) -> list[str]:
+        """Lines of the generated ``forward`` that set every node's variable, for nodes of
+        one :meth:`torch_sibling_key` (graph order; their inputs are all computed before
+        the first). Default: each node's own lines."""
+        return [line for node in nodes for line in self.torch_forward(node, ctx)]
+
 
 class TorchCtx(Protocol):
     """What an op's PyTorch emission asks the generated forward it is written into
@@ -224,6 +237,10 @@ class TorchCtx(Protocol):
     def scale(self, node: Node, kind: Kind) -> str | None:
         """The multiplier of the parameter of field ``kind`` at this use, None when it is
         identically 1."""
+
+    def scale_value(self, node: Node, kind: Kind) -> str | None:
+        """The expression of the dim sizes that :meth:`scale` reads (``64/s['d_model']``):
+        equal texts are equal multipliers; None when identically 1."""
 
     def const(self, node: Node) -> str | None:
         """The node's constant n^-α (a residual branch add's: the branch multiplier

@@ -11,6 +11,8 @@ fan_in/fan_out dims (TP4 §3, §5; TP5 App. J, Table 14; :mod:`abccalc.exponents
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
+
 from abccalc.exponents import Exp, backward_term, dw_backward_term
 from abccalc.graph.core import Dim, Kind, Node, Use
 from abccalc.graph.ops.base import (
@@ -105,6 +107,41 @@ class Linear(Op):
         y = ctx.unflatten(self.apply(node, ctx, xe, out), out)
         return [f"{ctx.var(node.name)} = {ctx.arrange(y, [*batch, *out], node.dims)}"]
 
+    def torch_sibling_key(self, node: Node, ctx: TorchCtx) -> Hashable | None:
+        """Linears that read the same input over the same ``in`` dims, each an
+        ``nn.Linear`` owning its weight and (all or none of them) its bias, with no bias
+        multiplier and one weight multiplier (applied to x, as :meth:`apply` does), are
+        one matmul of their weights concatenated along the output dim (``fused_linear``):
+        exactly what the separate calls compute. None for any other linear."""
+        owned = dict(ctx.owned(node))
+        if node.mode == "in_out" or Kind.WEIGHT not in owned:
+            return None
+        if node.bias is not None and (Kind.BIAS not in owned or ctx.scale(node, Kind.BIAS)):
+            return None
+        return (node.inputs[0], node.in_dims, node.bias is not None,
+                ctx.scale_value(node, Kind.WEIGHT))
+
+    def torch_forward_siblings(self, nodes: Sequence[Node], ctx: TorchCtx) -> list[str]:
+        """``k, q, v = fused_linear(x, self.k, self.q, self.v)`` (x times the common weight
+        multiplier), then each output's out dims unflattened and arranged, as
+        :meth:`torch_forward` does for one."""
+        first = nodes[0]
+        x = first.inputs[0]
+        batch = [d for d in ctx.graph.node[x].dims if d not in first.in_dims]
+        xe = ctx.flatten(ctx.value(x, [*batch, *first.in_dims]), first.in_dims)
+        w = ctx.scale(first, Kind.WEIGHT)
+        if w:  # equal multipliers (the sibling key): the first one's text stands for all
+            xe = f"{xe} * {w}"
+        names = [ctx.var(n.name) for n in nodes]
+        modules = ", ".join(ctx.module(n) for n in nodes)
+        lines = [f"{', '.join(names)} = {ctx.helper('fused_linear')}({xe}, {modules})"]
+        for node, var in zip(nodes, names, strict=True):
+            out = self.out_dims(ctx, node)
+            y = ctx.arrange(ctx.unflatten(var, out), [*batch, *out], node.dims)
+            if y != var:
+                lines.append(f"{var} = {y}")
+        return lines
+
     def apply(self, node: Node, ctx: TorchCtx, x: str, out: list[str]) -> str:
         """W·x + b: the module's call when it is exactly that (scaled by a multiplier
         shared by weight and bias, or a weight-only one on x), else ``F.linear``."""
@@ -164,6 +201,11 @@ class Conv(Linear):
 
     name = "conv"
     fields = frozenset({"weight", "bias", "in_dims", "kernel"})
+
+    def torch_sibling_key(self, node: Node, ctx: TorchCtx) -> Hashable | None:
+        """Convolutions are emitted one by one."""
+        return None
+
     def torch_module(self, node: Node, ctx: TorchCtx) -> str | None:
         owned = dict(ctx.owned(node))
         if Kind.WEIGHT not in owned:
