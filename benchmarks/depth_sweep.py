@@ -11,6 +11,9 @@ writes, with per-group Adam ε from its ``param_groups``:
 * ``depthmup``: the same with ``--depth-alpha 1/2`` (Depth-μP, TP6): branches × (L/2)^-½,
   and LR, ε and decay inside the blocks with their α = ½ depth factors.
 * ``mup``: width-only μP (n_layer a plain count: no branch multipliers).
+* ``completep_qk``, ``mup_qk`` (not run unless named in ``--params``): the same on
+  benchmarks/gpt_qknorm.yaml, which adds QK-LayerNorm, the control for attention-logit
+  growth (Wortsman et al. 2023) as the cause of the depth-16 cliff of docs/depth.md §9.
 
 The default recipe is Adam β2 = 0.95, global gradient-norm clipping at 1.0 and warmup over
 30% of the steps (``--beta2``, ``--clip``, ``--warmup``); each run records them. The first
@@ -44,8 +47,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mutransfer
 
 ROOT = mutransfer.ROOT
-PARAMS = ("completep", "depthmup", "mup")
-ALPHA = {"completep": "1", "depthmup": "1/2"}  # --depth-alpha of the depth-scaled arms
+PARAMS = ("completep", "depthmup", "mup", "completep_qk", "mup_qk")
+DEFAULT_PARAMS = PARAMS[:3]
+# --depth-alpha of the depth-scaled arms
+ALPHA = {"completep": "1", "depthmup": "1/2", "completep_qk": "1"}
+QK_NORM = Path(__file__).resolve().parent / "gpt_qknorm.yaml"
+LABELS = {"completep": "CompleteP (α = 1), generated", "depthmup": "Depth-μP (α = ½), generated",
+          "mup": "width-only μP", "completep_qk": "CompleteP, QK-LayerNorm",
+          "mup_qk": "width-only μP, QK-LayerNorm"}
 BASE_DEPTH = 2
 KEYS = ("param", "depth", "log2_lr", "seed")
 
@@ -72,7 +81,8 @@ def generated(param: str, depth: int, cfg: argparse.Namespace, cache: dict):
     out = folder / f"gpt_{param}_{depth}_w{cfg.width}_h{cfg.heads}_c{cfg.ctx}.py"
     if not out.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "abccalc", "codegen", str(mutransfer.GPT), "--optimizer",
+        graph = QK_NORM if param.endswith("_qk") else mutransfer.GPT
+        cmd = [sys.executable, "-m", "abccalc", "codegen", str(graph), "--optimizer",
                "adam", "--variant", "table8", "--model", "-o", str(out), "--force",
                "--base", f"d_model={cfg.width}", "--base", f"d_head={cfg.width // cfg.heads}",
                "--set", f"n_layer={depth}", "--set", f"n_head={cfg.heads}",
@@ -241,9 +251,7 @@ def merge(cfg: argparse.Namespace) -> None:
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(merged, indent=1) + "\n")
-    mutransfer.plot(merged, out.with_suffix(".png"), "depth", PARAMS,
-                    {"completep": "CompleteP (α = 1), generated",
-                     "depthmup": "Depth-μP (α = ½), generated", "mup": "width-only μP"},
+    mutransfer.plot(merged, out.with_suffix(".png"), "depth", PARAMS, LABELS,
                     "Depth transfer at a fixed width", 1.0)
     print(summary_text(merged["summary"]))
 
@@ -254,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train in parallel processes, one JSON line per run")
     r.add_argument("--params", type=lambda t: mutransfer.params_arg(t, PARAMS),
-                   default=list(PARAMS))
+                   default=list(DEFAULT_PARAMS))
     r.add_argument("--depths", type=depths_arg, default=[2, 4, 8, 16])
     r.add_argument("--log2-lrs", type=mutransfer.lrs_arg, default=list(range(-10, -3)))
     r.add_argument("--seeds", type=lambda t: mutransfer.ints(t, "--seeds"), default=[0])

@@ -191,6 +191,28 @@ def test_depth_sweep_quick_run_and_merge(tmp_path: Path) -> None:
     assert (tmp_path / "s.png").exists()
 
 
+
+def test_depth_sweep_qk_norm_arms(tmp_path: Path) -> None:
+    """The QK-LayerNorm arms train benchmarks/gpt_qknorm.yaml: its generated Model has a
+    LayerNorm on q and on k (their gains are parameters), and at the base depth CompleteP
+    and width-only μP are again the same model."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import depth_sweep
+
+    out = tmp_path / "runs"
+    depth_sweep.main(["run", "--quick", "--procs", "1", "--steps", "3", "--log2-lrs=-8,-6,-4",
+                      "--params", "completep_qk,mup_qk", "--out", str(out)])
+    runs = [json.loads(x) for x in (out / "runs_0.jsonl").read_text().splitlines()]
+    by = {(r["param"], r["depth"], r["log2_lr"]): r for r in runs}
+    assert len(by) == 2 * 2 * 3
+    for lr in (-8, -6, -4):
+        assert by[("completep_qk", 2, lr)]["val_loss"] == by[("mup_qk", 2, lr)]["val_loss"]
+    modules = sorted((out / "gen").glob("gpt_*_qk_*.py"))
+    assert len(modules) == 4  # 2 arms × depths 2, 4
+    for module in modules:
+        text = module.read_text()
+        assert "lnq_g" in text and "lnk_g" in text, module.name
+
 def test_depth_sweep_summary_of_known_curves() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import depth_sweep
