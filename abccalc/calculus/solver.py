@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from abccalc.calculus.repeats import same_inputs, twins
 from abccalc.calculus.sizes import Sizes, UseKey, broadcast_dims, dead_params, key
@@ -75,15 +76,22 @@ class Invariants:
 
 @dataclass(frozen=True)
 class Analysis:
-    """The solver's result: invariants per use, constants, sizes and the derivation trace."""
+    """The solver's result: invariants per use, constants, sizes and the derivation trace
+    (:attr:`trace`, written when first read: table and codegen never read it)."""
 
     graph: Graph
     optimizer: Optimizer
     sizes: Sizes
     invariants: dict[UseKey, Invariants]
     alpha: dict[str, Exp]
-    trace: dict[str, Step]
+    write_trace: Callable[[], dict[str, Step]] = field(repr=False, compare=False)
     dead_ends: tuple[str, ...] = ()  # parameters with no path to the loss: never trained
+
+    @cached_property
+    def trace(self) -> dict[str, Step]:
+        """Each derivation step by key (``init P@N``, ``lr P@N``, ``alpha N``), in the
+        order the solver fixed them."""
+        return self.write_trace()
 
 
 def role_of(graph: Graph, use: Use) -> Role:
@@ -109,7 +117,8 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
     # and its st = max(s0, sd); a copied use shares its twin's pair
     operand: dict[UseKey, tuple[Exp, Exp]] = {}
     alpha: dict[str, Exp] = {}
-    trace: dict[str, Step] = {}
+    constants: dict[str, tuple[Exp, str, tuple[str, ...]]] = {}  # for the trace: alpha's
+    dead_steps: dict[str, Step] = {}  # the trace's steps at dead nodes (_dead_lr)
     # each use's rule arguments: a copied use shares its twin's tuple where they are equal
     # (one tuple fewer per use for the garbage collector to track)
     init_args: dict[UseKey, tuple] = {}
@@ -148,14 +157,9 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                 args = (readout, k_in, label, x)
             u = (name, use.param)
             init[u], operand[u], init_args[u] = value, xs, args
-            trace[f"init {use.param}@{name}"] = Step(
-                f"a + b of {use.param} at node {name}", _init_rule, value,
-                () if label == "1" else (f"size {node.inputs[0]}",), args)
         if unit.has_constant(node):
-            value, rule, deps = unit.mup_constant(sizes, node)
-            alpha[name] = value
-            trace[f"alpha {name}"] = Step(f"multiplier exponent of {node.op} {name}", rule,
-                                          value, deps)
+            constants[name] = c = unit.mup_constant(sizes, node)
+            alpha[name] = c[0]
         if t is not None:
             s0[name], sd[name] = s0[t], sd[t]
         else:
@@ -170,8 +174,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
     # backwards, iteration i + 1 comes first: it is the template of iteration i
     sizes.backward(init, alpha, entries, reuse={t: n for n, t in copied.items()})
 
-    sgd, k = opt is Optimizer.SGD, opt.k
-    deps = ()
+    sgd = opt is Optimizer.SGD
     invariants: dict[UseKey, Invariants] = {}
     for node in graph.order:
         name = node.name
@@ -183,8 +186,6 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
             t = None
         if t is not None:
             t_uses = uses_of(node_of[t])
-        if sgd:
-            deps = (f"grad {name}",)
         for j, (use, k_in, k_out) in enumerate(uses_of(node)):
             u = (name, use.param)
             stx = operand[u][1]
@@ -207,11 +208,9 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
             else:
                 args = (opt, k_in, stx, ZERO, 0, name, (graph, use.param, k_out, init[u]))
             lr_args[u] = args
-            trace[f"lr {use.param}@{name}"] = Step(
-                f"{k}a + c of {use.param} at node {name}", _lr_rule, lr, deps, args)
             invariants[u] = Invariants(use, role, init[u], lr)
     if dead:  # the uses at dead nodes, whose LR no desideratum fixes
-        raised = [_dead_lr(sizes, p.uses, init, invariants, trace)
+        raised = [_dead_lr(sizes, p.uses, init, invariants, dead_steps)
                   for p in graph.params.values() if any(u.node in dead for u in p.uses)]
         if any(raised):  # a dead use's init changed: resize the dead nodes (nothing live
             for node in graph.order:  # reads them)
@@ -219,7 +218,49 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                     sizes.forward(node, init, alpha.get(node.name), _zero)
         invariants = {key(u): invariants[key(u)] for n in graph.order
                       for u, _, _ in sizes.uses(n)}
-    return Analysis(graph, opt, sizes, invariants, alpha, trace, dead_params(graph, dead))
+
+    def write_trace() -> dict[str, Step]:  # a raised a + b (_dead_lr) has its own step
+        return _trace(sizes, init, init_args, constants, invariants, lr_args, dead_steps)
+
+    return Analysis(graph, opt, sizes, invariants, alpha, write_trace,
+                    dead_params(graph, dead))
+
+
+def _trace(sizes: Sizes, init: dict[UseKey, Exp], init_args: dict[UseKey, tuple],
+           constants: dict[str, tuple[Exp, str, tuple[str, ...]]],
+           invariants: dict[UseKey, Invariants], lr_args: dict[UseKey, tuple],
+           dead_steps: dict[str, Step]) -> dict[str, Step]:
+    """The derivation steps of a solve, from what it kept: the forward pass's a + b and
+    constants node by node, then the live uses' LR invariants, then the steps at dead
+    nodes (replacing or following those), as the solve fixed them."""
+    graph, opt, uses_of = sizes.graph, sizes.optimizer, sizes.uses
+    trace: dict[str, Step] = {}
+    for node in graph.order:
+        name = node.name
+        for use, _, _ in uses_of(node):
+            u = (name, use.param)
+            args = init_args[u]
+            trace[f"init {use.param}@{name}"] = Step(
+                f"a + b of {use.param} at node {name}", _init_rule, init[u],
+                () if args[2] == "1" else (f"size {node.inputs[0]}",), args)
+        c = constants.get(name)
+        if c is not None:
+            value, rule, deps = c
+            trace[f"alpha {name}"] = Step(f"multiplier exponent of {node.op} {name}", rule,
+                                          value, deps)
+    sgd, k = opt is Optimizer.SGD, opt.k
+    for node in graph.order:
+        name = node.name
+        if name in sizes.dead:
+            continue
+        deps = (f"grad {name}",) if sgd else ()
+        for use, _, _ in uses_of(node):
+            u = (name, use.param)
+            trace[f"lr {use.param}@{name}"] = Step(
+                f"{k}a + c of {use.param} at node {name}", _lr_rule, invariants[u].lr, deps,
+                lr_args[u])
+    trace.update(dead_steps)
+    return trace
 
 
 def _zero(use: Use) -> Exp:
