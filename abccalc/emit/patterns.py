@@ -82,6 +82,16 @@ def star(name: str) -> tuple[str, tuple[str, ...]]:
     return ".".join("*" if s.isdigit() else s for s in segs), digits
 
 
+def _star(name: str) -> tuple[str, str]:
+    """:func:`star` of ``name`` with its digit components joined by dots (``""``: none,
+    and then the form is ``name`` itself)."""
+    segs = name.split(".")
+    parts = [s for s in segs if s.isdigit()]
+    if parts:
+        return ".".join(["*" if s.isdigit() else s for s in segs]), ".".join(parts)
+    return name, ""
+
+
 class Starred:
     """Names by their starred form (:func:`star`), to count the names that a pattern of
     whole starred components (``block.*.W_q``, as :func:`star` writes them) matches
@@ -94,19 +104,24 @@ class Starred:
         self.digits: dict[str, str] = {}  # strings, not tuples: no object per name for the
         self.count: dict[str, int] = {}   # garbage collector to walk
         self._masked: dict[tuple[int, tuple[int, ...]], dict[str, int]] = {}
+        self._heads: dict[str, tuple[str, str]] = {}  # _star of a name's dotted prefix
 
     def add(self, name: str) -> tuple[str, str]:
         """:func:`star` of ``name``, its digit components joined by dots (``""``: none);
-        a name is counted once however often it is added."""
+        a name is counted once however often it is added. A name whose last component
+        is not all digits is its prefix's form and that component (``block.3.W_q``:
+        ``block.3`` starred, made once for the block's parameters, then ``.W_q``)."""
         form = self.forms.get(name)
         if form is not None:
             return form, self.digits[name]
-        segs = name.split(".")
-        parts = [s for s in segs if s.isdigit()]
-        if parts:
-            form, digits = ".".join(["*" if s.isdigit() else s for s in segs]), ".".join(parts)
+        head, dot, tail = name.rpartition(".")
+        if not dot or tail.isdigit():
+            form, digits = _star(name)
         else:
-            form, digits = name, ""
+            got = self._heads.get(head)
+            if got is None:
+                got = self._heads[head] = _star(head)
+            form, digits = (name if got[0] is head else got[0] + dot + tail), got[1]
         self.forms[name], self.digits[name] = form, digits
         self.count[form] = self.count.get(form, 0) + 1
         if self._masked:

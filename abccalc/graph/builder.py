@@ -356,13 +356,17 @@ class GraphBuilder:
                 first.setdefault(p, i)
         params: dict[str, Param] = {}
         for pname in sorted(uses, key=first.__getitem__):
-            (use0, shape0), *rest = uses[pname]
-            for use, shape in rest:
+            held = uses[pname]
+            use0, shape0 = held[0]
+            if len(held) == 1:  # most parameters have one use
+                params[pname] = Param(pname, shape0, (use0,))
+                continue
+            for use, shape in held[1:]:
                 if sorted(shape) != sorted(shape0):
                     raise self.err(f"parameter '{pname}'", f"is tied but has shape "
                                    f"{list(shape)} at node '{use.node}' and {list(shape0)} "
                                    f"at node '{use0.node}'")
-            params[pname] = Param(pname, shape0, tuple(u for u, _ in uses[pname]))
+            params[pname] = Param(pname, shape0, tuple(u for u, _ in held))
         frozen = tuple(shaped[n.name] for n in nodes)
         if not any(OPS[n.op].is_output for n in frozen):
             raise AbcError(f"{self.source}: no output node; end the graph with 'op: output'")

@@ -27,7 +27,7 @@ import math
 import numbers
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from functools import cached_property, lru_cache
 from typing import Any
@@ -301,9 +301,25 @@ def parametrize(analysis: Analysis, variant: str = "table3",
         if variant == "table3" and any(  # table3 fixes a on every use
                 a_by_use[key(i.use)] != gauge(graph, i, opt) + theta for i in invs):
             raise _conflict(graph, variant, pname, "a+b", invs, [str(i.init) for i in invs])
-        rules[pname] = ParamRule(pname, invs[0].role, param.kind, param.shape, param.uses,
-                                 a_by_use, b, c)
+        rules[pname] = _param_rule(pname, invs[0].role, param.kind, param.shape,
+                                   param.uses, a_by_use, b, c)
     return Parametrization(analysis, variant, rules, shifts, depth_alpha=depth_alpha)
+
+
+_RULE_FIELDS = tuple(f.name for f in fields(ParamRule))
+
+
+def _param_rule(*values: Any) -> ParamRule:
+    """``ParamRule(*values)``, made without ``__init__`` (a frozen dataclass sets each of
+    its 8 fields through ``object.__setattr__``) when its exponents are Fractions already,
+    which ``__post_init__`` would leave as they are."""
+    *_, a_by_use, b, c = values
+    if type(b) is not Fraction or type(c) is not Fraction or not all(
+            type(a) is Fraction for a in a_by_use.values()):
+        return ParamRule(*values)
+    rule = object.__new__(ParamRule)
+    rule.__dict__.update(zip(_RULE_FIELDS, values, strict=True))
+    return rule
 
 
 def parametrize_all(analysis: Analysis, variants: tuple[str, ...] = VARIANTS,

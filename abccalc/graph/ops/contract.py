@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from abccalc.errors import AbcError
 from abccalc.exponents import HALF, ONE, Exp, fmt_exp, plus
 from abccalc.graph.core import Dim, Node
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, TorchCtx, arity
+from abccalc.graph.ops.base import Ctx, Err, Op, Rule, Shaped, SizesLike, TorchCtx, arity
 from abccalc.graph.ops.multiply import changed_product
 from abccalc.graph.ops.softmax import SOFTMAX
 
@@ -68,14 +68,18 @@ class Contract(Op):
             out.append((x, plus(-ctx.alpha, gh, sizes.st(y), graph.inf(list(shared)))))
         return out
 
-    def mup_constant(self, sizes: SizesLike, node: Node) -> tuple[Exp, str, tuple[str, ...]]:
+    def mup_constant(self, sizes: SizesLike, node: Node) -> tuple[Exp, Rule, tuple[str, ...]]:
         u, v = node.inputs
         k = sizes.graph.inf(node.over)
-        rule = (f"Θ(1) once trained (LLN, TP5 Def. 4.1 fn. 8): {u} and {v} are correlated, "
-                f"so the sum over {k} infinite dim(s) is n^{k}: n^(-α + st({u}) + st({v}) + "
-                f"{k}·1) with st = {fmt_exp(sizes.st(u))}, {fmt_exp(sizes.st(v))} must be "
-                "Θ(1)")
-        return sizes.st(u) + sizes.st(v) + k, rule, (f"size {u}", f"size {v}")
+        st_u, st_v = sizes.st(u), sizes.st(v)
+
+        def rule() -> str:  # written when explain reads it
+            return (f"Θ(1) once trained (LLN, TP5 Def. 4.1 fn. 8): {u} and {v} are "
+                    f"correlated, so the sum over {k} infinite dim(s) is n^{k}: n^(-α + "
+                    f"st({u}) + st({v}) + {k}·1) with st = {fmt_exp(st_u)}, {fmt_exp(st_v)} "
+                    "must be Θ(1)")
+
+        return st_u + st_v + k, rule, (f"size {u}", f"size {v}")
 
     def sp_constant(self, graph: Graph, node: Node) -> Exp:
         return HALF * graph.inf(node.over)
