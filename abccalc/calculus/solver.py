@@ -126,6 +126,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
     twin = twins(graph, sizes) if reuse else {}
     copied: dict[str, str] = {}  # node -> its twin, whose inputs had the same sizes
     uses_of, weight = sizes.uses, Kind.WEIGHT
+    found = sizes._uses  # uses_of's results by node: each node's, once the loop below met it
 
     for node in graph.order:
         name = node.name
@@ -133,7 +134,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
         t = twin.get(name)
         if t is not None and t in s0 and same_inputs(sizes, node, node_of[t]):
             copied[name] = t
-            t_uses = uses_of(node_of[t])
+            t_uses = found[t]  # forwarded (t in s0), so met
         else:
             t = None
         for j, (use, k_in, k_out) in enumerate(uses_of(node)):
@@ -185,8 +186,8 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
         if t is not None and sgd and not _same(gh, sizes.g[t]):
             t = None
         if t is not None:
-            t_uses = uses_of(node_of[t])
-        for j, (use, k_in, k_out) in enumerate(uses_of(node)):
+            t_uses = found[t]
+        for j, (use, k_in, k_out) in enumerate(found[name]):
             u = (name, use.param)
             stx = operand[u][1]
             if t is not None:
