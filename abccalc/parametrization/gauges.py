@@ -27,7 +27,7 @@ import math
 import numbers
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property, lru_cache
 from typing import Any
@@ -306,20 +306,22 @@ def parametrize(analysis: Analysis, variant: str = "table3",
     return Parametrization(analysis, variant, rules, shifts, depth_alpha=depth_alpha)
 
 
-_RULE_FIELDS = tuple(f.name for f in fields(ParamRule))
-
-
-def _param_rule(*values: Any) -> ParamRule:
-    """``ParamRule(*values)``, made without ``__init__`` (a frozen dataclass sets each of
-    its 8 fields through ``object.__setattr__``) when its exponents are Fractions already,
+def _param_rule(name: str, role: Role, kind: Kind, shape: tuple[str, ...],
+                uses: tuple[Use, ...], a_by_use: dict[UseKey, Exp], b: Exp, c: Exp
+                ) -> ParamRule:
+    """``ParamRule(...)``, made without ``__init__`` (a frozen dataclass sets each of its
+    8 fields through ``object.__setattr__``) when its exponents are Fractions already,
     which ``__post_init__`` would leave as they are."""
-    *_, a_by_use, b, c = values
-    if type(b) is not Fraction or type(c) is not Fraction or not all(
-            type(a) is Fraction for a in a_by_use.values()):
-        return ParamRule(*values)
-    rule = object.__new__(ParamRule)
-    rule.__dict__.update(zip(_RULE_FIELDS, values, strict=True))
-    return rule
+    if type(b) is Fraction and type(c) is Fraction:
+        for a in a_by_use.values():
+            if type(a) is not Fraction:
+                break
+        else:
+            rule = object.__new__(ParamRule)
+            rule.__dict__.update(name=name, role=role, kind=kind, shape=shape, uses=uses,
+                                 a_exp=a_by_use, b_exp=b, c_exp=c)
+            return rule
+    return ParamRule(name, role, kind, shape, uses, a_by_use, b, c)
 
 
 def parametrize_all(analysis: Analysis, variants: tuple[str, ...] = VARIANTS,
