@@ -1,14 +1,16 @@
 """Objects made without ``__init__`` on hot paths equal the ones ``__init__`` makes:
-parametrize's ParamRules (field by field, types included, and by repr)."""
+parametrize's ParamRules (field by field, types included, and by repr) and a build's
+parameter uses."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import FrozenInstanceError, fields
 from pathlib import Path
 
 import pytest
 
 from abccalc.calculus.solver import solve
+from abccalc.graph.core import Kind, Use, new_use
 from abccalc.graph.spec import load_graph
 from abccalc.parametrization.gauges import VARIANTS, Conflict, ParamRule, parametrize
 
@@ -32,3 +34,20 @@ def test_param_rules_equal_those_init_makes(path: Path, opt: str) -> None:
             assert list(r.__dict__) == list(made.__dict__)
             assert [type(v) for v in values] == [type(getattr(made, f.name))
                                                  for f in fields(ParamRule)]
+
+
+def test_new_use_equals_the_use_init_makes() -> None:
+    args = ("block.3.q", "block.3.W_q", Kind.WEIGHT, ("d_model",), ("d_head", "n_head"))
+    made, fast = Use(*args), new_use(*args)
+    assert fast == made and hash(fast) == hash(made) and repr(fast) == repr(made)
+    assert list(fast.__dict__) == list(made.__dict__)
+    with pytest.raises(FrozenInstanceError):
+        fast.node = "x"  # type: ignore[misc]
+
+
+def test_built_uses_equal_those_init_makes() -> None:
+    graph = load_graph(ROOT / "examples/gpt.yaml", {"n_layer": "4"})
+    for param in graph.params.values():
+        for u in param.uses:
+            again = Use(u.node, u.param, u.kind, u.fan_in, u.fan_out)
+            assert u == again and list(u.__dict__) == list(again.__dict__)

@@ -87,6 +87,16 @@ class Use:
     fan_out: tuple[str, ...]
 
 
+def new_use(node: str, param: str, kind: Kind, fan_in: tuple[str, ...],
+            fan_out: tuple[str, ...]) -> Use:
+    """``Use(node, param, kind, fan_in, fan_out)``, made without ``__init__`` (a frozen
+    dataclass sets each field through ``object.__setattr__``): for a build's repeated
+    nodes, which make one per parameter."""
+    use = object.__new__(Use)
+    use.__dict__.update(node=node, param=param, kind=kind, fan_in=fan_in, fan_out=fan_out)
+    return use
+
+
 @dataclass(frozen=True)
 class Param:
     """A named trainable tensor; tied tensors are one Param with several uses."""
