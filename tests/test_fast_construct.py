@@ -1,6 +1,6 @@
 """Objects made without ``__init__`` on hot paths equal the ones ``__init__`` makes:
 parametrize's ParamRules (field by field, types included, and by repr) and a build's
-parameter uses."""
+parameter uses and a spec's nodes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from abccalc.calculus.solver import solve
-from abccalc.graph.core import Kind, Use, new_use
-from abccalc.graph.spec import load_graph
+from abccalc.graph.builder import Block
+from abccalc.graph.core import Kind, Node, Use, new_use
+from abccalc.graph.spec import load_builder, load_graph
 from abccalc.parametrization.gauges import VARIANTS, Conflict, ParamRule, parametrize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,3 +52,19 @@ def test_built_uses_equal_those_init_makes() -> None:
         for u in param.uses:
             again = Use(u.node, u.param, u.kind, u.fan_in, u.fan_out)
             assert u == again and list(u.__dict__) == list(again.__dict__)
+
+
+@pytest.mark.parametrize("path", GRAPHS, ids=lambda p: p.stem)
+def test_spec_nodes_equal_those_init_makes(path: Path) -> None:
+    builder = load_builder(path)
+    nodes = [n for item in builder._items
+             for n in (item.nodes if isinstance(item, Block) else [item])]
+    assert nodes
+    for n in nodes:
+        made = Node(**{f.name: getattr(n, f.name) for f in fields(Node)})
+        assert n == made and repr(n) == repr(made) and list(n.__dict__) == list(made.__dict__)
+
+
+def test_a_node_field_node_lacks_is_still_a_type_error() -> None:
+    with pytest.raises(TypeError, match="nope"):
+        Block("b", 2, input="x", carry="x", output="y").node("y", "relu", nope=1)

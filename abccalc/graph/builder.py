@@ -27,7 +27,7 @@ from abccalc.errors import AbcError
 from abccalc.graph.blocks import MAX_NODES, expand, params_of
 from abccalc.graph.checks import check_fields, expand_composites, shape_nodes
 from abccalc.graph.core import Dim, Graph, Node, Param, topological_order, unnamed_fields
-from abccalc.graph.names import check_name, clean, shown
+from abccalc.graph.names import check_name, clean, name_error, shown
 from abccalc.graph.ops import OPS
 
 NODE_FIELDS = {f.name for f in fields(Node)}
@@ -59,14 +59,22 @@ class Block:
 LIST_FIELDS = {"inputs", "dims", "in_dims", "over", "kernel", "causal", "parts", "heads"}
 
 
-def _names_field(value: Any, what: str, source: str) -> tuple[str, ...]:
-    """A list field: a name or a list of names, each following the identifier rule."""
+def _names_field(value: Any, where: str, key: str, source: str) -> tuple[str, ...]:
+    """A list field ``key`` of ``where`` (``node 'x'``): a name or a list of names, each
+    following the identifier rule (the message's text is made only on failure)."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list | tuple):
-        raise AbcError(f"{source}: {what}: expected a name or a list of names, got "
-                       f"{type(value).__name__}")
-    return tuple(check_name(v, what, source) for v in value)
+        raise AbcError(f"{source}: {where}: '{key}': expected a name or a list of names, "
+                       f"got {type(value).__name__}")
+    for v in value:
+        if name_error(v) is not None:
+            check_name(v, f"{where}: '{key}'", source)  # raises
+    return tuple(value)
+
+
+_KW_FIELDS = NODE_FIELDS - {"name", "op"}
+_BLANK = Node("", "")  # every other field at its default
 
 
 def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
@@ -78,10 +86,11 @@ def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
         raise AbcError(f"{source}: {where}: op {shown(op)} is not a name")
     kw = dict(kw)
     for k in LIST_FIELDS & set(kw):
-        kw[k] = _names_field(kw[k], f"{where}: '{k}'", source)
+        kw[k] = _names_field(kw[k], where, k, source)
     for k in ("weight", "bias", "gain", "vocab", "along", "mode"):
-        if kw.get(k) is not None:
-            check_name(kw[k], f"{where}: '{k}'", source)
+        v = kw.get(k)
+        if v is not None and name_error(v) is not None:
+            check_name(v, f"{where}: '{k}'", source)  # raises
     index = kw.get("index")
     if index is not None and (isinstance(index, bool) or not isinstance(index, int)
                               or not 0 <= index <= MAX_NODES):
@@ -100,7 +109,9 @@ def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
                 or abs(v) > MAX_SIZE:
             raise AbcError(f"{source}: {where}: 'value' {shown(v)} is not a finite "
                            "number")
-    return Node(name=name, op=op, **kw)
+    if kw.keys() <= _KW_FIELDS:  # Node(...) without __init__ (19 fields set one by one)
+        return _BLANK._copy({"name": name, "op": op, **kw})
+    return Node(name=name, op=op, **kw)  # the TypeError of a field Node lacks
 
 
 class GraphBuilder:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import keyword
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Any
 
 from abccalc.errors import AbcError
@@ -84,8 +85,17 @@ def to_name(text: str) -> str:
 
 def name_error(name: Any, module: bool = False, dim: bool = False) -> str | None:
     """Why ``name`` breaks the identifier rule, or None when it follows it."""
+    if type(name) is str:
+        return _str_error(name, module, dim)
     if not isinstance(name, str):
         return f"{shown(name)} is not a name (a {type(name).__name__}, not a string)"
+    return _str_error.__wrapped__(name, module, dim)
+
+
+@lru_cache(maxsize=4096)
+def _str_error(name: str, module: bool, dim: bool) -> str | None:
+    """:func:`name_error` of a string (a spec names the same dims and parameters again and
+    again: each is checked once)."""
     if len(name) > MAX_LEN:
         return f"name longer than {MAX_LEN} characters"
     if not _NAME.fullmatch(name):
