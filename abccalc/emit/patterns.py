@@ -82,16 +82,6 @@ def star(name: str) -> tuple[str, tuple[str, ...]]:
     return ".".join("*" if s.isdigit() else s for s in segs), digits
 
 
-def _star(name: str) -> tuple[str, str]:
-    """:func:`star` of ``name`` with its digit components joined by dots (``""``: none,
-    and then the form is ``name`` itself)."""
-    segs = name.split(".")
-    parts = [s for s in segs if s.isdigit()]
-    if parts:
-        return ".".join(["*" if s.isdigit() else s for s in segs]), ".".join(parts)
-    return name, ""
-
-
 class Starred:
     """Names by their starred form (:func:`star`), to count the names that a pattern of
     whole starred components (``block.*.W_q``, as :func:`star` writes them) matches
@@ -104,29 +94,39 @@ class Starred:
         self.digits: dict[str, str] = {}  # strings, not tuples: no object per name for the
         self.count: dict[str, int] = {}   # garbage collector to walk
         self._masked: dict[tuple[int, tuple[int, ...]], dict[str, int]] = {}
-        self._heads: dict[str, tuple[str, str]] = {}  # _star of a name's dotted prefix
+        self._split: dict[str, tuple[str, str]] = {}  # form and digits of names, prefixes
 
     def add(self, name: str) -> tuple[str, str]:
         """:func:`star` of ``name``, its digit components joined by dots (``""``: none);
-        a name is counted once however often it is added. A name whose last component
-        is not all digits is its prefix's form and that component (``block.3.W_q``:
-        ``block.3`` starred, made once for the block's parameters, then ``.W_q``)."""
+        a name is counted once however often it is added."""
         form = self.forms.get(name)
         if form is not None:
             return form, self.digits[name]
-        head, dot, tail = name.rpartition(".")
-        if not dot or tail.isdigit():
-            form, digits = _star(name)
-        else:
-            got = self._heads.get(head)
-            if got is None:
-                got = self._heads[head] = _star(head)
-            form, digits = (name if got[0] is head else got[0] + dot + tail), got[1]
+        form, digits = self._star(name)
         self.forms[name], self.digits[name] = form, digits
         self.count[form] = self.count.get(form, 0) + 1
         if self._masked:
             self._masked.clear()
         return form, digits
+
+    def _star(self, name: str) -> tuple[str, str]:
+        """:func:`star` of ``name`` as ``add`` gives it, from its dotted prefix's (each
+        prefix starred once: ``block.3.q.weight`` reuses ``block.3.q``, which reuses
+        ``block.3``, what the block's other names made)."""
+        got = self._split.get(name)
+        if got is not None:
+            return got
+        head, dot, tail = name.rpartition(".")
+        if not dot:
+            got = ("*", name) if name.isdigit() else (name, "")
+        else:
+            form, digits = self._star(head)  # recursion: one level per component
+            if tail.isdigit():
+                got = form + ".*", (digits + "." + tail if digits else tail)
+            else:
+                got = (form + "." + tail if digits else name), digits
+        self._split[name] = got
+        return got
 
     def matches(self, pattern: str) -> int:
         """How many of the added names ``pattern`` (each ``*`` a whole component)
