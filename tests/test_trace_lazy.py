@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -57,6 +58,12 @@ def test_table_and_codegen_never_write_the_trace() -> None:
     assert "trace" not in a.__dict__  # a cached property: absent until read
     assert a.trace["lr block.1.W_q@block.1.q"].deps == ()
     assert "trace" in a.__dict__
+
+
+def test_an_analysis_pickles_with_its_unwritten_trace() -> None:
+    a = solve(GRAPHS["tied_dead"](), "sgd")
+    b = pickle.loads(pickle.dumps(a))
+    assert list(b.trace.items()) == list(a.trace.items())
 
 
 if __name__ == "__main__":  # write the golden digests (only where the solver is trusted)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 from abccalc.calculus.repeats import same_inputs, twins
 from abccalc.calculus.sizes import Sizes, UseKey, broadcast_dims, dead_params, key
@@ -219,10 +219,9 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                     sizes.forward(node, init, alpha.get(node.name), _zero)
         invariants = {key(u): invariants[key(u)] for n in graph.order
                       for u, _, _ in sizes.uses(n)}
-
-    def write_trace() -> dict[str, Step]:  # a raised a + b (_dead_lr) has its own step
-        return _trace(sizes, init, init_args, constants, invariants, lr_args, dead_steps)
-
+    # the trace, written when read; a + b raised by _dead_lr has its own step there
+    write_trace = partial(_trace, sizes, init, init_args, constants, invariants, lr_args,
+                          dead_steps)
     return Analysis(graph, opt, sizes, invariants, alpha, write_trace,
                     dead_params(graph, dead))
 

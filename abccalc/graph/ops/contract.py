@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from abccalc.errors import AbcError
@@ -16,6 +17,13 @@ from abccalc.graph.ops.softmax import SOFTMAX
 
 if TYPE_CHECKING:
     from abccalc.graph.core import Graph
+
+
+def _constant_rule(u: str, v: str, k: int, st_u: Exp, st_v: Exp) -> str:
+    """The rule of a contraction's constant (written when ``explain`` reads it)."""
+    return (f"Θ(1) once trained (LLN, TP5 Def. 4.1 fn. 8): {u} and {v} are correlated, so "
+            f"the sum over {k} infinite dim(s) is n^{k}: n^(-α + st({u}) + st({v}) + {k}·1) "
+            f"with st = {fmt_exp(st_u)}, {fmt_exp(st_v)} must be Θ(1)")
 
 
 class Contract(Op):
@@ -72,14 +80,8 @@ class Contract(Op):
         u, v = node.inputs
         k = sizes.graph.inf(node.over)
         st_u, st_v = sizes.st(u), sizes.st(v)
-
-        def rule() -> str:  # written when explain reads it
-            return (f"Θ(1) once trained (LLN, TP5 Def. 4.1 fn. 8): {u} and {v} are "
-                    f"correlated, so the sum over {k} infinite dim(s) is n^{k}: n^(-α + "
-                    f"st({u}) + st({v}) + {k}·1) with st = {fmt_exp(st_u)}, {fmt_exp(st_v)} "
-                    "must be Θ(1)")
-
-        return st_u + st_v + k, rule, (f"size {u}", f"size {v}")
+        return (st_u + st_v + k, partial(_constant_rule, u, v, k, st_u, st_v),
+                (f"size {u}", f"size {v}"))
 
     def sp_constant(self, graph: Graph, node: Node) -> Exp:
         return HALF * graph.inf(node.over)
