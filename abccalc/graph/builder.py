@@ -24,7 +24,7 @@ from fractions import Fraction
 from typing import Any
 
 from abccalc.errors import AbcError
-from abccalc.graph.blocks import MAX_NODES, expand, params_of
+from abccalc.graph.blocks import MAX_NODES, expand
 from abccalc.graph.checks import check_fields, expand_composites, shape_nodes
 from abccalc.graph.core import Dim, Graph, Node, Param, topological_order, unnamed_fields
 from abccalc.graph.names import check_name, clean, name_error, shown
@@ -363,8 +363,10 @@ class GraphBuilder:
             shaped, uses, classes = shape_nodes(names, order, dims, self.err, reuse)
         first = {}  # parameters in topological order of first use: declaration order is moot
         for i, name in enumerate(order):
-            for p in params_of(names[name]):
-                first.setdefault(p, i)
+            n = names[name]
+            for p in (n.weight, n.bias, n.gain):  # params_of, without a list per node
+                if p is not None and p not in first:
+                    first[p] = i
         params: dict[str, Param] = {}
         for pname in sorted(uses, key=first.__getitem__):
             held = uses[pname]
