@@ -11,7 +11,7 @@ import pytest
 
 from abccalc.calculus.solver import solve
 from abccalc.graph.builder import Block
-from abccalc.graph.core import Kind, Node, Use, new_use
+from abccalc.graph.core import Kind, Node, Param, Use, new_use
 from abccalc.graph.spec import load_builder, load_graph
 from abccalc.parametrization.gauges import VARIANTS, Conflict, ParamRule, parametrize
 
@@ -46,9 +46,12 @@ def test_new_use_equals_the_use_init_makes() -> None:
         fast.node = "x"  # type: ignore[misc]
 
 
-def test_built_uses_equal_those_init_makes() -> None:
+def test_built_uses_and_params_equal_those_init_makes() -> None:
     graph = load_graph(ROOT / "examples/gpt.yaml", {"n_layer": "4"})
     for param in graph.params.values():
+        again = Param(param.name, param.shape, param.uses)
+        assert param == again and hash(param) == hash(again) and repr(param) == repr(again)
+        assert list(param.__dict__) == list(again.__dict__)
         for u in param.uses:
             again = Use(u.node, u.param, u.kind, u.fan_in, u.fan_out)
             assert u == again and list(u.__dict__) == list(again.__dict__)

@@ -26,7 +26,15 @@ from typing import Any
 from abccalc.errors import AbcError
 from abccalc.graph.blocks import MAX_NODES, expand
 from abccalc.graph.checks import check_fields, expand_composites, shape_nodes
-from abccalc.graph.core import Dim, Graph, Node, Param, topological_order, unnamed_fields
+from abccalc.graph.core import (
+    Dim,
+    Graph,
+    Node,
+    Param,
+    new_param,
+    topological_order,
+    unnamed_fields,
+)
 from abccalc.graph.names import check_name, clean, name_error, shown
 from abccalc.graph.ops import OPS
 
@@ -372,14 +380,14 @@ class GraphBuilder:
             held = uses[pname]
             use0, shape0 = held[0]
             if len(held) == 1:  # most parameters have one use
-                params[pname] = Param(pname, shape0, (use0,))
+                params[pname] = new_param(pname, shape0, (use0,))
                 continue
             for use, shape in held[1:]:
                 if sorted(shape) != sorted(shape0):
                     raise self.err(f"parameter '{pname}'", f"is tied but has shape "
                                    f"{list(shape)} at node '{use.node}' and {list(shape0)} "
                                    f"at node '{use0.node}'")
-            params[pname] = Param(pname, shape0, tuple(u for u, _ in held))
+            params[pname] = new_param(pname, shape0, tuple(u for u, _ in held))
         frozen = tuple(shaped[n.name] for n in nodes)
         if not any(OPS[n.op].is_output for n in frozen):
             raise AbcError(f"{self.source}: no output node; end the graph with 'op: output'")

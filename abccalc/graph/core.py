@@ -110,6 +110,14 @@ class Param:
         return self.uses[0].kind
 
 
+def new_param(name: str, shape: tuple[str, ...], uses: tuple[Use, ...]) -> Param:
+    """``Param(name, shape, uses)``, made without ``__init__`` (as :func:`new_use`): a
+    build makes one per parameter."""
+    param = object.__new__(Param)
+    param.__dict__.update(name=name, shape=shape, uses=uses)
+    return param
+
+
 @dataclass(frozen=True)
 class Node:
     """One op. ``dims`` are the dims of the activation it produces.
