@@ -260,7 +260,8 @@ def split_invariants(invs: list[Invariants], a_first: Exp, opt: Optimizer,
             if got is None:
                 got = memo[k] = (first.init - a_first, first.lr - opt.k * a_first,
                                  exact(a_first), first.init, first.lr)
-            return got[0], got[1], {key(first.use): got[2]}, True
+            use = first.use
+            return got[0], got[1], {(use.node, use.param): got[2]}, True
         return (first.init - a_first, first.lr - opt.k * a_first,
                 {key(first.use): exact(a_first)}, True)
     b = first.init - a_first
@@ -289,8 +290,9 @@ def parametrize(analysis: Analysis, variant: str = "table3",
     gauge = GAUGES[variant]
     rules: dict[str, ParamRule] = {}
     memo: dict[tuple, tuple] = {}
+    inv_of = analysis.invariants
     for pname, param in graph.params.items():
-        invs = [analysis.invariants[key(u)] for u in param.uses]
+        invs = [inv_of[u.node, u.param] for u in param.uses]  # each use's key
         theta = shifts.get(pname, ZERO)
         a_first = gauge(graph, invs[0], opt)
         b, c, a_by_use, consistent = split_invariants(
