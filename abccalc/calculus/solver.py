@@ -28,6 +28,7 @@ from abccalc.errors import AbcError
 from abccalc.exponents import NEG_INF, ZERO, Exp, Optimizer, fmt_exp, half
 from abccalc.graph.core import Graph, Kind, Role, Use
 from abccalc.graph.ops import OPS
+from abccalc.graph.ops.base import Rule
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -117,7 +118,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
     # and its st = max(s0, sd); a copied use shares its twin's pair
     operand: dict[UseKey, tuple[Exp, Exp]] = {}
     alpha: dict[str, Exp] = {}
-    constants: dict[str, tuple[Exp, str, tuple[str, ...]]] = {}  # for the trace: alpha's
+    constants: dict[str, tuple[Exp, Rule, tuple[str, ...]]] = {}  # for the trace: alpha's
     dead_steps: dict[str, Step] = {}  # the trace's steps at dead nodes (_dead_lr)
     # each use's rule arguments: a copied use shares its twin's tuple where they are equal
     # (one tuple fewer per use for the garbage collector to track)
@@ -227,7 +228,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
 
 
 def _trace(sizes: Sizes, init: dict[UseKey, Exp], init_args: dict[UseKey, tuple],
-           constants: dict[str, tuple[Exp, str, tuple[str, ...]]],
+           constants: dict[str, tuple[Exp, Rule, tuple[str, ...]]],
            invariants: dict[UseKey, Invariants], lr_args: dict[UseKey, tuple],
            dead_steps: dict[str, Step]) -> dict[str, Step]:
     """The derivation steps of a solve, from what it kept: the forward pass's a + b and
@@ -298,7 +299,7 @@ def _lr_rule(opt: Optimizer, k_in: int, stx: Exp, gh: Exp, kb: int, name: str,
 
 
 def _dead_lr(sizes: Sizes, uses: tuple[Use, ...], init: dict[UseKey, Exp],
-             invariants: dict[UseKey, Invariants], trace: dict[str, Step]) -> bool:
+             invariants: dict[UseKey, Invariants], steps: dict[str, Step]) -> bool:
     """The invariants of each use at a dead node (no path to the loss, zero gradient),
     whose LR no desideratum fixes; True when a dead use's init was raised.
 
@@ -309,7 +310,8 @@ def _dead_lr(sizes: Sizes, uses: tuple[Use, ...], init: dict[UseKey, Exp],
     grow, so its a + b is raised when needed to the smallest value that keeps ΔW·x ≤ Θ(1)
     (it then stays Θ(1) at init or smaller): with Adam ΔW·x = n^(−(init − init_v) − lr_v
     + K), with SGD n^(−(init − init_v) − lr_v + g_v + st(x_v) + B_v + K) for each live use
-    v, where K = inf(fan_in) + st(x) at the dead use."""
+    v, where K = inf(fan_in) + st(x) at the dead use. Their derivation steps go into
+    ``steps`` (the trace's, over those the solve kept)."""
     graph, opt, dead = sizes.graph, sizes.optimizer, sizes.dead
     live = [u for u in uses if u.node not in dead]
     ref = live[0] if live else uses[0]
@@ -326,7 +328,7 @@ def _dead_lr(sizes: Sizes, uses: tuple[Use, ...], init: dict[UseKey, Exp],
                 max(sizes.operand(node, use))
             if bound > init[u]:
                 init[u], raised = bound, True
-                trace[f"init {use.param}@{use.node}"] = Step(
+                steps[f"init {use.param}@{use.node}"] = Step(
                     f"a + b of {use.param} at node {use.node}",
                     f"dead end tied to a trained use: its update ΔW·x, fixed by the uses "
                     f"that train {use.param}, is Θ(1) (and its init smaller) when a + b = "
@@ -335,7 +337,7 @@ def _dead_lr(sizes: Sizes, uses: tuple[Use, ...], init: dict[UseKey, Exp],
         why = (f"its LR follows its use at {ref.node}, which trains it" if live else
                "it never trains, so any LR gives the same run: the LR is width-independent, "
                "c = 0 with a = 0")
-        trace[f"lr {use.param}@{use.node}"] = Step(
+        steps[f"lr {use.param}@{use.node}"] = Step(
             f"{opt.k}a + c of {use.param} at node {use.node}",
             f"dead end: node {use.node} has no path to an output, so it sends no gradient "
             f"to {use.param}; {why}", lr,
