@@ -121,7 +121,8 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
     constants: dict[str, tuple[Exp, Rule, tuple[str, ...]]] = {}  # for the trace: alpha's
     dead_steps: dict[str, Step] = {}  # the trace's steps at dead nodes (_dead_lr)
     # each use's rule arguments: a copied use shares its twin's tuple where they are equal
-    # (one tuple fewer per use for the garbage collector to track)
+    # (one tuple fewer per use for the garbage collector to track); the init rule's are
+    # (readout, k_in, x), all a copy's twin's, and the trace adds the operand's name
     init_args: dict[UseKey, tuple] = {}
     lr_args: dict[UseKey, tuple] = {}
     twin = twins(graph, sizes) if reuse else {}
@@ -151,12 +152,12 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                 x = xd if readout else stx
                 xs = x, stx
                 value = k_in + xd if readout else half(k_in) + x
-            label = unit.operand_label(node, use)
             if readout and x == NEG_INF:
-                raise AbcError(f"{graph.source}: node '{name}': readout of '{label}', "
-                               "which never changes in training")
-            if t is None or args[2] != label:
-                args = (readout, k_in, label, x)
+                raise AbcError(f"{graph.source}: node '{name}': readout of "
+                               f"'{unit.operand_label(node, use)}', which never changes "
+                               "in training")
+            if t is None:  # a copy's (readout, k_in, x) are its twin's: shared
+                args = (readout, k_in, x)  # the trace adds the operand's name
             u = (name, use.param)
             init[u], operand[u], init_args[u] = value, xs, args
         if unit.has_constant(node):
@@ -240,10 +241,12 @@ def _trace(sizes: Sizes, init: dict[UseKey, Exp], init_args: dict[UseKey, tuple]
         name = node.name
         for use, _, _ in uses_of(node):
             u = (name, use.param)
-            args = init_args[u]
+            readout, k_in, x = init_args[u]
+            label = OPS[node.op].operand_label(node, use)
             trace[f"init {use.param}@{name}"] = Step(
                 f"a + b of {use.param} at node {name}", _init_rule, init[u],
-                () if args[2] == "1" else (f"size {node.inputs[0]}",), args)
+                () if label == "1" else (f"size {node.inputs[0]}",),
+                (readout, k_in, label, x))
         c = constants.get(name)
         if c is not None:
             value, rule, deps = c
