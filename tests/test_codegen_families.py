@@ -11,7 +11,7 @@ from test_codegen import GPT, ROOT
 
 from abccalc.emit import codegen
 from abccalc.emit.codegen import generate, load_parametrization
-from abccalc.emit.patterns import Starred, match_pattern
+from abccalc.emit.patterns import Starred, match_pattern, star
 from abccalc.graph.spec import load_builder, load_graph
 
 ARCHS = ROOT / "examples" / "archs"
@@ -87,6 +87,7 @@ def test_starred_counts_what_a_scan_counts(names: list[str], pattern: str) -> No
     finds, a name added twice counted once; ``add`` is :func:`star`."""
     index = Starred()
     for name in names:
-        index.add(name)
+        form, digits = star(name)
+        assert index.add(name) == (form, ".".join(digits))
     assert index.matches(pattern) == sum(
         match_pattern(pattern, n) is not None for n in set(names))

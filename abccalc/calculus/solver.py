@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 
 from abccalc.calculus.repeats import same_inputs, twins
 from abccalc.calculus.sizes import Sizes, UseKey, broadcast_dims, dead_params, key
@@ -27,6 +28,7 @@ from abccalc.errors import AbcError
 from abccalc.exponents import NEG_INF, ZERO, Exp, Optimizer, fmt_exp, half
 from abccalc.graph.core import Graph, Kind, Role, Use
 from abccalc.graph.ops import OPS
+from abccalc.graph.ops.base import Rule
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -75,15 +77,22 @@ class Invariants:
 
 @dataclass(frozen=True)
 class Analysis:
-    """The solver's result: invariants per use, constants, sizes and the derivation trace."""
+    """The solver's result: invariants per use, constants, sizes and the derivation trace
+    (:attr:`trace`, written when first read: table and codegen never read it)."""
 
     graph: Graph
     optimizer: Optimizer
     sizes: Sizes
     invariants: dict[UseKey, Invariants]
     alpha: dict[str, Exp]
-    trace: dict[str, Step]
+    write_trace: Callable[[], dict[str, Step]] = field(repr=False, compare=False)
     dead_ends: tuple[str, ...] = ()  # parameters with no path to the loss: never trained
+
+    @cached_property
+    def trace(self) -> dict[str, Step]:
+        """Each derivation step by key (``init P@N``, ``lr P@N``, ``alpha N``), in the
+        order the solver fixed them."""
+        return self.write_trace()
 
 
 def role_of(graph: Graph, use: Use) -> Role:
@@ -109,14 +118,17 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
     # and its st = max(s0, sd); a copied use shares its twin's pair
     operand: dict[UseKey, tuple[Exp, Exp]] = {}
     alpha: dict[str, Exp] = {}
-    trace: dict[str, Step] = {}
+    constants: dict[str, tuple[Exp, Rule, tuple[str, ...]]] = {}  # for the trace: alpha's
+    dead_steps: dict[str, Step] = {}  # the trace's steps at dead nodes (_dead_lr)
     # each use's rule arguments: a copied use shares its twin's tuple where they are equal
-    # (one tuple fewer per use for the garbage collector to track)
+    # (one tuple fewer per use for the garbage collector to track); the init rule's are
+    # (readout, k_in, x), all a copy's twin's, and the trace adds the operand's name
     init_args: dict[UseKey, tuple] = {}
     lr_args: dict[UseKey, tuple] = {}
     twin = twins(graph, sizes) if reuse else {}
     copied: dict[str, str] = {}  # node -> its twin, whose inputs had the same sizes
     uses_of, weight = sizes.uses, Kind.WEIGHT
+    found = sizes._uses  # uses_of's results by node: each node's, once the loop below met it
 
     for node in graph.order:
         name = node.name
@@ -124,7 +136,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
         t = twin.get(name)
         if t is not None and t in s0 and same_inputs(sizes, node, node_of[t]):
             copied[name] = t
-            t_uses = uses_of(node_of[t])
+            t_uses = found[t]  # forwarded (t in s0), so met
         else:
             t = None
         for j, (use, k_in, k_out) in enumerate(uses_of(node)):
@@ -140,22 +152,17 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                 x = xd if readout else stx
                 xs = x, stx
                 value = k_in + xd if readout else half(k_in) + x
-            label = unit.operand_label(node, use)
             if readout and x == NEG_INF:
-                raise AbcError(f"{graph.source}: node '{name}': readout of '{label}', "
-                               "which never changes in training")
-            if t is None or args[2] != label:
-                args = (readout, k_in, label, x)
+                raise AbcError(f"{graph.source}: node '{name}': readout of "
+                               f"'{unit.operand_label(node, use)}', which never changes "
+                               "in training")
+            if t is None:  # a copy's (readout, k_in, x) are its twin's: shared
+                args = (readout, k_in, x)  # the trace adds the operand's name
             u = (name, use.param)
             init[u], operand[u], init_args[u] = value, xs, args
-            trace[f"init {use.param}@{name}"] = Step(
-                f"a + b of {use.param} at node {name}", _init_rule, value,
-                () if label == "1" else (f"size {node.inputs[0]}",), args)
         if unit.has_constant(node):
-            value, rule, deps = unit.mup_constant(sizes, node)
-            alpha[name] = value
-            trace[f"alpha {name}"] = Step(f"multiplier exponent of {node.op} {name}", rule,
-                                          value, deps)
+            constants[name] = c = unit.mup_constant(sizes, node)
+            alpha[name] = c[0]
         if t is not None:
             s0[name], sd[name] = s0[t], sd[t]
         else:
@@ -170,8 +177,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
     # backwards, iteration i + 1 comes first: it is the template of iteration i
     sizes.backward(init, alpha, entries, reuse={t: n for n, t in copied.items()})
 
-    sgd, k = opt is Optimizer.SGD, opt.k
-    deps = ()
+    sgd = opt is Optimizer.SGD
     invariants: dict[UseKey, Invariants] = {}
     for node in graph.order:
         name = node.name
@@ -182,10 +188,8 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
         if t is not None and sgd and not _same(gh, sizes.g[t]):
             t = None
         if t is not None:
-            t_uses = uses_of(node_of[t])
-        if sgd:
-            deps = (f"grad {name}",)
-        for j, (use, k_in, k_out) in enumerate(uses_of(node)):
+            t_uses = found[t]
+        for j, (use, k_in, k_out) in enumerate(found[name]):
             u = (name, use.param)
             stx = operand[u][1]
             if t is not None:
@@ -207,11 +211,9 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
             else:
                 args = (opt, k_in, stx, ZERO, 0, name, (graph, use.param, k_out, init[u]))
             lr_args[u] = args
-            trace[f"lr {use.param}@{name}"] = Step(
-                f"{k}a + c of {use.param} at node {name}", _lr_rule, lr, deps, args)
             invariants[u] = Invariants(use, role, init[u], lr)
     if dead:  # the uses at dead nodes, whose LR no desideratum fixes
-        raised = [_dead_lr(sizes, p.uses, init, invariants, trace)
+        raised = [_dead_lr(sizes, p.uses, init, invariants, dead_steps)
                   for p in graph.params.values() if any(u.node in dead for u in p.uses)]
         if any(raised):  # a dead use's init changed: resize the dead nodes (nothing live
             for node in graph.order:  # reads them)
@@ -219,7 +221,50 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
                     sizes.forward(node, init, alpha.get(node.name), _zero)
         invariants = {key(u): invariants[key(u)] for n in graph.order
                       for u, _, _ in sizes.uses(n)}
-    return Analysis(graph, opt, sizes, invariants, alpha, trace, dead_params(graph, dead))
+    # the trace, written when read; a + b raised by _dead_lr has its own step there
+    write_trace = partial(_trace, sizes, init, init_args, constants, invariants, lr_args,
+                          dead_steps)
+    return Analysis(graph, opt, sizes, invariants, alpha, write_trace,
+                    dead_params(graph, dead))
+
+
+def _trace(sizes: Sizes, init: dict[UseKey, Exp], init_args: dict[UseKey, tuple],
+           constants: dict[str, tuple[Exp, Rule, tuple[str, ...]]],
+           invariants: dict[UseKey, Invariants], lr_args: dict[UseKey, tuple],
+           dead_steps: dict[str, Step]) -> dict[str, Step]:
+    """The derivation steps of a solve, from what it kept: the forward pass's a + b and
+    constants node by node, then the live uses' LR invariants, then the steps at dead
+    nodes (replacing or following those), as the solve fixed them."""
+    graph, opt, uses_of = sizes.graph, sizes.optimizer, sizes.uses
+    trace: dict[str, Step] = {}
+    for node in graph.order:
+        name = node.name
+        for use, _, _ in uses_of(node):
+            u = (name, use.param)
+            readout, k_in, x = init_args[u]
+            label = OPS[node.op].operand_label(node, use)
+            trace[f"init {use.param}@{name}"] = Step(
+                f"a + b of {use.param} at node {name}", _init_rule, init[u],
+                () if label == "1" else (f"size {node.inputs[0]}",),
+                (readout, k_in, label, x))
+        c = constants.get(name)
+        if c is not None:
+            value, rule, deps = c
+            trace[f"alpha {name}"] = Step(f"multiplier exponent of {node.op} {name}", rule,
+                                          value, deps)
+    sgd, k = opt is Optimizer.SGD, opt.k
+    for node in graph.order:
+        name = node.name
+        if name in sizes.dead:
+            continue
+        deps = (f"grad {name}",) if sgd else ()
+        for use, _, _ in uses_of(node):
+            u = (name, use.param)
+            trace[f"lr {use.param}@{name}"] = Step(
+                f"{k}a + c of {use.param} at node {name}", _lr_rule, invariants[u].lr, deps,
+                lr_args[u])
+    trace.update(dead_steps)
+    return trace
 
 
 def _zero(use: Use) -> Exp:
@@ -257,7 +302,7 @@ def _lr_rule(opt: Optimizer, k_in: int, stx: Exp, gh: Exp, kb: int, name: str,
 
 
 def _dead_lr(sizes: Sizes, uses: tuple[Use, ...], init: dict[UseKey, Exp],
-             invariants: dict[UseKey, Invariants], trace: dict[str, Step]) -> bool:
+             invariants: dict[UseKey, Invariants], steps: dict[str, Step]) -> bool:
     """The invariants of each use at a dead node (no path to the loss, zero gradient),
     whose LR no desideratum fixes; True when a dead use's init was raised.
 
@@ -268,7 +313,8 @@ def _dead_lr(sizes: Sizes, uses: tuple[Use, ...], init: dict[UseKey, Exp],
     grow, so its a + b is raised when needed to the smallest value that keeps ΔW·x ≤ Θ(1)
     (it then stays Θ(1) at init or smaller): with Adam ΔW·x = n^(−(init − init_v) − lr_v
     + K), with SGD n^(−(init − init_v) − lr_v + g_v + st(x_v) + B_v + K) for each live use
-    v, where K = inf(fan_in) + st(x) at the dead use."""
+    v, where K = inf(fan_in) + st(x) at the dead use. Their derivation steps go into
+    ``steps`` (the trace's, over those the solve kept)."""
     graph, opt, dead = sizes.graph, sizes.optimizer, sizes.dead
     live = [u for u in uses if u.node not in dead]
     ref = live[0] if live else uses[0]
@@ -285,7 +331,7 @@ def _dead_lr(sizes: Sizes, uses: tuple[Use, ...], init: dict[UseKey, Exp],
                 max(sizes.operand(node, use))
             if bound > init[u]:
                 init[u], raised = bound, True
-                trace[f"init {use.param}@{use.node}"] = Step(
+                steps[f"init {use.param}@{use.node}"] = Step(
                     f"a + b of {use.param} at node {use.node}",
                     f"dead end tied to a trained use: its update ΔW·x, fixed by the uses "
                     f"that train {use.param}, is Θ(1) (and its init smaller) when a + b = "
@@ -294,7 +340,7 @@ def _dead_lr(sizes: Sizes, uses: tuple[Use, ...], init: dict[UseKey, Exp],
         why = (f"its LR follows its use at {ref.node}, which trains it" if live else
                "it never trains, so any LR gives the same run: the LR is width-independent, "
                "c = 0 with a = 0")
-        trace[f"lr {use.param}@{use.node}"] = Step(
+        steps[f"lr {use.param}@{use.node}"] = Step(
             f"{opt.k}a + c of {use.param} at node {use.node}",
             f"dead end: node {use.node} has no path to an output, so it sends no gradient "
             f"to {use.param}; {why}", lr,

@@ -94,6 +94,7 @@ class Starred:
         self.digits: dict[str, str] = {}  # strings, not tuples: no object per name for the
         self.count: dict[str, int] = {}   # garbage collector to walk
         self._masked: dict[tuple[int, tuple[int, ...]], dict[str, int]] = {}
+        self._split: dict[str, tuple[str, str]] = {}  # form and digits of names, prefixes
 
     def add(self, name: str) -> tuple[str, str]:
         """:func:`star` of ``name``, its digit components joined by dots (``""``: none);
@@ -101,17 +102,31 @@ class Starred:
         form = self.forms.get(name)
         if form is not None:
             return form, self.digits[name]
-        segs = name.split(".")
-        parts = [s for s in segs if s.isdigit()]
-        if parts:
-            form, digits = ".".join(["*" if s.isdigit() else s for s in segs]), ".".join(parts)
-        else:
-            form, digits = name, ""
+        form, digits = self._star(name)
         self.forms[name], self.digits[name] = form, digits
         self.count[form] = self.count.get(form, 0) + 1
         if self._masked:
             self._masked.clear()
         return form, digits
+
+    def _star(self, name: str) -> tuple[str, str]:
+        """:func:`star` of ``name`` as ``add`` gives it, from its dotted prefix's (each
+        prefix starred once: ``block.3.q.weight`` reuses ``block.3.q``, which reuses
+        ``block.3``, what the block's other names made)."""
+        got = self._split.get(name)
+        if got is not None:
+            return got
+        head, dot, tail = name.rpartition(".")
+        if not dot:
+            got = ("*", name) if name.isdigit() else (name, "")
+        else:
+            form, digits = self._star(head)  # recursion: one level per component
+            if tail.isdigit():
+                got = form + ".*", (digits + "." + tail if digits else tail)
+            else:
+                got = (form + "." + tail if digits else name), digits
+        self._split[name] = got
+        return got
 
     def matches(self, pattern: str) -> int:
         """How many of the added names ``pattern`` (each ``*`` a whole component)

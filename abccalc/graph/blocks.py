@@ -29,10 +29,10 @@ def params_of(node: Node) -> list[str]:
     return [p for p in (node.weight, node.bias, node.gain) if p is not None]
 
 
-def _check_block_params(outside: list[Node], expanded: list[Node], err: Err) -> None:
+def _check_block_params(outside: list[Node], inside: dict[str, str], err: Err) -> None:
     """A parameter named outside a block must not take the name of a block iteration's
-    parameter (``layer.0.W``): it would silently tie into it (docs/spec.md, section 6)."""
-    inside = {p: n.name for n in expanded for p in params_of(n)}
+    parameter (``layer.0.W``): it would silently tie into it (docs/spec.md, section 6).
+    ``inside`` maps each block iteration's parameter to its (last) node."""
     for n in outside:
         for p in params_of(n):
             if p in inside:
@@ -62,6 +62,7 @@ def expand(items: list[Node | Block], values: dict[str, int], source: str, err: 
     alias: dict[str, str] = {}  # block name -> its last iteration's output node
     repeats: list[tuple[str, int]] = []
     carries: dict[str, tuple[str, str]] = {}
+    inside: dict[str, str] = {}  # a block iteration's parameter -> its last node
     for item in items:
         if isinstance(item, Node):
             nodes.append(item)
@@ -83,15 +84,14 @@ def expand(items: list[Node | Block], values: dict[str, int], source: str, err: 
                 changes = {"name": pre + n.name, "inputs": tuple(
                     pre + x if x in local else prev if x == carry else x for x in n.inputs)}
                 for k in params:
-                    changes[k] = pre + n.__dict__[k]
+                    changes[k] = p = pre + n.__dict__[k]
+                    inside[p] = changes["name"]
                 nodes.append(n._copy(changes))
             prev = pre + item.output
         carries[item.name] = (alias.get(item.input, item.input), item.output)
         alias[item.name] = prev
         repeats.append((item.name, count))
-    outside = [n for n in items if isinstance(n, Node)]
-    ids = {id(n) for n in outside}
-    _check_block_params(outside, [n for n in nodes if id(n) not in ids], err)
+    _check_block_params([n for n in items if isinstance(n, Node)], inside, err)
     if not alias:
         return nodes, repeats, carries
     return [n.with_(inputs=tuple(alias.get(x, x) for x in n.inputs))

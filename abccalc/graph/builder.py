@@ -24,10 +24,18 @@ from fractions import Fraction
 from typing import Any
 
 from abccalc.errors import AbcError
-from abccalc.graph.blocks import MAX_NODES, expand, params_of
+from abccalc.graph.blocks import MAX_NODES, expand
 from abccalc.graph.checks import check_fields, expand_composites, shape_nodes
-from abccalc.graph.core import Dim, Graph, Node, Param, topological_order, unnamed_fields
-from abccalc.graph.names import check_name, clean, shown
+from abccalc.graph.core import (
+    Dim,
+    Graph,
+    Node,
+    Param,
+    new_param,
+    topological_order,
+    unnamed_fields,
+)
+from abccalc.graph.names import check_name, clean, name_error, shown
 from abccalc.graph.ops import OPS
 
 NODE_FIELDS = {f.name for f in fields(Node)}
@@ -59,14 +67,22 @@ class Block:
 LIST_FIELDS = {"inputs", "dims", "in_dims", "over", "kernel", "causal", "parts", "heads"}
 
 
-def _names_field(value: Any, what: str, source: str) -> tuple[str, ...]:
-    """A list field: a name or a list of names, each following the identifier rule."""
+def _names_field(value: Any, where: str, key: str, source: str) -> tuple[str, ...]:
+    """A list field ``key`` of ``where`` (``node 'x'``): a name or a list of names, each
+    following the identifier rule (the message's text is made only on failure)."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list | tuple):
-        raise AbcError(f"{source}: {what}: expected a name or a list of names, got "
-                       f"{type(value).__name__}")
-    return tuple(check_name(v, what, source) for v in value)
+        raise AbcError(f"{source}: {where}: '{key}': expected a name or a list of names, "
+                       f"got {type(value).__name__}")
+    for v in value:
+        if name_error(v) is not None:
+            check_name(v, f"{where}: '{key}'", source)  # raises
+    return tuple(value)
+
+
+_KW_FIELDS = NODE_FIELDS - {"name", "op"}
+_BLANK = Node("", "")  # every other field at its default
 
 
 def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
@@ -78,10 +94,11 @@ def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
         raise AbcError(f"{source}: {where}: op {shown(op)} is not a name")
     kw = dict(kw)
     for k in LIST_FIELDS & set(kw):
-        kw[k] = _names_field(kw[k], f"{where}: '{k}'", source)
+        kw[k] = _names_field(kw[k], where, k, source)
     for k in ("weight", "bias", "gain", "vocab", "along", "mode"):
-        if kw.get(k) is not None:
-            check_name(kw[k], f"{where}: '{k}'", source)
+        v = kw.get(k)
+        if v is not None and name_error(v) is not None:
+            check_name(v, f"{where}: '{k}'", source)  # raises
     index = kw.get("index")
     if index is not None and (isinstance(index, bool) or not isinstance(index, int)
                               or not 0 <= index <= MAX_NODES):
@@ -100,7 +117,9 @@ def _make_node(name: str, op: str, kw: dict, source: str = "<graph>") -> Node:
                 or abs(v) > MAX_SIZE:
             raise AbcError(f"{source}: {where}: 'value' {shown(v)} is not a finite "
                            "number")
-    return Node(name=name, op=op, **kw)
+    if kw.keys() <= _KW_FIELDS:  # Node(...) without __init__ (19 fields set one by one)
+        return _BLANK._copy({"name": name, "op": op, **kw})
+    return Node(name=name, op=op, **kw)  # the TypeError of a field Node lacks
 
 
 class GraphBuilder:
@@ -352,17 +371,23 @@ class GraphBuilder:
             shaped, uses, classes = shape_nodes(names, order, dims, self.err, reuse)
         first = {}  # parameters in topological order of first use: declaration order is moot
         for i, name in enumerate(order):
-            for p in params_of(names[name]):
-                first.setdefault(p, i)
+            n = names[name]
+            for p in (n.weight, n.bias, n.gain):  # params_of, without a list per node
+                if p is not None and p not in first:
+                    first[p] = i
         params: dict[str, Param] = {}
         for pname in sorted(uses, key=first.__getitem__):
-            (use0, shape0), *rest = uses[pname]
-            for use, shape in rest:
+            held = uses[pname]
+            use0, shape0 = held[0]
+            if len(held) == 1:  # most parameters have one use
+                params[pname] = new_param(pname, shape0, (use0,))
+                continue
+            for use, shape in held[1:]:
                 if sorted(shape) != sorted(shape0):
                     raise self.err(f"parameter '{pname}'", f"is tied but has shape "
                                    f"{list(shape)} at node '{use.node}' and {list(shape0)} "
                                    f"at node '{use0.node}'")
-            params[pname] = Param(pname, shape0, tuple(u for u, _ in uses[pname]))
+            params[pname] = new_param(pname, shape0, tuple(u for u, _ in held))
         frozen = tuple(shaped[n.name] for n in nodes)
         if not any(OPS[n.op].is_output for n in frozen):
             raise AbcError(f"{self.source}: no output node; end the graph with 'op: output'")

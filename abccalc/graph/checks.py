@@ -25,7 +25,7 @@ from dataclasses import fields
 from typing import Any
 
 from abccalc.errors import AbcError
-from abccalc.graph.core import NAMED_FIELDS, Dim, Node, Use, unnamed_fields
+from abccalc.graph.core import NAMED_FIELDS, Dim, Node, Use, new_use, unnamed_fields
 from abccalc.graph.ops import OPS
 from abccalc.graph.ops.base import Op, Shaped
 
@@ -79,16 +79,17 @@ def _recipe(node: Node, result: Shaped) -> Recipe | None:
     return {k: v for k, v in r.items() if v is not d[k]}, tuple(made)
 
 
-def _replay(node: Node, recipe: Recipe) -> Shaped:
+def _replay(node: Node, recipe: Recipe) -> tuple[Node, tuple[tuple[Use, tuple[str, ...]], ...]]:
     """The check's result for ``node`` from the recipe of a node that differs only by names
-    (and whose inputs have the same dims): that result with ``node``'s names."""
+    (and whose inputs have the same dims): that result's node and uses (a
+    :class:`Shaped`'s fields) with ``node``'s names."""
     changes, made = recipe
+    shaped = node._copy(changes) if changes else node
     if not made:
-        return Shaped(node._copy(changes) if changes else node)
+        return shaped, ()
     params = (node.weight, node.bias, node.gain)
-    return Shaped(node._copy(changes) if changes else node,
-                  tuple((Use(node.name, params[j], kind, fan_in, fan_out), shape)
-                        for j, kind, fan_in, fan_out, shape in made))
+    return shaped, tuple((new_use(node.name, params[j], kind, fan_in, fan_out), shape)
+                         for j, kind, fan_in, fan_out, shape in made)
 
 
 def shape_nodes(names: dict[str, Node], order: list[str], dims: dict[str, Dim], err: Err,
@@ -117,17 +118,17 @@ def shape_nodes(names: dict[str, Node], order: list[str], dims: dict[str, Dim], 
             key = (unnamed_fields(n), tuple(raw), _coincide(n))
             hit = memo.get(key)
         if hit is not None and hit[0] is not None:
-            result = _replay(n, hit[0])
+            shaped[name], made = _replay(n, hit[0])
         else:
             node_err = lambda msg, n=n: err(f"node '{n.name}'", msg)  # noqa: E731
             result = OPS[n.op].check(n, ins, dims, node_err)
             if reuse and hit is None:
                 recipe = _recipe(n, result)  # None: a class of its own, checked again
                 hit = memo[key] = (recipe, len(memo) if recipe is not None else -1)
+            shaped[name], made = result.node, result.uses
         if reuse:
             classes[name] = hit[1] if hit[1] >= 0 else -1 - len(classes)
-        shaped[name] = result.node
-        for use, shape in result.uses:
+        for use, shape in made:
             if use.param in names or use.param in dims:
                 raise err(f"parameter '{use.param}'", "duplicate name (also a node or dim)")
             uses.setdefault(use.param, []).append((use, shape))

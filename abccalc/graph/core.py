@@ -87,6 +87,16 @@ class Use:
     fan_out: tuple[str, ...]
 
 
+def new_use(node: str, param: str, kind: Kind, fan_in: tuple[str, ...],
+            fan_out: tuple[str, ...]) -> Use:
+    """``Use(node, param, kind, fan_in, fan_out)``, made without ``__init__`` (a frozen
+    dataclass sets each field through ``object.__setattr__``): for a build's repeated
+    nodes, which make one per parameter."""
+    use = object.__new__(Use)
+    use.__dict__.update(node=node, param=param, kind=kind, fan_in=fan_in, fan_out=fan_out)
+    return use
+
+
 @dataclass(frozen=True)
 class Param:
     """A named trainable tensor; tied tensors are one Param with several uses."""
@@ -98,6 +108,14 @@ class Param:
     @property
     def kind(self) -> Kind:
         return self.uses[0].kind
+
+
+def new_param(name: str, shape: tuple[str, ...], uses: tuple[Use, ...]) -> Param:
+    """``Param(name, shape, uses)``, made without ``__init__`` (as :func:`new_use`): a
+    build makes one per parameter."""
+    param = object.__new__(Param)
+    param.__dict__.update(name=name, shape=shape, uses=uses)
+    return param
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import keyword
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Any
 
 from abccalc.errors import AbcError
@@ -84,26 +85,34 @@ def to_name(text: str) -> str:
 
 def name_error(name: Any, module: bool = False, dim: bool = False) -> str | None:
     """Why ``name`` breaks the identifier rule, or None when it follows it."""
+    if type(name) is str:
+        return _str_error(name, module, dim)
     if not isinstance(name, str):
         return f"{shown(name)} is not a name (a {type(name).__name__}, not a string)"
-    text = shown(name)
+    return _str_error.__wrapped__(name, module, dim)
+
+
+@lru_cache(maxsize=4096)
+def _str_error(name: str, module: bool, dim: bool) -> str | None:
+    """:func:`name_error` of a string (a spec names the same dims and parameters again and
+    again: each is checked once)."""
     if len(name) > MAX_LEN:
         return f"name longer than {MAX_LEN} characters"
     if not _NAME.fullmatch(name):
-        return (f"{text} is not a name: use letters, digits and '_' (not first), joined "
-                "by '.' (docs/spec.md, Names)")
-    for seg in name.split("."):
+        return (f"{shown(name)} is not a name: use letters, digits and '_' (not first), "
+                "joined by '.' (docs/spec.md, Names)")
+    for seg in name.split("."):  # the message's repr of the name is made only on failure
         if keyword.iskeyword(seg):
-            return f"{text} is not a name: '{seg}' is a Python keyword"
+            return f"{shown(name)} is not a name: '{seg}' is a Python keyword"
         if seg.startswith("__"):
-            return f"{text} is not a name: '{seg}' starts with '__'"
+            return f"{shown(name)} is not a name: '{seg}' starts with '__'"
         if module and seg.startswith("_"):
-            return f"{text}: a node or module name may not start a segment with '_'"
+            return f"{shown(name)}: a node or module name may not start a segment with '_'"
         if module and seg in RESERVED_MODULE:
-            return (f"{text}: '{seg}' is reserved (an attribute of torch.nn.Module or of "
-                    "the generated Model); rename it")
+            return (f"{shown(name)}: '{seg}' is reserved (an attribute of torch.nn.Module or "
+                    "of the generated Model); rename it")
     if dim and name in RESERVED_DIM:
-        return f"{text}: '{name}' is reserved in params-file rules; rename the dim"
+        return f"{shown(name)}: '{name}' is reserved in params-file rules; rename the dim"
     return None
 
 

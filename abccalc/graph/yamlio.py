@@ -19,6 +19,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from abccalc.errors import AbcError
+from abccalc.graph.yamlfast import NotPlain, load_plain
 
 MAX_ALIASES = 1000
 MAX_DEPTH = 64
@@ -151,7 +152,18 @@ def _children(node: Node) -> list[Node]:
 
 
 def parse_yaml(text: str, source: str) -> Any:
-    """Parse ``text`` (from ``source``, named in every error) with the limits above."""
+    """Parse ``text`` (from ``source``, named in every error) with the limits above. A plain
+    document (no anchors, aliases or tags: :mod:`abccalc.graph.yamlfast`) is built from
+    libyaml's events directly; any other, or any error, goes through the strict loader."""
+    try:
+        return load_plain(text, MAX_DEPTH, MAX_ITEMS, MAX_INT_DIGITS)
+    except NotPlain:
+        return parse_strict(text, source)
+
+
+def parse_strict(text: str, source: str) -> Any:
+    """:func:`parse_yaml` without the fast path for plain documents: every document is
+    composed into nodes (the reference that the fast path is tested against)."""
     if _FastLoader is not None:
         try:
             return yaml.load(text, Loader=_FastLoader)  # a SafeLoader's composer/constructor

@@ -260,7 +260,8 @@ def split_invariants(invs: list[Invariants], a_first: Exp, opt: Optimizer,
             if got is None:
                 got = memo[k] = (first.init - a_first, first.lr - opt.k * a_first,
                                  exact(a_first), first.init, first.lr)
-            return got[0], got[1], {key(first.use): got[2]}, True
+            use = first.use
+            return got[0], got[1], {(use.node, use.param): got[2]}, True
         return (first.init - a_first, first.lr - opt.k * a_first,
                 {key(first.use): exact(a_first)}, True)
     b = first.init - a_first
@@ -289,8 +290,9 @@ def parametrize(analysis: Analysis, variant: str = "table3",
     gauge = GAUGES[variant]
     rules: dict[str, ParamRule] = {}
     memo: dict[tuple, tuple] = {}
+    inv_of = analysis.invariants
     for pname, param in graph.params.items():
-        invs = [analysis.invariants[key(u)] for u in param.uses]
+        invs = [inv_of[u.node, u.param] for u in param.uses]  # each use's key
         theta = shifts.get(pname, ZERO)
         a_first = gauge(graph, invs[0], opt)
         b, c, a_by_use, consistent = split_invariants(
@@ -301,9 +303,27 @@ def parametrize(analysis: Analysis, variant: str = "table3",
         if variant == "table3" and any(  # table3 fixes a on every use
                 a_by_use[key(i.use)] != gauge(graph, i, opt) + theta for i in invs):
             raise _conflict(graph, variant, pname, "a+b", invs, [str(i.init) for i in invs])
-        rules[pname] = ParamRule(pname, invs[0].role, param.kind, param.shape, param.uses,
-                                 a_by_use, b, c)
+        rules[pname] = _param_rule(pname, invs[0].role, param.kind, param.shape,
+                                   param.uses, a_by_use, b, c)
     return Parametrization(analysis, variant, rules, shifts, depth_alpha=depth_alpha)
+
+
+def _param_rule(name: str, role: Role, kind: Kind, shape: tuple[str, ...],
+                uses: tuple[Use, ...], a_by_use: dict[UseKey, Exp], b: Exp, c: Exp
+                ) -> ParamRule:
+    """``ParamRule(...)``, made without ``__init__`` (a frozen dataclass sets each of its
+    8 fields through ``object.__setattr__``) when its exponents are Fractions already,
+    which ``__post_init__`` would leave as they are."""
+    if type(b) is Fraction and type(c) is Fraction:
+        for a in a_by_use.values():
+            if type(a) is not Fraction:
+                break
+        else:
+            rule = object.__new__(ParamRule)
+            rule.__dict__.update(name=name, role=role, kind=kind, shape=shape, uses=uses,
+                                 a_exp=a_by_use, b_exp=b, c_exp=c)
+            return rule
+    return ParamRule(name, role, kind, shape, uses, a_by_use, b, c)
 
 
 def parametrize_all(analysis: Analysis, variants: tuple[str, ...] = VARIANTS,

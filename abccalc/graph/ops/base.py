@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from abccalc.graph.core import Graph
 
 Err = Callable[[str], AbcError]
+# The one-line rule of a constant's α (the derivation trace): its text, or a function of no
+# arguments that writes it (only ``explain`` reads it, so most solves never call it)
+Rule = str | Callable[[], str]
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,10 @@ class Op:
         return [(i, gh) for i in node.inputs]
 
     # -- parametrization: the free constant ------------------------------------------------
-    def mup_constant(self, sizes: SizesLike, node: Node) -> tuple[Exp, str, tuple[str, ...]]:
-        """μP's exponent α of the constant n^-α, the rule that fixes it (one line) and the
-        sizes it reads. Only for ops with ``constant``."""
+    def mup_constant(self, sizes: SizesLike, node: Node) -> tuple[Exp, Rule, tuple[str, ...]]:
+        """μP's exponent α of the constant n^-α, the rule that fixes it (one line, or a
+        function of no arguments that writes it: :data:`Rule`) and the sizes it reads.
+        Only for ops with ``constant``."""
         raise NotImplementedError(f"op '{node.op}' has no constant")
 
     def sp_constant(self, graph: Graph, node: Node) -> Exp:

@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from abccalc.errors import AbcError
 from abccalc.exponents import HALF, ONE, Exp, fmt_exp, plus
 from abccalc.graph.core import Dim, Node
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, TorchCtx, arity
+from abccalc.graph.ops.base import Ctx, Err, Op, Rule, Shaped, SizesLike, TorchCtx, arity
 from abccalc.graph.ops.multiply import changed_product
 from abccalc.graph.ops.softmax import SOFTMAX
 
 if TYPE_CHECKING:
     from abccalc.graph.core import Graph
+
+
+def _constant_rule(u: str, v: str, k: int, st_u: Exp, st_v: Exp) -> str:
+    """The rule of a contraction's constant (written when ``explain`` reads it)."""
+    return (f"Θ(1) once trained (LLN, TP5 Def. 4.1 fn. 8): {u} and {v} are correlated, so "
+            f"the sum over {k} infinite dim(s) is n^{k}: n^(-α + st({u}) + st({v}) + {k}·1) "
+            f"with st = {fmt_exp(st_u)}, {fmt_exp(st_v)} must be Θ(1)")
 
 
 class Contract(Op):
@@ -68,14 +76,12 @@ class Contract(Op):
             out.append((x, plus(-ctx.alpha, gh, sizes.st(y), graph.inf(list(shared)))))
         return out
 
-    def mup_constant(self, sizes: SizesLike, node: Node) -> tuple[Exp, str, tuple[str, ...]]:
+    def mup_constant(self, sizes: SizesLike, node: Node) -> tuple[Exp, Rule, tuple[str, ...]]:
         u, v = node.inputs
         k = sizes.graph.inf(node.over)
-        rule = (f"Θ(1) once trained (LLN, TP5 Def. 4.1 fn. 8): {u} and {v} are correlated, "
-                f"so the sum over {k} infinite dim(s) is n^{k}: n^(-α + st({u}) + st({v}) + "
-                f"{k}·1) with st = {fmt_exp(sizes.st(u))}, {fmt_exp(sizes.st(v))} must be "
-                "Θ(1)")
-        return sizes.st(u) + sizes.st(v) + k, rule, (f"size {u}", f"size {v}")
+        st_u, st_v = sizes.st(u), sizes.st(v)
+        return (st_u + st_v + k, partial(_constant_rule, u, v, k, st_u, st_v),
+                (f"size {u}", f"size {v}"))
 
     def sp_constant(self, graph: Graph, node: Node) -> Exp:
         return HALF * graph.inf(node.over)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abccalc.exponents import HALF, NEG_INF, ONE, Exp, plus
 from abccalc.graph.core import Dim, Node
-from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, TorchCtx, arity
+from abccalc.graph.ops.base import Ctx, Err, Op, Rule, Shaped, SizesLike, TorchCtx, arity
 
 MODES = ("mean", "sum")
 
@@ -62,7 +62,7 @@ class Reduce(Op):
         scale = sizes.graph.inf(node.over) if node.mode == "mean" else ctx.alpha
         return [(node.inputs[0], plus(gh, -scale))]
 
-    def mup_constant(self, sizes: SizesLike, node: Node) -> tuple[Exp, str, tuple[str, ...]]:
+    def mup_constant(self, sizes: SizesLike, node: Node) -> tuple[Exp, Rule, tuple[str, ...]]:
         x = node.inputs[0]
         k = sizes.graph.inf(node.over)
         st = sizes.st(x)

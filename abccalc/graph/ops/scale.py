@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abccalc.exponents import NEG_INF, Exp, fmt_exp, plus
 from abccalc.graph.core import Node
-from abccalc.graph.ops.base import Ctx, Op, SizesLike, TorchCtx
+from abccalc.graph.ops.base import Ctx, Op, Rule, SizesLike, TorchCtx
 
 
 class Scale(Op):
@@ -29,7 +29,7 @@ class Scale(Op):
                  ) -> list[tuple[str, Exp]]:
         return [(node.inputs[0], plus(gh, -ctx.alpha))]
 
-    def mup_constant(self, sizes: SizesLike, node: Node) -> tuple[Exp, str, tuple[str, ...]]:
+    def mup_constant(self, sizes: SizesLike, node: Node) -> tuple[Exp, Rule, tuple[str, ...]]:
         x = node.inputs[0]
         return (sizes.st(x),
                 f"Θ(1) during training: n^(-α + st({x})) with st = {fmt_exp(sizes.st(x))}",
