@@ -17,7 +17,9 @@ from enum import Enum
 from fractions import Fraction
 from functools import cached_property
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def topological_order(inputs: dict[str, tuple[str, ...]]) -> list[str] | None:
@@ -87,14 +89,22 @@ class Use:
     fan_out: tuple[str, ...]
 
 
+def made(cls: type[T], **values: Any) -> T:
+    """``cls(**values)`` for a frozen dataclass, made without ``__init__`` (which sets each
+    field through ``object.__setattr__``), for the hot paths that make one per parameter
+    or node. ``values`` must name every field, in order; ``__post_init__`` does not run,
+    so the caller passes values it would leave as they are
+    (tests/test_fast_construct.py compares with ``cls(...)``)."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(values)
+    return obj
+
+
 def new_use(node: str, param: str, kind: Kind, fan_in: tuple[str, ...],
             fan_out: tuple[str, ...]) -> Use:
-    """``Use(node, param, kind, fan_in, fan_out)``, made without ``__init__`` (a frozen
-    dataclass sets each field through ``object.__setattr__``): for a build's repeated
-    nodes, which make one per parameter."""
-    use = object.__new__(Use)
-    use.__dict__.update(node=node, param=param, kind=kind, fan_in=fan_in, fan_out=fan_out)
-    return use
+    """``Use(node, param, kind, fan_in, fan_out)`` (:func:`made`): a build's repeated
+    nodes make one per parameter."""
+    return made(Use, node=node, param=param, kind=kind, fan_in=fan_in, fan_out=fan_out)
 
 
 @dataclass(frozen=True)
@@ -111,11 +121,8 @@ class Param:
 
 
 def new_param(name: str, shape: tuple[str, ...], uses: tuple[Use, ...]) -> Param:
-    """``Param(name, shape, uses)``, made without ``__init__`` (as :func:`new_use`): a
-    build makes one per parameter."""
-    param = object.__new__(Param)
-    param.__dict__.update(name=name, shape=shape, uses=uses)
-    return param
+    """``Param(name, shape, uses)`` (:func:`made`): a build makes one per parameter."""
+    return made(Param, name=name, shape=shape, uses=uses)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from abccalc.calculus.sizes import ABC, UseKey, key
 from abccalc.calculus.solver import Analysis, Invariants
 from abccalc.errors import AbcError
 from abccalc.exponents import HALF, ONE, ZERO, Exp, Optimizer, exact
-from abccalc.graph.core import Graph, Kind, Role, Use
+from abccalc.graph.core import Graph, Kind, Role, Use, made
 
 Gauge = Callable[[Graph, Invariants, Optimizer], Exp]
 
@@ -311,18 +311,13 @@ def parametrize(analysis: Analysis, variant: str = "table3",
 def _param_rule(name: str, role: Role, kind: Kind, shape: tuple[str, ...],
                 uses: tuple[Use, ...], a_by_use: dict[UseKey, Exp], b: Exp, c: Exp
                 ) -> ParamRule:
-    """``ParamRule(...)``, made without ``__init__`` (a frozen dataclass sets each of its
-    8 fields through ``object.__setattr__``) when its exponents are Fractions already,
-    which ``__post_init__`` would leave as they are."""
-    if type(b) is Fraction and type(c) is Fraction:
-        for a in a_by_use.values():
-            if type(a) is not Fraction:
-                break
-        else:
-            rule = object.__new__(ParamRule)
-            rule.__dict__.update(name=name, role=role, kind=kind, shape=shape, uses=uses,
-                                 a_exp=a_by_use, b_exp=b, c_exp=c)
-            return rule
+    """``ParamRule(...)``, made without ``__init__`` (:func:`~abccalc.graph.core.made`)
+    when its exponents are Fractions already, which ``__post_init__`` would leave as they
+    are."""
+    if type(b) is Fraction and type(c) is Fraction and all(
+            type(a) is Fraction for a in a_by_use.values()):
+        return made(ParamRule, name=name, role=role, kind=kind, shape=shape, uses=uses,
+                    a_exp=a_by_use, b_exp=b, c_exp=c)
     return ParamRule(name, role, kind, shape, uses, a_by_use, b, c)
 
 
