@@ -24,13 +24,7 @@ from abccalc.calculus.solver import solve
 from abccalc.emit.codegen_batch import apply as apply_batch
 from abccalc.emit.codegen_batch import batch_doc, batch_source
 from abccalc.emit.codegen_depth import DEPTH_DOC, depth_source, group_scales
-from abccalc.emit.codegen_model import (
-    constant_expr,
-    doc_text,
-    ident,
-    model_source,
-    py_expr,
-)
+from abccalc.emit.codegen_model import constant_expr, doc_text, ident, model_source, py_expr
 from abccalc.emit.codegen_optim import optimizer_source, use_text
 from abccalc.emit.codegen_runtime import EPS_DOC, FUSED, HEADER, functions
 from abccalc.emit.patterns import (

@@ -26,15 +26,7 @@ from typing import Any
 from abccalc.errors import AbcError
 from abccalc.graph.blocks import MAX_NODES, expand
 from abccalc.graph.checks import check_fields, expand_composites, shape_nodes
-from abccalc.graph.core import (
-    Dim,
-    Graph,
-    Node,
-    Param,
-    new_param,
-    topological_order,
-    unnamed_fields,
-)
+from abccalc.graph.core import Dim, Graph, Node, Param, new_param, topological_order, unnamed_fields
 from abccalc.graph.names import check_name, clean, name_error, shown
 from abccalc.graph.ops import OPS
 

@@ -8,16 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from abccalc.graph.names import name_error
-from abccalc.importer.axes import (
-    BINARY,
-    PERMUTES,
-    RECURRENT,
-    SAME,
-    SOFTMAXES,
-    UNARY,
-    VIEWS,
-    Axes,
-)
+from abccalc.importer.axes import BINARY, PERMUTES, RECURRENT, SAME, SOFTMAXES, UNARY, VIEWS, Axes
 from abccalc.importer.imported import Unseen
 from abccalc.importer.pointwise import Lazy, Pointwise
 from abccalc.importer.trace import SDPA, Event, T, Trace

@@ -40,19 +40,9 @@ from abccalc.exponents import ZERO, Exp, Optimizer
 from abccalc.graph.core import Graph, Use
 from abccalc.graph.ops import OPS
 from abccalc.importer.imported import Imported
-from abccalc.parametrization.paramsfile import (
-    ParamsFile,
-    constant_nodes,
-)
+from abccalc.parametrization.paramsfile import ParamsFile, constant_nodes
 from abccalc.verify.learning_rates import read_lr_factory, read_lr_scales, same_class
-from abccalc.verify.live import (
-    aliases,
-    build_models,
-    global_ratios,
-    lookup,
-    ratios,
-    untraced,
-)
+from abccalc.verify.live import aliases, build_models, global_ratios, lookup, ratios, untraced
 
 INIT_GRAIN = Fraction(1, 2)  # init exponents are read to the nearest ½
 GLOBAL_LR = ("plain global-LR training assumed (every parameter at one width-independent "

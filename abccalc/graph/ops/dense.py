@@ -15,16 +15,7 @@ from collections.abc import Hashable, Sequence
 
 from abccalc.exponents import Exp, backward_term, dw_backward_term
 from abccalc.graph.core import Dim, Kind, Node, Use
-from abccalc.graph.ops.base import (
-    Ctx,
-    Err,
-    Op,
-    Shaped,
-    SizesLike,
-    TorchCtx,
-    arity,
-    weighted,
-)
+from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, TorchCtx, arity, weighted
 
 LAYOUTS = ("out_in", "in_out")
 

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from abccalc.exponents import NEG_INF, ZERO, Exp
 from abccalc.graph.core import Dim, Node
-from abccalc.graph.ops.base import (
-    Ctx,
-    Err,
-    Op,
-    Shaped,
-    SizesLike,
-    TorchCtx,
-    arity,
-    same_dims,
-)
+from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, TorchCtx, arity, same_dims
 
 
 class Input(Op):

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from abccalc.exponents import NEG_INF, ZERO, Exp, minus, plus
 from abccalc.graph.core import Dim, Kind, Node, Use
-from abccalc.graph.ops.base import (
-    Ctx,
-    Err,
-    Op,
-    Shaped,
-    SizesLike,
-    TorchCtx,
-    over_dims,
-    weighted,
-)
+from abccalc.graph.ops.base import Ctx, Err, Op, Shaped, SizesLike, TorchCtx, over_dims, weighted
 
 
 class Norm(Op):
