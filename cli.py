@@ -338,6 +338,8 @@ def codegen(graph: str, optimizer: str, muon_adjust: str | None, variant: str,
     from abccalc.emit.output import write_output
     from abccalc.emit.patterns import read_names
 
+    if no_fuse and not model:
+        raise AbcError("--no-fuse: only the Model's forward fuses linears; add --model")
     g = _load(graph, sets, bases)
     lion = optimizer == "lion"
     p = _parametrization(g, _optimizer(optimizer, muon_adjust), variant, params,

@@ -129,6 +129,10 @@ def test_cli_no_fuse_writes_the_separate_calls(run, tmp_path: Path) -> None:
     assert FUSED_QKV in fused and "fused_linear" not in plain
     for name in ("k", "q", "v"):
         assert f"        {name} = self.{name}(ln1)" in plain
+    code, out, err = run("codegen", str(GPT), "--optimizer", "adam", "--no-fuse", "-o",
+                         str(tmp_path / "none.py"))
+    assert (code, out, err.count("\n")) == (2, "", 1) and "add --model" in err
+    assert not (tmp_path / "none.py").exists()
 
 def test_fused_gpt_text_is_deterministic_and_ruff_clean(tmp_path: Path) -> None:
     p = params(load_graph(GPT), "table8")
@@ -347,3 +351,65 @@ def test_import_of_stacked_parameters(factory: str, tmp_path: Path) -> None:
     assert [ops[i].weight for i in concats[0].inputs] == ["a", "b"]
     modes = {n.weight: n.mode for n in ops.values() if n.op == "linear"}
     assert modes["a"] == modes["b"] == ("in_out" if factory == "in_out" else None)
+
+
+UNSTACKABLE = """\
+import torch
+
+F = torch.nn.functional
+
+
+class M(torch.nn.Module):
+    def __init__(self, n, mode):
+        super().__init__()
+        self.inp = torch.nn.Linear(8, n)
+        self.a = torch.nn.Parameter(torch.randn(n, n) / n**0.5)
+        self.b = torch.nn.Parameter(torch.randn(2 * n, n) / n**0.5)
+        self.ba = torch.nn.Parameter(torch.zeros(n))
+        self.bb = torch.nn.Parameter(torch.zeros(2 * n))
+        self.out = torch.nn.Linear(3 * n, 4)
+        self.mode = mode
+
+    def forward(self, x):
+        h = self.inp(x)
+        if self.mode == "views":  # a cat of transposed views, not of parameters
+            y = h @ torch.cat([self.a.t(), self.b.t()], 1)
+        elif self.mode == "in_out_read_transposed":  # (in, out) stacked, read transposed
+            y = F.linear(h, torch.cat([self.a, self.b.t()], 1).t())
+        elif self.mode == "biases_swapped":  # bias parts n + 2n against weight parts 2n + n
+            y = F.linear(h, torch.cat([self.a, self.b]), torch.cat([self.bb, self.ba]))
+        else:
+            y = F.linear(h, torch.cat([self.a, self.b]), torch.cat([self.ba, self.bb]))
+        return self.out(y)
+
+
+def make(mode):
+    return lambda n: M(n, mode)
+
+
+views, in_out_read_transposed = make("views"), make("in_out_read_transposed")
+biases_swapped, biases = make("biases_swapped"), make("biases")
+"""
+
+
+@pytest.mark.parametrize("factory", ["views", "in_out_read_transposed", "biases_swapped",
+                                     "biases"])
+def test_stacks_that_are_not_linears_stay_a_concat(factory: str, tmp_path: Path) -> None:
+    """Only a cat of parameters themselves, stacked on the axis their layout reads as the
+    out dim, with biases stacked in the same parts, is one linear per weight: a cat of
+    views, (in, out) weights read transposed, or biases in another order stay a concat of
+    ``param`` nodes (the generic path; they used to be misread or fail to import)."""
+    from abccalc.importer.load import load_model
+
+    (tmp_path / "unstackable.py").write_text(UNSTACKABLE)
+    example = tmp_path / "x.pt"
+    torch.save({"x": torch.randn(2, 8)}, example)
+    graph = load_model(f"{tmp_path / 'unstackable.py'}:{factory}", {"n": (16, 32)},
+                       example=str(example)).graph
+    linears = {n.weight: n.bias for n in graph.order if n.op == "linear"}
+    if factory == "biases":
+        assert linears == {"inp.weight": "inp.bias", "a": "ba", "b": "bb",
+                           "out.weight": "out.bias"}
+    else:
+        assert "a" not in linears and "b" not in linears
+        assert {"a", "b"} <= {n.weight for n in graph.order if n.op == "param"}

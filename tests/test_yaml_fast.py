@@ -153,3 +153,13 @@ def test_errors_name_the_file():
         parse_yaml(HOSTILE["duplicate-key"], "f.yaml")
     with pytest.raises(AbcError, match=rf"^f\.yaml: nested deeper than {MAX_DEPTH} levels"):
         parse_yaml(HOSTILE["deep-sequence"], "f.yaml")
+
+
+def test_text_libyaml_cannot_encode_is_the_strict_loaders_error() -> None:
+    """A lone surrogate (possible through the Python API, not from a file) makes libyaml's
+    parser refuse the text when it is created: the fast path passes it to the strict
+    loader, whose one-line error names the character."""
+    with pytest.raises(NotPlain):
+        load_plain("a: '\ud800'\n", 64, 1000, 100)
+    with pytest.raises(AbcError, match="#xd800"):
+        parse_yaml("a: '\ud800'\n", "s.yaml")

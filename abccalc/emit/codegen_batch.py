@@ -72,6 +72,8 @@ def batch_betas(betas: tuple[float, float] = BATCH_BASE_BETAS) -> tuple[float, .
 
 ADAM = '''    if "eps" in base:
         out["eps"] = base["eps"] * BATCH_EPS_FACTOR
+    elif BATCH_EPS_FACTOR != 1:
+        raise TypeError("param_groups: pass eps=, which the batch factor scales")
     out["betas"] = batch_betas(base.get("betas", BATCH_BASE_BETAS))
 '''
 
@@ -82,7 +84,9 @@ CITES = {
                  "Malladi, Arora, NeurIPS 2021 (arXiv 2102.12470)",
     "powerlines2025": "Power Lines, Bergsma et al. 2025 (arXiv 2505.13738), Wang & "
                       "Aitchison 2024 (arXiv 2405.13698): AdamW timescale "
-                      "B / (lr * lambda * D) held fixed",
+                      "B / (lr * lambda * D) held fixed (Wang & Aitchison's assumption; "
+                      "Power Lines finds the optimal one drifts with tokens per parameter, "
+                      "not applied)",
     "abccalc": "abccalc's own extension of the timescale B / (lr * lambda * D) to SGD",
 }
 
@@ -143,5 +147,6 @@ def apply(functions: str, t: BatchTransfer | None) -> str:
     None)."""
     if t is None:
         return functions
-    assert functions.count(ANCHOR) == 1, "param_groups' base line moved"
+    if functions.count(ANCHOR) != 1:  # a change to param_groups' text, not user input
+        raise RuntimeError("codegen_batch: param_groups' base line moved")
     return functions.replace(ANCHOR, ANCHOR + APPLY)

@@ -78,15 +78,17 @@ def load_plain(text: str, max_depth: int, max_items: int, max_int_digits: int) -
     :class:`NotPlain` for anything else (see the module docstring)."""
     if CParser is None:  # pragma: no cover - PyYAML built without libyaml
         raise NotPlain
-    parser = CParser(text)
+    parser = None
     try:
+        parser = CParser(text)  # raises on text it cannot encode (a lone surrogate)
         return _build(parser, max_depth, max_items, max_int_digits)
     except NotPlain:
         raise
     except Exception:  # libyaml's syntax errors, a scalar the constructor refused, ...
         raise NotPlain from None
     finally:
-        parser.dispose()
+        if parser is not None:
+            parser.dispose()
 
 
 def _build(parser: Any, max_depth: int, max_items: int, max_int_digits: int) -> Any:

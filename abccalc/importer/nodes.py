@@ -31,12 +31,15 @@ class NodeRec:
 
 @dataclass(frozen=True)
 class ParamCat:
-    """Parameters ``ins`` (tensor numbers) concatenated into tensor ``out`` along the
-    atom ``along``, each contributing its ``parts`` atom."""
+    """Parameters ``names`` (tensor numbers ``ins``, each a parameter itself, not a view)
+    concatenated into tensor ``out`` along the atom ``along`` (tensor axis ``axis``), each
+    contributing its ``parts`` atom."""
 
     ins: tuple[int, ...]
+    names: tuple[str, ...]
     out: int
     along: int
+    axis: int
     parts: tuple[int, ...]
 
 
@@ -233,10 +236,14 @@ class Nodes(Pointwise, Axes):
             self.reduce(k, ev)
         elif aten in ("split", "split_with_sizes", "slice", "select", "narrow", "unbind"):
             self.cut(k, ev)
-        elif aten == "cat" and len(a[0]) > 1 and all(self.param(x) for x in a[0]):
+        elif aten == "cat" and len(a[0]) > 1 and all(
+                self.param(x) and self.t0.kinds[x.i] == "param" for x in a[0]):
             info = self.info[k]  # parameters stacked, read whole by a matmul (or not)
-            self.val[ev.outs[0]] = ParamCat(tuple(x.i for x in a[0]), ev.outs[0],
+            axis = a[1] if len(a) > 1 else ev.kwargs.get("dim", 0)
+            self.val[ev.outs[0]] = ParamCat(tuple(x.i for x in a[0]),
+                                            tuple(self.param(x) for x in a[0]), ev.outs[0],
                                             self.atoms.find(info["along"]),
+                                            axis % len(self.g(a[0][0].i)),
                                             tuple(self.atoms.find(p) for p in info["parts"]))
         elif aten == "cat":
             info = self.info[k]
@@ -290,19 +297,28 @@ class Nodes(Pointwise, Axes):
         nothing, for any other stacking."""
         cat: ParamCat = self.val[w.i]
         b = self.val.get(ev.args[0].i) if ev.aten in ("addmm", "baddbmm") else None
-        if b is not None and not (isinstance(b, ParamCat) and len(b.ins) == len(cat.ins)):
-            return False
+        if b is not None and not (isinstance(b, ParamCat) and b.along == cat.along and [
+                self.atoms.size((p,)) for p in b.parts] == [
+                self.atoms.size((p,)) for p in cat.parts]):
+            return False  # the biases stacked in other parts than the weights
         dims = self.dims(ev.outs[0])
         if cat.along not in dims or cat.along in over:
             return False
-        layout = {"mode": "in_out"} if w.i == cat.out else {}
+        # weights stored (out, in) are stacked on axis 0 and read transposed (F.linear);
+        # stored (in, out), on axis 1 and read as they are (x @ W); anything else is not
+        # a stack of linears
+        if (cat.axis, w.i == cat.out) == (1, True):
+            layout = {"mode": "in_out"}
+        elif (cat.axis, w.i == cat.out) == (0, False):
+            layout = {}
+        else:
+            return False
         parts = []
-        for j, (wi, part) in enumerate(zip(cat.ins, cat.parts, strict=True)):
+        for j, (name, part) in enumerate(zip(cat.names, cat.parts, strict=True)):
             parts.append(self.add("linear", (self.need(x.i),),
                                   tuple(part if d == cat.along else d for d in dims),
-                                  kind="linear", weight=self.t0.names[wi],
-                                  bias=b and self.t0.names[b.ins[j]], in_dims=over,
-                                  **layout))
+                                  kind="linear", weight=name, bias=b and b.names[j],
+                                  in_dims=over, **layout))
         self.val[ev.outs[0]] = self.add("concat", tuple(parts), dims, along=cat.along)
         return True
 

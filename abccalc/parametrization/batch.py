@@ -63,7 +63,9 @@ SOURCES = {
                       "Batch Size in LLM Pre-training, 2025 (arXiv 2505.13738), and Wang "
                       "& Aitchison, How to set AdamW's weight decay as you scale model and "
                       "dataset size, 2024 (arXiv 2405.13698): the AdamW timescale "
-                      "τ = B/(η·λ·D) held fixed",
+                      "τ = B/(η·λ·D) held fixed (Wang & Aitchison's assumption; Power "
+                      "Lines finds that the optimal τ drifts with tokens per parameter, "
+                      "which is not applied here)",
     "abccalc": "abccalc's extension of the AdamW timescale τ = B/(η·λ·D) to SGD (not "
                "stated in the papers)",
 }
@@ -258,6 +260,7 @@ def transfer(optimizer: str, batch: str | None, tokens: str | None,
                 raise AbcError(f"--batch {out.batch.base}:{out.batch.target}: the "
                                f"square-root rule's beta{i} = 1 - {out.kappa}·(1 - "
                                f"{float(base):g}) = {float(new):g} leaves (0, 1); it holds "
-                               f"only while κ·(1 - beta) < 1: use a smaller batch ratio "
-                               f"or give the base run's betas with --betas")
+                               f"only while κ·(1 - beta) < 1: use a smaller batch ratio"
+                               + ("" if betas else " or give the base run's betas with "
+                                  "--betas"))
     return out
