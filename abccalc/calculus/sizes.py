@@ -73,7 +73,8 @@ class Sizes:
     g: dict[str, Exp] = field(default_factory=dict)
     converged: bool = True  # False: a blow-up that feeds itself; growing sizes are ±∞
     dead: frozenset[str] = field(init=False)  # nodes with no path to an output
-    _uses: dict[str, tuple[tuple[Use, int, int], ...]] = field(
+    # uses()'s results by node name, filled as nodes are asked for
+    uses_by_node: dict[str, tuple[tuple[Use, int, int], ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
     _inf: dict[tuple[str, ...], int] = field(  # graph.inf of a fan_in or fan_out, by dims
         default_factory=dict, init=False, repr=False, compare=False)
@@ -88,7 +89,7 @@ class Sizes:
     def uses(self, node: Node) -> tuple[tuple[Use, int, int], ...]:
         """The node's parameter uses with their infinite fan_in / fan_out counts (found
         once per node: the graph is frozen; a node without parameters shares ``()``)."""
-        out = self._uses.get(node.name)
+        out = self.uses_by_node.get(node.name)
         if out is None:
             params, name, inf = self.graph.params, node.name, self._inf
             out = ()
@@ -101,7 +102,7 @@ class Sizes:
                     if k_out is None:
                         k_out = inf[use.fan_out] = self.graph.inf(use.fan_out)
                     out += ((use, k_in, k_out),)
-            self._uses[name] = out
+            self.uses_by_node[name] = out
         return out
 
     def operand(self, node: Node, use: Use) -> tuple[Exp, Exp]:

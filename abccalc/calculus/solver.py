@@ -128,7 +128,7 @@ def solve(graph: Graph, optimizer: Optimizer | str, reuse: bool = True) -> Analy
     twin = twins(graph, sizes) if reuse else {}
     copied: dict[str, str] = {}  # node -> its twin, whose inputs had the same sizes
     uses_of, weight = sizes.uses, Kind.WEIGHT
-    found = sizes._uses  # uses_of's results by node: each node's, once the loop below met it
+    found = sizes.uses_by_node  # each node's uses, once the loop below met it
 
     for node in graph.order:
         name = node.name
