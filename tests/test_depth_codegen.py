@@ -213,6 +213,24 @@ def test_depth_sweep_qk_norm_arms(tmp_path: Path) -> None:
         text = module.read_text()
         assert "lnq_g" in text and "lnk_g" in text, module.name
 
+
+def test_qk_layernorm_spec_exponents() -> None:
+    """benchmarks/gpt_qknorm.yaml (the sweep's QK arms): a LayerNorm over d_head on q and k
+    has Θ(1) inputs and outputs, so its gain and bias are input-like vectors (table8, Adam:
+    a = b = c = 0, as every other norm gain) and q, k stay hidden weights (c = 1); the
+    normalized q·k is still a sum of d_head correlated terms, so the score constant keeps
+    its exponent 1 (1/d_head, TP5 Def. 4.1)."""
+    from abccalc.graph.spec import load_graph
+
+    p = parametrize(solve(load_graph(ROOT / "benchmarks" / "gpt_qknorm.yaml"), Optimizer.ADAM),
+                    "table8")
+    for name in ("lnq_g", "lnq_b", "lnk_g", "lnk_b"):
+        rule = p.params[f"block.1.{name}"]
+        assert (rule.role.value, rule.b_exp, rule.c_exp) == ("input", 0, 0), name
+        assert set(rule.a_exp.values()) == {0}, name
+    assert p.params["block.1.W_q"].c_exp == ONE and p.params["block.1.W_k"].c_exp == ONE
+    assert p.constants["block.1.scores"] == ONE
+
 def test_depth_sweep_summary_of_known_curves() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import depth_sweep
