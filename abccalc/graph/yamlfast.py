@@ -5,8 +5,8 @@ SafeLoader resolves them) to strings, integers, floats, booleans or nulls only: 
 keys, no timestamps. Most graph specs are plain. Such a document is a tree, so it needs no
 composed nodes: :func:`load_plain` builds its dicts and lists from the event stream in one
 loop (no recursion, so nesting depth costs no stack), with the checks of the strict
-loader in :mod:`abccalc.graph.yamlio`: nesting depth, item count, duplicate keys and the
-length of integers.
+loader in :mod:`abccalc.graph.yamlio`: nesting depth, item count, duplicate keys, the
+length of integers, and no mapping or sequence as a mapping key.
 
 Anything else (a document that is not plain, a limit or check that fails, a syntax error,
 more than one document) raises :class:`NotPlain`, and the caller reads the text again
@@ -131,9 +131,7 @@ def _build(parser: Any, max_depth: int, max_items: int, max_int_digits: int) -> 
             if not stack:
                 root = value
                 break
-            is_container = False
-            tag = None  # a container is never a key (checked at its start)
-            _add(stack[-1], value, tag, None)
+            _add(stack[-1], value, None, None)  # never a key (checked at its start)
             continue
         else:  # an alias, or the document's end before its root closed
             raise NotPlain
