@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from abccalc.graph.names import name_error
+from abccalc.graph.ops import CONTRACT, SOFTMAX
 from abccalc.importer.axes import BINARY, PERMUTES, RECURRENT, SAME, SOFTMAXES, UNARY, VIEWS, Axes
 from abccalc.importer.imported import Unseen
 from abccalc.importer.pointwise import Lazy, Pointwise
@@ -230,7 +231,7 @@ class Nodes(Pointwise, Axes):
         elif aten in SOFTMAXES:
             x = a[0].i
             over = self.flat(self.g(x)[a[1] % len(self.g(x))])
-            self.val[ev.outs[0]] = self.add("softmax", (self.need(x),), self.dims(x),
+            self.val[ev.outs[0]] = self.add(SOFTMAX.name, (self.need(x),), self.dims(x),
                                             over=over)
         elif aten in ("mean", "sum"):
             self.reduce(k, ev)
@@ -281,8 +282,8 @@ class Nodes(Pointwise, Axes):
                                      in_dims=over, **layout)
             return
         info = self.info.get(k, {})
-        self.val[out] = self.add("contract", (self.need(x.i), self.need(w.i)),
-                                 self.dims(out), kind="contract", over=over,
+        self.val[out] = self.add(CONTRACT.name, (self.need(x.i), self.need(w.i)),
+                                 self.dims(out), kind=CONTRACT.name, over=over,
                                  rename=info.get("rename") and tuple(
                                      (self.atoms.find(x), self.atoms.find(y))
                                      for x, y in info["rename"]))
@@ -381,7 +382,7 @@ class Nodes(Pointwise, Axes):
             rename = ((t, keys),)
         nq, nk, nv = self.need(q), self.need(kk), self.need(v)
         qd = [d for d in self.node_of[nq].dims if d not in e]
-        scores = self.add("contract", (nq, nk), (*qd, keys), kind="scores", over=e,
+        scores = self.add(CONTRACT.name, (nq, nk), (*qd, keys), kind="scores", over=e,
                           rename=rename)
         scales = []
         for tr in self.traces:
@@ -391,9 +392,9 @@ class Nodes(Pointwise, Axes):
         self.const(scores, tuple(scales), "scaled_dot_product_attention scale" +
                    ("" if given else " (default 1/sqrt(head_dim))"))
         causal = (t, keys) if kw.get("is_causal") else None
-        probs = self.add("softmax", (scores,), (*qd, keys), kind="probs", over=(keys,),
+        probs = self.add(SOFTMAX.name, (scores,), (*qd, keys), kind="probs", over=(keys,),
                          causal=causal)
-        mix = self.add("contract", (probs, nv), self.dims(ev.outs[0]), kind="mix",
+        mix = self.add(CONTRACT.name, (probs, nv), self.dims(ev.outs[0]), kind="mix",
                        over=(keys,), rename=rename)
         self.const(mix, tuple(1.0 for _ in self.traces), "attention-weighted values")
         self.val[ev.outs[0]] = mix

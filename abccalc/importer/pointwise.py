@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from abccalc.graph.ops import OPS
+from abccalc.graph.ops import OPS, SCALE
 from abccalc.importer.axes import ACTIVATIONS
 from abccalc.importer.trace import Event, T
 
@@ -64,7 +64,7 @@ class Pointwise:
                 recorded.what = "a matmul of two activations, times a constant"
                 self.val[i] = base
                 return base
-            name = self.add("scale", (base,), self.node_of[base].dims, kind="scale",
+            name = self.add(SCALE.name, (base,), self.node_of[base].dims, kind=SCALE.name,
                             value=float(z.factor[0]))
             self.const(name, z.factor, "a constant multiplier (mul/div by a number)")
         else:
