@@ -4,9 +4,7 @@ by hand, in the JSON, in the generated module on a small model, and on bad input
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
 import subprocess
 import sys
 from fractions import Fraction
@@ -268,22 +266,15 @@ def test_help_lists_the_flags(run) -> None:
 
 torch = pytest.importorskip("torch")
 
-
-def _module(text: str, tmp_path: Path, name: str):
-    path = tmp_path / f"{name}.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from test_codegen import load_module  # noqa: E402 (needs torch)
+from test_generated_safety import ruff_clean  # noqa: E402
 
 
 def _codegen(run, tmp_path: Path, name: str, *args: str):
     out = tmp_path / f"{name}.py"
     code, _, err = run("codegen", GPT, "--model", "-o", str(out), *args)
     assert code == 0, err
-    return _module(out.read_text(), tmp_path, name)
+    return load_module(out.read_text(), tmp_path, name)
 
 
 def test_generated_adam_groups(run, tmp_path: Path) -> None:
@@ -348,18 +339,12 @@ def test_generated_text(run, tmp_path: Path) -> None:
     assert "abccalc" not in {line.split()[1].split(".")[0] for line in text.splitlines()
                              if line.startswith(("import ", "from "))}
     assert "noqa" not in text
-    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
-    if ruff is None:
-        pytest.skip("ruff not installed")
     for extra in ((), ("--model",), ("--base", "n_layer=2", "--set", "n_layer=4")):
         path = tmp_path / f"r{len(extra)}.py"
         for opt in ("adam", "sgd"):
             assert run("codegen", GPT, "--optimizer", opt, "--batch", "1:2", "--force",
                        "-o", str(path), *extra)[0] == 0
-            done = subprocess.run([ruff, "check", "--no-cache", "--isolated",
-                                   "--line-length", "100", "--select", "E,F,W,B,I,UP,RUF",
-                                   str(path)], capture_output=True, text=True)
-            assert done.returncode == 0, done.stdout
+            assert ruff_clean(path.read_text(), tmp_path) == ""
     plain = tmp_path / "plain.py"
     assert run("codegen", GPT, "--optimizer", "adam", "-o", str(plain))[0] == 0
     assert "BATCH" not in plain.read_text() and "batch_hyper" not in plain.read_text()
