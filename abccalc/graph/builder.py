@@ -371,9 +371,6 @@ class GraphBuilder:
         for pname in sorted(uses, key=first.__getitem__):
             held = uses[pname]
             use0, shape0 = held[0]
-            if len(held) == 1:  # most parameters have one use
-                params[pname] = new_param(pname, shape0, (use0,))
-                continue
             for use, shape in held[1:]:
                 if sorted(shape) != sorted(shape0):
                     raise self.err(f"parameter '{pname}'", f"is tied but has shape "
