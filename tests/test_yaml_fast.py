@@ -85,7 +85,11 @@ HOSTILE = {
     "duplicate-quoted-key": "a: 1\n'a': 2\n",
     "duplicate-nested-key": "x: {a: 1, a: 2}\n",
     "duplicate-int-key": "1: a\n1: b\n",
-    "equal-keys-not-duplicates": "1: a\n01: b\n1.0: c\ntrue: d\nTrue: e\n~: f\nnull: g\n",
+    "equal-keys-octal": "1: a\n01: b\n",
+    "equal-keys-float": "a: {1: x, 1.0: y}\n",
+    "equal-keys-bool": "true: d\nTrue: e\n",
+    "equal-keys-null": "~: f\nnull: g\n",
+    "merge-override": "base: &b {x: 1}\nd:\n  <<: *b\n  x: 2\n",
     "str-and-int-key": "'1': a\n1: b\n",
     "python-tag": "!!python/object/apply:os.system ['touch PWNED']\n",
     "str-tag": "a: !!str 1\n",
@@ -134,18 +138,34 @@ def test_hostile_documents_give_the_same_result(name):
 
 @pytest.mark.parametrize("name", ["alias", "anchor-only", "alias-bomb", "str-tag",
                                   "merge-key", "timestamp", "two-documents", "duplicate-key",
-                                  "depth-over-limit", "items-over-limit", "int-101-digits",
-                                  "mapping-key", "unclosed", "python-tag"])
+                                  "equal-keys-octal", "equal-keys-null", "depth-over-limit",
+                                  "items-over-limit", "int-101-digits", "mapping-key", "unclosed", "python-tag"])
 def test_what_is_not_plain_goes_to_the_strict_loader(name):
     with pytest.raises(NotPlain):
         _plain(HOSTILE[name])
 
 
 @pytest.mark.parametrize("name", ["deep-block", "depth-at-limit", "numbers", "empty",
-                                  "equal-keys-not-duplicates", "bools-and-nulls", "unicode",
+                                  "str-and-int-key", "bools-and-nulls", "unicode",
                                   "block-scalars", "scalar-root", "empty-values"])
 def test_plain_documents_take_the_fast_path(name):
     assert _typed(_plain(HOSTILE[name])) == _typed(parse_strict(HOSTILE[name], "f.yaml"))
+
+
+@pytest.mark.parametrize(("name", "key"), [("equal-keys-octal", "01"),
+                                           ("equal-keys-float", "1.0"),
+                                           ("equal-keys-bool", "True"),
+                                           ("equal-keys-null", "null")])
+def test_keys_equal_once_read_are_duplicates(name, key):
+    """``1`` and ``01`` (YAML 1.1 octal) are both the integer 1: a mapping would keep only
+    the last, so it is refused, like a key written twice."""
+    with pytest.raises(AbcError, match=rf"^f\.yaml: duplicate key '{key}' \(equal to an "
+                                       r"earlier key once read; line \d\)$"):
+        parse_yaml(HOSTILE[name], "f.yaml")
+
+
+def test_a_merged_key_may_still_be_overridden():
+    assert parse_yaml(HOSTILE["merge-override"], "f.yaml")["d"] == {"x": 2}
 
 
 def test_errors_name_the_file():

@@ -168,7 +168,7 @@ def _add(frame: list, value: Any, tag: str | None, text: str | None) -> None:
         container.append(value)
     elif key is _NO_KEY:
         pair = (tag, text)
-        if pair in seen:  # a duplicate key: the strict loader's error
+        if pair in seen or value in container:  # a duplicate key: the strict loader's error
             raise NotPlain
         seen.add(pair)
         frame[1] = value

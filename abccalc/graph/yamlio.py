@@ -78,12 +78,20 @@ class _Strict:
 
     # -- constructing ------------------------------------------------------------------
     def construct_mapping(self, node, deep=False):
+        own = {id(k) for k, _ in node.value}  # a merged-in key may be overridden
         self.flatten_mapping(node)
+        keys: set = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, str | int | float | bool) and key is not None:
                 raise AbcError(f"a mapping key must be a name, got {type(key).__name__} "
                                f"({_line(key_node)})")
+            if id(key_node) not in own:
+                continue
+            if key in keys:  # spelled differently, equal once read: 1 and 01, 1 and 1.0
+                raise AbcError(f"duplicate key '{key_node.value}' (equal to an earlier key "
+                               f"once read; {_line(key_node)})")
+            keys.add(key)
         return super().construct_mapping(node, deep=deep)
 
     def construct_yaml_int(self, node):
