@@ -139,7 +139,8 @@ def test_hostile_documents_give_the_same_result(name):
 @pytest.mark.parametrize("name", ["alias", "anchor-only", "alias-bomb", "str-tag",
                                   "merge-key", "timestamp", "two-documents", "duplicate-key",
                                   "equal-keys-octal", "equal-keys-null", "depth-over-limit",
-                                  "items-over-limit", "int-101-digits", "mapping-key", "unclosed", "python-tag"])
+                                  "items-over-limit", "int-101-digits", "mapping-key", "unclosed",
+                                  "python-tag"])
 def test_what_is_not_plain_goes_to_the_strict_loader(name):
     with pytest.raises(NotPlain):
         _plain(HOSTILE[name])
