@@ -336,6 +336,8 @@ def test_generated_text(run, tmp_path: Path) -> None:
     assert "BATCH_WEIGHT_DECAY_FACTOR = BATCH_KAPPA ** 0.5 * TOKENS_RHO ** -1  # = sqrt(1/8)" \
         in text
     assert "arXiv 2205.10287" in text and "arXiv 2505.13738" in text
+    # the citations of the table's section, spelled in ASCII like the rest of the module
+    assert "#   timescale tau = B/(lr * lambda * D) held fixed" in text and text.isascii()
     assert "abccalc" not in {line.split()[1].split(".")[0] for line in text.splitlines()
                              if line.startswith(("import ", "from "))}
     assert "noqa" not in text

@@ -12,7 +12,7 @@ from __future__ import annotations
 import textwrap
 from fractions import Fraction
 
-from abccalc.parametrization.batch import BatchTransfer, Factor
+from abccalc.parametrization.batch import SOURCES, BatchTransfer, Factor
 
 # the line of param_groups after which the base values are moved to the target run
 ANCHOR = '    base = {"lr": lr, "weight_decay": weight_decay, **hyper}\n'
@@ -77,19 +77,9 @@ ADAM = '''    if "eps" in base:
     out["betas"] = batch_betas(base.get("betas", BATCH_BASE_BETAS))
 '''
 
-CITES = {
-    "malladi2022": "Malladi, Lyu, Panigrahi, Arora, NeurIPS 2022 (arXiv 2205.10287): the "
-                   "square-root scaling rule",
-    "goyal2017": "Goyal et al. 2017 (arXiv 1706.02677): the linear scaling rule; SDE: Li, "
-                 "Malladi, Arora, NeurIPS 2021 (arXiv 2102.12470)",
-    "powerlines2025": "Power Lines, Bergsma et al. 2025 (arXiv 2505.13738), Wang & "
-                      "Aitchison 2024 (arXiv 2405.13698): AdamW timescale "
-                      "B / (lr * lambda * D) held fixed (Wang & Aitchison's assumption; "
-                      "Power Lines finds the optimal one drifts with tokens per parameter, "
-                      "not applied)",
-    "abccalc": "abccalc's own extension of the timescale B / (lr * lambda * D) to SGD",
-}
-
+# Greek and the product dot of the rules and citations, spelled for an ASCII module
+ASCII = str.maketrans({"κ": "kappa", "ρ": "rho", "τ": "tau", "η": "lr", "λ": "lambda",
+                       "·": " * "})
 
 def _exponent(e: Fraction) -> str:
     return str(e.numerator) if e.denominator == 1 else repr(float(e))
@@ -113,10 +103,10 @@ def _comments(t: BatchTransfer) -> str:
         by_source["goyal2017"].append("momentum unchanged")
     out = []
     for source, items in by_source.items():
-        out += [f"# {', '.join(items)}:".replace("κ", "kappa").replace("ρ", "rho")
-                .replace("·", " "),
-                *textwrap.wrap(f"{CITES[source]}.", 90, initial_indent="#   ",
-                               subsequent_indent="#   ")]
+        out += [f"# {', '.join(items)}:".translate(ASCII),
+                *textwrap.wrap(f"{SOURCES[source].translate(ASCII)}.", 90,
+                               initial_indent="#   ", subsequent_indent="#   ",
+                               break_on_hyphens=False)]
     return "\n".join(out)
 
 
