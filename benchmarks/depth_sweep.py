@@ -146,6 +146,8 @@ def worker(cfg: argparse.Namespace) -> None:
         record = train(torch, p, depth, lr, seed, cfg, data, cache)
         record.update(steps=cfg.steps, device=cfg.device, command=cfg.command, start=t0,
                       end=time.time(), host=os.uname().nodename)
+        if cfg.device == "cuda":
+            record["card"] = torch.cuda.get_device_name()
         with path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         print(f"worker {k} [{i}/{len(todo)}] {p} depth={depth} log2_lr={lr} seed={seed} "

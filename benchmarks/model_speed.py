@@ -41,6 +41,7 @@ import importlib.util
 import inspect
 import json
 import math
+import shlex
 import statistics
 import sys
 import tempfile
@@ -392,8 +393,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise SystemExit(f"unknown spec {unknown}: choose from {sorted(SPECS)}")
     widths = [int(w) for w in args.widths.split(",")]
     card = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    print(f"torch {torch.__version__}, {card}, n_layer {args.n_layer}, batch {args.batch} "
-          f"x {args.ctx} tokens, median of {args.rounds} x {args.steps} steps")
+    config = (f"n_layer {args.n_layer}, batch {args.batch} x {args.ctx} tokens, median of "
+              f"{args.rounds} x {args.steps} steps")
+    print(f"torch {torch.__version__}, {card}, {config}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for spec in dict.fromkeys(specs + compiled):
@@ -414,7 +416,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                           f"{time.perf_counter() - t0:.0f} s", flush=True)
     print(table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+        command = shlex.join(["python", "benchmarks/model_speed.py",
+                              *(sys.argv[1:] if argv is None else argv)])
+        record = {"device": card, "torch": torch.__version__, "config": config,
+                  "command": command, "rows": rows}
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
     return rows
 
 

@@ -387,12 +387,14 @@ def plot(merged: dict, path: Path, axis: str = "width", order: tuple[str, ...] =
 
 
 def merged_runs(runs: list[dict], keys: tuple[str, ...]) -> dict:
-    """The merged result without its summary: device, commands, wall time (first start to
-    last end) and the runs, each cut to ``keys`` + val_loss and sorted by ``keys``."""
+    """The merged result without its summary: device (with the card, where the runs name
+    it), commands, wall time (first start to last end) and the runs, each cut to ``keys`` +
+    val_loss and sorted by ``keys``."""
     starts = [r["start"] for r in runs if "start" in r]
     ends = [r["end"] for r in runs if "end" in r]
     return {
-        "device": ", ".join(sorted({r.get("device", "?") for r in runs})),
+        "device": ", ".join(sorted({r.get("device", "?") + (f" ({r['card']})" if "card" in r
+                                                            else "") for r in runs})),
         "command": "\n".join(sorted({r["command"] for r in runs if "command" in r})),
         "wall_s": round(max(ends) - min(starts), 1) if starts else None,
         "runs": [{k: r[k] for k in (*keys, "val_loss")}

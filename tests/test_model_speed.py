@@ -23,7 +23,10 @@ def test_tiny_cpu_run_rows(tmp_path: Path) -> None:
     rows = model_speed.main(["--device", "cpu", "--widths", "32", "--n-layer", "1",
                              "--batch", "2", "--ctx", "16", "--rounds", "1", "--steps", "1",
                              "--warmup", "1", "--json", str(out)])
-    assert json.loads(out.read_text()) == rows
+    record = json.loads(out.read_text())
+    assert record["rows"] == rows and record["device"] == "cpu"
+    assert record["config"] == "n_layer 1, batch 2 x 16 tokens, median of 1 x 1 steps"
+    assert record["command"].startswith("python benchmarks/model_speed.py --device cpu")
     gpt, fused = rows
     assert (gpt["spec"], fused["spec"]) == ("gpt", "fused")
     for key in ("generated_ms", "generated_unfused_ms", "hand_same_ms", "hand_ms"):
