@@ -5,6 +5,7 @@ check. Every expected exponent is derived by hand in a comment (docs/depth.md)."
 from __future__ import annotations
 
 import json
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -225,6 +226,80 @@ def test_the_one_disagreement_is_completep_weight_decay_at_half() -> None:
     assert rows[("1/2", "hidden_wd")] == ["m_N", "m_L^(1/2)"]
     paper = {tuple(r[:2]): r[2:] for r in goldens.read_rows(TABLES / "completep_table1.csv")}
     assert paper[("1/2", "hidden_wd")] == ["m_N", "1"]
+
+
+def test_completedp_disagreements_are_the_final_norm_eps_and_decay_at_half() -> None:
+    # derived: the final LayerNorm's gradient is Θ(1/n) (below), so ε ∝ m_N^-1 in every
+    # column; Complete(d)P's "Output weights/biases/norms" row has ×1. At α = 1/2 a tensor
+    # in a branch has LR × m_L^(-1/2), so a fixed timescale needs λ × m_L^(1/2); the paper's
+    # decay rows have no depth factor.
+    rows = {tuple(r[:2]): r[2:] for r in goldens_depth.completedp_table1()}
+    paper = {tuple(r[:2]): r[2:] for r in goldens.read_rows(TABLES / "completedp_table1.csv")}
+    for col in ("mup", "1/2", "1"):
+        assert rows[(col, "eps_output_norms")][0] == "1/m_N"
+        assert paper[(col, "eps_output_norms")][0] == "1"
+        assert rows[(col, "eps_output_weights")] == paper[(col, "eps_output_weights")] == \
+            ["1", "1"]  # the unembedding itself: ε constant in Table 3's gauge
+    for row in ("wd_hidden", "wd_rest_in_branches"):
+        assert rows[("1/2", row)][1] == "m_L^(1/2)" and paper[("1/2", row)][1] == "1"
+        assert rows[("1", row)][1] == paper[("1", row)][1] == "1"
+
+
+def test_qk_norm_eps_has_a_width_factor_only_when_d_head_grows() -> None:
+    # QK-LN gains and biases live on d_head. Heads growing, d_head fixed: no width dim, the
+    # ε of Complete(d)P's "QK norms" row, m_L^-α. d_head growing (the depth sweep's spec):
+    # a vector over a width dim whose gradient is Θ(1/n) like every input-like tensor's.
+    for spec, eps in ((ROOT / "examples" / "archs" / "gpt_qknorm_heads.yaml", 0),
+                      (ROOT / "benchmarks" / "gpt_qknorm.yaml", 1)):
+        b = load_builder(spec, {"n_layer": "4"})
+        b.set_base("n_layer", "2")
+        p = parametrize(solve(b.build(), Optimizer.ADAM), "table3", depth_alpha=HALF)
+        for name in ("lnq_g", "lnq_b", "lnk_g", "lnk_b"):
+            h = hyper(p, p.params[f"block.1.{name}"])
+            assert (h.eps, h.eps_depth) == (eps, HALF), (spec.name, name)
+
+
+def test_final_norm_gradient_shrinks_like_one_over_width(tmp_path: Path) -> None:
+    """Measured: in the generated Table 3 GPT (Adam, 5 steps), the RMS gradient of the final
+    LayerNorm's gain and bias falls like width^-1 (the derived ε exponent 1), the
+    unembedding's stays constant (ε exponent 0). Slopes on d_model 64, 128, 256."""
+    import torch
+    import torch.nn.functional as tf
+    from test_codegen import load_module
+
+    from abccalc.emit.codegen import generate, load_parametrization
+
+    text = generate(load_parametrization(gpt(2, None), "adam", "table3"), model=True)
+    gen = load_module(text, tmp_path, "gen_final_norm")
+    names = ("ln_f.weight", "ln_f.bias", "logits.weight")
+    widths = (64, 128, 256)
+    rms: dict[str, list[float]] = {n: [] for n in names}
+    for width in widths:
+        acc = dict.fromkeys(names, 0.0)
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            model = gen.Model({"d_model": width, "d_head": width // 4})
+            gen.init_(model)
+            tokens = torch.randint(0, 256, (8, 64))
+            positions = torch.arange(64).expand(8, 64)
+            opt = torch.optim.Adam(gen.param_groups(model, 1e-2, eps=1e-12))
+            for step in range(6):
+                logits = model(tokens=tokens, positions=positions)
+                loss = tf.cross_entropy(logits.flatten(0, 1), tokens.roll(-1, 1).flatten())
+                opt.zero_grad()
+                loss.backward()
+                if step == 5:
+                    grads = dict(model.named_parameters())
+                    for n in names:
+                        acc[n] += grads[n].grad.pow(2).mean().sqrt().item()
+                opt.step()
+        for n in names:
+            rms[n].append(acc[n])
+    xs = [math.log(w) for w in widths]
+    slope = {n: (math.log(v[-1]) - math.log(v[0])) / (xs[-1] - xs[0]) for n, v in rms.items()}
+    assert -1.3 < slope["ln_f.weight"] < -0.7, slope
+    assert -1.3 < slope["ln_f.bias"] < -0.7, slope
+    assert abs(slope["logits.weight"]) < 0.2, slope
 
 
 @pytest.mark.parametrize("name", sorted(goldens_depth.TABLES))

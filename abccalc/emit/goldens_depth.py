@@ -5,6 +5,10 @@ m_L = depth/base depth relative to the base model (CompleteP Table 1's notation)
 * ``completep_table1``: CompleteP (Dey et al. 2025, arXiv 2505.01618) Table 1, the μP
   column (no depth axis) and the α column at α = 1/2 and α = 1, AdamW, Table 8's gauge
   (CompleteP's unembedding forward × m_N^-1).
+* ``completedp_table1``: Complete(d)P (Mlodozeniec et al. 2025, arXiv 2512.22382) Table
+  1, the width and depth factors of its μP (Table 3) column and its Complete(d)P column
+  at α = 1/2 and α = 1, TP5 Table 3's gauge; the QK-norm row from
+  examples/archs/gpt_qknorm_heads.yaml (d_head fixed, heads grow).
 * ``tp6_table1``: TP6 (Yang et al. 2023, arXiv 2310.02244) Table 1, Depth-μP (α = 1/2)
   for SGD and Adam: the branch multiplier and the LR of the block weights.
 * ``tp6_table2``: TP6 Table 2, widthwise μP (TP5 Table 3's gauge): init var and c.
@@ -29,6 +33,7 @@ from abccalc.parametrization.hyper import hyper
 
 ROOT = Path(__file__).resolve().parents[2]
 GPT = ROOT / "examples" / "gpt.yaml"
+QK_HEADS = ROOT / "examples" / "archs" / "gpt_qknorm_heads.yaml"  # QK-LN, d_head fixed
 
 # (row, parameters by local name, quantity) of CompleteP Table 1
 COMPLETEP_ROWS = (
@@ -52,16 +57,53 @@ COMPLETEP_ROWS = (
                              "b_proj"), "eps"),
 )
 
+_HIDDEN = ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj")
+_IN_BRANCH = ("b_q", "b_k", "b_v", "b_o", "b_fc", "b_proj", "ln1_g", "ln1_b", "ln2_g", "ln2_b")
+_FINAL_LN = ("ln_f_g", "ln_f_b")
+# (row, parameters by local name, quantity, graph) of Complete(d)P Table 1, width and
+# depth columns (its μP column is TP5 Table 3's gauge, and so is its Complete(d)P column)
+COMPLETEDP_ROWS = (
+    ("mha_residual", ("r1",), "branch", GPT),
+    ("mlp_residual", ("r2",), "branch", GPT),
+    ("unembed_multiplier", ("W_unemb",), "multiplier", GPT),
+    ("embed_init_var", ("wte", "wpe"), "init_var", GPT),
+    ("hidden_init_var", _HIDDEN, "init_var", GPT),
+    ("hidden_bias_norm_init_var", _IN_BRANCH, "init_var", GPT),
+    ("final_ln_init_var", _FINAL_LN, "init_var", GPT),
+    ("unembed_init_var", ("W_unemb",), "init_var", GPT),
+    ("embed_lr", ("wte", "wpe"), "lr", GPT),
+    ("hidden_lr", _HIDDEN, "lr", GPT),
+    ("hidden_bias_norm_lr", _IN_BRANCH, "lr", GPT),
+    ("final_ln_lr", _FINAL_LN, "lr", GPT),
+    ("unembed_lr", ("W_unemb",), "lr", GPT),
+    ("eps_hidden", (*_HIDDEN, *_IN_BRANCH), "eps", GPT),
+    ("eps_qk_norms", ("lnq_g", "lnq_b", "lnk_g", "lnk_b"), "eps", QK_HEADS),
+    ("eps_input_embed", ("wte", "wpe"), "eps", GPT),
+    ("eps_output_weights", ("W_unemb",), "eps", GPT),
+    ("eps_output_norms", _FINAL_LN, "eps", GPT),
+    ("wd_hidden", _HIDDEN, "wd", GPT),
+    ("wd_unembed", ("W_unemb",), "wd", GPT),
+    ("wd_rest_outside_branches", ("wte", "wpe", *_FINAL_LN), "wd", GPT),
+    ("wd_rest_in_branches", _IN_BRANCH, "wd", GPT),
+)
+
 # (table, first cells of the row, column): derived cells that differ from the paper's, each
-# derived in docs/depth.md (§4: CompleteP keeps λ·m_N at α = 1/2, where a fixed decay
-# timescale needs λ ∝ 1/LR = m_N·m_L^(1/2))
-DISAGREE = {("completep_table1", ("1/2", "hidden_wd"), "depth")}
+# derived in docs/depth.md: at α = 1/2 a fixed decay timescale needs λ ∝ 1/LR, which has
+# the factor m_L^(1/2) inside the branches, where both papers keep λ's depth factor 1 (§5);
+# and the final LayerNorm's gradient is Θ(1/n) like every input-like tensor's, so its ε is
+# m_N^-1 where Complete(d)P's "Output weights/biases/norms" row has ×1 (§4)
+DISAGREE = {("completep_table1", ("1/2", "hidden_wd"), "depth"),
+            ("completedp_table1", ("1/2", "wd_hidden"), "depth"),
+            ("completedp_table1", ("1/2", "wd_rest_in_branches"), "depth"),
+            *(("completedp_table1", (col, "eps_output_norms"), "width")
+              for col in ("mup", "1/2", "1"))}
 
 
-def gpt(optimizer: Optimizer, variant: str, alpha: Exp | None) -> Parametrization:
-    """examples/gpt.yaml, n_layer infinite with base 2 and built 4 deep (``alpha`` None:
-    n_layer a plain count, width-only μP)."""
-    b = load_builder(GPT, {"n_layer": "4"})
+def gpt(optimizer: Optimizer, variant: str, alpha: Exp | None, path: Path = GPT
+        ) -> Parametrization:
+    """examples/gpt.yaml (or another GPT spec at ``path``), n_layer infinite with base 2
+    and built 4 deep (``alpha`` None: n_layer a plain count, width-only μP)."""
+    b = load_builder(path, {"n_layer": "4"})
     if alpha is not None:
         b.set_base("n_layer", "2")
     return parametrize(solve(b.build(), optimizer), variant, depth_alpha=alpha or ONE)
@@ -105,6 +147,22 @@ def completep_table1() -> list[list[str]]:
     return rows
 
 
+def completedp_table1() -> list[list[str]]:
+    """Complete(d)P Table 1, its μP (Table 3) column and its Complete(d)P column at α = 1/2
+    and α = 1 (AdamW; width and depth factors, not the batch and duration column). The
+    μP column has no QK-norm ε (the paper's NA)."""
+    rows = []
+    for label, alpha in (("mup", None), ("1/2", HALF), ("1", ONE)):
+        ps = {path: gpt(Optimizer.ADAM, "table3", alpha, path) for path in (GPT, QK_HEADS)}
+        for row, names, quantity, path in COMPLETEDP_ROWS:
+            if alpha is None and row == "eps_qk_norms":
+                continue
+            width, depth = ("1", "1") if quantity == "branch" and alpha is None else \
+                _row(ps[path], names, quantity, f"{label} {row}")
+            rows.append([label, row, width, depth])
+    return rows
+
+
 def tp6_table1() -> list[list[str]]:
     hidden = ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj")
     rows = []
@@ -138,6 +196,7 @@ def _n(e: Fraction) -> str:
 
 TABLES = {
     "completep_table1": ("param,row,width,depth", completep_table1),
+    "completedp_table1": ("param,row,width,depth", completedp_table1),
     "tp6_table1": ("optimizer,row,depth", tp6_table1),
     "tp6_table2": ("quantity,input,output,hidden", tp6_table2),
 }
