@@ -92,15 +92,23 @@ def optimizer_opt(command):
 
 
 def batch_opt(command):
-    """``--batch``, ``--tokens`` and ``--betas``, passed on as one BatchTransfer (None
-    without them), checked against the ``--optimizer`` named (docs/batch.md)."""
+    """``--batch``, ``--tokens``, ``--betas`` and ``--batch-rule``, passed on as one
+    BatchTransfer (None without them), checked against the ``--optimizer`` named
+    (docs/batch.md)."""
     @functools.wraps(command)
-    def run(*args, batch: str | None, tokens: str | None, betas: str | None, **kwargs):
+    def run(*args, batch: str | None, tokens: str | None, betas: str | None,
+            batch_rule: str, **kwargs):
         from abccalc.parametrization.batch import transfer
 
-        return command(*args, batch=transfer(kwargs["optimizer"], batch, tokens, betas),
-                       **kwargs)
+        return command(*args, batch=transfer(kwargs["optimizer"], batch, tokens, betas,
+                                             batch_rule), **kwargs)
 
+    run = click.option("--batch-rule", type=click.Choice(["sde", "completedp"]),
+                       default="sde", show_default=True,
+                       help="With --batch/--tokens, whose rules: sde (Malladi et al.'s "
+                       "square-root rule, the linear rule for SGD, the AdamW timescale for "
+                       "λ) or completedp (Complete(d)P Table 1, AdamW: every factor a "
+                       "power of the batch-to-tokens ratio).")(run)
     run = click.option("--betas", metavar="BETA1,BETA2", help="With --batch and Adam: the "
                        "base run's betas, for 1 - beta x κ. [default: 0.9,0.999]")(run)
     run = click.option("--tokens", metavar="BASE:TARGET", help="Training tokens of the "

@@ -22,6 +22,7 @@ from abccalc.parametrization.batch import BatchTransfer, Pair, parse_pair, trans
 ROOT = Path(__file__).resolve().parent.parent
 MLP = str(ROOT / "examples" / "mlp.yaml")
 GPT = str(ROOT / "examples" / "gpt.yaml")
+SIZES = st.integers(1, 10 ** 6)
 TITLE = "### Batch size and training duration (SDE rules, not the width/depth calculus)"
 
 
@@ -72,6 +73,54 @@ def test_sgd_hand_derived() -> None:
         ["4", "1/4", "1"]
     assert t.betas is None and t.target_betas() is None
     assert {f.source for f in t.factors} == {"goyal2017", "abccalc"}
+
+
+def test_completedp_hand_derived() -> None:
+    """Complete(d)P Table 1 (AdamW): lr × √(m_B/m_D), 1 − β × m_B/m_D, ε × √(m_D/m_B),
+    λ × √(m_B/m_D). Batch alone, κ = 4: lr 2, ε ½, λ 2, β 0.9 → 1 − 4·0.1 = 0.6, 0.95 →
+    0.8 (the square-root rule's own values: the sets agree at ρ = 1). Tokens alone, ρ =
+    4: lr ½, ε 2, λ ½ (torch) and ¼ (independent: τ = B/(λ·D)), β 0.9 → 1 − 0.1/4 = 0.975,
+    0.95 → 0.9875. Both ×4: nothing moves, as the step count does not."""
+    t = transfer("adamw", "256:1024", None, "0.9,0.95", rule="completedp")
+    assert [exact(t, k) for k in ("lr", "eps", "weight_decay", "independent_weight_decay",
+                                  "one_minus_beta1")] == ["2", "1/2", "2", "4", "4"]
+    assert t.target_betas() == (Fraction(3, 5), Fraction(4, 5))
+    t = transfer("adamw", None, "1e9:4e9", "0.9,0.95", rule="completedp")
+    assert [exact(t, k) for k in ("lr", "eps", "weight_decay", "independent_weight_decay",
+                                  "one_minus_beta1")] == ["1/2", "2", "1/2", "1/4", "1/4"]
+    assert t.target_betas() == (Fraction(39, 40), Fraction(79, 80))
+    assert t.steps == 4
+    t = transfer("adamw", "256:1024", "1e9:4e9", rule="completedp")
+    assert all(t.exact(f) == "1" for f in t.factors) and t.target_betas() == t.betas
+    assert {f.source for f in t.factors} == {"completedp2025", "powerlines2025"}
+
+
+@given(SIZES, SIZES, SIZES, SIZES)
+def test_completedp_keeps_the_adamw_timescale(b0: int, b1: int, d0: int, d1: int) -> None:
+    """Complete(d)P's lr and λ (torch's lr·λ) move lr·λ by κ/ρ, so τ = B/(lr·λ·D) stays
+    fixed, as the default rules' do; at ρ = 1 the two rule sets are the same."""
+    for rule in ("sde", "completedp"):
+        t = BatchTransfer("adam", Pair(b0, b1), Pair(d0, d1), None, rule)
+        assert t.square(t.factor("lr")) * t.square(t.factor("weight_decay")) == \
+            (t.kappa / t.rho) ** 2
+    same, sde = (BatchTransfer("adam", Pair(b0, b1), Pair(1, 1), None, rule)
+                 for rule in ("completedp", "sde"))
+    assert [same.exact(f) for f in same.factors] == [sde.exact(f) for f in sde.factors]
+
+
+def test_completedp_refuses_sgd_and_needs_the_pairs() -> None:
+    with pytest.raises(AbcError, match="Complete\\(d\\)P's Table 1 gives rules for AdamW"):
+        transfer("sgd", "1:2", None, rule="completedp")
+    with pytest.raises(AbcError, match="--batch-rule completedp: applies with --batch"):
+        transfer("adam", None, None, rule="completedp")
+    assert transfer("adam", "1:8", None, rule="completedp").target_betas()[0] == \
+        Fraction(1, 5)  # 1 − 8·0.1
+    with pytest.raises(AbcError, match=r"^--batch 1:16 --tokens 1:1: the Complete\(d\)P rule's "
+                       r"beta1 = 1 - 16·\(1 - 0.9\) = -0.6 leaves \(0, 1\); it holds only "
+                       r"while κ·ρ\^-1·\(1 - beta\) < 1"):
+        transfer("adam", "1:16", None, rule="completedp")
+    with pytest.raises(AbcError, match=r"--tokens 20:1: the Complete\(d\)P rule's beta1"):
+        transfer("adam", None, "20:1", rule="completedp")  # a 20x shorter run: 1 − 20·0.1
 
 
 def test_no_flags_no_transfer() -> None:
@@ -129,8 +178,6 @@ def test_betas_need_batch_and_adam() -> None:
 
 # -- properties ------------------------------------------------------------------------------
 
-SIZES = st.integers(1, 10 ** 6)
-
 
 @given(SIZES, SIZES)
 def test_identity(b: int, d: int) -> None:
@@ -142,19 +189,23 @@ def test_identity(b: int, d: int) -> None:
     assert all(s.exact(f) == "1" for f in s.factors)
 
 
-@given(SIZES, SIZES, SIZES, SIZES, SIZES, SIZES, st.sampled_from(["adam", "sgd"]))
-def test_composition(b0: int, b1: int, b2: int, d0: int, d1: int, d2: int, opt: str) -> None:
+@given(SIZES, SIZES, SIZES, SIZES, SIZES, SIZES,
+       st.sampled_from([("adam", "sde"), ("sgd", "sde"), ("adam", "completedp")]))
+def test_composition(b0: int, b1: int, b2: int, d0: int, d1: int, d2: int,
+                     opt_rule: tuple[str, str]) -> None:
     """Going B0 → B1 then B1 → B2 equals B0 → B2 (and alike for tokens), exactly: each
-    factor is a monomial in κ and ρ, and β ← 1 − κ(1 − β) composes."""
+    factor is a monomial in κ and ρ, and β ← 1 − r(1 − β) composes (r = κ, or κ/ρ)."""
+    opt, rule = opt_rule
+
     def t(b: tuple[int, int], d: tuple[int, int]) -> BatchTransfer:
         return BatchTransfer(opt, Pair(*b), Pair(*d), None if opt == "sgd" else
-                             (Fraction(9, 10), Fraction(99, 100)))
+                             (Fraction(9, 10), Fraction(99, 100)), rule)
 
     first, second, whole = t((b0, b1), (d0, d1)), t((b1, b2), (d1, d2)), t((b0, b2), (d0, d2))
     for f in whole.factors:
         assert first.square(f) * second.square(f) == whole.square(f)
     if opt == "adam":
-        mid = BatchTransfer(opt, Pair(b1, b2), Pair(d1, d2), first.target_betas())
+        mid = BatchTransfer(opt, Pair(b1, b2), Pair(d1, d2), first.target_betas(), rule)
         assert mid.target_betas() == whole.target_betas()
 
 
@@ -174,6 +225,26 @@ def test_table_markdown_adds_a_section(run) -> None:
     assert "β1 0.9 → 0.6, β2 0.95 → 0.8" in section
     assert "arXiv 2205.10287" in section and "arXiv 2505.13738" in section
     assert "not from the width/depth calculus" in section
+
+
+def test_table_completedp(run) -> None:
+    """--batch-rule completedp: the same section with Complete(d)P's factors and source;
+    the JSON names the rule. Tokens 1e9 → 4e9 at one batch size: lr ½, ε 2, β 0.9 →
+    0.975."""
+    code, out, err = run("table", MLP, "--tokens", "1e9:4e9", "--batch-rule", "completedp",
+                         "--betas", "0.9,0.95")
+    assert code == 0 and err == ""
+    assert "| learning rate | κ^(1/2)·ρ^(-1/2) | 1/2 | 0.5 | [1] |" in out
+    assert "| Adam ε | κ^(-1/2)·ρ^(1/2) | 2 | 2 | [1] |" in out
+    assert "β ← 1 − κ·ρ^-1·(1 − β)" in out and "β1 0.9 → 0.975, β2 0.95 → 0.9875" in out
+    assert "1. Mlodozeniec, Ablin, Béthune" in out and "arXiv 2512.22382" in out
+    code, out, _ = run("table", MLP, "--format", "json", "--tokens", "1e9:4e9",
+                       "--batch-rule", "completedp")
+    bt = json.loads(out)["batch_transfer"]
+    assert (bt["rule"], bt["factors"]["lr"]["exact"], bt["factors"]["eps"]["exact"]) == \
+        ("completedp", "1/2", "2")
+    assert json.loads(run("table", MLP, "--format", "json", "--batch", "1:2")[1])[
+        "batch_transfer"]["rule"] == "sde"
 
 
 def test_table_json(run) -> None:
@@ -231,6 +302,9 @@ def _one_line_error(code: int, out: str, err: str, *needles: str) -> None:
     (("--batch", "1:2", "--format", "latex"), "--format latex"),
     (("--betas", "0.9,0.95"), "--betas"),
     (("--batch", "1:2", "--betas", "2,3"), "--betas"),
+    (("--batch", "1:2", "--optimizer", "sgd", "--batch-rule", "completedp"), "AdamW only"),
+    (("--batch-rule", "completedp"), "--batch-rule completedp: applies with --batch"),
+    (("--batch", "1:2", "--batch-rule", "bogus"), "--batch-rule"),
 ])
 def test_table_errors(run, args: tuple[str, ...], needle: str) -> None:
     _one_line_error(*run("table", MLP, *args), needle)
@@ -260,6 +334,7 @@ def test_help_lists_the_flags(run) -> None:
     for command in ("table", "codegen"):
         code, out, _ = run(command, "--help")
         assert code == 0 and "--batch BASE:TARGET" in out and "--tokens BASE:TARGET" in out
+        assert "--batch-rule [sde|completedp]" in out
 
 
 # -- the generated module --------------------------------------------------------------------
@@ -308,6 +383,24 @@ def test_generated_adam_groups(run, tmp_path: Path) -> None:
     model(torch.randint(0, 64, (2, 8)), torch.arange(8).expand(2, 8)).float().pow(2).mean(
     ).backward()
     torch.optim.AdamW(groups, lr=1e-3).step()  # a real step with the moved groups
+
+
+def test_generated_completedp_groups(run, tmp_path: Path) -> None:
+    """--batch-rule completedp in the module: a 4x longer run at one batch size moves lr
+    × ½, eps × 2, λ × ½ (torch) and betas (0.9, 0.95) → (0.975, 0.9875)."""
+    plain = _codegen(run, tmp_path, "plain_cdp", "--optimizer", "adamw")
+    batch = _codegen(run, tmp_path, "batch_cdp", "--optimizer", "adamw", "--tokens",
+                     "1e9:4e9", "--betas", "0.9,0.95", "--batch-rule", "completedp")
+    assert (batch.BATCH_LR_FACTOR, batch.BATCH_EPS_FACTOR, batch.BATCH_ONE_MINUS_BETA_FACTOR,
+            batch.BATCH_WEIGHT_DECAY_FACTOR) == (0.5, 2.0, 0.25, 0.5)
+    model = plain.Model({"d_model": 128, "d_head": 32})
+    a = plain.param_groups(model, 1e-3, eps=1e-8, weight_decay=0.1, betas=(0.9, 0.95))
+    b = batch.param_groups(model, 1e-3, eps=1e-8, weight_decay=0.1)
+    for ga, gb in zip(a, b, strict=True):
+        assert gb["lr"] == pytest.approx(0.5 * ga["lr"])
+        assert gb["eps"] == pytest.approx(2 * ga["eps"])
+        assert gb["weight_decay"] == pytest.approx(0.5 * ga["weight_decay"])
+        assert gb["betas"] == pytest.approx((0.975, 0.9875))
 
 
 def test_generated_sgd_groups(run, tmp_path: Path) -> None:

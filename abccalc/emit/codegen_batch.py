@@ -60,12 +60,13 @@ BETAS = '''BATCH_BASE_BETAS = {betas}  # the base run's Adam betas (abccalc --be
 
 
 def batch_betas(betas: tuple[float, float] = BATCH_BASE_BETAS) -> tuple[float, ...]:
-    """beta <- 1 - kappa * (1 - beta) for each beta; ValueError where one leaves (0, 1)
-    (the rule holds only while kappa * (1 - beta) < 1)."""
-    out = tuple(1.0 - BATCH_KAPPA * (1.0 - b) for b in betas)
+    """beta <- 1 - BATCH_ONE_MINUS_BETA_FACTOR * (1 - beta) for each beta; ValueError
+    where one leaves (0, 1) (the rule holds only while the factor * (1 - beta) < 1)."""
+    out = tuple(1.0 - BATCH_ONE_MINUS_BETA_FACTOR * (1.0 - b) for b in betas)
     if not all(0.0 < b < 1.0 for b in out):
-        raise ValueError(f"betas {{betas}} at batch ratio {{BATCH_KAPPA}} give {{out}}, "
-                         "outside (0, 1): the square-root scaling rule does not apply")
+        raise ValueError(f"betas {{betas}} at 1 - beta factor "
+                         f"{{BATCH_ONE_MINUS_BETA_FACTOR}} give {{out}}, outside (0, 1): "
+                         "the scaling rule does not apply")
     return out
 
 '''
@@ -79,7 +80,7 @@ ADAM = '''    if "eps" in base:
 
 # Greek and the product dot of the rules and citations, spelled for an ASCII module
 ASCII = str.maketrans({"κ": "kappa", "ρ": "rho", "τ": "tau", "η": "lr", "λ": "lambda",
-                       "·": " * "})
+                       "·": " * ", "é": "e"})
 
 def _exponent(e: Fraction) -> str:
     return str(e.numerator) if e.denominator == 1 else repr(float(e))
@@ -92,18 +93,23 @@ def _expr(f: Factor) -> str:
     return " * ".join(terms) or "1.0"
 
 
+def _constant(key: str) -> str:
+    """The constant's name after BATCH_: one 1 - beta factor for both betas."""
+    return "ONE_MINUS_BETA" if key == "one_minus_beta1" else key.upper()
+
+
 def _comments(t: BatchTransfer) -> str:
     by_source: dict[str, list[str]] = {}
     for f in t.factors:
-        if not f.key.startswith("one_minus"):
-            by_source.setdefault(f.source, []).append(f"{f.key} x {f.rule()}")
-    if t.adam:
-        by_source["malladi2022"].insert(1, "1 - beta x κ")
-    else:
+        if f.key != "one_minus_beta2":  # one constant for both betas
+            key = "1 - beta" if f.key == "one_minus_beta1" else f.key
+            by_source.setdefault(f.source, []).append(f"{key} x {f.rule()}")
+    if not t.adam:
         by_source["goyal2017"].append("momentum unchanged")
     out = []
     for source, items in by_source.items():
-        out += [f"# {', '.join(items)}:".translate(ASCII),
+        out += [*textwrap.wrap(f"{', '.join(items)}:".translate(ASCII), 90,
+                               initial_indent="# ", subsequent_indent="# "),
                 *textwrap.wrap(f"{SOURCES[source].translate(ASCII)}.", 90,
                                initial_indent="#   ", subsequent_indent="#   ",
                                break_on_hyphens=False)]
@@ -114,8 +120,8 @@ def batch_source(t: BatchTransfer | None) -> str:
     """The batch section of the generated module (empty for None)."""
     if t is None:
         return ""
-    factors = [f"BATCH_{f.key.upper()}_FACTOR = {_expr(f)}  # = {t.exact(f)}"
-               for f in t.factors if not f.key.startswith("one_minus")]
+    factors = [f"BATCH_{_constant(f.key)}_FACTOR = {_expr(f)}  # = {t.exact(f)}"
+               for f in t.factors if f.key != "one_minus_beta2"]
     betas = "" if t.betas is None else "\n" + BETAS.format(
         betas=repr(tuple(float(b) for b in t.betas))).rstrip("\n") + "\n"
     return SECTION.format(comments=_comments(t), batch_base=t.batch.base,

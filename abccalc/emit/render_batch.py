@@ -31,7 +31,7 @@ def as_dict(t: BatchTransfer) -> dict:
                        "rho_exponent": str(f.rho), "exact": t.exact(f),
                        "value": t.value(f), "source": f.source} for f in t.factors}
     out: dict = {"rules": "the cited papers' SDE-based rules, not the width/depth calculus",
-                 "optimizer": t.optimizer,
+                 "rule": t.rule, "optimizer": t.optimizer,
                  "batch": {"base": t.batch.base, "target": t.batch.target},
                  "tokens": {"base": t.tokens.base, "target": t.tokens.target},
                  "kappa": str(t.kappa), "rho": str(t.rho), "steps": str(t.steps),
@@ -64,7 +64,8 @@ def markdown(t: BatchTransfer) -> str:
     if target is not None:
         pairs = ", ".join(f"β{i} {_num(b)} → {_num(n)}"
                           for i, (b, n) in enumerate(zip(t.betas, target, strict=True), 1))
-        lines += ["", f"Adam betas, β ← 1 − κ·(1 − β), valid while κ·(1 − β) < 1 (base "
+        r = t.factor("one_minus_beta1").rule()
+        lines += ["", f"Adam betas, β ← 1 − {r}·(1 − β), valid while {r}·(1 − β) < 1 (base "
                   f"betas from --betas, default torch's): {pairs}."]
     lines += ["", "Sources:", *(f"{i}. {SOURCES[k]}." for k, i in refs.items())]
     return "\n".join(lines) + "\n"

@@ -34,6 +34,16 @@ Holding τ fixed gives η·λ ∝ B/D = κ/ρ, so λ ∝ (κ/ρ)/η:
 A run's step count S = D/B changes by ρ/κ; an LR schedule written in steps (warmup,
 decay) stretches by the same factor. Only adam, adamw and sgd have rules here: Lion, Muon
 and the other optimizers are refused (no SDE rule transcribed for them).
+
+``rule="completedp"`` (``--batch-rule completedp``) takes Complete(d)P's Table 1 instead
+(Mlodozeniec et al. 2025, AdamW only), where every factor is a power of the ratio κ/ρ of
+batch size to tokens, that is of the step count S = D/B: a longer run moves the
+hyperparameters as a smaller batch does::
+
+    lr × (κ/ρ)^½      1 − β₁, 1 − β₂ × κ/ρ      eps × (κ/ρ)^−½      λ × (κ/ρ)^½
+
+Its λ keeps the timescale τ above fixed under torch's convention (η·λ ∝ κ/ρ), as the
+default rules' λ does; at a fixed token count (ρ = 1) the two rule sets coincide.
 """
 
 from __future__ import annotations
@@ -46,7 +56,8 @@ from fractions import Fraction
 from abccalc.errors import AbcError
 
 CAP = 10 ** 15  # the largest batch size or token count accepted
-SUPPORTED = ("adam", "adamw", "sgd")
+# the rule sets of --batch-rule and the optimizers each has rules for
+SUPPORTED = {"sde": ("adam", "adamw", "sgd"), "completedp": ("adam", "adamw")}
 ZERO = Fraction(0)
 TORCH_BETAS = (Fraction(9, 10), Fraction(999, 1000))  # torch.optim.AdamW's defaults
 TITLE = "Batch size and training duration (SDE rules, not the width/depth calculus)"
@@ -66,6 +77,10 @@ SOURCES = {
                       "τ = B/(η·λ·D) held fixed (Wang & Aitchison's assumption; Power "
                       "Lines finds that the optimal τ drifts with tokens per parameter, "
                       "which is not applied here)",
+    "completedp2025": "Mlodozeniec, Ablin, Béthune, Busbridge, Klein, Ramapuram, Cuturi, "
+                      "Completed Hyperparameter Transfer across Modules, Width, Depth, "
+                      "Batch and Duration, 2025 (arXiv 2512.22382), Table 1: AdamW's "
+                      "hyperparameters as powers of the batch-to-tokens ratio m_B/m_D",
     "abccalc": "abccalc's extension of the AdamW timescale τ = B/(η·λ·D) to SGD (not "
                "stated in the papers)",
 }
@@ -150,8 +165,18 @@ def _power(sym: str, e: Fraction) -> str:
     return f"{sym}^{e}" if e.denominator == 1 else f"{sym}^({e})"
 
 
-def _rules(optimizer: str) -> tuple[Factor, ...]:
+def _rules(optimizer: str, rule: str) -> tuple[Factor, ...]:
     half, one = Fraction(1, 2), Fraction(1)
+    if rule == "completedp":
+        src = "completedp2025"
+        return (Factor("lr", "learning rate", half, -half, src),
+                Factor("one_minus_beta1", "1 − β1", one, -one, src),
+                Factor("one_minus_beta2", "1 − β2", one, -one, src),
+                Factor("eps", "Adam ε", -half, half, src),
+                Factor("weight_decay", "AdamW weight decay (torch: decay lr·λ per step)",
+                       half, -half, src),
+                Factor("independent_weight_decay", "AdamW weight decay independent of lr",
+                       one, -one, "powerlines2025"))
     if optimizer == "sgd":
         return (Factor("lr", "learning rate", one, ZERO, "goyal2017"),
                 Factor("weight_decay", "weight decay (torch: decay lr·λ per step)",
@@ -177,12 +202,15 @@ def _square_root(q: Fraction) -> Fraction | None:
 @dataclass(frozen=True)
 class BatchTransfer:
     """The transfer from the base run to the target: ``batch`` and ``tokens`` pairs (a
-    missing one is ``base = target``), the optimizer and, for Adam, the base betas."""
+    missing one is ``base = target``), the optimizer, for Adam the base betas, and the
+    rule set (``sde``: Malladi et al., Goyal et al., the AdamW timescale; ``completedp``:
+    Complete(d)P Table 1)."""
 
     optimizer: str
     batch: Pair
     tokens: Pair
     betas: tuple[Fraction, Fraction] | None
+    rule: str = "sde"
 
     @property
     def kappa(self) -> Fraction:
@@ -198,7 +226,7 @@ class BatchTransfer:
 
     @property
     def factors(self) -> tuple[Factor, ...]:
-        return _rules(self.optimizer)
+        return _rules(self.optimizer, self.rule)
 
     def factor(self, key: str) -> Factor:
         return next(f for f in self.factors if f.key == key)
@@ -226,25 +254,39 @@ class BatchTransfer:
         return self.rho / self.kappa
 
     def target_betas(self) -> tuple[Fraction, Fraction] | None:
-        """β ← 1 − κ·(1 − β) of the base betas (None for SGD)."""
+        """β ← 1 − r·(1 − β) of the base betas, r the factor of 1 − β (κ; Complete(d)P:
+        κ/ρ), exact (its exponents are integers); None for SGD."""
         if self.betas is None:
             return None
-        return tuple(1 - self.kappa * (1 - b) for b in self.betas)  # type: ignore
+        r = self.square(self.factor("one_minus_beta1"))
+        root = _square_root(r)
+        assert root is not None, r
+        return tuple(1 - root * (1 - b) for b in self.betas)  # type: ignore
 
 
 def transfer(optimizer: str, batch: str | None, tokens: str | None,
-             betas: str | None = None) -> BatchTransfer | None:
+             betas: str | None = None, rule: str = "sde") -> BatchTransfer | None:
     """The transfer ``--batch``/``--tokens`` ask for (None when neither is given), for
-    the optimizer named on the command line. Lion, Muon and the other optimizers are
-    refused, as is ``--betas`` without them or with SGD, and a target β outside (0, 1)."""
+    the optimizer named on the command line, with the rule set ``rule`` (``sde`` or
+    ``completedp``). Lion, Muon and the other optimizers are refused, as are SGD under
+    ``completedp``, ``--betas`` or ``--batch-rule completedp`` without the pairs,
+    ``--betas`` with SGD, and a target β outside (0, 1)."""
     b, t = parse_pair(batch, "--batch"), parse_pair(tokens, "--tokens")
     if b is None and t is None:
         if betas is not None:
             raise AbcError("--betas: applies with --batch or --tokens (the base run's Adam "
                            "betas, for the square-root scaling rule)")
+        if rule != "sde":
+            raise AbcError(f"--batch-rule {rule}: applies with --batch or --tokens")
         return None
     name = optimizer.lower()
-    if name not in SUPPORTED:
+    if rule not in SUPPORTED:  # click's choice stops this first; a library caller may not
+        raise AbcError(f"--batch-rule {rule[:40]!a}: choose sde or completedp")
+    if name not in SUPPORTED[rule]:
+        if rule == "completedp":
+            raise AbcError(f"--batch-rule completedp with --optimizer {name}: Complete(d)P's "
+                           "Table 1 gives rules for AdamW only; use adam or adamw, or the "
+                           "default --batch-rule sde (docs/batch.md)")
         raise AbcError(f"--batch/--tokens with --optimizer {name}: no SDE scaling rule "
                        "is transcribed for it; abccalc has rules for adam, adamw (Malladi "
                        "et al. 2022) and sgd (Goyal et al. 2017) only (docs/batch.md)")
@@ -252,15 +294,20 @@ def transfer(optimizer: str, batch: str | None, tokens: str | None,
         raise AbcError("--betas: SGD has no betas (its momentum is unchanged by the "
                        "linear scaling rule)")
     out = BatchTransfer(name, b or Pair(1, 1), t or Pair(1, 1),
-                        None if name == "sgd" else parse_betas(betas))
+                        None if name == "sgd" else parse_betas(betas), rule)
     target = out.target_betas()
     if target is not None:
+        f = out.factor("one_minus_beta1")
+        sde = rule == "sde"
+        where = f"--batch {out.batch.base}:{out.batch.target}" + (
+            "" if sde else f" --tokens {out.tokens.base}:{out.tokens.target}")
         for i, (base, new) in enumerate(zip(out.betas, target, strict=True), 1):
             if not 0 < new < 1:
-                raise AbcError(f"--batch {out.batch.base}:{out.batch.target}: the "
-                               f"square-root rule's beta{i} = 1 - {out.kappa}·(1 - "
-                               f"{float(base):g}) = {float(new):g} leaves (0, 1); it holds "
-                               f"only while κ·(1 - beta) < 1: use a smaller batch ratio"
+                raise AbcError(f"{where}: the {'square-root' if sde else 'Complete(d)P'} "
+                               f"rule's beta{i} = 1 - {out.exact(f)}·(1 - {float(base):g}) "
+                               f"= {float(new):g} leaves (0, 1); it holds only while "
+                               f"{f.rule()}·(1 - beta) < 1: use a smaller "
+                               f"{'batch' if sde else 'batch-to-tokens'} ratio"
                                + ("" if betas else " or give the base run's betas with "
                                   "--betas"))
     return out
