@@ -377,7 +377,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--compile", default=None, metavar="SPECS",
                     help="also time torch.compile (inductor) of the models for these specs "
                          "('' for none; default: fused on CUDA, none on CPU)")
-    ap.add_argument("--json", help="also write the rows to this file")
+    ap.add_argument("--json", help="also write the rows, with the device, torch version, "
+                    "config and command, to this file")
     args = ap.parse_args(argv)
     if args.quick:
         args.widths, args.n_layer, args.batch, args.ctx = "32,64", 2, 2, 32

@@ -82,6 +82,7 @@ ADAM = '''    if "eps" in base:
 ASCII = str.maketrans({"κ": "kappa", "ρ": "rho", "τ": "tau", "η": "lr", "λ": "lambda",
                        "·": " * ", "é": "e"})
 
+
 def _exponent(e: Fraction) -> str:
     return str(e.numerator) if e.denominator == 1 else repr(float(e))
 
