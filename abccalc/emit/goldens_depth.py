@@ -35,31 +35,34 @@ ROOT = Path(__file__).resolve().parents[2]
 GPT = ROOT / "examples" / "gpt.yaml"
 QK_HEADS = ROOT / "examples" / "archs" / "gpt_qknorm_heads.yaml"  # QK-LN, d_head fixed
 
+# examples/gpt.yaml's parameters by local name: the block's weight matrices, the biases and
+# pre-LNs of its branches, the final LayerNorm
+_HIDDEN = ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj")
+_BIASES = ("b_q", "b_k", "b_v", "b_o", "b_fc", "b_proj")
+_PRE_LN = ("ln1_g", "ln1_b", "ln2_g", "ln2_b")
+_IN_BRANCH = (*_BIASES, *_PRE_LN)
+_FINAL_LN = ("ln_f_g", "ln_f_b")
+
 # (row, parameters by local name, quantity) of CompleteP Table 1
 COMPLETEP_ROWS = (
     ("embed_init_var", ("wte", "wpe"), "init_var"),
     ("embed_lr", ("wte", "wpe"), "lr"),
     ("preln_init_var", ("ln1_g", "ln2_g"), "init_var"),
-    ("preln_lr", ("ln1_g", "ln1_b", "ln2_g", "ln2_b"), "lr"),
-    ("hidden_init_var", ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj"), "init_var"),
-    ("hidden_lr", ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj"), "lr"),
-    ("hidden_bias_lr", ("b_q", "b_k", "b_v", "b_o", "b_fc", "b_proj"), "lr"),
-    ("hidden_wd", ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj"), "wd"),
+    ("preln_lr", _PRE_LN, "lr"),
+    ("hidden_init_var", _HIDDEN, "init_var"),
+    ("hidden_lr", _HIDDEN, "lr"),
+    ("hidden_bias_lr", _BIASES, "lr"),
+    ("hidden_wd", _HIDDEN, "wd"),
     ("mha_residual", ("r1",), "branch"),
     ("mlp_residual", ("r2",), "branch"),
     ("final_ln_init_var", ("ln_f_g",), "init_var"),
-    ("final_ln_lr", ("ln_f_g", "ln_f_b"), "lr"),
+    ("final_ln_lr", _FINAL_LN, "lr"),
     ("unembed_init_var", ("W_unemb",), "init_var"),
     ("unembed_lr", ("W_unemb",), "lr"),
     ("unembed_multiplier", ("W_unemb",), "multiplier"),
-    ("eps_residual_blocks", ("ln1_g", "ln1_b", "W_q", "W_k", "W_v", "W_o", "b_q", "b_k",
-                             "b_v", "b_o", "ln2_g", "ln2_b", "W_fc", "W_proj", "b_fc",
-                             "b_proj"), "eps"),
+    ("eps_residual_blocks", (*_HIDDEN, *_IN_BRANCH), "eps"),
 )
 
-_HIDDEN = ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj")
-_IN_BRANCH = ("b_q", "b_k", "b_v", "b_o", "b_fc", "b_proj", "ln1_g", "ln1_b", "ln2_g", "ln2_b")
-_FINAL_LN = ("ln_f_g", "ln_f_b")
 # (row, parameters by local name, quantity, graph) of Complete(d)P Table 1, width and
 # depth columns (its μP column is TP5 Table 3's gauge, and so is its Complete(d)P column)
 COMPLETEDP_ROWS = (
@@ -164,13 +167,12 @@ def completedp_table1() -> list[list[str]]:
 
 
 def tp6_table1() -> list[list[str]]:
-    hidden = ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj")
     rows = []
     for opt in (Optimizer.SGD, Optimizer.ADAM):
         p = gpt(opt, "table8", HALF)
         rows.append([opt.value, "branch_multiplier", _row(p, ("r1", "r2"), "branch",
                                                           "branch")[1]])
-        rows.append([opt.value, "lr", _row(p, hidden, "lr", f"{opt.value} lr")[1]])
+        rows.append([opt.value, "lr", _row(p, _HIDDEN, "lr", f"{opt.value} lr")[1]])
     return rows
 
 
@@ -178,7 +180,7 @@ def tp6_table2() -> list[list[str]]:
     """Widthwise μP as TP6 Table 2 writes it: init var n^(-2b) and c, by role."""
     p = gpt(Optimizer.ADAM, "table3", HALF)
     roles = {Role.INPUT: ("wte", "wpe"), Role.OUTPUT: ("W_unemb",),
-             Role.HIDDEN: ("W_q", "W_k", "W_v", "W_o", "W_fc", "W_proj")}
+             Role.HIDDEN: _HIDDEN}
     cols = []
     for role, names in roles.items():
         rs = [p.params[n] for n in _locals(p, names)]

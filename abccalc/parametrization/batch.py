@@ -258,10 +258,10 @@ class BatchTransfer:
         κ/ρ), exact (its exponents are integers); None for SGD."""
         if self.betas is None:
             return None
-        r = self.square(self.factor("one_minus_beta1"))
-        root = _square_root(r)
-        assert root is not None, r
-        return tuple(1 - root * (1 - b) for b in self.betas)  # type: ignore
+        f = self.factor("one_minus_beta1")
+        assert f.kappa.denominator == f.rho.denominator == 1, f
+        r = self.kappa ** int(f.kappa) * self.rho ** int(f.rho)
+        return tuple(1 - r * (1 - b) for b in self.betas)  # type: ignore
 
 
 def transfer(optimizer: str, batch: str | None, tokens: str | None,
